@@ -1,0 +1,330 @@
+//! The `wormflow` command line.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exec::report::Reporter;
+use crate::exec::{run_local, RunOptions, RunSummary};
+use crate::graph::Graph;
+use crate::kinds::Registry;
+use crate::plan;
+use crate::status::{NodeState, Resolver};
+use crate::store::{gc, verify, Store};
+
+#[derive(Parser)]
+#[command(name = "wormflow", version, about = "Cached, incremental pipelines for C. elegans neural-activity models")]
+pub struct Cli {
+    /// The pipeline file (its directory is the workspace).
+    #[arg(short = 'f', long = "file", global = true, default_value = "pipeline.toml")]
+    pub file: PathBuf,
+    /// Override a value of the pipeline, e.g. --set stages.train.params.epochs=5 (repeatable).
+    #[arg(long = "set", global = true, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Parser, Clone)]
+pub struct RunArgs {
+    /// Nodes or stages to bring up to date (with what they need); default: all.
+    pub nodes: Vec<String>,
+    /// Nodes run at once (default: the number of cores).
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// After a failure, go on with nodes that do not depend on it.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Rerun these nodes (or stages) even if their result is stored (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub force: Vec<String>,
+    /// One JSON event per line on stdout instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Bring the pipeline (or the given nodes) up to date, running only what changed.
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// List what would run and why, without running anything.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Show every node's state (fresh / stale / waiting) and why.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say in words why a node is stale: which param, input, file or stage code changed.
+    Explain { node: String },
+    /// Print the graph of nodes.
+    Dag {
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Show a node's stored outputs, sizes, provenance and the first rows of Parquet files.
+    Show {
+        node: String,
+        /// Rows of each Parquet output to print.
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
+    },
+    /// Delete stored results the current pipeline no longer reaches.
+    Gc {
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Re-hash every stored object; report corruption (and with --repair, remove it).
+    Verify {
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Re-plan on every save of pipeline.toml and run what became stale.
+    Watch {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Stop after this many runs (for scripts and tests).
+        #[arg(long, hide = true)]
+        max_runs: Option<usize>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+/// A planned pipeline with its workspace and store location.
+pub struct Planned {
+    pub workspace: PathBuf,
+    pub graph: Arc<Graph>,
+    pub store_root: PathBuf,
+}
+
+pub fn workspace_of(file: &Path) -> PathBuf {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn read_pipeline(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| {
+        format!("cannot read {}; run wormflow in a directory with a pipeline.toml, or pass -f FILE", file.display())
+    })
+}
+
+pub fn plan(registry: &Registry, file: &Path, overrides: &[String]) -> Result<Planned> {
+    let text = read_pipeline(file)?;
+    let graph = plan::plan_once(registry.clone(), file.to_path_buf(), text, overrides.to_vec())?;
+    Ok(planned(file, graph))
+}
+
+fn planned(file: &Path, graph: Arc<Graph>) -> Planned {
+    let workspace = workspace_of(file);
+    let store_root = workspace.join(&graph.pipeline.store);
+    Planned { workspace, graph, store_root }
+}
+
+/// Exit codes: 0 success, 1 a node failed or the store is damaged, 2 bad input.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(&cli, &registry) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Run { args, dry_run } => {
+            let p = plan(registry, &cli.file, &cli.set)?;
+            if *dry_run {
+                return dry_run_report(&p, args);
+            }
+            let store = Store::open(&p.store_root)?;
+            let summary = run_once(&p, &store, registry, args)?;
+            Ok(exit_for(&summary))
+        }
+        Command::Status { json } => status(&plan(registry, &cli.file, &cli.set)?, *json),
+        Command::Explain { node } => explain(&plan(registry, &cli.file, &cli.set)?, node),
+        Command::Dag { format } => {
+            let p = plan(registry, &cli.file, &cli.set)?;
+            print!("{}", crate::dag::render(&p.graph, *format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { node, rows } => crate::show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows),
+        Command::Gc { dry_run } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run),
+        Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
+        Command::Watch { args, max_runs } => crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs),
+    }
+}
+
+pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs) -> Result<RunSummary> {
+    let reporter = Reporter::new(args.json);
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone() };
+    run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
+}
+
+pub fn exit_for(s: &RunSummary) -> ExitCode {
+    if s.failed > 0 || s.skipped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let mask = if args.nodes.is_empty() {
+        None
+    } else {
+        Some(p.graph.with_ancestors(&p.graph.select(&args.nodes).map_err(|e| anyhow!(e))?))
+    };
+    let forced: HashSet<usize> = p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
+    let states = resolver.states(mask.as_deref());
+    let mut would = 0;
+    for (i, state) in states.iter().enumerate() {
+        let Some(state) = state else { continue };
+        let node = &p.graph.nodes[i].id;
+        let reasons: Vec<String> = match state {
+            NodeState::Fresh { .. } if forced.contains(&i) => vec!["forced".into()],
+            NodeState::Fresh { .. } => continue,
+            NodeState::Stale { reasons, .. } => reasons.clone(),
+            NodeState::Waiting { inputs } => vec![format!("may run after {} (runs only if their output changes)", inputs.join(", "))],
+            NodeState::Error(e) => vec![format!("error: {e}")],
+        };
+        would += 1;
+        if args.json {
+            println!("{}", serde_json::json!({"event": "would-run", "node": node, "state": state.label(), "reasons": reasons}));
+        } else {
+            println!("would run {node}: {}", reasons.join("; "));
+        }
+    }
+    if !args.json {
+        println!("{would} of {} nodes would run", states.iter().flatten().count());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(p: &Planned, json: bool) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let states = resolver.states(None);
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let width = p.graph.nodes.iter().map(|n| n.id.len()).max().unwrap_or(4).min(48);
+    for (i, state) in states.iter().enumerate() {
+        let state = state.as_ref().expect("all nodes resolved");
+        *counts.entry(state.label()).or_default() += 1;
+        let node = &p.graph.nodes[i].id;
+        let detail = match state {
+            NodeState::Fresh { key, .. } => key.short(),
+            NodeState::Stale { reasons, .. } => reasons.join("; "),
+            NodeState::Waiting { inputs } => format!("after {}", inputs.join(", ")),
+            NodeState::Error(e) => e.clone(),
+        };
+        if json {
+            println!("{}", serde_json::json!({"node": node, "state": state.label(), "detail": detail}));
+        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 {
+            println!("{:<7} {node:<width$}  {detail}", state.label());
+        }
+    }
+    if !json {
+        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("{} nodes: {}", p.graph.nodes.len(), parts.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
+    let Some(&i) = p.graph.index.get(node) else {
+        bail!("{}", p.graph.select(&[node.to_string()]).err().unwrap_or_else(|| format!("{node:?} is a stage, not a node; name one of its nodes (see `wormflow dag`)")));
+    };
+    let store = Store::open_existing(&p.store_root);
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let mask = p.graph.with_ancestors(&[i]);
+    let states = resolver.states(Some(&mask));
+    match states[i].as_ref().expect("resolved") {
+        NodeState::Fresh { key, .. } => println!("{node} is up to date (key {key})"),
+        NodeState::Stale { parts, reasons } => {
+            println!("{node} is stale (key {}):", parts.key.short());
+            for r in reasons {
+                println!("  - {r}");
+            }
+        }
+        NodeState::Waiting { inputs } => {
+            println!("{node} waits on stale inputs: {}", inputs.join(", "));
+            for r in resolver.explain(i, None) {
+                println!("  - {r}");
+            }
+        }
+        NodeState::Error(e) => println!("{node}: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
+    let store = Store::open(&p.store_root)?;
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let mut keep = HashSet::new();
+    for (i, state) in resolver.states(None).iter().enumerate() {
+        if let Some(NodeState::Fresh { key, .. }) = state {
+            keep.insert(*key);
+        }
+        // The latest result of every current node stays too, so `explain` keeps working.
+        if let Some(k) = store.read_ref(&p.graph.nodes[i].id) {
+            keep.insert(k);
+        }
+    }
+    let r = gc::collect(&store, &keep, dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {} action records and {} objects ({:.1} MB); kept {} records, {} objects",
+        r.actions_removed,
+        r.objects_removed,
+        r.bytes_freed as f64 / 1e6,
+        r.actions_kept,
+        r.objects_kept
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    if !store.root.join("objects").is_dir() {
+        bail!("no store at {}; run `wormflow run` first", store.root.display());
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let r = verify::verify(&store, repair, threads)?;
+    for o in &r.corrupt_objects {
+        println!("corrupt object: {}", o.display());
+    }
+    for (path, why) in &r.broken_actions {
+        println!("broken record: {} ({why})", path.display());
+    }
+    println!(
+        "checked {} objects ({:.1} MB): {}",
+        r.objects_checked,
+        r.bytes_checked as f64 / 1e6,
+        if r.is_clean() {
+            "all intact".to_string()
+        } else if r.repaired {
+            format!("removed {} corrupt objects and {} records; `wormflow run` recomputes them", r.corrupt_objects.len(), r.broken_actions.len())
+        } else {
+            "damage found; run `wormflow verify --repair`, then `wormflow run`".to_string()
+        }
+    );
+    Ok(if r.is_clean() || r.repaired { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,168 @@
+//! The `command` stage kind: a user's shell command, cached like any other stage.
+//!
+//! The command runs with `sh -c` in the workspace directory and gets:
+//! `WORMFLOW_OUT` (empty output directory), `WORMFLOW_INPUT_<STAGE>` (one per needed stage:
+//! the input's output directory, or for a gathered matrix stage a directory with one
+//! subdirectory per instance, named by its matrix coordinates), `WORMFLOW_INPUTS` (JSON list
+//! of every input node with its matrix and directory), `WORMFLOW_PARAMS` (JSON),
+//! `WORMFLOW_NODE` and `WORMFLOW_SCRATCH`.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+
+use crate::kinds::{Provenance, StageContext, StageKind};
+
+pub struct CommandKind;
+
+/// The environment variable that carries one stage's input directory.
+pub fn input_env_name(stage: &str) -> String {
+    format!("WORMFLOW_INPUT_{}", stage.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn string_list(params: &Value, key: &str) -> Result<Vec<String>, String> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("params.{key} must be a list of strings")))
+            .collect(),
+        Some(_) => Err(format!("params.{key} must be a list of strings, e.g. {key} = [\"script.py\"]")),
+    }
+}
+
+impl StageKind for CommandKind {
+    fn name(&self) -> &str {
+        "command"
+    }
+
+    fn version(&self) -> &str {
+        // Bump when what a command sees (environment, working directory) changes.
+        "command-1"
+    }
+
+    fn defaults(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("cmd".into(), Value::String(String::new()));
+        m.insert("deps".into(), json!([]));
+        m.insert("outputs".into(), json!([]));
+        m.insert("allow_empty".into(), json!(false));
+        m
+    }
+
+    fn accepts_any_params(&self) -> bool {
+        true // extra params reach the command through WORMFLOW_PARAMS
+    }
+
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        match params.get("cmd") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            _ => return Err("params.cmd must be a non-empty shell command, e.g. cmd = \"python fit.py\"".into()),
+        }
+        string_list(params, "deps")?;
+        string_list(params, "outputs")?;
+        Ok(())
+    }
+
+    fn file_deps(&self, params: &Value) -> Vec<String> {
+        string_list(params, "deps").unwrap_or_default()
+    }
+
+    fn allows_empty_output(&self, params: &Value) -> bool {
+        params.get("allow_empty").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Provenance> {
+        let cmd = ctx.params["cmd"].as_str().unwrap_or_default();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(ctx.workspace)
+            .env("WORMFLOW_OUT", ctx.out_dir)
+            .env("WORMFLOW_SCRATCH", ctx.scratch)
+            .env("WORMFLOW_NODE", ctx.node)
+            .env("WORMFLOW_PARAMS", crate::hash::canonical_json(ctx.params))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut listed = Vec::new();
+        for input in ctx.inputs {
+            listed.push(json!({"stage": input.stage, "node": input.node, "matrix": input.matrix, "dir": input.dir}));
+        }
+        for stage_dir in stage_dirs(ctx) {
+            command.env(input_env_name(&stage_dir.0), &stage_dir.1);
+        }
+        command.env("WORMFLOW_INPUTS", Value::Array(listed).to_string());
+
+        let mut child = command.spawn().with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
+        // Drain both pipes on threads so a chatty command never blocks on a full pipe.
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let out_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out.read_to_end(&mut s);
+            s
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err.read_to_end(&mut s);
+            s
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if ctx.cancel.load(Ordering::Relaxed) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{}: cancelled", ctx.node);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = out_t.join().unwrap_or_default();
+        let stderr = err_t.join().unwrap_or_default();
+        let log = [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
+        let _ = std::fs::write(ctx.scratch.join("command.log"), &log);
+        if !status.success() {
+            use std::os::unix::process::ExitStatusExt;
+            let how = match (status.code(), status.signal()) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                _ => "failed".to_string(),
+            };
+            let tail = tail_lines(&String::from_utf8_lossy(&stderr), 15);
+            bail!("{}: command `{cmd}` {how}; nothing was stored. Last lines of its stderr:\n{tail}", ctx.node);
+        }
+        for required in string_list(ctx.params, "outputs").unwrap_or_default() {
+            if !ctx.out_dir.join(&required).exists() {
+                bail!("{}: command `{cmd}` succeeded but did not write {required:?} (listed in params.outputs) into $WORMFLOW_OUT", ctx.node);
+            }
+        }
+        let mut prov = Map::new();
+        prov.insert("command".into(), Value::String(cmd.to_string()));
+        Ok(prov)
+    }
+}
+
+/// The directory passed for each needed stage, in `needs` order.
+fn stage_dirs(ctx: &StageContext) -> Vec<(String, std::path::PathBuf)> {
+    let mut out: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for input in ctx.inputs {
+        if !out.iter().any(|(s, _)| s == &input.stage) {
+            out.push((input.stage.clone(), input.stage_dir.clone()));
+        }
+    }
+    out
+}
+
+fn tail_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let tail = lines[start..].join("\n");
+    if tail.is_empty() { "(empty)".into() } else { tail }
+}

@@ -1,0 +1,187 @@
+//! How a run tells the user what happens: JSON events (one per line on stdout), progress
+//! bars on a terminal, or plain lines on stderr when output is redirected.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::hash::Hash;
+use crate::store::ActionRecord;
+
+use super::RunSummary;
+
+pub enum Mode {
+    Json,
+    Bars,
+    Lines,
+}
+
+pub struct Reporter {
+    mode: Mode,
+    bars: OnceLock<Bars>,
+    out: Mutex<()>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    nodes: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Reporter {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines
+        };
+        Reporter { mode, bars: OnceLock::new(), out: Mutex::new(()) }
+    }
+
+    pub fn begin(&self, total: usize) {
+        if let Mode::Bars = self.mode {
+            let multi = MultiProgress::new();
+            let overall = multi.add(ProgressBar::new(total as u64));
+            overall.set_style(
+                ProgressStyle::with_template("{prefix:>8.bold} [{bar:30.cyan/blue}] {pos}/{len} nodes {elapsed_precise} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            overall.set_prefix("wormflow");
+            overall.enable_steady_tick(Duration::from_millis(200));
+            let _ = self.bars.set(Bars { multi, overall, nodes: Mutex::new(HashMap::new()) });
+        }
+    }
+
+    fn json(&self, value: serde_json::Value) {
+        let _guard = self.out.lock().expect("output lock");
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{value}");
+        let _ = stdout.flush();
+    }
+
+    fn line(&self, text: String) {
+        match self.bars.get() {
+            Some(b) => b.multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn start(&self, node: &str, key: &Hash) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "start", "node": node, "key": key})),
+            Mode::Lines => self.line(format!("  run     {node}")),
+            Mode::Bars => {
+                if let Some(b) = self.bars.get() {
+                    let bar = b.multi.insert_before(&b.overall, ProgressBar::new(1000));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner:.green} {prefix:40} [{bar:20}] {elapsed:>4} {msg}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(node.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    b.nodes.lock().expect("bars lock").insert(node.to_string(), bar);
+                }
+            }
+        }
+    }
+
+    pub fn progress(&self, node: &str, fraction: f64, message: &str) {
+        if let Some(b) = self.bars.get() {
+            if let Some(bar) = b.nodes.lock().expect("bars lock").get(node) {
+                bar.set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
+                bar.set_message(message.to_string());
+            }
+        }
+    }
+
+    fn end_bar(&self) {
+        if let Some(b) = self.bars.get() {
+            b.overall.inc(1);
+        }
+    }
+
+    fn remove_bar(&self, node: &str) {
+        if let Some(b) = self.bars.get() {
+            if let Some(bar) = b.nodes.lock().expect("bars lock").remove(node) {
+                bar.finish_and_clear();
+                b.multi.remove(&bar);
+            }
+        }
+    }
+
+    pub fn cached(&self, node: &str, key: &Hash, action: &ActionRecord) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "cached", "node": node, "key": key, "outputs": outputs_json(action)})),
+            Mode::Lines | Mode::Bars => {}
+        }
+        self.end_bar();
+    }
+
+    pub fn done(&self, node: &str, action: &ActionRecord, seconds: f64) {
+        match self.mode {
+            Mode::Json => self.json(json!({
+                "event": "done", "node": node, "key": action.key, "seconds": seconds,
+                "outputs": outputs_json(action),
+            })),
+            Mode::Lines | Mode::Bars => {
+                self.remove_bar(node);
+                self.line(format!("  done    {node} ({seconds:.1}s, {} files)", action.outputs.len()));
+            }
+        }
+        self.end_bar();
+    }
+
+    pub fn failed(&self, node: &str, key: Option<&Hash>, error: &str) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "failed", "node": node, "key": key, "error": error})),
+            Mode::Lines | Mode::Bars => {
+                self.remove_bar(node);
+                self.line(format!("  FAILED  {node}\n{}", indent(error)));
+            }
+        }
+        self.end_bar();
+    }
+
+    pub fn skipped(&self, node: &str, why: &str) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "skipped", "node": node, "reason": why})),
+            Mode::Lines | Mode::Bars => self.line(format!("  skipped {node}: {why}")),
+        }
+    }
+
+    pub fn finish(&self, s: &RunSummary) {
+        if let Some(b) = self.bars.get() {
+            b.overall.finish_and_clear();
+        }
+        match self.mode {
+            Mode::Json => self.json(json!({
+                "event": "summary", "ran": s.ran, "cached": s.cached, "failed": s.failed, "skipped": s.skipped,
+            })),
+            Mode::Lines | Mode::Bars => {
+                if s.ran == 0 && s.failed == 0 && s.skipped == 0 {
+                    eprintln!("Nothing to do: all {} nodes are up to date.", s.cached);
+                } else {
+                    eprintln!("ran {}, up to date {}, failed {}, skipped {}", s.ran, s.cached, s.failed, s.skipped);
+                }
+            }
+        }
+    }
+}
+
+fn outputs_json(action: &ActionRecord) -> serde_json::Value {
+    serde_json::Value::Array(
+        action.outputs.iter().map(|o| json!({"path": o.path, "hash": o.hash, "size": o.size})).collect(),
+    )
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,459 @@
+//! From stage declarations to nodes: matrix expansion, parameter resolution, node ids,
+//! edges, topological order and cycle reports. Pure functions; `plan.rs` memoises them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::{normalise_float, toml_to_json, ConfigError, RawConfig, SourceMap};
+use crate::hash::{canonical_json, Hash, Hasher};
+use crate::kinds::{closest, Registry};
+
+/// A place in pipeline.toml (1-based line, column).
+pub type Pos = Option<(usize, usize)>;
+
+/// One `[stages.NAME]` table, checked for shape and with positions resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageDecl {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: String,
+    pub kind_pos: Pos,
+    pub needs: Vec<(String, Pos)>,
+    /// User params, as written (before defaults and substitution).
+    pub params: Vec<(String, Value, Pos)>,
+    /// Matrix axes sorted by name, values in the order written.
+    pub matrix: Vec<(String, Vec<Value>)>,
+    pub matrix_pos: Pos,
+}
+
+/// The `[pipeline]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineDecl {
+    pub name: String,
+    pub store: String,
+    pub seed: u64,
+}
+
+/// The parsed file: pipeline settings and stage declarations by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declarations {
+    pub file: PathBuf,
+    pub pipeline: PipelineDecl,
+    pub stages: BTreeMap<String, Arc<StageDecl>>,
+}
+
+/// A node's inputs from one needed stage: one node when paired or unmatrixed, all the
+/// stage's instances (in matrix order) when gathered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InputRef {
+    pub stage: String,
+    pub nodes: Vec<String>,
+    /// True when the needed stage has matrix axes this node does not pair on: the stage
+    /// then receives a directory holding one subdirectory per instance.
+    pub gathered: bool,
+}
+
+/// Everything that determines a node's output except the outputs of its inputs and the
+/// contents of its file deps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecipe {
+    pub id: String,
+    pub stage: String,
+    pub kind: String,
+    pub version: String,
+    pub matrix: BTreeMap<String, Value>,
+    pub params: Value,
+    pub inputs: Vec<InputRef>,
+    pub deps: Vec<String>,
+    /// blake3 of the fields above, in a fixed canonical form.
+    pub recipe_hash: Hash,
+}
+
+/// Read the raw TOML into declarations, checking names and shapes.
+pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, ConfigError> {
+    let span = |r: std::ops::Range<usize>| Some(map.line_col(r.start));
+    let mut stages = BTreeMap::new();
+    for (name, stage) in raw.stages {
+        let pos = span(stage.span());
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(map.error(Some(stage.span()), format!(
+                "stage name {name:?} may only use letters, digits, '_' and '-' (it names directories and environment variables); rename it"
+            )));
+        }
+        let stage = stage.into_inner();
+        let mut params = Vec::new();
+        for (k, v) in stage.params {
+            let value = toml_to_json(v.get_ref())
+                .map_err(|e| map.error(Some(v.span()), format!("stages.{name}.params.{k}: {e}")))?;
+            params.push((k, value, span(v.span())));
+        }
+        let mut matrix = Vec::new();
+        let mut matrix_pos = None;
+        if let Some(m) = stage.matrix {
+            matrix_pos = span(m.span());
+            if m.get_ref().is_empty() {
+                return Err(map.error(Some(m.span()), format!(
+                    "stages.{name}.matrix is empty; give at least one axis, e.g. matrix = {{ seed = [1, 2] }}, or remove it"
+                )));
+            }
+            for (axis, values) in m.into_inner() {
+                if values.get_ref().is_empty() {
+                    return Err(map.error(Some(values.span()), format!(
+                        "stages.{name}.matrix.{axis} is an empty list: a matrix axis needs at least one value"
+                    )));
+                }
+                let mut vs = Vec::new();
+                for v in values.get_ref() {
+                    let j = match v {
+                        toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                            toml_to_json(v).map_err(|e| map.error(Some(values.span()), format!("stages.{name}.matrix.{axis}: {e}")))?
+                        }
+                        _ => return Err(map.error(Some(values.span()), format!(
+                            "stages.{name}.matrix.{axis}: values must be strings, numbers or booleans"
+                        ))),
+                    };
+                    if vs.contains(&j) {
+                        return Err(map.error(Some(values.span()), format!(
+                            "stages.{name}.matrix.{axis} lists {} twice; each value names one node", render_value(&j)
+                        )));
+                    }
+                    vs.push(j);
+                }
+                matrix.push((axis, vs));
+            }
+        }
+        stages.insert(name.clone(), Arc::new(StageDecl {
+            name,
+            pos,
+            kind: stage.kind.get_ref().clone(),
+            kind_pos: span(stage.kind.span()),
+            needs: stage.needs.into_iter().map(|n| (n.get_ref().clone(), span(n.span()))).collect(),
+            params,
+            matrix,
+            matrix_pos,
+        }));
+    }
+    let p = raw.pipeline.into_inner();
+    Ok(Declarations {
+        file: map.file.to_path_buf(),
+        pipeline: PipelineDecl { name: p.name, store: p.store, seed: p.seed },
+        stages,
+    })
+}
+
+fn err(decls: &Declarations, pos: Pos, message: String) -> ConfigError {
+    ConfigError { file: decls.file.clone(), line_col: pos, message }
+}
+
+/// A value as it appears in a node id and in `${matrix.x}` string substitution.
+pub fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The node id of a stage instance: `stage` or `stage[a=1,b=lstm]` (axes by name).
+pub fn node_id(stage: &str, matrix: &BTreeMap<String, Value>) -> String {
+    if matrix.is_empty() {
+        return stage.to_string();
+    }
+    let coords: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={}", render_value(v))).collect();
+    format!("{stage}[{}]", coords.join(","))
+}
+
+/// All combinations of a stage's matrix, in a defined order: axes by name, the last axis
+/// varying fastest, values in the order written.
+pub fn combinations(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
+    let mut out = vec![BTreeMap::new()];
+    for (axis, values) in matrix {
+        let mut next = Vec::with_capacity(out.len() * values.len());
+        for combo in &out {
+            for v in values {
+                let mut c = combo.clone();
+                c.insert(axis.clone(), v.clone());
+                next.push(c);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Check every `needs` names a stage, and that the stage graph has no cycle.
+pub fn check_needs(decls: &Declarations) -> Result<Vec<String>, ConfigError> {
+    for stage in decls.stages.values() {
+        for (need, pos) in &stage.needs {
+            if !decls.stages.contains_key(need) {
+                let hint = closest(need, decls.stages.keys().map(String::as_str))
+                    .map(|c| format!("; did you mean {c:?}?"))
+                    .unwrap_or_else(|| format!("; defined stages: {}", decls.stages.keys().cloned().collect::<Vec<_>>().join(", ")));
+                return Err(err(decls, *pos, format!("stage {:?} needs {need:?}, which is not a stage{hint}", stage.name)));
+            }
+            if need == &stage.name {
+                return Err(err(decls, *pos, format!("stage {:?} needs itself: a cycle {0} → {0}; remove it from `needs`", stage.name)));
+            }
+        }
+    }
+    topological_stages(decls)
+}
+
+/// Stages in dependency order (ties by name); a cycle is reported as `a → b → a`.
+fn topological_stages(decls: &Declarations) -> Result<Vec<String>, ConfigError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        decls: &'a Declarations,
+        name: &'a str,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+        order: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        match marks.get(name).copied().unwrap_or(Mark::New) {
+            Mark::Done => return Ok(()),
+            Mark::Active => {
+                let start = stack.iter().position(|s| *s == name).unwrap_or(0);
+                let mut cycle: Vec<&str> = stack[start..].to_vec();
+                cycle.push(name);
+                let stage = &decls.stages[cycle[0]];
+                return Err(err(decls, stage.pos, format!(
+                    "the stages form a cycle: {}; a stage cannot depend on its own output, remove one of these `needs`",
+                    cycle.join(" → ")
+                )));
+            }
+            Mark::New => {}
+        }
+        marks.insert(name, Mark::Active);
+        stack.push(name);
+        for (need, _) in &decls.stages[name].needs {
+            visit(decls, need, marks, stack, order)?;
+        }
+        stack.pop();
+        marks.insert(name, Mark::Done);
+        order.push(name.to_string());
+        Ok(())
+    }
+    let mut marks = HashMap::new();
+    let mut order = Vec::new();
+    for name in decls.stages.keys() {
+        visit(decls, name, &mut marks, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
+}
+
+/// Expand one stage into its nodes. Needs only the declarations of the stage and of the
+/// stages it needs, so an edit elsewhere leaves it untouched.
+pub fn expand_stage(
+    decls_file: &std::path::Path,
+    pipeline: &PipelineDecl,
+    stage: &StageDecl,
+    needed: &[Arc<StageDecl>],
+    registry: &Registry,
+) -> Result<Vec<NodeRecipe>, ConfigError> {
+    let e = |pos: Pos, message: String| ConfigError { file: decls_file.to_path_buf(), line_col: pos, message };
+    let name = &stage.name;
+    let kind = registry.get(&stage.kind).ok_or_else(|| {
+        let hint = closest(&stage.kind, registry.names()).map(|c| format!("did you mean {c:?}? ")).unwrap_or_default();
+        e(stage.kind_pos, format!(
+            "stages.{name}: unknown kind {:?}; {hint}known kinds: {}",
+            stage.kind,
+            registry.names().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let defaults = kind.defaults();
+    if !kind.accepts_any_params() {
+        for (k, _, pos) in &stage.params {
+            if !defaults.contains_key(k) {
+                let hint = closest(k, defaults.keys().map(String::as_str)).map(|c| format!("did you mean {c:?}? ")).unwrap_or_default();
+                return Err(e(*pos, format!(
+                    "stages.{name}.params.{k}: kind {:?} has no parameter {k:?}; {hint}its parameters: {}",
+                    stage.kind,
+                    defaults.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    for combo in combinations(&stage.matrix) {
+        let id = node_id(name, &combo);
+        let mut params: Map<String, Value> = defaults.clone();
+        if params.contains_key("seed") {
+            params.insert("seed".into(), Value::from(pipeline.seed));
+        }
+        for (k, v, pos) in &stage.params {
+            let v = substitute(v, &combo, pipeline).map_err(|msg| e(*pos, format!("stages.{name}.params.{k}: {msg}")))?;
+            params.insert(k.clone(), v);
+        }
+        let params = Value::Object(params);
+        kind.validate(&params).map_err(|msg| e(stage.pos, format!("{id}: {msg}")))?;
+
+        let mut inputs = Vec::new();
+        for (need_decl, (_, need_pos)) in needed.iter().zip(&stage.needs) {
+            let mut matched = Vec::new();
+            for other in combinations(&need_decl.matrix) {
+                let pairs = other.iter().all(|(axis, v)| combo.get(axis).is_none_or(|mine| mine == v));
+                if pairs {
+                    matched.push(node_id(&need_decl.name, &other));
+                }
+            }
+            if matched.is_empty() {
+                return Err(e(*need_pos, format!(
+                    "{id} pairs with stage {:?} on their shared matrix axes, but {:?} has no instance with the same values; give both stages the same values on shared axes",
+                    need_decl.name, need_decl.name
+                )));
+            }
+            let gathered = need_decl.matrix.iter().any(|(axis, _)| !combo.contains_key(axis));
+            inputs.push(InputRef { stage: need_decl.name.clone(), nodes: matched, gathered });
+        }
+        let deps = kind.file_deps(&params);
+        let mut h = Hasher::new("wormflow-recipe-1");
+        h.field(&stage.kind).field(kind.version()).field(&canonical_json(&params));
+        for input in &inputs {
+            h.field(&input.stage).field(if input.gathered { "gather" } else { "single" });
+            for n in &input.nodes {
+                h.field(n);
+            }
+        }
+        for d in &deps {
+            h.field(d);
+        }
+        nodes.push(NodeRecipe {
+            id,
+            stage: name.clone(),
+            kind: stage.kind.clone(),
+            version: kind.version().to_string(),
+            matrix: combo,
+            params,
+            inputs,
+            deps,
+            recipe_hash: h.finish(),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Replace `${matrix.AXIS}`, `${pipeline.seed}` and `${pipeline.name}` in string values.
+/// A string that is exactly one placeholder takes the value's type (`"${matrix.n}"` → 3).
+pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &PipelineDecl) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) if s.contains("${") => {
+            let lookup = |name: &str| -> Result<Value, String> {
+                if let Some(axis) = name.strip_prefix("matrix.") {
+                    return combo.get(axis).cloned().ok_or_else(|| {
+                        if combo.is_empty() {
+                            format!("refers to ${{{name}}}, but this stage has no matrix; add matrix = {{ {axis} = [...] }} or remove the reference")
+                        } else {
+                            format!(
+                                "refers to ${{{name}}}, but this stage's matrix has no axis {axis:?} (axes: {})",
+                                combo.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    });
+                }
+                match name {
+                    "pipeline.seed" => Ok(Value::from(pipeline.seed)),
+                    "pipeline.name" => Ok(Value::from(pipeline.name.clone())),
+                    _ => Err(format!("unknown placeholder ${{{name}}}; use ${{matrix.AXIS}}, ${{pipeline.seed}} or ${{pipeline.name}}")),
+                }
+            };
+            let trimmed = s.trim();
+            if trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
+                let value = lookup(&trimmed[2..trimmed.len() - 1])?;
+                return Ok(match value {
+                    Value::Number(n) => n.as_f64().map(normalise_float).transpose()?.unwrap_or(Value::Number(n)),
+                    other => other,
+                });
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {s:?}"))? + start;
+                out.push_str(&render_value(&lookup(&rest[start + 2..end])?));
+                rest = &rest[end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, combo, pipeline)).collect::<Result<_, _>>()?),
+        Value::Object(m) => {
+            let mut o = Map::new();
+            for (k, x) in m {
+                o.insert(k.clone(), substitute(x, combo, pipeline)?);
+            }
+            Value::Object(o)
+        }
+        other => other.clone(),
+    })
+}
+
+/// The expanded pipeline: nodes in topological order with their edges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    pub pipeline: PipelineDecl,
+    /// Nodes in a topological order (stage order, then matrix order).
+    pub nodes: Vec<Arc<NodeRecipe>>,
+    pub index: HashMap<String, usize>,
+    /// For each node, the indices of its input nodes in key order.
+    pub inputs: Vec<Vec<usize>>,
+    /// For each node, the nodes that consume it.
+    pub dependents: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    pub fn build(pipeline: PipelineDecl, per_stage: Vec<Arc<Vec<Arc<NodeRecipe>>>>) -> Graph {
+        let nodes: Vec<Arc<NodeRecipe>> = per_stage.iter().flat_map(|v| v.iter().cloned()).collect();
+        let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        let inputs: Vec<Vec<usize>> = nodes
+            .iter()
+            .map(|n| n.inputs.iter().flat_map(|r| r.nodes.iter().map(|id| index[id])).collect())
+            .collect();
+        let mut dependents = vec![Vec::new(); nodes.len()];
+        for (i, ins) in inputs.iter().enumerate() {
+            for &j in ins {
+                dependents[j].push(i);
+            }
+        }
+        Graph { pipeline, nodes, index, inputs, dependents }
+    }
+
+    /// Resolve user selectors (node ids or stage names) to node indices.
+    pub fn select(&self, selectors: &[String]) -> Result<Vec<usize>, String> {
+        let mut out = Vec::new();
+        for s in selectors {
+            if let Some(&i) = self.index.get(s) {
+                out.push(i);
+                continue;
+            }
+            let of_stage: Vec<usize> = (0..self.nodes.len()).filter(|&i| &self.nodes[i].stage == s).collect();
+            if of_stage.is_empty() {
+                let hint = closest(s, self.nodes.iter().map(|n| n.id.as_str()))
+                    .map(|c| format!("; did you mean {c:?}?"))
+                    .unwrap_or_else(|| "; `wormflow dag` lists the nodes".into());
+                return Err(format!("no node or stage named {s:?}{hint}"));
+            }
+            out.extend(of_stage);
+        }
+        Ok(out)
+    }
+
+    /// The selected nodes and everything they depend on, as a mask.
+    pub fn with_ancestors(&self, selected: &[usize]) -> Vec<bool> {
+        let mut mask = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = selected.to_vec();
+        while let Some(i) = stack.pop() {
+            if !mask[i] {
+                mask[i] = true;
+                stack.extend(&self.inputs[i]);
+            }
+        }
+        mask
+    }
+}

@@ -1,0 +1,18 @@
+//! wormflow's engine: pipelines of content-hashed, cached, incremental nodes.
+//!
+//! The engine knows graphs, keys, stores and executors — nothing about worms. Stage kinds
+//! come from a [`kinds::Registry`] filled by the binary (see `main.rs`).
+
+pub mod cli;
+pub mod config;
+pub mod dag;
+pub mod exec;
+pub mod graph;
+pub mod hash;
+pub mod kinds;
+pub mod plan;
+pub mod results;
+pub mod show;
+pub mod status;
+pub mod store;
+pub mod watch;

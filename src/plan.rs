@@ -1,0 +1,151 @@
+//! Planning as an incremental (salsa) computation:
+//! pipeline text → declarations → per-stage nodes → graph.
+//!
+//! Each stage is expanded by its own tracked query that reads only its declaration and
+//! those of the stages it needs, so after an edit (`watch`) only the edited stages are
+//! expanded again; the others are revalidated by comparison. `PlanCounters` counts the
+//! work actually done so tests and the benchmark can report it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::{apply_overrides, parse_raw, ConfigError, SourceMap};
+use crate::graph::{check_needs, declarations, expand_stage, Declarations, Graph, NodeRecipe, StageDecl};
+use crate::kinds::Registry;
+
+#[salsa::db]
+pub trait Db: salsa::Database {
+    fn registry(&self) -> &Registry;
+}
+
+#[salsa::db]
+#[derive(Clone)]
+pub struct PlanDb {
+    storage: salsa::Storage<Self>,
+    registry: Registry,
+}
+
+#[salsa::db]
+impl salsa::Database for PlanDb {}
+
+#[salsa::db]
+impl Db for PlanDb {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl PlanDb {
+    pub fn new(registry: Registry) -> Self {
+        PlanDb { storage: salsa::Storage::default(), registry }
+    }
+}
+
+/// The planning input: the file, its text and the `--set` overrides.
+#[salsa::input]
+pub struct PipelineSource {
+    #[returns(ref)]
+    pub file: PathBuf,
+    #[returns(ref)]
+    pub text: String,
+    #[returns(ref)]
+    pub overrides: Vec<String>,
+}
+
+#[salsa::interned]
+pub struct StageName<'db> {
+    #[returns(ref)]
+    pub name: String,
+}
+
+/// How much planning work was done since the process started (for reports and tests).
+pub struct PlanCounters {
+    pub parses: AtomicUsize,
+    pub stage_expansions: AtomicUsize,
+    pub nodes_expanded: AtomicUsize,
+    pub graph_builds: AtomicUsize,
+}
+
+pub static COUNTERS: PlanCounters = PlanCounters {
+    parses: AtomicUsize::new(0),
+    stage_expansions: AtomicUsize::new(0),
+    nodes_expanded: AtomicUsize::new(0),
+    graph_builds: AtomicUsize::new(0),
+};
+
+impl PlanCounters {
+    pub fn snapshot(&self) -> [usize; 4] {
+        [
+            self.parses.load(Ordering::Relaxed),
+            self.stage_expansions.load(Ordering::Relaxed),
+            self.nodes_expanded.load(Ordering::Relaxed),
+            self.graph_builds.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn parsed(db: &dyn Db, src: PipelineSource) -> Result<Arc<Declarations>, ConfigError> {
+    COUNTERS.parses.fetch_add(1, Ordering::Relaxed);
+    let file = src.file(db);
+    let text = apply_overrides(file, src.text(db), src.overrides(db))?;
+    let map = SourceMap { file, text: &text };
+    let raw = parse_raw(file, &text)?;
+    declarations(&map, raw).map(Arc::new)
+}
+
+/// One stage's declaration; equal after an unrelated edit, so dependents stay memoised.
+#[salsa::tracked(returns(ref))]
+fn stage_decl<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Option<Arc<StageDecl>> {
+    parsed(db, src).as_ref().ok()?.stages.get(name.name(db)).cloned()
+}
+
+#[salsa::tracked(returns(ref))]
+fn stage_nodes<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Result<Arc<Vec<Arc<NodeRecipe>>>, ConfigError> {
+    COUNTERS.stage_expansions.fetch_add(1, Ordering::Relaxed);
+    let decl = stage_decl(db, src, name).clone().expect("stage_nodes is called for declared stages");
+    let needed: Vec<Arc<StageDecl>> = decl
+        .needs
+        .iter()
+        .map(|(n, _)| stage_decl(db, src, StageName::new(db, n.clone())).clone().expect("needs checked before expansion"))
+        .collect();
+    let pipeline = pipeline_decl(db, src);
+    let nodes = expand_stage(src.file(db), &pipeline, &decl, &needed, db.registry())?;
+    COUNTERS.nodes_expanded.fetch_add(nodes.len(), Ordering::Relaxed);
+    Ok(Arc::new(nodes.into_iter().map(Arc::new).collect()))
+}
+
+#[salsa::tracked]
+fn pipeline_decl(db: &dyn Db, src: PipelineSource) -> crate::graph::PipelineDecl {
+    parsed(db, src).as_ref().map(|d| d.pipeline.clone()).unwrap_or(crate::graph::PipelineDecl {
+        name: String::new(),
+        store: String::new(),
+        seed: 0,
+    })
+}
+
+/// The stage order, once needs are known to name stages and to form no cycle.
+#[salsa::tracked(returns(ref))]
+fn stage_order(db: &dyn Db, src: PipelineSource) -> Result<Vec<String>, ConfigError> {
+    let decls = parsed(db, src).clone()?;
+    check_needs(&decls)
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigError> {
+    let order = stage_order(db, src).clone()?;
+    let mut per_stage = Vec::with_capacity(order.len());
+    for stage in &order {
+        per_stage.push(stage_nodes(db, src, StageName::new(db, stage.clone())).clone()?);
+    }
+    COUNTERS.graph_builds.fetch_add(1, Ordering::Relaxed);
+    Ok(Arc::new(Graph::build(pipeline_decl(db, src), per_stage)))
+}
+
+/// Plan once, outside any long-lived database (the CLI's usual path).
+pub fn plan_once(registry: Registry, file: PathBuf, text: String, overrides: Vec<String>) -> Result<Arc<Graph>, ConfigError> {
+    let db = PlanDb::new(registry);
+    let src = PipelineSource::new(&db, file, text, overrides);
+    graph(&db, src).clone()
+}

@@ -1,0 +1,217 @@
+//! Keys and freshness: from a planned node, the store and the outputs of its inputs, the
+//! node's key, whether a result for it is stored, and in words why not.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+
+use crate::graph::{Graph, NodeRecipe};
+use crate::hash::{Hash, Hasher, StatCache};
+use crate::store::{ActionRecord, DepRecord, InputRecord, Store};
+
+/// Everything a node's key is made of, for hashing and for explaining.
+#[derive(Debug, Clone)]
+pub struct KeyParts {
+    pub key: Hash,
+    pub inputs: Vec<InputRecord>,
+    pub deps: Vec<DepRecord>,
+}
+
+/// Where a node stands.
+#[derive(Debug, Clone)]
+pub enum NodeState {
+    /// A result for the current key is stored and intact.
+    Fresh { key: Hash, action: Box<ActionRecord> },
+    /// The key is known and nothing valid is stored for it.
+    Stale { parts: KeyParts, reasons: Vec<String> },
+    /// The key depends on inputs that must run first.
+    Waiting { inputs: Vec<String> },
+    /// The key cannot be computed (e.g. a dependency file is missing).
+    Error(String),
+}
+
+impl NodeState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodeState::Fresh { .. } => "fresh",
+            NodeState::Stale { .. } => "stale",
+            NodeState::Waiting { .. } => "waiting",
+            NodeState::Error(_) => "error",
+        }
+    }
+}
+
+/// Computes keys against one store; shares a stat cache for files outside the store.
+pub struct Resolver<'a> {
+    pub graph: &'a Graph,
+    pub store: &'a Store,
+    pub workspace: PathBuf,
+    stat_cache: Mutex<StatCache>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(graph: &'a Graph, store: &'a Store, workspace: &Path) -> Self {
+        let stat_cache = Mutex::new(StatCache::load(&store.root.join("statcache.json")));
+        Resolver { graph, store, workspace: workspace.to_path_buf(), stat_cache }
+    }
+
+    pub fn save_stat_cache(&self) {
+        self.stat_cache.lock().expect("stat cache lock").save(&self.store.root.join("statcache.json"));
+    }
+
+    /// The key of node `i`, given the output hashes of its inputs (in `graph.inputs[i]` order).
+    pub fn key(&self, i: usize, input_outputs: &[Hash]) -> Result<KeyParts> {
+        let node = &self.graph.nodes[i];
+        let mut deps = Vec::new();
+        for d in &node.deps {
+            let path = self.workspace.join(d);
+            let hash = self.stat_cache.lock().expect("stat cache lock").hash(&path).map_err(|e| {
+                anyhow!("{}: params.deps names {d:?} ({}), which cannot be read: {e}; create the file or fix the path", node.id, path.display())
+            })?;
+            deps.push(DepRecord { path: d.clone(), hash });
+        }
+        let inputs: Vec<InputRecord> = self.graph.inputs[i]
+            .iter()
+            .zip(input_outputs)
+            .map(|(&j, h)| {
+                let up = &self.graph.nodes[j];
+                InputRecord { stage: up.stage.clone(), node: up.id.clone(), output_hash: *h }
+            })
+            .collect();
+        let mut h = Hasher::new("wormflow-key-1");
+        h.hash(&node.recipe_hash);
+        for d in &deps {
+            h.field(&d.path).hash(&d.hash);
+        }
+        for inp in &inputs {
+            h.field(&inp.node).hash(&inp.output_hash);
+        }
+        Ok(KeyParts { key: h.finish(), inputs, deps })
+    }
+
+    /// The state of every node (`mask` limits which are looked at), in graph order.
+    pub fn states(&self, mask: Option<&[bool]>) -> Vec<Option<NodeState>> {
+        let n = self.graph.nodes.len();
+        let mut states: Vec<Option<NodeState>> = vec![None; n];
+        for i in 0..n {
+            if mask.is_some_and(|m| !m[i]) {
+                continue;
+            }
+            let mut outs = Vec::new();
+            let mut waiting = Vec::new();
+            for &j in &self.graph.inputs[i] {
+                match &states[j] {
+                    Some(NodeState::Fresh { action, .. }) => outs.push(action.output_hash),
+                    _ => waiting.push(self.graph.nodes[j].id.clone()),
+                }
+            }
+            states[i] = Some(if !waiting.is_empty() {
+                NodeState::Waiting { inputs: waiting }
+            } else {
+                self.state_with_inputs(i, &outs)
+            });
+        }
+        states
+    }
+
+    /// The state of node `i` once its inputs' outputs are known.
+    pub fn state_with_inputs(&self, i: usize, input_outputs: &[Hash]) -> NodeState {
+        match self.key(i, input_outputs) {
+            Err(e) => NodeState::Error(format!("{e:#}")),
+            Ok(parts) => match self.store.cached_action(&parts.key) {
+                Some(action) => NodeState::Fresh { key: parts.key, action: Box::new(action) },
+                None => {
+                    let reasons = self.explain(i, Some(&parts));
+                    NodeState::Stale { parts, reasons }
+                }
+            },
+        }
+    }
+
+    /// In words, what differs between the node's current recipe and its last stored result.
+    pub fn explain(&self, i: usize, parts: Option<&KeyParts>) -> Vec<String> {
+        let node = &self.graph.nodes[i];
+        let Some(last) = self.store.latest_action(&node.id) else {
+            return vec!["never built".into()];
+        };
+        if let Some(p) = parts {
+            if p.key == last.key {
+                return vec!["the stored output is missing or damaged (run `wormflow verify`)".into()];
+            }
+        }
+        describe_changes(node, parts, &last)
+    }
+}
+
+fn describe_changes(node: &NodeRecipe, parts: Option<&KeyParts>, last: &ActionRecord) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if node.kind != last.kind {
+        reasons.push(format!("kind changed: {} → {}", last.kind, node.kind));
+    } else if node.version != last.stage_version {
+        reasons.push(format!("stage code `{}` changed (version {} → {})", node.kind, last.stage_version, node.version));
+    }
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    flatten("params", &last.params, &mut before);
+    flatten("params", &node.params, &mut after);
+    for (path, old) in &before {
+        match after.iter().find(|(p, _)| p == path) {
+            Some((_, new)) if new != old => reasons.push(format!("{path} {old} → {new}")),
+            None => reasons.push(format!("{path} removed (was {old})")),
+            _ => {}
+        }
+    }
+    for (path, new) in &after {
+        if !before.iter().any(|(p, _)| p == path) {
+            reasons.push(format!("{path} added ({new})"));
+        }
+    }
+    let last_nodes: Vec<&str> = last.inputs.iter().map(|r| r.node.as_str()).collect();
+    let now_nodes: Vec<&str> = node.inputs.iter().flat_map(|r| r.nodes.iter().map(String::as_str)).collect();
+    if last_nodes != now_nodes {
+        let added: Vec<&str> = now_nodes.iter().filter(|n| !last_nodes.contains(n)).copied().collect();
+        let removed: Vec<&str> = last_nodes.iter().filter(|n| !now_nodes.contains(n)).copied().collect();
+        if added.is_empty() && removed.is_empty() {
+            reasons.push("inputs reordered".into());
+        } else {
+            reasons.push(format!("inputs changed (added: [{}], removed: [{}])", added.join(", "), removed.join(", ")));
+        }
+    }
+    match parts {
+        Some(p) => {
+            for inp in &p.inputs {
+                if let Some(old) = last.inputs.iter().find(|r| r.node == inp.node) {
+                    if old.output_hash != inp.output_hash {
+                        reasons.push(format!("input {} changed", inp.node));
+                    }
+                }
+            }
+            for d in &p.deps {
+                match last.deps.iter().find(|r| r.path == d.path) {
+                    Some(old) if old.hash != d.hash => reasons.push(format!("file {} changed", d.path)),
+                    None => reasons.push(format!("file {} added to deps", d.path)),
+                    _ => {}
+                }
+            }
+        }
+        None => reasons.push("inputs will be rebuilt first".into()),
+    }
+    if reasons.is_empty() {
+        reasons.push("the key changed for a reason not recorded (e.g. an older wormflow wrote the result)".into());
+    }
+    reasons
+}
+
+/// `prefix.a.b value` pairs for every leaf of a JSON value.
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                flatten(&format!("{prefix}.{k}"), x, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}

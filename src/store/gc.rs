@@ -1,0 +1,69 @@
+//! Garbage collection: keep what the current pipeline can reach, delete the rest.
+
+use std::collections::HashSet;
+use std::fs;
+
+use anyhow::Result;
+
+use super::{read_dir_sorted, Store};
+use crate::hash::Hash;
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub actions_removed: usize,
+    pub objects_removed: usize,
+    pub bytes_freed: u64,
+    pub actions_kept: usize,
+    pub objects_kept: usize,
+}
+
+/// Remove every action not in `keep_actions` and every object no kept action references,
+/// plus leftover work directories and key locks. Takes the store's exclusive lock, so it
+/// waits for running `wormflow run`s to finish.
+pub fn collect(store: &Store, keep_actions: &HashSet<Hash>, dry_run: bool) -> Result<GcReport> {
+    let _lock = store.lock_exclusive()?;
+    let mut report = GcReport::default();
+    let mut live_objects = HashSet::new();
+    for (path, rec) in store.all_actions() {
+        match rec {
+            Some(rec) if keep_actions.contains(&rec.key) => {
+                report.actions_kept += 1;
+                live_objects.extend(rec.outputs.iter().map(|o| o.hash));
+            }
+            _ => {
+                report.actions_removed += 1;
+                if !dry_run {
+                    fs::remove_file(&path)?;
+                }
+            }
+        }
+    }
+    for (path, hash) in store.all_objects() {
+        if hash.is_some_and(|h| live_objects.contains(&h)) {
+            report.objects_kept += 1;
+            continue;
+        }
+        report.objects_removed += 1;
+        report.bytes_freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if !dry_run {
+            fs::remove_file(&path)?;
+        }
+    }
+    if !dry_run {
+        for leftover in read_dir_sorted(&store.root.join("tmp")) {
+            let _ = fs::remove_dir_all(&leftover).or_else(|_| fs::remove_file(&leftover));
+        }
+        for lock in read_dir_sorted(&store.root.join("locks")) {
+            if lock.file_name().is_some_and(|n| n != "store.lock") {
+                let _ = fs::remove_file(lock);
+            }
+        }
+        for r in read_dir_sorted(&store.root.join("refs")) {
+            let target: Option<Hash> = fs::read_to_string(&r).ok().and_then(|s| s.trim().parse().ok());
+            if !target.is_some_and(|k| keep_actions.contains(&k)) {
+                let _ = fs::remove_file(r);
+            }
+        }
+    }
+    Ok(report)
+}
