@@ -149,6 +149,9 @@ fn parse_override_value(raw: &str) -> toml_edit::Value {
 /// Read the raw document; syntax errors and unknown keys come back located.
 pub fn parse_raw(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     let map = SourceMap { file, text };
+    if let Err(e) = toml::from_str::<toml::Table>(text) {
+        return Err(map.error(e.span(), format!("malformed TOML: {} (see https://toml.io for the syntax)", e.message().trim())));
+    }
     toml::from_str::<RawConfig>(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         let hint = if msg.starts_with("unknown field") {

@@ -248,13 +248,21 @@ fn topological_stages(decls: &Declarations) -> Result<Vec<String>, ConfigError> 
     Ok(order)
 }
 
-/// Expand one stage into its nodes. Needs only the declarations of the stage and of the
-/// stages it needs, so an edit elsewhere leaves it untouched.
+/// What a stage needs to know of a stage it consumes: its name and matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeededStage {
+    pub name: String,
+    pub matrix: Vec<(String, Vec<Value>)>,
+}
+
+/// Expand one stage into its nodes. Needs only the stage's declaration and the matrices of
+/// the stages it needs, so an edit elsewhere (even to a needed stage's params) leaves it
+/// untouched.
 pub fn expand_stage(
     decls_file: &std::path::Path,
     pipeline: &PipelineDecl,
     stage: &StageDecl,
-    needed: &[Arc<StageDecl>],
+    needed: &[NeededStage],
     registry: &Registry,
 ) -> Result<Vec<NodeRecipe>, ConfigError> {
     let e = |pos: Pos, message: String| ConfigError { file: decls_file.to_path_buf(), line_col: pos, message };
@@ -434,7 +442,8 @@ impl Graph {
             }
             let of_stage: Vec<usize> = (0..self.nodes.len()).filter(|&i| &self.nodes[i].stage == s).collect();
             if of_stage.is_empty() {
-                let hint = closest(s, self.nodes.iter().map(|n| n.id.as_str()))
+                let stages = self.nodes.iter().map(|n| n.stage.as_str());
+                let hint = closest(s, stages.chain(self.nodes.iter().map(|n| n.id.as_str())))
                     .map(|c| format!("; did you mean {c:?}?"))
                     .unwrap_or_else(|| "; `wormflow dag` lists the nodes".into());
                 return Err(format!("no node or stage named {s:?}{hint}"));

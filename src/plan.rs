@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{apply_overrides, parse_raw, ConfigError, SourceMap};
-use crate::graph::{check_needs, declarations, expand_stage, Declarations, Graph, NodeRecipe, StageDecl};
+use crate::graph::{check_needs, declarations, expand_stage, Declarations, Graph, NeededStage, NodeRecipe, StageDecl};
 use crate::kinds::Registry;
 
 #[salsa::db]
@@ -101,14 +101,23 @@ fn stage_decl<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -
     parsed(db, src).as_ref().ok()?.stages.get(name.name(db)).cloned()
 }
 
+/// A stage's matrix: all that its consumers' expansion depends on.
+#[salsa::tracked(returns(ref))]
+fn stage_matrix<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Vec<(String, Vec<serde_json::Value>)> {
+    stage_decl(db, src, name).as_ref().map(|d| d.matrix.clone()).unwrap_or_default()
+}
+
 #[salsa::tracked(returns(ref))]
 fn stage_nodes<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Result<Arc<Vec<Arc<NodeRecipe>>>, ConfigError> {
     COUNTERS.stage_expansions.fetch_add(1, Ordering::Relaxed);
     let decl = stage_decl(db, src, name).clone().expect("stage_nodes is called for declared stages");
-    let needed: Vec<Arc<StageDecl>> = decl
+    let needed: Vec<NeededStage> = decl
         .needs
         .iter()
-        .map(|(n, _)| stage_decl(db, src, StageName::new(db, n.clone())).clone().expect("needs checked before expansion"))
+        .map(|(n, _)| NeededStage {
+            name: n.clone(),
+            matrix: stage_matrix(db, src, StageName::new(db, n.clone())).clone(),
+        })
         .collect();
     let pipeline = pipeline_decl(db, src);
     let nodes = expand_stage(src.file(db), &pipeline, &decl, &needed, db.registry())?;

@@ -1,0 +1,88 @@
+//! The contract between wormflow's engine and the stage kinds it runs.
+//!
+//! A stage kind is a name, a code version, default parameters and a function from input
+//! directories to an output directory. The engine knows nothing else about what a stage
+//! does, and a stage never touches the store, keys or locks. This crate is all the two
+//! sides share, so the engine never depends on the science and vice versa.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Map, Value};
+
+/// One finished upstream node, as a stage sees it.
+#[derive(Debug, Clone)]
+pub struct InputNode {
+    /// The upstream stage's name.
+    pub stage: String,
+    /// The upstream node's id, e.g. `train[model=lstm]`.
+    pub node: String,
+    /// Its matrix coordinates (empty when the stage has no matrix).
+    pub matrix: BTreeMap<String, Value>,
+    /// A read-only directory holding its outputs.
+    pub dir: PathBuf,
+    /// The directory standing for the whole needed stage: `dir` itself, or for a gathered
+    /// matrix stage the parent of all its instances' directories.
+    pub stage_dir: PathBuf,
+}
+
+/// Everything a stage may use while it runs.
+pub struct StageContext<'a> {
+    pub node: &'a str,
+    /// Fully resolved parameters (defaults merged, matrix values substituted).
+    pub params: &'a Value,
+    /// Inputs in the order of `needs`, instances of a matrixed input in matrix order.
+    pub inputs: &'a [InputNode],
+    /// The empty directory the stage must fill.
+    pub out_dir: &'a Path,
+    /// Directory of the pipeline.toml, for resolving relative paths in params.
+    pub workspace: &'a Path,
+    /// Scratch directory, removed after the node.
+    pub scratch: &'a Path,
+    /// Threads the stage may use.
+    pub threads: usize,
+    /// Set when the run is being cancelled; long stages should check it.
+    pub cancel: &'a AtomicBool,
+    /// Reports progress in [0, 1] with a short message (shown on the node's bar).
+    pub progress: &'a (dyn Fn(f64, &str) + Sync),
+}
+
+impl StageContext<'_> {
+    /// Inputs coming from one upstream stage.
+    pub fn inputs_of<'b>(&'b self, stage: &'b str) -> impl Iterator<Item = &'b InputNode> + 'b {
+        self.inputs.iter().filter(move |i| i.stage == stage)
+    }
+}
+
+/// What a stage run reports besides its files: provenance entries (device, library
+/// versions, …) recorded in the action record but not part of the key.
+pub type Provenance = Map<String, Value>;
+
+/// A stage kind the engine can run.
+pub trait StageKind: Send + Sync {
+    fn name(&self) -> &str;
+    /// Changes whenever the stage's code changes what it produces.
+    fn version(&self) -> &str;
+    /// Default parameters; a user's params are merged over these. Unless
+    /// `accepts_any_params`, a param not listed here is an error.
+    fn defaults(&self) -> Map<String, Value>;
+    fn accepts_any_params(&self) -> bool {
+        false
+    }
+    /// Params naming files outside the store whose contents belong in the key
+    /// (e.g. a `command`'s `deps`). Paths are relative to the workspace.
+    fn file_deps(&self, _params: &Value) -> Vec<String> {
+        Vec::new()
+    }
+    /// Check params before anything runs; the message should say what to change.
+    fn validate(&self, _params: &Value) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether an empty output directory is acceptable.
+    fn allows_empty_output(&self, _params: &Value) -> bool {
+        false
+    }
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<Provenance>;
+}
+

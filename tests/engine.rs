@@ -1,0 +1,295 @@
+//! The engine, driven through the real binary on real pipelines of `command` nodes.
+
+mod common;
+
+use common::{Events, Workspace};
+
+/// src[n] → double[n] → total (gathers double), plus an independent `side`: 8 nodes.
+const PIPELINE: &str = r#"
+[pipeline]
+name = "engine-test"
+seed = 7
+
+[stages.src]
+kind = "command"
+matrix = { n = [1, 2, 3] }
+params = { cmd = "echo ${matrix.n} > $WORMFLOW_OUT/n.txt", comment = "a" }
+
+[stages.double]
+kind = "command"
+needs = ["src"]
+matrix = { n = [1, 2, 3] }
+params = { cmd = "python3 -c 'import json,os; p=json.loads(os.environ[\"WORMFLOW_PARAMS\"]); print(int(open(os.environ[\"WORMFLOW_INPUT_SRC\"]+\"/n.txt\").read())*p[\"factor\"])' > $WORMFLOW_OUT/d.txt", factor = 2 }
+
+[stages.total]
+kind = "command"
+needs = ["double"]
+params = { cmd = "cat $WORMFLOW_INPUT_DOUBLE/*/d.txt | awk '{s+=$1} END {print s}' > $WORMFLOW_OUT/total.txt" }
+
+[stages.side]
+kind = "command"
+params = { cmd = "echo side > $WORMFLOW_OUT/side.txt" }
+"#;
+
+const ALL: [&str; 8] = ["double[n=1]", "double[n=2]", "double[n=3]", "side", "src[n=1]", "src[n=2]", "src[n=3]", "total"];
+
+#[test]
+fn fresh_run_runs_everything_and_a_second_run_nothing() {
+    let ws = Workspace::new(PIPELINE);
+    let first = ws.run_events(&[]);
+    assert_eq!(first.ran(), ALL);
+    assert_eq!(ws.read("results/total/total.txt").trim(), "12");
+    let second = ws.run_events(&[]);
+    assert!(second.ran().is_empty());
+    assert_eq!(second.cached(), ALL);
+    // Without --json the user is told in words.
+    let out = ws.wf(&["run"]);
+    assert!(common::text(&out.stderr).contains("Nothing to do: all 8 nodes are up to date"), "{}", common::text(&out.stderr));
+}
+
+#[test]
+fn editing_one_param_reruns_exactly_its_downstream() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 3"));
+    let ev = ws.run_events(&[]);
+    assert_eq!(ev.ran(), ["double[n=1]", "double[n=2]", "double[n=3]", "total"]);
+    assert_eq!(ev.cached(), ["side", "src[n=1]", "src[n=2]", "src[n=3]"]);
+    assert_eq!(ws.read("results/total/total.txt").trim(), "18");
+}
+
+#[test]
+fn set_overrides_act_like_edits() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    let ev = ws.run_events(&["--set", "stages.double.params.factor=3"]);
+    assert_eq!(ev.ran(), ["double[n=1]", "double[n=2]", "double[n=3]", "total"]);
+    // The override is not persisted: without it, the original results are still stored.
+    assert!(ws.run_events(&[]).ran().is_empty());
+    // An override can extend a matrix too.
+    let ev = ws.run_events(&["--set", "stages.src.matrix.n=[1, 2, 3, 4]", "--set", "stages.double.matrix.n=[1, 2, 3, 4]"]);
+    assert_eq!(ev.ran(), ["double[n=4]", "src[n=4]", "total"]);
+}
+
+#[test]
+fn reformatting_and_reordering_the_toml_reruns_nothing() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    // Same content: stages in another order, tables instead of inline tables, keys
+    // reordered, a float written for an integer, comments and blank lines.
+    let reformatted = r#"
+# the same pipeline, written differently
+[stages.total]
+params.cmd = "cat $WORMFLOW_INPUT_DOUBLE/*/d.txt | awk '{s+=$1} END {print s}' > $WORMFLOW_OUT/total.txt"
+needs = [ "double" ]
+kind = "command"
+
+[stages.double]
+params = { factor = 2.0, cmd = "python3 -c 'import json,os; p=json.loads(os.environ[\"WORMFLOW_PARAMS\"]); print(int(open(os.environ[\"WORMFLOW_INPUT_SRC\"]+\"/n.txt\").read())*p[\"factor\"])' > $WORMFLOW_OUT/d.txt" }
+matrix.n = [1, 2, 3]
+needs = ["src"]
+kind = "command"
+
+[stages.src]
+params = { comment = "a", cmd = "echo ${matrix.n} > $WORMFLOW_OUT/n.txt" }
+kind    =    "command"
+matrix = { n = [ 1, 2, 3 ] }
+
+[pipeline]
+seed = 7
+name = "engine-test"
+
+[stages.side.params]
+cmd = "echo side > $WORMFLOW_OUT/side.txt"
+
+[stages.side]
+kind = "command"
+"#;
+    ws.write("pipeline.toml", reformatted);
+    let ev = ws.run_events(&[]);
+    assert!(ev.ran().is_empty(), "reran {:?}", ev.ran());
+    assert_eq!(ev.cached(), ALL);
+}
+
+#[test]
+fn early_cutoff_an_upstream_rerun_with_identical_output_stops_there() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    // `comment` changes src's key but not its output.
+    ws.write("pipeline.toml", &PIPELINE.replace("comment = \"a\"", "comment = \"b\""));
+    let ev = ws.run_events(&[]);
+    assert_eq!(ev.ran(), ["src[n=1]", "src[n=2]", "src[n=3]"]);
+    assert_eq!(ev.cached(), ["double[n=1]", "double[n=2]", "double[n=3]", "side", "total"]);
+}
+
+#[test]
+fn dry_run_status_and_explain_say_what_changed() {
+    let ws = Workspace::new(PIPELINE);
+    let dry = ws.ok(&["run", "--dry-run"]);
+    assert!(dry.contains("would run src[n=1]: never built"), "{dry}");
+    assert!(ws.action_count() == 0, "a dry run stores nothing");
+    ws.run_events(&[]);
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 5"));
+    let explain = ws.ok(&["explain", "double[n=2]"]);
+    assert!(explain.contains("params.factor 2 → 5"), "{explain}");
+    let explain_total = ws.ok(&["explain", "total"]);
+    assert!(explain_total.contains("waits on stale inputs"), "{explain_total}");
+    let status = ws.ok(&["status"]);
+    assert!(status.contains("stale   double[n=1]"), "{status}");
+    assert!(status.contains("8 nodes: 4 fresh, 3 stale, 1 waiting"), "{status}");
+    let dry = ws.ok(&["run", "--dry-run"]);
+    assert!(dry.contains("4 of 8 nodes would run"), "{dry}");
+    // Stage code changes are named too: edit the file a command depends on.
+    ws.write("step.sh", "echo one > $WORMFLOW_OUT/x\n");
+    ws.write(
+        "pipeline.toml",
+        "[pipeline]\nname = \"x\"\n[stages.s]\nkind = \"command\"\nparams = { cmd = \"sh step.sh\", deps = [\"step.sh\"] }\n",
+    );
+    ws.run_events(&[]);
+    ws.write("step.sh", "echo two > $WORMFLOW_OUT/x\n");
+    assert!(ws.ok(&["explain", "s"]).contains("file step.sh changed"));
+}
+
+#[test]
+fn file_deps_are_hashed_by_content() {
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\n[stages.s]\nkind = \"command\"\nparams = { cmd = \"sh step.sh\", deps = [\"step.sh\"] }\n");
+    ws.write("step.sh", "echo one > $WORMFLOW_OUT/x\n");
+    assert_eq!(ws.run_events(&[]).ran(), ["s"]);
+    // Rewriting the same bytes (new mtime) is not a change.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    ws.write("step.sh", "echo one > $WORMFLOW_OUT/x\n");
+    assert!(ws.run_events(&[]).ran().is_empty());
+    ws.write("step.sh", "echo two > $WORMFLOW_OUT/x\n");
+    assert_eq!(ws.run_events(&[]).ran(), ["s"]);
+    // A missing dep is an error naming the node and the file.
+    std::fs::remove_file(ws.file("step.sh")).unwrap();
+    let out = ws.wf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::text(&out.stdout).contains("params.deps names \\\"step.sh\\\""), "{}", common::text(&out.stdout));
+}
+
+#[test]
+fn force_reruns_a_cached_node_and_targets_limit_the_run() {
+    let ws = Workspace::new(PIPELINE);
+    let ev = ws.run_events(&["double[n=2]"]);
+    assert_eq!(ev.ran(), ["double[n=2]", "src[n=2]"]);
+    let ev = ws.run_events(&["--force", "src[n=1]", "src"]);
+    assert_eq!(ev.ran(), ["src[n=1]", "src[n=3]"]);
+    assert_eq!(ev.cached(), ["src[n=2]"]);
+    let out = ws.wf(&["run", "sorc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::text(&out.stderr).contains("did you mean \"src"), "{}", common::text(&out.stderr));
+}
+
+#[test]
+fn a_failed_node_stores_nothing_and_its_dependents_are_skipped() {
+    let failing = PIPELINE.replace("echo ${matrix.n} > $WORMFLOW_OUT/n.txt", "test ${matrix.n} != 2 && echo ${matrix.n} > $WORMFLOW_OUT/n.txt");
+    let ws = Workspace::new(&failing);
+    let out = ws.wf(&["run", "--json", "--keep-going", "-j", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = Events::parse(&common::text(&out.stdout));
+    assert_eq!(ev.nodes("failed"), ["src[n=2]"]);
+    assert_eq!(ev.nodes("skipped"), ["double[n=2]", "total"]);
+    assert_eq!(ev.ran(), ["double[n=1]", "double[n=3]", "side", "src[n=1]", "src[n=3]"]);
+    let failure = ev.0.iter().find(|e| e["event"] == "failed").unwrap();
+    assert!(failure["error"].as_str().unwrap().contains("exited with status 1"), "{failure}");
+    assert_eq!(ws.action_count(), 5);
+    assert!(!ws.file("results/src[n=2]").exists());
+    // Without --keep-going, nothing new starts after the failure.
+    let ws = Workspace::new(&failing);
+    let out = ws.wf(&["run", "--json", "-j", "1", "src"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = Events::parse(&common::text(&out.stdout));
+    assert_eq!(ev.nodes("failed"), ["src[n=2]"]);
+    assert_eq!(ev.nodes("skipped"), ["src[n=3]"]);
+}
+
+#[test]
+fn results_links_point_at_the_latest_outputs_and_gc_removes_the_rest() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    let link = std::fs::read_link(ws.file("results/total/total.txt")).unwrap();
+    assert!(link.to_string_lossy().contains("/cache/objects/"), "{link:?}");
+    let meta = std::fs::metadata(ws.file("results/total/total.txt")).unwrap();
+    assert!(meta.permissions().readonly());
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 3"));
+    ws.run_events(&[]);
+    assert_eq!(ws.read("results/total/total.txt").trim(), "18");
+    assert_eq!(ws.action_count(), 12);
+    let gc = ws.ok(&["gc"]);
+    // The factor = 2 results of double (3) and total (1) are no longer reachable; of their
+    // objects only "4" and "12" are not shared with a current result.
+    assert!(gc.contains("removed 4 action records and 2 objects"), "{gc}");
+    assert_eq!(ws.action_count(), 8);
+    // Drop a stage: gc forgets its results.
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 3").replace("[stages.side]\nkind = \"command\"\nparams = { cmd = \"echo side > $WORMFLOW_OUT/side.txt\" }\n", ""));
+    let gc = ws.ok(&["gc"]);
+    assert!(gc.contains("removed 1 action records and 1 objects"), "{gc}");
+    assert!(ws.run_events(&[]).ran().is_empty());
+    ws.ok(&["verify"]);
+}
+
+#[test]
+fn dag_renders_text_dot_and_mermaid() {
+    let ws = Workspace::new(PIPELINE);
+    let text = ws.ok(&["dag"]);
+    assert!(text.contains("total (command) <- double[n=1], double[n=2], double[n=3]"), "{text}");
+    let dot = ws.ok(&["dag", "--format", "dot"]);
+    assert!(dot.starts_with("digraph") && dot.contains("\"double[n=1]\" -> \"total\";"), "{dot}");
+    let mermaid = ws.ok(&["dag", "--format", "mermaid"]);
+    assert!(mermaid.starts_with("flowchart LR") && mermaid.matches("-->").count() == 6, "{mermaid}");
+}
+
+#[test]
+fn show_prints_outputs_provenance_and_parquet_rows() {
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\n[stages.t]\nkind = \"command\"\nparams = { cmd = \"cp table.parquet $WORMFLOW_OUT/\", deps = [\"table.parquet\"] }\n");
+    write_parquet(&ws.file("table.parquet"));
+    ws.run_events(&[]);
+    let out = ws.ok(&["show", "t"]);
+    assert!(out.contains("table.parquet"), "{out}");
+    assert!(out.contains("host"), "{out}");
+    assert!(out.contains("| worm"), "{out}");
+    assert!(out.contains("| w1"), "{out}");
+    assert!(out.contains("3 rows × 2 columns"), "{out}");
+}
+
+fn write_parquet(path: &std::path::Path) {
+    use arrow::array::{Float32Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([
+        ("worm", Arc::new(StringArray::from(vec!["w1", "w1", "w2"])) as arrow::array::ArrayRef),
+        ("AVAL", Arc::new(Float32Array::from(vec![0.5, 0.25, -1.0])) as arrow::array::ArrayRef),
+    ])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn watch_reruns_what_an_edit_made_stale() {
+    let ws = Workspace::new(PIPELINE);
+    let child = ws
+        .cmd(&["watch", "--json", "--max-runs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first run to finish (its last node writes the total).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ws.file("results/total/total.txt").exists() {
+        assert!(std::time::Instant::now() < deadline, "first watch run did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 4"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let ev = Events::parse(&common::text(&out.stdout));
+    // 8 nodes in the first run, the 4 downstream of `double` in the second.
+    assert_eq!(ev.ran().len(), 12, "{:?}", ev.0);
+    let stderr = common::text(&out.stderr);
+    assert!(stderr.contains("re-expanded 1 stage(s) / 3 node(s)"), "{stderr}");
+    assert_eq!(ws.read("results/total/total.txt").trim(), "24");
+}
