@@ -277,18 +277,21 @@ fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
 
 fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
     let store = Store::open(&p.store_root)?;
-    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
-    let mut keep = HashSet::new();
-    for (i, state) in resolver.states(None).iter().enumerate() {
-        if let Some(NodeState::Fresh { key, .. }) = state {
-            keep.insert(*key);
+    let keep = || {
+        let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+        let mut keep = HashSet::new();
+        for (i, state) in resolver.states(None).iter().enumerate() {
+            if let Some(NodeState::Fresh { key, .. }) = state {
+                keep.insert(*key);
+            }
+            // The latest result of every current node stays too, so `explain` keeps working.
+            if let Some(k) = store.read_ref(&p.graph.nodes[i].id) {
+                keep.insert(k);
+            }
         }
-        // The latest result of every current node stays too, so `explain` keeps working.
-        if let Some(k) = store.read_ref(&p.graph.nodes[i].id) {
-            keep.insert(k);
-        }
-    }
-    let r = gc::collect(&store, &keep, dry_run)?;
+        keep
+    };
+    let r = gc::collect(&store, keep, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
     println!(
         "{verb} {} action records and {} objects ({:.1} MB); kept {} records, {} objects",

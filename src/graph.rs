@@ -288,6 +288,7 @@ pub fn expand_stage(
             }
         }
     }
+    let pairings: Vec<Pairing> = needed.iter().map(|n| Pairing::new(n, &stage.matrix)).collect();
     let mut nodes = Vec::new();
     for combo in combinations(&stage.matrix) {
         let id = node_id(name, &combo);
@@ -303,22 +304,15 @@ pub fn expand_stage(
         kind.validate(&params).map_err(|msg| e(stage.pos, format!("{id}: {msg}")))?;
 
         let mut inputs = Vec::new();
-        for (need_decl, (_, need_pos)) in needed.iter().zip(&stage.needs) {
-            let mut matched = Vec::new();
-            for other in combinations(&need_decl.matrix) {
-                let pairs = other.iter().all(|(axis, v)| combo.get(axis).is_none_or(|mine| mine == v));
-                if pairs {
-                    matched.push(node_id(&need_decl.name, &other));
-                }
-            }
-            if matched.is_empty() {
+        for (pairing, (_, need_pos)) in pairings.iter().zip(&stage.needs) {
+            let shared: Vec<&Value> = pairing.shared_axes.iter().map(|a| &combo[a]).collect();
+            let Some(matched) = pairing.by_shared_values.get(&shared) else {
                 return Err(e(*need_pos, format!(
                     "{id} pairs with stage {:?} on their shared matrix axes, but {:?} has no instance with the same values; give both stages the same values on shared axes",
-                    need_decl.name, need_decl.name
+                    pairing.stage, pairing.stage
                 )));
-            }
-            let gathered = need_decl.matrix.iter().any(|(axis, _)| !combo.contains_key(axis));
-            inputs.push(InputRef { stage: need_decl.name.clone(), nodes: matched, gathered });
+            };
+            inputs.push(InputRef { stage: pairing.stage.clone(), nodes: matched.clone(), gathered: pairing.gathered });
         }
         let deps = kind.file_deps(&params);
         let mut h = Hasher::new("wormflow-recipe-1");
@@ -345,6 +339,39 @@ pub fn expand_stage(
         });
     }
     Ok(nodes)
+}
+
+/// How one needed stage's instances are matched to this stage's: on the axes both have
+/// (paired), gathering the needed stage's other axes (in its matrix order).
+struct Pairing<'a> {
+    stage: String,
+    shared_axes: Vec<String>,
+    gathered: bool,
+    by_shared_values: HashMap<Vec<&'a Value>, Vec<String>>,
+}
+
+impl<'a> Pairing<'a> {
+    fn new(needed: &'a NeededStage, own_matrix: &[(String, Vec<Value>)]) -> Pairing<'a> {
+        let own_axes: Vec<&String> = own_matrix.iter().map(|(a, _)| a).collect();
+        let shared_axes: Vec<String> = needed.matrix.iter().map(|(a, _)| a).filter(|a| own_axes.contains(a)).cloned().collect();
+        let mut by_shared_values: HashMap<Vec<&'a Value>, Vec<String>> = HashMap::new();
+        for other in combinations(&needed.matrix) {
+            let key: Vec<&'a Value> = shared_axes
+                .iter()
+                .map(|a| {
+                    let (_, values) = needed.matrix.iter().find(|(x, _)| x == a).expect("shared axis");
+                    values.iter().find(|v| **v == other[a]).expect("value of the axis")
+                })
+                .collect();
+            by_shared_values.entry(key).or_default().push(node_id(&needed.name, &other));
+        }
+        Pairing {
+            stage: needed.name.clone(),
+            gathered: shared_axes.len() < needed.matrix.len(),
+            shared_axes,
+            by_shared_values,
+        }
+    }
 }
 
 /// Replace `${matrix.AXIS}`, `${pipeline.seed}` and `${pipeline.name}` in string values.

@@ -26,7 +26,17 @@ fn replace_links(dir: &Path, store: &Store, action: &ActionRecord, key: &str) ->
     let parent = dir.parent().expect("results dir has a parent");
     fs::create_dir_all(parent)?;
     let fresh = parent.join(format!(".new-{}", unique_suffix()));
-    fs::create_dir_all(&fresh)?;
+    let result = fill_and_swap(dir, &fresh, store, action, key);
+    if result.is_err() {
+        // Another run may have swapped in the same links meanwhile; leave no litter.
+        let _ = fs::remove_dir_all(&fresh);
+    }
+    result
+}
+
+fn fill_and_swap(dir: &Path, fresh: &Path, store: &Store, action: &ActionRecord, key: &str) -> std::io::Result<()> {
+    let parent = dir.parent().expect("results dir has a parent");
+    fs::create_dir_all(fresh)?;
     let objects = fs::canonicalize(&store.root)?;
     for o in &action.outputs {
         let dest = fresh.join(&o.path);
@@ -37,7 +47,7 @@ fn replace_links(dir: &Path, store: &Store, action: &ActionRecord, key: &str) ->
     symlink(key, fresh.join(KEY_MARKER))?;
     let old = parent.join(format!(".old-{}", unique_suffix()));
     let had_old = fs::rename(dir, &old).is_ok();
-    fs::rename(&fresh, dir)?;
+    fs::rename(fresh, dir)?;
     if had_old {
         fs::remove_dir_all(&old)?;
     }

@@ -17,11 +17,13 @@ pub struct GcReport {
     pub objects_kept: usize,
 }
 
-/// Remove every action not in `keep_actions` and every object no kept action references,
-/// plus leftover work directories and key locks. Takes the store's exclusive lock, so it
-/// waits for running `wormflow run`s to finish.
-pub fn collect(store: &Store, keep_actions: &HashSet<Hash>, dry_run: bool) -> Result<GcReport> {
+/// Remove every action not in the set `keep` returns and every object no kept action
+/// references, plus leftover work directories and key locks. Takes the store's exclusive
+/// lock first, so it waits for running `wormflow run`s to finish, and only then asks what
+/// to keep (what they stored counts).
+pub fn collect(store: &Store, keep: impl FnOnce() -> HashSet<Hash>, dry_run: bool) -> Result<GcReport> {
     let _lock = store.lock_exclusive()?;
+    let keep_actions = &keep();
     let mut report = GcReport::default();
     let mut live_objects = HashSet::new();
     for (path, rec) in store.all_actions() {

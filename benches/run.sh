@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each printing its figures next to its reference.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bash "$here/engine.sh"

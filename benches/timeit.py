@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""Median wall time of a command over N runs: timeit.py N DIR CMD... → prints seconds."""
+import statistics
+import subprocess
+import sys
+import time
+
+n, cwd, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+times = []
+for _ in range(n):
+    t = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times.append(time.perf_counter() - t)
+print(f"{statistics.median(times):.4f}")
