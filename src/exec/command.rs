@@ -3,8 +3,8 @@
 //! The command runs with `sh -c` in the workspace directory and gets:
 //! `WORMFLOW_OUT` (empty output directory), `WORMFLOW_INPUT_<STAGE>` (one per needed stage:
 //! the input's output directory, or for a gathered matrix stage a directory with one
-//! subdirectory per instance, named by its matrix coordinates), `WORMFLOW_INPUTS` (JSON list
-//! of every input node with its matrix and directory), `WORMFLOW_PARAMS` (JSON),
+//! subdirectory per instance, named by its matrix coordinates), `WORMFLOW_INPUTS` (path of a
+//! JSON file listing every input node with its matrix and directory), `WORMFLOW_PARAMS` (JSON),
 //! `WORMFLOW_NODE` and `WORMFLOW_SCRATCH`.
 
 use std::io::Read;
@@ -97,7 +97,11 @@ impl StageKind for CommandKind {
         for stage_dir in stage_dirs(ctx) {
             command.env(input_env_name(&stage_dir.0), &stage_dir.1);
         }
-        command.env("WORMFLOW_INPUTS", Value::Array(listed).to_string());
+        // A file, not a variable: a gather over thousands of nodes outgrows the
+        // kernel's limit on one environment string.
+        let listing = ctx.scratch.join("inputs.json");
+        std::fs::write(&listing, Value::Array(listed).to_string()).with_context(|| format!("cannot write {}", listing.display()))?;
+        command.env("WORMFLOW_INPUTS", &listing);
 
         let mut child = command.spawn().with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
         // Drain both pipes on threads so a chatty command never blocks on a full pipe.
