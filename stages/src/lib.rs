@@ -1,6 +1,19 @@
 //! The science of wormflow: stage kinds for C. elegans whole-brain activity data, models
-//! and analysis. Each kind implements `wormflow_api::StageKind`; the binary registers
-//! them all through [`register_all`].
+//! and analysis. Each kind implements `wormflow_api::StageKind` (through the typed
+//! [`stage::Stage`] adapter); the binary registers them all with [`register_all`].
+
+pub mod download;
+pub mod h5;
+pub mod neurons;
+pub mod preprocess;
+pub mod rng;
+pub mod sample;
+pub mod split;
+pub mod stage;
+pub mod standardize;
+pub mod synthesize;
+pub mod table;
+pub mod windows;
 
 use std::sync::Arc;
 
@@ -8,5 +21,10 @@ use wormflow_api::StageKind;
 
 /// Hand every stage kind of this crate to `register`.
 pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
-    let _ = register;
+    register(stage::kind::<download::Download>());
+    register(stage::kind::<synthesize::Synthesize>());
+    register(stage::kind::<standardize::Standardize>());
+    register(stage::kind::<preprocess::Preprocess>());
+    register(stage::kind::<split::Split>());
+    register(stage::kind::<sample::Sample>());
 }

@@ -1,0 +1,354 @@
+//! Kind `download`: bring files into the store, each pinned by its hash.
+//!
+//! Sources: `http(s)://` URLs (streamed, resumed with `Range` after a cut connection,
+//! retried with exponential backoff), `file://` URLs and plain paths (relative to the
+//! workspace). Directories in `mirrors` are checked first for a file of the same name;
+//! a mirror copy is used only if its hash matches the pin. Every URL must be pinned by
+//! `blake3` (or `sha256`); a mismatch is an error naming the expected and actual hash, and
+//! nothing is stored. `.tar.gz`/`.tgz` and `.zip` files with `extract = true` are unpacked;
+//! entries with absolute paths, `..` or links are refused (zip-slip).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+use sha2::Digest;
+use wormflow_api::StageContext;
+
+use crate::stage::Stage;
+
+pub struct Download;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileSpec {
+    /// https://…, http://…, file://… or a path relative to the workspace.
+    pub url: String,
+    /// Expected blake3 of the bytes (hex).
+    pub blake3: String,
+    /// Expected sha256 (hex), accepted instead of blake3.
+    pub sha256: String,
+    /// Where to put it in the output (default: the URL's file name).
+    pub path: String,
+    /// Unpack a .tar.gz/.tgz/.zip into the output (under `path` without its extension).
+    pub extract: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub files: Vec<FileSpec>,
+    /// Directories (relative to the workspace) searched first, by file name.
+    pub mirrors: Vec<String>,
+    /// Attempts per URL after the first.
+    pub retries: u32,
+    /// Seconds to wait for a connection or for the next bytes.
+    pub timeout_s: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { files: Vec::new(), mirrors: Vec::new(), retries: 4, timeout_s: 60 }
+    }
+}
+
+fn is_remote(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+fn local_path(url: &str) -> &str {
+    url.strip_prefix("file://").unwrap_or(url)
+}
+
+fn file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+impl FileSpec {
+    fn dest(&self) -> String {
+        if self.path.is_empty() { file_name(&self.url).to_string() } else { self.path.clone() }
+    }
+}
+
+/// A hash pin: which algorithm and the expected hex digest.
+struct Pin<'a> {
+    algo: &'static str,
+    hex: &'a str,
+}
+
+impl FileSpec {
+    fn pin(&self) -> Option<Pin<'_>> {
+        if !self.blake3.is_empty() {
+            Some(Pin { algo: "blake3", hex: &self.blake3 })
+        } else if !self.sha256.is_empty() {
+            Some(Pin { algo: "sha256", hex: &self.sha256 })
+        } else {
+            None
+        }
+    }
+}
+
+fn digest(path: &Path, algo: &str) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut b3 = blake3::Hasher::new();
+    let mut s2 = sha2::Sha256::new();
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if algo == "sha256" { s2.update(&buf[..n]) } else { b3.update(&buf[..n]); }
+    }
+    Ok(if algo == "sha256" {
+        s2.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        b3.finalize().to_hex().to_string()
+    })
+}
+
+fn verify(path: &Path, pin: &Pin, what: &str) -> Result<()> {
+    let got = digest(path, pin.algo)?;
+    if !got.eq_ignore_ascii_case(pin.hex) {
+        bail!("{what}: checksum mismatch: expected {} {}, got {got}; the file changed upstream or the pin in pipeline.toml is wrong", pin.algo, pin.hex);
+    }
+    Ok(())
+}
+
+impl Stage for Download {
+    const NAME: &'static str = "download";
+    const VERSION: &'static str = env!("WORMFLOW_VERSION_DOWNLOAD");
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        if p.files.is_empty() {
+            return Err("params.files is empty; list the files to fetch, e.g. files = [{ url = \"https://…\", blake3 = \"…\" }]".into());
+        }
+        for f in &p.files {
+            if f.url.is_empty() {
+                return Err("every entry of params.files needs a url".into());
+            }
+            if is_remote(&f.url) && f.pin().is_none() {
+                return Err(format!("{}: remote files must be pinned: add blake3 = \"…\" (or sha256 = \"…\")", f.url));
+            }
+            let dest = f.dest();
+            if dest.is_empty() || !safe_relative(Path::new(&dest)) {
+                return Err(format!("{}: path {dest:?} must be a relative path inside the output", f.url));
+            }
+        }
+        Ok(())
+    }
+
+    fn file_deps(p: &Params) -> Vec<String> {
+        // Unpinned local files enter the key by their contents.
+        p.files.iter().filter(|f| !is_remote(&f.url) && f.pin().is_none()).map(|f| local_path(&f.url).to_string()).collect()
+    }
+
+    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+        let mut sources = Vec::new();
+        for (i, spec) in p.files.iter().enumerate() {
+            let progress = |fraction: f64, msg: &str| {
+                (ctx.progress)((i as f64 + fraction) / p.files.len() as f64, &format!("{} {msg}", spec.dest()))
+            };
+            let tmp = ctx.scratch.join(format!("download-{i}"));
+            let source = fetch(spec, &p, ctx, &tmp, &progress)?;
+            sources.push(json!({"path": spec.dest(), "from": source}));
+            let dest = ctx.out_dir.join(spec.dest());
+            if spec.extract {
+                let into = ctx.out_dir.join(strip_archive_ext(&spec.dest()));
+                extract(&tmp, &spec.dest(), &into)?;
+            } else {
+                fs::create_dir_all(dest.parent().expect("inside out_dir"))?;
+                fs::rename(&tmp, &dest).or_else(|_| fs::copy(&tmp, &dest).map(|_| ()))?;
+            }
+        }
+        let mut prov = Map::new();
+        prov.insert("sources".into(), json!(sources));
+        Ok(prov)
+    }
+}
+
+/// Put the file's bytes at `tmp`, checked against its pin; returns where they came from.
+fn fetch(spec: &FileSpec, p: &Params, ctx: &StageContext, tmp: &Path, progress: &dyn Fn(f64, &str)) -> Result<String> {
+    let pin = spec.pin();
+    if let Some(pin) = &pin {
+        for mirror in &p.mirrors {
+            let candidate = ctx.workspace.join(mirror).join(file_name(&spec.url));
+            if candidate.is_file() && verify(&candidate, pin, "mirror").is_ok() {
+                fs::copy(&candidate, tmp).with_context(|| format!("cannot copy {}", candidate.display()))?;
+                progress(1.0, "from mirror");
+                return Ok(format!("mirror {}", candidate.display()));
+            }
+        }
+    }
+    if is_remote(&spec.url) {
+        http_get(&spec.url, tmp, p, progress)?;
+    } else {
+        let src = ctx.workspace.join(local_path(&spec.url));
+        fs::copy(&src, tmp).with_context(|| format!("{}: cannot read {} ; check the path (relative to the workspace)", spec.url, src.display()))?;
+    }
+    if let Some(pin) = &pin {
+        verify(tmp, pin, &spec.url)?;
+    }
+    Ok(spec.url.clone())
+}
+
+/// Why one HTTP attempt stopped.
+enum Attempt {
+    Done,
+    Retry(String),
+}
+
+fn http_get(url: &str, tmp: &Path, p: &Params, progress: &dyn Fn(f64, &str)) -> Result<()> {
+    let timeout = Some(Duration::from_secs(p.timeout_s.max(1)));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(timeout)
+        .timeout_recv_response(timeout)
+        .timeout_per_read(timeout)
+        .build()
+        .into();
+    let _ = fs::remove_file(tmp);
+    let mut last = String::new();
+    for attempt in 0..=p.retries {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200 << (attempt - 1).min(6)));
+        }
+        match try_once(&agent, url, tmp, progress)? {
+            Attempt::Done => return Ok(()),
+            Attempt::Retry(why) => last = why,
+        }
+    }
+    bail!("{url}: download failed after {} attempts: {last}", p.retries + 1)
+}
+
+fn try_once(agent: &ureq::Agent, url: &str, tmp: &Path, progress: &dyn Fn(f64, &str)) -> Result<Attempt> {
+    let have = fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
+    let mut req = agent.get(url);
+    if have > 0 {
+        req = req.header("Range", &format!("bytes={have}-"));
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(e) => return Ok(Attempt::Retry(e.to_string())),
+    };
+    let status = resp.status().as_u16();
+    let append = match status {
+        206 => true,
+        200 => false,
+        416 if have > 0 => return Ok(Attempt::Done), // already complete
+        404 | 410 | 401 | 403 => bail!("{url}: HTTP {status}; check the URL (or add a mirror)"),
+        _ => return Ok(Attempt::Retry(format!("HTTP {status}"))),
+    };
+    let length: Option<u64> = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let start = if append { have } else { 0 };
+    let total = length.map(|l| l + start);
+    let mut file = if append { fs::OpenOptions::new().append(true).open(tmp)? } else { File::create(tmp)? };
+    let mut body = resp.into_body().into_reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = start;
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                file.write_all(&buf[..n])?;
+                got += n as u64;
+                let mb = |b: u64| b as f64 / 1e6;
+                match total {
+                    Some(t) => progress(got as f64 / t as f64, &format!("{:.1}/{:.1} MB", mb(got), mb(t))),
+                    None => progress(0.0, &format!("{:.1} MB", mb(got))),
+                }
+            }
+            Err(e) => {
+                file.flush()?;
+                return Ok(Attempt::Retry(format!("connection lost after {got} bytes: {e}")));
+            }
+        }
+    }
+    file.sync_all()?;
+    match total {
+        Some(t) if got < t => Ok(Attempt::Retry(format!("connection closed after {got} of {t} bytes"))),
+        _ => Ok(Attempt::Done),
+    }
+}
+
+fn strip_archive_ext(name: &str) -> &str {
+    for ext in [".tar.gz", ".tgz", ".zip"] {
+        if let Some(s) = name.strip_suffix(ext) {
+            return s;
+        }
+    }
+    name
+}
+
+/// A relative path that stays inside its root (no absolute part, no `..`).
+fn safe_relative(p: &Path) -> bool {
+    p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn extract(archive: &Path, name: &str, into: &Path) -> Result<()> {
+    fs::create_dir_all(into)?;
+    let refuse = |entry: &str| anyhow!("{name}: refusing archive entry {entry:?}: it would be written outside the output (absolute path, `..` or a link)");
+    if name.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(File::open(archive)?).with_context(|| format!("{name}: not a zip archive"))?;
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i)?;
+            let raw = entry.name().to_string();
+            let rel: PathBuf = entry.enclosed_name().filter(|p| safe_relative(p)).ok_or_else(|| refuse(&raw))?;
+            if entry.is_symlink() {
+                return Err(refuse(&raw));
+            }
+            let dest = into.join(rel);
+            if entry.is_dir() {
+                fs::create_dir_all(&dest)?;
+            } else {
+                fs::create_dir_all(dest.parent().expect("inside"))?;
+                std::io::copy(&mut entry, &mut File::create(&dest)?)?;
+            }
+        }
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(archive)?));
+        for entry in tar.entries().with_context(|| format!("{name}: not a gzip'd tar archive"))? {
+            let mut entry = entry.with_context(|| format!("{name}: damaged archive"))?;
+            let rel = entry.path()?.to_path_buf();
+            let kind = entry.header().entry_type();
+            if !safe_relative(&rel) || kind.is_symlink() || kind.is_hard_link() {
+                return Err(refuse(&rel.to_string_lossy()));
+            }
+            let dest = into.join(&rel);
+            if kind.is_dir() {
+                fs::create_dir_all(&dest)?;
+            } else if kind.is_file() {
+                fs::create_dir_all(dest.parent().expect("inside"))?;
+                std::io::copy(&mut entry, &mut File::create(&dest)?)?;
+            }
+        }
+    } else {
+        bail!("{name}: extract = true, but only .tar.gz, .tgz and .zip can be unpacked");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_must_stay_inside() {
+        assert!(safe_relative(Path::new("a/b.h5")));
+        assert!(!safe_relative(Path::new("../x")));
+        assert!(!safe_relative(Path::new("/etc/passwd")));
+        assert!(!safe_relative(Path::new("a/../../x")));
+    }
+
+    #[test]
+    fn names_from_urls() {
+        assert_eq!(file_name("https://h/x/2022-07-26-31-data.h5?raw=true"), "2022-07-26-31-data.h5");
+        assert_eq!(strip_archive_ext("data.tar.gz"), "data");
+    }
+}

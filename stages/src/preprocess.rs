@@ -1,0 +1,177 @@
+//! Kind `preprocess`: per worm and neuron, z-score over the full trace (population std,
+//! ddof = 0) → causal exponential smoothing s₀ = x₀, sₜ = α·xₜ + (1−α)·sₜ₋₁ → linear
+//! resampling onto t = t₀, t₀+Δt, … < t_end. Worms are processed in parallel (rayon);
+//! the result does not depend on the number of threads.
+//!
+//! A neuron whose trace is constant (std = 0) or not finite is masked out (null), counted
+//! in the worm's `masked_neurons`, and never turned into NaN output. All inputs' recordings
+//! are concatenated in input order, so one node can pool several datasets.
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+use wormflow_api::StageContext;
+
+use crate::stage::Stage;
+use crate::table::{read_recordings, write_dataset, Worm};
+
+pub struct Preprocess;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Standardise each neuron's trace to mean 0, std 1.
+    pub zscore: bool,
+    /// Smoothing factor α in (0, 1]; 1 turns smoothing off.
+    pub smooth_alpha: f64,
+    /// Resampling step in seconds; 0 keeps the original time stamps.
+    pub resample_dt: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { zscore: true, smooth_alpha: 0.5, resample_dt: 0.667 }
+    }
+}
+
+impl Stage for Preprocess {
+    const NAME: &'static str = "preprocess";
+    const VERSION: &'static str = env!("WORMFLOW_VERSION_PREPROCESS");
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        if !(p.smooth_alpha > 0.0 && p.smooth_alpha <= 1.0) {
+            return Err(format!("params.smooth_alpha must be in (0, 1] (1 = no smoothing); got {}", p.smooth_alpha));
+        }
+        if !(p.resample_dt >= 0.0 && p.resample_dt.is_finite()) {
+            return Err(format!("params.resample_dt must be ≥ 0 seconds (0 = no resampling); got {}", p.resample_dt));
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+        let mut worms = Vec::new();
+        for input in ctx.inputs {
+            worms.extend(read_recordings(&input.dir)?);
+        }
+        if worms.is_empty() {
+            bail!("no recordings among the inputs; `needs` should name standardize or synthesize stages");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
+        let out: Vec<Worm> = pool.install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
+        write_dataset(ctx.out_dir, &out)?;
+        let masked: u32 = out.iter().map(|w| w.info.masked_neurons).sum::<u32>() - worms.iter().map(|w| w.info.masked_neurons).sum::<u32>();
+        let mut prov = Map::new();
+        prov.insert("worms".into(), json!(out.len()));
+        prov.insert("masked_neurons".into(), json!(masked));
+        Ok(prov)
+    }
+}
+
+/// The three steps for one worm.
+pub fn preprocess_worm(w: &Worm, p: &Params) -> Result<Worm> {
+    let grid = if p.resample_dt > 0.0 { resample_grid(&w.t, p.resample_dt) } else { w.t.clone() };
+    if grid.len() < 2 {
+        bail!("worm {} of {}: {} time steps after resampling to {} s; the recording is too short", w.worm, w.dataset, grid.len(), p.resample_dt);
+    }
+    let mut out = Worm { t: grid, traces: vec![None; w.traces.len()], ..w.clone() };
+    let mut buf = Vec::with_capacity(w.t.len());
+    for (slot, trace) in w.traces.iter().enumerate() {
+        let Some(trace) = trace else { continue };
+        buf.clear();
+        buf.extend(trace.iter().map(|&v| v as f64));
+        if p.zscore && !zscore(&mut buf) || buf.iter().any(|v| !v.is_finite()) || is_constant(&buf) {
+            out.info.masked_neurons += 1;
+            continue;
+        }
+        if p.smooth_alpha < 1.0 {
+            ema(&mut buf, p.smooth_alpha);
+        }
+        let values = if p.resample_dt > 0.0 { interpolate(&w.t, &buf, &out.t) } else { buf.clone() };
+        out.traces[slot] = Some(values.into_iter().map(|v| v as f32).collect());
+    }
+    Ok(out)
+}
+
+fn is_constant(x: &[f64]) -> bool {
+    x.iter().all(|&v| v == x[0])
+}
+
+/// Standardise in place; false (untouched) when the trace is constant or not finite.
+pub fn zscore(x: &mut [f64]) -> bool {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let std = var.sqrt();
+    if !(std > 0.0 && std.is_finite()) {
+        return false;
+    }
+    for v in x.iter_mut() {
+        *v = (*v - mean) / std;
+    }
+    true
+}
+
+/// Causal exponential smoothing in place: s₀ = x₀, sₜ = α·xₜ + (1−α)·sₜ₋₁.
+pub fn ema(x: &mut [f64], alpha: f64) {
+    for i in 1..x.len() {
+        x[i] = alpha * x[i] + (1.0 - alpha) * x[i - 1];
+    }
+}
+
+/// t₀, t₀+Δt, … strictly before the last time stamp.
+pub fn resample_grid(t: &[f64], dt: f64) -> Vec<f64> {
+    let (Some(&t0), Some(&end)) = (t.first(), t.last()) else { return Vec::new() };
+    (0..).map(|k| t0 + k as f64 * dt).take_while(|&x| x < end).collect()
+}
+
+/// Linear interpolation of (t, x) at increasing points `at` (within [t₀, t_end]).
+pub fn interpolate(t: &[f64], x: &[f64], at: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(at.len());
+    let mut j = 0;
+    for &a in at {
+        while j + 2 < t.len() && t[j + 1] <= a {
+            j += 1;
+        }
+        let (t0, t1) = (t[j], t[j + 1]);
+        let f = ((a - t0) / (t1 - t0)).clamp(0.0, 1.0);
+        out.push(x[j] + f * (x[j + 1] - x[j]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zscore_has_mean_0_and_population_std_1() {
+        let mut x = vec![1.0, 2.0, 3.0, 4.0, 10.0];
+        assert!(zscore(&mut x));
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(mean.abs() < 1e-12 && (std - 1.0).abs() < 1e-12);
+        assert!(!zscore(&mut [3.0, 3.0, 3.0]));
+    }
+
+    #[test]
+    fn ema_follows_the_formula() {
+        let mut x = vec![1.0, 3.0, 5.0, 1.0];
+        ema(&mut x, 0.5);
+        assert_eq!(x, vec![1.0, 2.0, 3.5, 2.25]);
+    }
+
+    #[test]
+    fn resampling_is_exact_for_linear_signals() {
+        let t: Vec<f64> = (0..100).map(|i| i as f64 * 0.6 + (i % 3) as f64 * 0.01).collect();
+        let x: Vec<f64> = t.iter().map(|t| 2.0 * t - 1.0).collect();
+        let grid = resample_grid(&t, 0.667);
+        assert!(*grid.last().unwrap() < *t.last().unwrap());
+        assert_eq!(grid.len(), ((t[99] - t[0]) / 0.667).ceil() as usize);
+        for (g, y) in grid.iter().zip(interpolate(&t, &x, &grid)) {
+            assert!((y - (2.0 * g - 1.0)).abs() < 1e-9);
+        }
+    }
+}

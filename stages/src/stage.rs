@@ -1,0 +1,65 @@
+//! A typed way to write a stage kind: params as a serde struct whose `Default` is the
+//! documented defaults, validated at plan time; the adapter turns it into the engine's
+//! `StageKind`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use wormflow_api::{Provenance, StageContext, StageKind};
+
+pub trait Stage: Send + Sync + 'static {
+    const NAME: &'static str;
+    /// Derived from the stage's source files at build time (see build.rs).
+    const VERSION: &'static str;
+    /// `#[serde(default, deny_unknown_fields)]`; `Default` gives every param's default.
+    type Params: Serialize + DeserializeOwned + Default;
+
+    /// Checks beyond types (ranges, required values); say what to change.
+    fn check(_p: &Self::Params) -> Result<(), String> {
+        Ok(())
+    }
+    /// Workspace files whose contents belong in the key.
+    fn file_deps(_p: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
+    fn run(p: Self::Params, ctx: &StageContext) -> Result<Provenance>;
+}
+
+struct Adapter<S: Stage>(PhantomData<S>);
+
+fn parse<S: Stage>(params: &Value) -> Result<S::Params, String> {
+    serde_json::from_value(params.clone()).map_err(|e| format!("bad params for kind {:?}: {e}", S::NAME))
+}
+
+impl<S: Stage> StageKind for Adapter<S> {
+    fn name(&self) -> &str {
+        S::NAME
+    }
+    fn version(&self) -> &str {
+        S::VERSION
+    }
+    fn defaults(&self) -> Map<String, Value> {
+        match serde_json::to_value(S::Params::default()) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        S::check(&parse::<S>(params)?)
+    }
+    fn file_deps(&self, params: &Value) -> Vec<String> {
+        parse::<S>(params).map(|p| S::file_deps(&p)).unwrap_or_default()
+    }
+    fn run(&self, ctx: &StageContext) -> Result<Provenance> {
+        let p = parse::<S>(ctx.params).map_err(anyhow::Error::msg)?;
+        S::run(p, ctx).map_err(|e| e.context(format!("{} ({})", ctx.node, S::NAME)))
+    }
+}
+
+pub fn kind<S: Stage>() -> Arc<dyn StageKind> {
+    Arc::new(Adapter::<S>(PhantomData))
+}

@@ -1,0 +1,312 @@
+//! Kind `standardize`: raw recordings in one of several published layouts → the standard
+//! format (`recordings.parquet` + `worms.parquet`, see `table.rs`).
+//!
+//! Every input directory (usually from `download` nodes) is searched for files matching
+//! `files`; each file is read by the module of its `format`, its labels are mapped onto the
+//! 302 canonical neurons (`neurons.rs`), and its time stamps are checked and shifted to
+//! start at 0. Worms without any labelled neuron are dropped (the study models labelled
+//! neurons only); the reason is listed in `dropped.json`.
+
+mod flavell_h5;
+mod flavell_json;
+mod generic_h5;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use wormflow_api::StageContext;
+
+use crate::neurons::{self, N_NEURONS};
+use crate::stage::Stage;
+use crate::table::{write_dataset, Worm, WormInfo};
+
+pub struct Standardize;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// flavell-h5 | generic-h5 | flavell-json
+    pub format: String,
+    /// Name of the source dataset (e.g. "Dag2023"); generic-h5 files may carry their own.
+    pub dataset: String,
+    pub citation: String,
+    /// Glob (`*` and `?`) of the files to read, matched against paths inside the inputs.
+    pub files: String,
+    /// flavell-h5: name of the labels JSON (uid → 1-based column → label).
+    pub labels: String,
+    /// flavell-h5: what to do with a file whose uid the labels JSON lacks: "error" | "drop".
+    pub missing_labels: String,
+    /// What to do with NaN inside a labelled neuron's trace: "error" | "interpolate".
+    /// (A trace that is entirely NaN is masked out and counted either way.)
+    pub nan: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            format: String::new(),
+            dataset: String::new(),
+            citation: String::new(),
+            files: String::new(),
+            labels: "NeuroPAL_labels_dict.json".into(),
+            missing_labels: "error".into(),
+            nan: "error".into(),
+        }
+    }
+}
+
+pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json"];
+
+impl Stage for Standardize {
+    const NAME: &'static str = "standardize";
+    const VERSION: &'static str = env!("WORMFLOW_VERSION_STANDARDIZE");
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        if !FORMATS.contains(&p.format.as_str()) {
+            return Err(format!("params.format must be one of {}; got {:?}", FORMATS.join(", "), p.format));
+        }
+        if !matches!(p.missing_labels.as_str(), "error" | "drop") {
+            return Err("params.missing_labels must be \"error\" or \"drop\"".into());
+        }
+        if !matches!(p.nan.as_str(), "error" | "interpolate") {
+            return Err("params.nan must be \"error\" or \"interpolate\"".into());
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+        let pattern = if p.files.is_empty() { default_pattern(&p.format).to_string() } else { p.files.clone() };
+        let files = find_files(ctx, &pattern)?;
+        if files.is_empty() {
+            bail!(
+                "no input file matches {pattern:?} (format {}); check `files` and that the stage `needs` the download that provides them",
+                p.format
+            );
+        }
+        let mut worms = Vec::new();
+        let mut dropped = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            (ctx.progress)(i as f64 / files.len() as f64, &file.file_name().unwrap_or_default().to_string_lossy());
+            let raws = match p.format.as_str() {
+                "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
+                "generic-h5" => generic_h5::read(file)?,
+                "flavell-json" => flavell_json::read(file)?,
+                _ => unreachable!("checked at plan time"),
+            };
+            for raw in raws {
+                let name = raw.worm.clone();
+                match raw.into_worm(&p)? {
+                    Kept::Worm(w) => worms.push(w),
+                    Kept::Dropped(reason) => dropped.push(json!({"file": display_name(file), "worm": name, "reason": reason})),
+                }
+            }
+        }
+        if worms.is_empty() {
+            bail!("no worm with any labelled neuron in {} files matching {pattern:?}: {}", files.len(), Value::Array(dropped));
+        }
+        write_dataset(ctx.out_dir, &worms)?;
+        std::fs::write(ctx.out_dir.join("dropped.json"), serde_json::to_vec_pretty(&dropped)?)?;
+        let mut prov = Map::new();
+        prov.insert("worms".into(), json!(worms.len()));
+        prov.insert("dropped_worms".into(), json!(dropped.len()));
+        Ok(prov)
+    }
+}
+
+fn default_pattern(format: &str) -> &'static str {
+    match format {
+        "flavell-json" => "*.json",
+        _ => "*.h5",
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().unwrap_or_default().to_string_lossy().to_string()
+}
+
+/// Files under the input directories whose path (relative to its input dir) or file name
+/// matches the glob, sorted by that relative path.
+fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in ctx.inputs {
+        let mut stack = vec![input.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+                let path = e?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let rel = path.strip_prefix(&input.dir).unwrap_or(&path).to_string_lossy().to_string();
+                if glob_match(pattern, &rel) || glob_match(pattern, &display_name(&path)) {
+                    out.push((rel, path));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// One worm as read from a file, before labels and checks.
+pub struct RawWorm {
+    pub dataset: Option<String>,
+    pub worm: String,
+    pub source_file: String,
+    pub citation: Option<String>,
+    /// Row-major (time, column) traces.
+    pub values: Vec<f64>,
+    pub n_cols: usize,
+    /// Time stamps in seconds; may be longer than the traces (cut to fit).
+    pub time: Vec<f64>,
+    pub time_is_estimated: bool,
+    /// One label per column (None: unidentified).
+    pub labels: Vec<Option<String>>,
+}
+
+pub enum Kept {
+    Worm(Worm),
+    Dropped(String),
+}
+
+impl RawWorm {
+    fn n_steps(&self) -> usize {
+        self.values.len().checked_div(self.n_cols).unwrap_or(0)
+    }
+
+    /// Check, label and convert to the standard layout.
+    pub fn into_worm(self, p: &Params) -> Result<Kept> {
+        let where_ = format!("{} (worm {})", self.source_file, self.worm);
+        let n = self.n_steps();
+        if n == 0 || self.n_cols == 0 {
+            bail!("{where_}: the recording is empty ({n} time steps × {} neurons)", self.n_cols);
+        }
+        if self.labels.len() != self.n_cols {
+            bail!("{where_}: {} labels for {} trace columns", self.labels.len(), self.n_cols);
+        }
+        if self.time.len() < n {
+            bail!("{where_}: {} time stamps for {n} frames; the time vector must cover every frame", self.time.len());
+        }
+        let time = &self.time[..n];
+        if let Some(i) = time.iter().position(|t| !t.is_finite()) {
+            bail!("{where_}: time stamp {i} is {}; time stamps must be finite", time[i]);
+        }
+        if let Some(i) = time.windows(2).position(|w| w[1] <= w[0]) {
+            bail!(
+                "{where_}: time stamps are not increasing at frame {} ({} s then {} s); fix the file's time vector",
+                i + 1,
+                time[i],
+                time[i + 1]
+            );
+        }
+        let labels: Vec<Option<&str>> = self.labels.iter().map(|l| l.as_deref()).collect();
+        let map = neurons::map_labels(&labels);
+        let mut traces: Vec<Option<Vec<f32>>> = vec![None; N_NEURONS];
+        let mut masked = 0;
+        for (col, slot) in map.slots.iter().enumerate() {
+            let Some(slot) = *slot else { continue };
+            let mut trace: Vec<f64> = (0..n).map(|r| self.values[r * self.n_cols + col]).collect();
+            let neuron = &neurons::names()[slot];
+            if let Some(r) = trace.iter().position(|v| v.is_infinite()) {
+                bail!("{where_}: neuron {neuron} (column {}) is infinite at frame {r}; the file is corrupt or not ΔF/F", col + 1);
+            }
+            if trace.iter().all(|v| v.is_nan()) {
+                masked += 1;
+                continue;
+            }
+            if let Some(r) = trace.iter().position(|v| v.is_nan()) {
+                if p.nan != "interpolate" {
+                    bail!("{where_}: neuron {neuron} (column {}) is NaN at frame {r}; set params.nan = \"interpolate\" to fill gaps linearly", col + 1);
+                }
+                interpolate_nans(&mut trace);
+            }
+            traces[slot] = Some(trace.into_iter().map(|v| v as f32).collect());
+        }
+        if traces.iter().all(Option::is_none) {
+            return Ok(Kept::Dropped(format!(
+                "no labelled neuron ({} columns: {} unknown, {} duplicate, {} ambiguous dropped labels)",
+                self.n_cols, map.unknown, map.duplicate, map.ambiguous_dropped
+            )));
+        }
+        let t0 = time[0];
+        Ok(Kept::Worm(Worm {
+            dataset: self.dataset.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| p.dataset.clone()),
+            worm: self.worm,
+            t: time.iter().map(|t| t - t0).collect(),
+            traces,
+            info: WormInfo {
+                source_file: self.source_file,
+                citation: if p.citation.is_empty() { self.citation.unwrap_or_default() } else { p.citation.clone() },
+                time_is_estimated: self.time_is_estimated,
+                unknown_labels: map.unknown,
+                duplicate_labels: map.duplicate,
+                ambiguous_resolved: map.ambiguous_resolved,
+                ambiguous_dropped: map.ambiguous_dropped,
+                masked_neurons: masked,
+            },
+        }))
+    }
+}
+
+/// Fill NaN gaps by linear interpolation between the nearest finite neighbours (edges take
+/// the nearest finite value).
+fn interpolate_nans(x: &mut [f64]) {
+    let finite: Vec<usize> = (0..x.len()).filter(|&i| x[i].is_finite()).collect();
+    for i in 0..x.len() {
+        if x[i].is_finite() {
+            continue;
+        }
+        let after = finite.partition_point(|&j| j < i);
+        x[i] = match (after.checked_sub(1).map(|k| finite[k]), finite.get(after).copied()) {
+            (Some(a), Some(b)) => x[a] + (x[b] - x[a]) * (i - a) as f64 / (b - a) as f64,
+            (Some(a), None) => x[a],
+            (None, Some(b)) => x[b],
+            (None, None) => x[i],
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.h5", "2022-07-26-31-data.h5"));
+        assert!(glob_match("kato/*worm?.h5", "kato/WT_worm1.h5"));
+        assert!(!glob_match("*.h5", "labels.json"));
+    }
+
+    #[test]
+    fn nan_gaps_are_interpolated() {
+        let mut x = [f64::NAN, 1.0, f64::NAN, f64::NAN, 4.0, f64::NAN];
+        interpolate_nans(&mut x);
+        assert_eq!(x, [1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+    }
+}

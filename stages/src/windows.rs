@@ -1,0 +1,124 @@
+//! Tables that index into recordings instead of copying them:
+//!
+//! `split.parquet` — one row per worm: dataset, worm, n_steps, train_start, train_end,
+//! val_start, val_end (time-step indices, end exclusive).
+//!
+//! `windows.parquet` — one row per window: set ("train" | "val"), dataset, worm, start,
+//! length (time steps, input window L plus the one-step target).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow::array::{ArrayRef, StringArray, UInt64Array};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRow {
+    pub dataset: String,
+    pub worm: String,
+    pub n_steps: u64,
+    pub train: (u64, u64),
+    pub val: (u64, u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub set: String,
+    pub dataset: String,
+    pub worm: String,
+    pub start: u64,
+    pub length: u64,
+}
+
+fn strings<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> ArrayRef {
+    Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+}
+
+fn u64s<T>(rows: &[T], f: impl Fn(&T) -> u64) -> ArrayRef {
+    Arc::new(UInt64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+}
+
+fn write(path: &Path, batch: RecordBatch) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let props = parquet::file::properties::WriterProperties::builder().set_created_by("wormflow".into()).build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .with_context(|| format!("{}: missing or mistyped column {name:?}", path.display()))
+}
+
+pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
+    write(path, RecordBatch::try_from_iter([
+        ("dataset", strings(rows, |r| &r.dataset)),
+        ("worm", strings(rows, |r| &r.worm)),
+        ("n_steps", u64s(rows, |r| r.n_steps)),
+        ("train_start", u64s(rows, |r| r.train.0)),
+        ("train_end", u64s(rows, |r| r.train.1)),
+        ("val_start", u64s(rows, |r| r.val.0)),
+        ("val_end", u64s(rows, |r| r.val.1)),
+    ])?)
+}
+
+pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
+    let mut out = Vec::new();
+    for b in read(path)? {
+        let (ds, wm) = (col::<StringArray>(&b, "dataset", path)?, col::<StringArray>(&b, "worm", path)?);
+        let u = |n: &str| col::<UInt64Array>(&b, n, path);
+        let (n, ts, te, vs, ve) = (u("n_steps")?, u("train_start")?, u("train_end")?, u("val_start")?, u("val_end")?);
+        for r in 0..b.num_rows() {
+            out.push(SplitRow {
+                dataset: ds.value(r).into(),
+                worm: wm.value(r).into(),
+                n_steps: n.value(r),
+                train: (ts.value(r), te.value(r)),
+                val: (vs.value(r), ve.value(r)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn write_windows(path: &Path, rows: &[Window]) -> Result<()> {
+    write(path, RecordBatch::try_from_iter([
+        ("set", strings(rows, |r| &r.set)),
+        ("dataset", strings(rows, |r| &r.dataset)),
+        ("worm", strings(rows, |r| &r.worm)),
+        ("start", u64s(rows, |r| r.start)),
+        ("length", u64s(rows, |r| r.length)),
+    ])?)
+}
+
+pub fn read_windows(path: &Path) -> Result<Vec<Window>> {
+    let mut out = Vec::new();
+    for b in read(path)? {
+        let s = |n: &str| col::<StringArray>(&b, n, path);
+        let (set, ds, wm) = (s("set")?, s("dataset")?, s("worm")?);
+        let (start, len) = (col::<UInt64Array>(&b, "start", path)?, col::<UInt64Array>(&b, "length", path)?);
+        for r in 0..b.num_rows() {
+            out.push(Window {
+                set: set.value(r).into(),
+                dataset: ds.value(r).into(),
+                worm: wm.value(r).into(),
+                start: start.value(r),
+                length: len.value(r),
+            });
+        }
+    }
+    Ok(out)
+}
