@@ -68,7 +68,7 @@ impl<'a> Resolver<'a> {
         for d in &node.deps {
             let path = self.workspace.join(d);
             let hash = self.stat_cache.lock().expect("stat cache lock").hash(&path).map_err(|e| {
-                anyhow!("{}: params.deps names {d:?} ({}), which cannot be read: {e}; create the file or fix the path", node.id, path.display())
+                anyhow!("{}: depends on the file {d:?} ({}), which cannot be read: {e}; create the file or fix the path in its params", node.id, path.display())
             })?;
             deps.push(DepRecord { path: d.clone(), hash });
         }

@@ -165,7 +165,7 @@ fn file_deps_are_hashed_by_content() {
     std::fs::remove_file(ws.file("step.sh")).unwrap();
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(common::text(&out.stdout).contains("params.deps names \\\"step.sh\\\""), "{}", common::text(&out.stdout));
+    assert!(common::text(&out.stdout).contains("depends on the file \\\"step.sh\\\""), "{}", common::text(&out.stdout));
 }
 
 #[test]

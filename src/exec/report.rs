@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -24,7 +24,12 @@ pub struct Reporter {
     mode: Mode,
     bars: OnceLock<Bars>,
     out: Mutex<()>,
+    /// When each node last emitted a JSON progress event (they are throttled).
+    last_progress: Mutex<HashMap<String, Instant>>,
 }
+
+/// At most one JSON progress event per node in this interval.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 struct Bars {
     multi: MultiProgress,
@@ -41,7 +46,7 @@ impl Reporter {
         } else {
             Mode::Lines
         };
-        Reporter { mode, bars: OnceLock::new(), out: Mutex::new(()) }
+        Reporter { mode, bars: OnceLock::new(), out: Mutex::new(()), last_progress: Mutex::new(HashMap::new()) }
     }
 
     pub fn begin(&self, total: usize) {
@@ -94,6 +99,17 @@ impl Reporter {
     }
 
     pub fn progress(&self, node: &str, fraction: f64, message: &str) {
+        if let Mode::Json = self.mode {
+            let now = Instant::now();
+            let mut last = self.last_progress.lock().expect("progress lock");
+            if last.get(node).is_some_and(|t| now.duration_since(*t) < PROGRESS_INTERVAL) {
+                return;
+            }
+            last.insert(node.to_string(), now);
+            drop(last);
+            self.json(json!({"event": "progress", "node": node, "fraction": fraction, "message": message}));
+            return;
+        }
         if let Some(b) = self.bars.get() {
             if let Some(bar) = b.nodes.lock().expect("bars lock").get(node) {
                 bar.set_position((fraction.clamp(0.0, 1.0) * 1000.0) as u64);
