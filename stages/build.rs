@@ -5,18 +5,7 @@
 
 use std::path::Path;
 
-/// (kind, files or directories it depends on)
-pub const KINDS: &[(&str, &[&str])] = &[
-    ("download", &["src/download.rs"]),
-    ("synthesize", &["src/synthesize.rs", "src/table.rs", "src/neurons.rs", "src/rng.rs", "../data/neurons.csv"]),
-    ("standardize", &["src/standardize", "src/table.rs", "src/neurons.rs", "src/h5.rs", "../data/neurons.csv"]),
-    ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/neurons.rs"]),
-    ("split", &["src/split.rs", "src/windows.rs", "src/table.rs"]),
-    ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
-];
-
-/// Files that cannot change any stage's outputs (plumbing).
-pub const NEUTRAL: &[&str] = &["src/lib.rs", "src/stage.rs"];
+include!("versions.rs");
 
 fn hash_path(h: &mut blake3::Hasher, path: &Path) {
     println!("cargo:rerun-if-changed={}", path.display());
@@ -33,6 +22,7 @@ fn hash_path(h: &mut blake3::Hasher, path: &Path) {
 }
 
 fn main() {
+    println!("cargo:rerun-if-changed=versions.rs");
     for (kind, files) in KINDS {
         let mut h = blake3::Hasher::new();
         for f in *files {

@@ -71,31 +71,79 @@ impl Stage for Preprocess {
 
 /// The three steps for one worm.
 pub fn preprocess_worm(w: &Worm, p: &Params) -> Result<Worm> {
-    let grid = if p.resample_dt > 0.0 { resample_grid(&w.t, p.resample_dt) } else { w.t.clone() };
+    let resample = p.resample_dt > 0.0;
+    let grid = if resample { resample_grid(&w.t, p.resample_dt) } else { w.t.clone() };
     if grid.len() < 2 {
         bail!("worm {} of {}: {} time steps after resampling to {} s; the recording is too short", w.worm, w.dataset, grid.len(), p.resample_dt);
     }
-    let mut out = Worm { t: grid, traces: vec![None; w.traces.len()], ..w.clone() };
-    let mut buf = Vec::with_capacity(w.t.len());
+    // Where each grid point falls is the same for every neuron: find it once.
+    let weights = if resample { interpolation_weights(&w.t, &grid) } else { Vec::new() };
+    let mut info = w.info.clone();
+    let mut traces: Vec<Option<Vec<f32>>> = vec![None; w.traces.len()];
+    // Scale and offset per neuron; masked neurons are dropped here.
+    let mut kept: Vec<(usize, &[f32], f64, f64)> = Vec::new();
     for (slot, trace) in w.traces.iter().enumerate() {
         let Some(trace) = trace else { continue };
-        buf.clear();
-        buf.extend(trace.iter().map(|&v| v as f64));
-        if p.zscore && !zscore(&mut buf) || buf.iter().any(|v| !v.is_finite()) || is_constant(&buf) {
-            out.info.masked_neurons += 1;
-            continue;
+        match moments(trace) {
+            Some((mean, std)) if std > 0.0 => {
+                let (offset, scale) = if p.zscore { (mean, std) } else { (0.0, 1.0) };
+                kept.push((slot, trace, offset, scale));
+            }
+            _ => info.masked_neurons += 1,
         }
-        if p.smooth_alpha < 1.0 {
-            ema(&mut buf, p.smooth_alpha);
-        }
-        let values = if p.resample_dt > 0.0 { interpolate(&w.t, &buf, &out.t) } else { buf.clone() };
-        out.traces[slot] = Some(values.into_iter().map(|v| v as f32).collect());
     }
-    Ok(out)
+    // Smooth several neurons at once: their recurrences are independent, so the CPU
+    // overlaps them instead of waiting on one chain of multiply-adds.
+    const LANES: usize = 8;
+    let n = w.t.len();
+    let alpha = p.smooth_alpha;
+    let mut smoothed = vec![0.0f64; LANES * n];
+    for group in kept.chunks(LANES) {
+        let mut state = [0.0f64; LANES];
+        for (lane, &(_, x, offset, scale)) in group.iter().enumerate() {
+            state[lane] = (x[0] as f64 - offset) / scale;
+            smoothed[lane * n] = state[lane];
+        }
+        let inverse: Vec<f64> = group.iter().map(|g| 1.0 / g.3).collect();
+        for k in 1..n {
+            for (lane, &(_, x, offset, _)) in group.iter().enumerate() {
+                let z = (x[k] as f64 - offset) * inverse[lane];
+                state[lane] = alpha * z + (1.0 - alpha) * state[lane];
+                smoothed[lane * n + k] = state[lane];
+            }
+        }
+        for (lane, &(slot, ..)) in group.iter().enumerate() {
+            let s = &smoothed[lane * n..(lane + 1) * n];
+            traces[slot] = Some(if resample {
+                weights.iter().map(|&(j, f)| (s[j] + f * (s[j + 1] - s[j])) as f32).collect()
+            } else {
+                s.iter().map(|&v| v as f32).collect()
+            });
+        }
+    }
+    Ok(Worm { dataset: w.dataset.clone(), worm: w.worm.clone(), t: grid, traces, info })
 }
 
-fn is_constant(x: &[f64]) -> bool {
-    x.iter().all(|&v| v == x[0])
+/// Mean and population standard deviation (two passes, f64); None unless both are finite.
+fn moments(x: &[f32]) -> Option<(f64, f64)> {
+    let n = x.len() as f64;
+    let mean = sum_by_lanes(x, |v| v) / n;
+    let var = sum_by_lanes(x, |v| (v - mean) * (v - mean)) / n;
+    (mean.is_finite() && var.is_finite()).then(|| (mean, var.sqrt()))
+}
+
+/// Σ f(x) in f64 with eight running sums, so the additions are not one serial chain
+/// (like numpy's pairwise sum, the order differs from a naive loop only in rounding).
+fn sum_by_lanes(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v as f64);
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().map(|&v| f(v as f64)).sum::<f64>()
 }
 
 /// Standardise in place; false (untouched) when the trace is constant or not finite.
@@ -126,19 +174,23 @@ pub fn resample_grid(t: &[f64], dt: f64) -> Vec<f64> {
     (0..).map(|k| t0 + k as f64 * dt).take_while(|&x| x < end).collect()
 }
 
-/// Linear interpolation of (t, x) at increasing points `at` (within [t₀, t_end]).
-pub fn interpolate(t: &[f64], x: &[f64], at: &[f64]) -> Vec<f64> {
+/// For each point of `at` (increasing, within [t₀, t_end]): the segment j of `t` it falls
+/// in and its fraction f, so that x(at) = x[j] + f·(x[j+1] − x[j]).
+pub fn interpolation_weights(t: &[f64], at: &[f64]) -> Vec<(usize, f64)> {
     let mut out = Vec::with_capacity(at.len());
     let mut j = 0;
     for &a in at {
         while j + 2 < t.len() && t[j + 1] <= a {
             j += 1;
         }
-        let (t0, t1) = (t[j], t[j + 1]);
-        let f = ((a - t0) / (t1 - t0)).clamp(0.0, 1.0);
-        out.push(x[j] + f * (x[j + 1] - x[j]));
+        out.push((j, ((a - t[j]) / (t[j + 1] - t[j])).clamp(0.0, 1.0)));
     }
     out
+}
+
+/// Linear interpolation of (t, x) at increasing points `at`.
+pub fn interpolate(t: &[f64], x: &[f64], at: &[f64]) -> Vec<f64> {
+    interpolation_weights(t, at).into_iter().map(|(j, f)| x[j] + f * (x[j + 1] - x[j])).collect()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! wormflow's own per-worm HDF5 layout (the format offered to users for their recordings):
 //!
-//!     /traces        (T, N) float   the signal
-//!     /time          (T,)   float   seconds from the start of the recording
-//!     /neuron_names  (N,)   string  one label per column; "" for an unidentified ROI
-//!     attributes (root, all optional): dataset, worm, signal, citation, source,
-//!                time_is_estimated (bool), time_note
+//! ```text
+//! /traces        (T, N) float   the signal
+//! /time          (T,)   float   seconds from the start of the recording
+//! /neuron_names  (N,)   string  one label per column; "" for an unidentified ROI
+//! attributes (root, all optional): dataset, worm, signal, citation, source,
+//!            time_is_estimated (bool), time_note
+//! ```
 
 use std::path::Path;
 

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Preprocess: wormflow vs a straightforward numpy implementation, same input, side by side.
+set -euo pipefail
+venv="$HOME/.cache/wormflow/bench-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import numpy" 2>/dev/null || "$venv/bin/pip" install --quiet numpy
+echo "== preprocess vs numpy"
+cargo bench --quiet --locked --bench preprocess -- "${BENCH_DIR:-$HOME/.cache/wormflow/bench}/preprocess" "$venv/bin/python" | sed 's/^/  /'

@@ -1,0 +1,17 @@
+// Which source files make up each stage kind's code version (see build.rs). Shared with
+// tests/versions.rs, which checks that every source file is listed.
+
+/// (kind, files or directories it depends on)
+const KINDS: &[(&str, &[&str])] = &[
+    ("download", &["src/download.rs"]),
+    ("synthesize", &["src/synthesize.rs", "src/table.rs", "src/neurons.rs", "src/rng.rs", "../data/neurons.csv"]),
+    ("standardize", &["src/standardize", "src/table.rs", "src/neurons.rs", "src/h5.rs", "../data/neurons.csv"]),
+    ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/neurons.rs"]),
+    ("split", &["src/split.rs", "src/windows.rs", "src/table.rs"]),
+    ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
+];
+
+/// Files that cannot change any stage's outputs (plumbing); read by tests/versions.rs.
+#[allow(dead_code)]
+const NEUTRAL: &[&str] = &["src/lib.rs", "src/stage.rs"];
+
