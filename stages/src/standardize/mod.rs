@@ -10,6 +10,8 @@
 mod flavell_h5;
 mod flavell_json;
 mod generic_h5;
+mod leifer;
+mod zimmer_mat;
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +29,7 @@ pub struct Standardize;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// flavell-h5 | generic-h5 | flavell-json
+    /// flavell-h5 | generic-h5 | flavell-json | zimmer-mat | leifer
     pub format: String,
     /// Name of the source dataset (e.g. "Dag2023"); generic-h5 files may carry their own.
     pub dataset: String,
@@ -57,7 +59,7 @@ impl Default for Params {
     }
 }
 
-pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json"];
+pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "zimmer-mat", "leifer"];
 
 impl Stage for Standardize {
     const NAME: &'static str = "standardize";
@@ -94,6 +96,8 @@ impl Stage for Standardize {
                 "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
                 "generic-h5" => generic_h5::read(file)?,
                 "flavell-json" => flavell_json::read(file)?,
+                "zimmer-mat" => zimmer_mat::read(file)?,
+                "leifer" => leifer::read(file)?,
                 _ => unreachable!("checked at plan time"),
             };
             for raw in raws {
@@ -119,6 +123,8 @@ impl Stage for Standardize {
 fn default_pattern(format: &str) -> &'static str {
     match format {
         "flavell-json" => "*.json",
+        "zimmer-mat" => "*.mat",
+        "leifer" => "*_gcamp.txt",
         _ => "*.h5",
     }
 }

@@ -1,0 +1,119 @@
+//! Raw formats without a real file here are tested on fixtures written with the exact layout
+//! the study's readers expect (qsimeon/worm-graph, worm-data-preprocess).
+
+mod common;
+
+use common::Workspace;
+use hdf5_pure::{AttrValue, FileBuilder};
+use wormflow_stages::neurons::index_of;
+use wormflow_stages::table::read_recordings;
+
+fn standardize(ws: &Workspace, files: &[&str], params: &str) -> Vec<wormflow_stages::table::Worm> {
+    let list: Vec<String> = files.iter().map(|f| format!("{{ url = \"{f}\" }}")).collect();
+    ws.write(
+        "pipeline.toml",
+        &format!("[pipeline]\nname = \"f\"\n[stages.get]\nkind = \"download\"\nparams = {{ files = [{}] }}\n[stages.std]\nkind = \"standardize\"\nneeds = [\"get\"]\nparams = {{ {params} }}\n", list.join(", ")),
+    );
+    ws.run_events(&[]);
+    read_recordings(&ws.file("results/std")).unwrap()
+}
+
+fn class(name: &str) -> AttrValue {
+    AttrValue::AsciiString(name.into())
+}
+
+fn utf16(s: &str) -> Vec<u16> {
+    s.encode_utf16().collect()
+}
+
+/// A MATLAB v7.3 file like Kato 2015's WT_NoStim.mat: struct WT_NoStim with cell fields
+/// IDs / traces / timeVectorSeconds, two worms.
+fn write_zimmer(path: &std::path::Path) {
+    let mut b = FileBuilder::new();
+    b.with_userblock(512);
+    let mut refs = b.create_group("#refs#");
+    // Worm 1: 5 steps × 3 traces (MATLAB T × N, stored N × T).
+    let w1: Vec<f64> = (0..3).flat_map(|c| (0..5).map(move |r| (c * 10 + r) as f64)).collect();
+    refs.create_dataset("t1").with_f64_data(&w1).with_shape(&[3, 5]).set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("v1").with_f64_data(&[0.0, 0.3, 0.6, 0.9, 1.2]).with_shape(&[1, 5]).set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("n_aval").with_u16_data(&utf16("AVAL")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("n_empty").with_u64_data(&[0, 0]).set_attr("MATLAB_class", class("double")).set_attr("MATLAB_empty", AttrValue::U8(1));
+    refs.create_dataset("n_riml").with_u16_data(&utf16("RIML")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("n_cands").with_path_references(&["#refs#/n_empty", "#refs#/n_riml"]).set_attr("MATLAB_class", class("cell"));
+    refs.create_dataset("ids1").with_path_references(&["#refs#/n_aval", "#refs#/n_empty", "#refs#/n_cands"]).set_attr("MATLAB_class", class("cell"));
+    // Worm 2: 4 steps × 1 trace.
+    refs.create_dataset("t2").with_f64_data(&[5.0, 6.0, 7.0, 8.0]).with_shape(&[1, 4]).set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("v2").with_f64_data(&[0.0, 0.5, 1.0, 1.5]).with_shape(&[1, 4]).set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("n_ava").with_u16_data(&utf16("AVAR")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("ids2").with_path_references(&["#refs#/n_ava"]).set_attr("MATLAB_class", class("cell"));
+    b.add_group(refs.finish());
+    let mut s = b.create_group("WT_NoStim");
+    s.create_dataset("IDs").with_path_references(&["#refs#/ids1", "#refs#/ids2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
+    s.create_dataset("traces").with_path_references(&["#refs#/t1", "#refs#/t2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
+    s.create_dataset("timeVectorSeconds").with_path_references(&["#refs#/v1", "#refs#/v2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
+    b.add_group(s.finish());
+    b.write(path).unwrap();
+}
+
+#[test]
+fn zimmer_mat_cells_of_names_traces_and_times() {
+    let ws = Workspace::new("");
+    write_zimmer(&ws.file("WT_NoStim.mat"));
+    let worms = standardize(&ws, &["WT_NoStim.mat"], "format = \"zimmer-mat\", dataset = \"Kato2015\"");
+    assert_eq!(worms.len(), 2);
+    let w = &worms[0];
+    assert_eq!(w.worm, "WT_NoStim_worm1");
+    assert_eq!(w.labelled(), ["AVAL", "RIML"], "empty entry skipped; first non-empty candidate taken");
+    // Column 0 (AVAL) over time is 0..5; column 2 (RIML) is 20..25 — transposed from N × T.
+    assert_eq!(w.traces[index_of("AVAL").unwrap()].as_deref(), Some(&[0.0f32, 1.0, 2.0, 3.0, 4.0][..]));
+    assert_eq!(w.traces[index_of("RIML").unwrap()].as_deref(), Some(&[20.0f32, 21.0, 22.0, 23.0, 24.0][..]));
+    assert_eq!(w.t, [0.0, 0.3, 0.6, 0.9, 1.2]);
+    assert_eq!(worms[1].labelled(), ["AVAR"]);
+    assert_eq!(worms[1].dataset, "Kato2015");
+}
+
+#[test]
+fn zimmer_mat_without_the_struct_fields_is_refused() {
+    let ws = Workspace::new("");
+    let mut b = FileBuilder::new();
+    let mut g = b.create_group("WT_Stim");
+    g.create_dataset("other").with_f64_data(&[1.0]);
+    b.add_group(g.finish());
+    b.write(ws.file("WT_Stim.mat")).unwrap();
+    ws.write("pipeline.toml", "[pipeline]\nname = \"f\"\n[stages.get]\nkind = \"download\"\nparams = { files = [{ url = \"WT_Stim.mat\" }] }\n[stages.std]\nkind = \"standardize\"\nneeds = [\"get\"]\nparams = { format = \"zimmer-mat\" }\n");
+    let out = ws.wf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::text(&out.stdout).contains("none of the fields [\\\"IDs\\\", \\\"NeuronNames\\\", \\\"neuron_ID\\\"]"), "{}", common::text(&out.stdout));
+}
+
+#[test]
+fn leifer_text_files() {
+    let ws = Workspace::new("");
+    ws.write("0_gcamp.txt", "1.0 nan 3.0\n2.0 nan 4.0\n3.0 nan 5.5\n");
+    ws.write("0_labels.txt", "AVA\n\nRIML\nEXTRA\n");
+    ws.write("0_t.txt", "0.0e+00\n6.0e-01\n1.2e+00\n");
+    let worms = standardize(&ws, &["0_gcamp.txt", "0_labels.txt", "0_t.txt"], "format = \"leifer\", dataset = \"Leifer2023\"");
+    let w = &worms[0];
+    assert_eq!(w.worm, "worm0");
+    assert_eq!(w.labelled(), ["AVAL", "RIML"], "AVA without a side resolves to the free side");
+    assert_eq!(w.info.ambiguous_resolved, 1);
+    assert_eq!(w.traces[index_of("RIML").unwrap()].as_deref(), Some(&[3.0f32, 4.0, 5.5][..]));
+    assert_eq!(w.t, [0.0, 0.6, 1.2]);
+}
+
+#[test]
+fn flavell_json_wormwideweb() {
+    let ws = Workspace::new("");
+    ws.write(
+        "2023-01-01-01.json",
+        r#"{"uid": "2023-01-01-01", "trace_array": [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+            "timestamp_confocal": [100.0, 100.6, 101.2],
+            "labeled": {"1": {"label": "SAAD?"}, "3": {"label": "VB02"}}}"#,
+    );
+    let worms = standardize(&ws, &["2023-01-01-01.json"], "format = \"flavell-json\", dataset = \"Flavell2023\"");
+    let w = &worms[0];
+    assert_eq!(w.worm, "2023-01-01-01");
+    assert_eq!(w.labelled(), ["SAADL", "VB2"]);
+    assert_eq!(w.traces[index_of("VB2").unwrap()].as_deref(), Some(&[7.0f32, 8.0, 9.0][..]));
+    assert!((w.t[2] - 1.2).abs() < 1e-9 && w.t[0] == 0.0);
+}
