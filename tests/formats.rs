@@ -117,3 +117,93 @@ fn flavell_json_wormwideweb() {
     assert_eq!(w.traces[index_of("VB2").unwrap()].as_deref(), Some(&[7.0f32, 8.0, 9.0][..]));
     assert!((w.t[2] - 1.2).abs() < 1e-9 && w.t[0] == 0.0);
 }
+
+/// A minimal MATLAB v5 writer for fixtures (the layout scipy.io.savemat produces).
+mod mat5 {
+    use std::io::Write;
+
+    fn el(ty: u32, data: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&ty.to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+        while v.len() % 8 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn matrix(name: &str, class: u8, dims: &[i32], body: &[u8]) -> Vec<u8> {
+        let mut inner = el(6, &[class, 0, 0, 0, 0, 0, 0, 0]);
+        inner.extend(el(5, &dims.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>()));
+        inner.extend(el(1, name.as_bytes()));
+        inner.extend_from_slice(body);
+        el(14, &inner)
+    }
+
+    pub fn double(name: &str, data: &[f64]) -> Vec<u8> {
+        matrix(name, 6, &[1, data.len() as i32], &el(9, &data.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>()))
+    }
+
+    pub fn chars(name: &str, s: &str) -> Vec<u8> {
+        let units: Vec<u8> = s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        matrix(name, 4, &[1, s.len() as i32], &el(4, &units))
+    }
+
+    pub fn cell(name: &str, items: &[Vec<u8>]) -> Vec<u8> {
+        matrix(name, 1, &[1, items.len() as i32], &items.concat())
+    }
+
+    pub fn compressed(var: Vec<u8>) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&var).unwrap();
+        let data = z.finish().unwrap();
+        let mut v = 15u32.to_le_bytes().to_vec();
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend(data);
+        v
+    }
+
+    pub fn file(vars: &[Vec<u8>]) -> Vec<u8> {
+        let mut header = format!("{:<116}", "MATLAB 5.0 MAT-file, written by wormflow tests").into_bytes();
+        header.extend_from_slice(&[0; 8]);
+        header.extend_from_slice(&0x0100u16.to_le_bytes());
+        header.extend_from_slice(b"IM");
+        header.extend(vars.concat());
+        header
+    }
+}
+
+#[test]
+fn yemini_mat_v5_bilateral_and_unpaired_neurons() {
+    let ws = Workspace::new("");
+    let trace = |base: f64| -> Vec<u8> {
+        let mut t = vec![0.0; 4];
+        t.extend((0..6).map(|k| base + k as f64));
+        mat5::double("", &t)
+    };
+    let nan = f64::NAN;
+    let bytes = mat5::file(&[
+        mat5::double("fps", &[2.0]),
+        mat5::cell("files", &[mat5::chars("", "worm_a"), mat5::chars("", "worm_b")]),
+        mat5::cell("neurons", &[mat5::chars("", "AVA"), mat5::chars("", "RIS"), mat5::chars("", "SMDD")]),
+        mat5::compressed(mat5::cell("is_L", &[mat5::double("", &[1.0, 1.0, 0.0, 0.0]), mat5::double("", &[nan, nan]), mat5::double("", &[1.0, 0.0])])),
+        mat5::cell(
+            "norm_traces",
+            &[
+                mat5::cell("", &[trace(100.0), trace(200.0), trace(110.0), trace(210.0)]),
+                mat5::cell("", &[trace(300.0), mat5::double("", &[])]),
+                mat5::cell("", &[trace(400.0), trace(500.0)]),
+            ],
+        ),
+    ]);
+    std::fs::write(ws.file("Head_Activity_OH15500.mat"), bytes).unwrap();
+    let worms = standardize(&ws, &["Head_Activity_OH15500.mat"], "format = \"yemini-mat\", dataset = \"Yemini2021\"");
+    assert_eq!(worms.len(), 2);
+    let (a, b) = (&worms[0], &worms[1]);
+    assert_eq!(a.worm, "worm_a");
+    assert_eq!(a.labelled(), ["AVAL", "AVAR", "RIS", "SMDDL"]);
+    assert_eq!(b.labelled(), ["AVAL", "AVAR", "SMDDR"], "RIS has no trace in worm b; SMDD is_L = 0 → right");
+    assert_eq!(a.traces[index_of("AVAR").unwrap()].as_deref(), Some(&[110.0f32, 111.0, 112.0, 113.0, 114.0, 115.0][..]));
+    assert_eq!(a.t, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5], "leading zeros dropped, time = index / fps from 0");
+}

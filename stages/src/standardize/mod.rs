@@ -11,6 +11,8 @@ mod flavell_h5;
 mod flavell_json;
 mod generic_h5;
 mod leifer;
+mod mat5;
+mod yemini_mat;
 mod zimmer_mat;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ pub struct Standardize;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// flavell-h5 | generic-h5 | flavell-json | zimmer-mat | leifer
+    /// flavell-h5 | generic-h5 | flavell-json | zimmer-mat | yemini-mat | leifer
     pub format: String,
     /// Name of the source dataset (e.g. "Dag2023"); generic-h5 files may carry their own.
     pub dataset: String,
@@ -59,7 +61,7 @@ impl Default for Params {
     }
 }
 
-pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "zimmer-mat", "leifer"];
+pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "zimmer-mat", "yemini-mat", "leifer"];
 
 impl Stage for Standardize {
     const NAME: &'static str = "standardize";
@@ -97,6 +99,7 @@ impl Stage for Standardize {
                 "generic-h5" => generic_h5::read(file)?,
                 "flavell-json" => flavell_json::read(file)?,
                 "zimmer-mat" => zimmer_mat::read(file)?,
+                "yemini-mat" => yemini_mat::read(file)?,
                 "leifer" => leifer::read(file)?,
                 _ => unreachable!("checked at plan time"),
             };
@@ -123,7 +126,7 @@ impl Stage for Standardize {
 fn default_pattern(format: &str) -> &'static str {
     match format {
         "flavell-json" => "*.json",
-        "zimmer-mat" => "*.mat",
+        "zimmer-mat" | "yemini-mat" => "*.mat",
         "leifer" => "*_gcamp.txt",
         _ => "*.h5",
     }
