@@ -9,13 +9,31 @@ BIN := $(CARGO_TARGET_DIR)/release/wormflow
 # Extra arguments for `make run`, e.g. make run ARGS="--set stages.train.params.epochs=5"
 ARGS ?=
 
-.PHONY: setup build run test bench clean
+# libtorch comes from PyPI's torch wheel (pinned to what tch 0.24 expects), in a venv kept
+# outside the clone. On a machine whose python already has torch 2.11 (e.g. a GPU box with
+# torch 2.11.0+cu130), use it instead: make build TORCH_PYTHON=python3
+TORCH_VERSION := 2.11.0
+VENV ?= $(HOME)/.cache/wormflow/venv
+TORCH_PYTHON ?= $(VENV)/bin/python
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(dir $(TORCH_PYTHON)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(dir $(TORCH_PYTHON))/..)
 
-## setup: check the toolchain and fetch crates (idempotent)
-setup:
+.PHONY: setup torch build run test bench clean
+
+## setup: check the toolchain, install torch (libtorch) and fetch crates (idempotent)
+setup: torch
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
-	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11"; exit 1; }
 	cargo fetch --locked
+
+## torch: a venv with PyPI torch==$(TORCH_VERSION) (pip's cache stays in ~/.cache/pip)
+torch:
+	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11"; exit 1; }
+	@if ! "$(TORCH_PYTHON)" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null; then \
+	  if [ "$(TORCH_PYTHON)" != "$(VENV)/bin/python" ]; then echo "$(TORCH_PYTHON) has no torch $(TORCH_VERSION)"; exit 1; fi; \
+	  echo "installing torch==$(TORCH_VERSION) into $(VENV) (about 4.6 GB, a few minutes)"; \
+	  python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install --quiet "torch==$(TORCH_VERSION)"; \
+	fi
 
 ## build: the release binary at $(BIN)
 build: setup

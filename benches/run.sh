@@ -4,3 +4,4 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bash "$here/engine.sh"
 bash "$here/preprocess.sh"
+bash "$here/train.sh"

@@ -9,6 +9,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/neurons.rs"]),
     ("split", &["src/split.rs", "src/windows.rs", "src/table.rs"]),
     ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
+    ("train", &["src/train.rs", "src/models", "src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/rng.rs"]),
 ];
 
 /// Files that cannot change any stage's outputs (plumbing); read by tests/versions.rs.

@@ -4,6 +4,8 @@
 
 pub mod download;
 pub mod h5;
+pub mod metrics;
+pub mod models;
 pub mod neurons;
 pub mod preprocess;
 pub mod rng;
@@ -13,6 +15,8 @@ pub mod stage;
 pub mod standardize;
 pub mod synthesize;
 pub mod table;
+pub mod tensors;
+pub mod train;
 pub mod windows;
 
 use std::sync::Arc;
@@ -27,4 +31,5 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<preprocess::Preprocess>());
     register(stage::kind::<split::Split>());
     register(stage::kind::<sample::Sample>());
+    register(stage::kind::<train::Train>());
 }

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Training step time: wormflow (tch) vs PyTorch, same models and batch, side by side.
+set -euo pipefail
+python="${TORCH_PYTHON:-$HOME/.cache/wormflow/venv/bin/python}"
+echo "== training step vs PyTorch"
+cargo bench --quiet --locked --bench train_step -- "$python" "${1:-cpu}" | sed 's/^/  /'

@@ -1,0 +1,75 @@
+//! Train-step time (forward + backward + AdamW) of LSTM, CTRNN and Transformer at ≈580K
+//! parameters, batch 128, L = 180, against the same models in PyTorch (train_step.py).
+//!
+//! `cargo bench --bench train_step -- PYTHON [DEVICE]`
+
+use std::time::Instant;
+
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+use wormflow_stages::models::{build, hidden_for_target, n_params};
+use wormflow_stages::tensors::{masked_mse, predict};
+
+const BATCH: i64 = 128;
+const WINDOW: i64 = 180;
+const STEPS: usize = 5;
+
+fn time_steps(model: &str, hidden: i64, device: Device) -> f64 {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let m = build(model, hidden, &vs.root()).unwrap();
+    let mut opt = nn::AdamW::default().build(&vs, 1e-3).unwrap();
+    let x = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
+    let y = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
+    let mask = Tensor::ones([BATCH, 1, 302], (Kind::Float, device));
+    let mut step = || {
+        let loss = masked_mse(&predict(&*m, &x, &mask), &y, &mask);
+        opt.backward_step(&loss);
+        let _ = loss.double_value(&[]); // wait for the device
+    };
+    step();
+    step();
+    let start = Instant::now();
+    for _ in 0..STEPS {
+        step();
+    }
+    start.elapsed().as_secs_f64() / STEPS as f64
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let python = args.first().cloned().unwrap_or_else(|| "python3".into());
+    let device = match args.get(1).map(String::as_str) {
+        Some("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    tch::set_num_threads(threads as i32);
+    println!("train step (forward + backward + AdamW), batch {BATCH}, L = {WINDOW}, {threads} threads, {device:?}");
+    for model in ["lstm", "ctrnn", "transformer"] {
+        let hidden = hidden_for_target(model, 580_000).unwrap();
+        let ours = time_steps(model, hidden, device);
+        let theirs = std::process::Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_step.py"))
+            .args([model, &hidden.to_string(), &threads.to_string(), if device == Device::Cpu { "cpu" } else { "cuda" }])
+            .output()
+            .expect("run the PyTorch reference");
+        let out = String::from_utf8_lossy(&theirs.stdout);
+        let line = out.lines().last().unwrap_or_default().to_string();
+        let (torch_s, torch_params): (f64, i64) = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [s, p] => (s.parse().unwrap_or(f64::NAN), p.parse().unwrap_or(-1)),
+            _ => {
+                eprintln!("PyTorch reference failed: {}", String::from_utf8_lossy(&theirs.stderr));
+                (f64::NAN, -1)
+            }
+        };
+        println!(
+            "  {model:<12} H={hidden:<4} params {:>7} (torch {torch_params:>7})  wormflow {:7.1} ms  pytorch {:7.1} ms  ratio {:.3} (target ≤ 1.05)  {:.0} samples/s",
+            n_params(model, hidden).unwrap(),
+            ours * 1e3,
+            torch_s * 1e3,
+            ours / torch_s,
+            BATCH as f64 / ours
+        );
+    }
+}

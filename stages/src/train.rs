@@ -1,0 +1,318 @@
+//! Kind `train`: fit one model to next-step prediction on the sampled windows.
+//!
+//! Inputs: a node with `recordings.parquet` (preprocessed) and one with `windows.parquet`.
+//! The windows become tensors once, on the device; batches are index selections.
+//! Loss: MSE over recorded neurons of the next step. AdamW; the learning rate drops by
+//! `plateau_factor` after `plateau_patience` epochs without validation improvement
+//! (ReduceLROnPlateau); training stops after `early_stopping` epochs without improvement
+//! or at `epochs`. The weights of the best validation epoch are kept.
+//!
+//! Outputs: `weights.safetensors` (tensor names as `wormflow show` lists them, e.g.
+//! `embedding.weight`, `lstm.weight_ih_l0`; loadable with `safetensors.torch.load_file`),
+//! `metrics.parquet` (epoch, train_loss, val_loss, lr, seconds), `model.json`.
+//! On CPU the same inputs, seed and threads give byte-identical weights.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Tensor};
+use wormflow_api::StageContext;
+
+use crate::models::{self, Model, MODELS};
+use crate::rng::stream;
+use crate::stage::Stage;
+use crate::table::read_recordings;
+use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
+use crate::windows::read_windows;
+
+pub struct Train;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention
+    pub model: String,
+    /// Hidden size; or 0 to pick it from `params_target`.
+    pub hidden: i64,
+    /// Parameter budget: the hidden size whose count is closest (when hidden = 0).
+    pub params_target: i64,
+    pub epochs: u64,
+    pub batch_size: i64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub plateau_factor: f64,
+    pub plateau_patience: u64,
+    pub early_stopping: u64,
+    pub seed: u64,
+    /// "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// CPU threads for libtorch (0 = the node's share of cores).
+    pub threads: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            model: String::new(),
+            hidden: 0,
+            params_target: 0,
+            epochs: 500,
+            batch_size: 128,
+            lr: 1e-3,
+            weight_decay: 0.01,
+            plateau_factor: 0.1,
+            plateau_patience: 10,
+            early_stopping: 100,
+            seed: 0,
+            device: "auto".into(),
+            threads: 0,
+        }
+    }
+}
+
+impl Params {
+    pub fn hidden_size(&self) -> Result<i64> {
+        if self.model == "baseline" {
+            return Ok(0);
+        }
+        if self.hidden != 0 {
+            return Ok(self.hidden);
+        }
+        models::hidden_for_target(&self.model, self.params_target)
+    }
+}
+
+/// The device a `device` param names, checked against what this machine has.
+pub fn pick_device(name: &str) -> Result<Device> {
+    Ok(match name {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        cuda if cuda.starts_with("cuda") => {
+            if !tch::Cuda::is_available() {
+                bail!("device {name:?} was requested, but no CUDA device is available here (libtorch sees none); use device = \"auto\" or \"cpu\"");
+            }
+            let index = cuda.strip_prefix("cuda:").map(str::parse::<usize>).transpose().context("device must look like \"cuda:0\"")?.unwrap_or(0);
+            if index >= tch::Cuda::device_count() as usize {
+                bail!("device {name:?}: only {} CUDA devices here", tch::Cuda::device_count());
+            }
+            Device::Cuda(index)
+        }
+        other => bail!("unknown device {other:?}; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""),
+    })
+}
+
+impl Stage for Train {
+    const NAME: &'static str = "train";
+    const VERSION: &'static str = env!("WORMFLOW_VERSION_TRAIN");
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        if !MODELS.contains(&p.model.as_str()) {
+            return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
+        }
+        if p.model != "baseline" {
+            if p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0) {
+                return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
+            }
+        }
+        if p.batch_size < 1 || !(p.lr > 0.0) || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0) {
+            return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());
+        }
+        if !matches!(p.device.as_str(), "auto" | "cpu") && !p.device.starts_with("cuda") {
+            return Err(format!("params.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; got {:?}", p.device));
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+        let device = pick_device(&p.device)?;
+        let threads = if p.threads > 0 { p.threads } else { ctx.threads as i64 };
+        tch::set_num_threads(threads as i32);
+        let data = TrainingData::load(ctx, device)?;
+        let hidden = p.hidden_size()?;
+        let vs = nn::VarStore::new(device);
+        let model = seeded_build(&p.model, hidden, &vs, p.seed)?;
+        let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(&p, &*model, &vs, &data, ctx)? };
+        write_outputs(ctx, &p, &outcome, hidden, n_params, device, threads, &data)?;
+        let mut prov = Map::new();
+        prov.insert("device".into(), json!(device_name(device)));
+        prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
+        prov.insert("best_val_loss".into(), json!(outcome.best_val));
+        Ok(prov)
+    }
+}
+
+/// libtorch's random generator is global to the process, and nodes train in parallel
+/// threads: seed and initialise under one lock, so a model's initial weights depend on its
+/// seed alone. (Initialisation is the only use of that generator; batches are shuffled
+/// with our own seeded streams and no model uses dropout.)
+pub fn seeded_build(model: &str, hidden: i64, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed as i64);
+    models::build(model, hidden, &vs.root())
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Training and validation windows as tensors.
+pub struct TrainingData {
+    pub train: WindowSet,
+    pub val: WindowSet,
+}
+
+impl TrainingData {
+    pub fn load(ctx: &StageContext, device: Device) -> Result<TrainingData> {
+        let (mut worms, mut windows) = (Vec::new(), Vec::new());
+        let (mut has_recordings, mut has_windows) = (false, false);
+        for input in ctx.inputs {
+            if input.dir.join("recordings.parquet").exists() {
+                has_recordings = true;
+                worms.extend(read_recordings(&input.dir)?);
+            }
+            if input.dir.join("windows.parquet").exists() {
+                has_windows = true;
+                windows.extend(read_windows(&input.dir.join("windows.parquet"))?);
+            }
+        }
+        if !has_recordings || !has_windows {
+            bail!("train needs a preprocess node (recordings.parquet) and a sample node (windows.parquet) among its inputs (`needs`)");
+        }
+        Ok(TrainingData { train: window_set(&worms, &windows, "train", device)?, val: window_set(&worms, &windows, "val", device)? })
+    }
+}
+
+/// One row of metrics.parquet.
+pub struct Epoch {
+    pub epoch: u64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+pub struct Outcome {
+    pub metrics: Vec<Epoch>,
+    pub best_val: f64,
+    pub best_epoch: u64,
+    /// The best epoch's weights, by name.
+    pub weights: Vec<(String, Tensor)>,
+}
+
+/// Masked MSE of `model` over a whole window set, in batches, without gradients.
+pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
+    tch::no_grad(|| {
+        let (mut sse, mut count) = (0.0, 0.0);
+        let mut start = 0;
+        while start < set.len() {
+            let n = batch.min(set.len() - start);
+            let mask = set.mask.narrow(0, start, n);
+            let (s, c) = masked_sse(&predict(model, &set.x.narrow(0, start, n), &mask), &set.y.narrow(0, start, n), &mask);
+            sse += s.double_value(&[]);
+            count += c.double_value(&[]);
+            start += n;
+        }
+        sse / count
+    })
+}
+
+fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
+    let val = loss_over(model, &data.val, 256);
+    let train = loss_over(model, &data.train, 256);
+    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, weights: Vec::new() }
+}
+
+fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut w: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.detach().to_device(Device::Cpu).copy())).collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ctx: &StageContext) -> Result<Outcome> {
+    let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: p.weight_decay, eps: 1e-8, amsgrad: false }.build(vs, p.lr)?;
+    let n_train = data.train.len();
+    let mut lr = p.lr;
+    let (mut best_val, mut best_epoch, mut weights) = (f64::INFINITY, 0, snapshot(vs));
+    let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
+    let mut metrics = Vec::new();
+    for epoch in 1..=p.epochs {
+        if ctx.cancel.load(Ordering::Relaxed) {
+            bail!("cancelled");
+        }
+        let clock = Instant::now();
+        let mut order: Vec<i64> = (0..n_train).collect();
+        order.shuffle(&mut stream(p.seed, "batches", epoch));
+        let (mut sum, mut seen) = (0.0, 0i64);
+        for chunk in order.chunks(p.batch_size as usize) {
+            let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
+            let mask = data.train.mask.index_select(0, &idx);
+            let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask), &data.train.y.index_select(0, &idx), &mask);
+            opt.backward_step(&loss);
+            sum += loss.double_value(&[]) * chunk.len() as f64;
+            seen += chunk.len() as i64;
+        }
+        let train_loss = sum / seen as f64;
+        let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
+        if !val_loss.is_finite() {
+            bail!("validation loss became {val_loss} at epoch {epoch}; lower params.lr");
+        }
+        metrics.push(Epoch { epoch, train_loss, val_loss, lr, seconds: clock.elapsed().as_secs_f64() });
+        (ctx.progress)(epoch as f64 / p.epochs as f64, &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"));
+        if val_loss < best_val {
+            (best_val, best_epoch, weights) = (val_loss, epoch, snapshot(vs));
+        }
+        // ReduceLROnPlateau (relative threshold 1e-4, as PyTorch's default).
+        if val_loss < plateau_best * (1.0 - 1e-4) {
+            (plateau_best, plateau_bad) = (val_loss, 0);
+        } else {
+            plateau_bad += 1;
+            if plateau_bad > p.plateau_patience {
+                lr *= p.plateau_factor;
+                opt.set_lr(lr);
+                plateau_bad = 0;
+            }
+        }
+        if epoch - best_epoch >= p.early_stopping {
+            break;
+        }
+    }
+    Ok(Outcome { metrics, best_val, best_epoch, weights })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_params: i64, device: Device, threads: i64, data: &TrainingData) -> Result<()> {
+    let named: Vec<(&str, &Tensor)> = o.weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    Tensor::write_safetensors(&named, ctx.out_dir.join("weights.safetensors"))?;
+    crate::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics)?;
+    let card = json!({
+        "architecture": p.model,
+        "hidden": hidden,
+        "n_params": n_params,
+        "params_target": p.params_target,
+        "device": device_name(device),
+        "torch": env!("WORMFLOW_TORCH_VERSION"),
+        "seed": p.seed,
+        "threads": threads,
+        "epochs_run": o.metrics.last().map_or(0, |m| m.epoch),
+        "best_epoch": o.best_epoch,
+        "best_val_loss": o.best_val,
+        "train_windows": data.train.len(),
+        "val_windows": data.val.len(),
+        "window": data.train.x.size()[1],
+        "note": "n_params counts parameters the forward pass uses; see the README's model card for how this relates to the paper's Table II",
+    });
+    std::fs::write(ctx.out_dir.join("model.json"), serde_json::to_vec_pretty(&card)?)?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The train stage through the real binary: learning, masking, the synthetic benchmarks,
+//! determinism, crash/resume and bad input. Sized for CI's 2 cores (small H, few epochs).
+
+mod common;
+
+use common::{Events, Workspace};
+use serde_json::Value;
+use wormflow_stages::metrics::read_epochs;
+
+/// synthesize → preprocess → split → sample → train[model], for a synthetic model.
+fn pipeline(synth: &str, n_worms: u32, steps: u32, window: u32, n_windows: u32, train: &str) -> String {
+    pipeline_observing(synth, n_worms, steps, 20, window, n_windows, train)
+}
+
+fn pipeline_observing(synth: &str, n_worms: u32, steps: u32, observed: u32, window: u32, n_windows: u32, train: &str) -> String {
+    format!(
+        r#"[pipeline]
+name = "train-test"
+seed = 3
+[stages.synth]
+kind = "synthesize"
+params = {{ model = "{synth}", n_worms = {n_worms}, n_steps = {steps}, n_observed = {observed}, noise = 0.0 }}
+[stages.pre]
+kind = "preprocess"
+needs = ["synth"]
+params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
+[stages.split]
+kind = "split"
+needs = ["pre"]
+[stages.sample]
+kind = "sample"
+needs = ["split"]
+params = {{ n_windows = {n_windows}, window = {window} }}
+[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+matrix = {{ model = ["baseline", "lstm", "ctrnn", "linear", "feedforward", "transformer", "attention"] }}
+params = {{ model = "${{matrix.model}}", threads = 1, {train} }}
+"#
+    )
+}
+
+fn best_val(ws: &Workspace, model: &str) -> f64 {
+    let card: Value = serde_json::from_str(&ws.read(&format!("results/train[model={model}]/model.json"))).unwrap();
+    card["best_val_loss"].as_f64().unwrap()
+}
+
+#[test]
+fn sines_are_learned_and_random_walks_are_not_beaten() {
+    // Smaller than the paper's Sines (200 worms × 1500 steps, 50 neurons) to fit CI.
+    let ws = Workspace::new(&pipeline_observing("sines", 96, 400, 10, 40, 16, "hidden = 64, epochs = 80, batch_size = 32, lr = 0.01, early_stopping = 80"));
+    ws.run_events(&["-j", "2", "train[model=baseline]", "train[model=lstm]", "train[model=ctrnn]"]);
+    let base = best_val(&ws, "baseline");
+    for m in ["lstm", "ctrnn"] {
+        let v = best_val(&ws, m);
+        assert!(v <= 0.3 * base, "{m} on Sines: val {v:.4} vs baseline {base:.4}");
+    }
+    let ws = Workspace::new(&pipeline_observing("random_walk", 48, 400, 10, 40, 8, "hidden = 32, epochs = 15, batch_size = 32, lr = 0.003"));
+    ws.run_events(&[]);
+    let base = best_val(&ws, "baseline");
+    for m in ["lstm", "ctrnn", "linear", "feedforward", "transformer", "attention"] {
+        let v = best_val(&ws, m);
+        assert!(v >= 0.97 * base, "{m} on Random Walk: val {v:.4} beats baseline {base:.4} by more than 3%");
+    }
+}
+
+#[test]
+fn a_model_overfits_four_windows() {
+    let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 48, epochs = 250, batch_size = 4, lr = 0.01, early_stopping = 1000, plateau_patience = 1000"));
+    ws.run_events(&["train[model=lstm]"]);
+    let card: Value = serde_json::from_str(&ws.read("results/train[model=lstm]/model.json")).unwrap();
+    assert_eq!(card["train_windows"], 4);
+    let metrics = read_epochs(&ws.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    let last = metrics.last().unwrap();
+    assert!(last.train_loss < 0.02, "train loss after {} epochs: {}", last.epoch, last.train_loss);
+}
+
+#[test]
+fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
+    let p = pipeline("sines", 3, 200, 40, 4, "hidden = 12, epochs = 4, batch_size = 4");
+    let (a, b) = (Workspace::new(&p), Workspace::new(&p));
+    for ws in [&a, &b] {
+        ws.run_events(&["train[model=lstm]", "train[model=transformer]"]);
+    }
+    for m in ["lstm", "transformer"] {
+        let f = format!("results/train[model={m}]/weights.safetensors");
+        let same = std::fs::read(a.file(&f)).unwrap() == std::fs::read(b.file(&f)).unwrap();
+        assert!(same, "{m}: same seed, same weights");
+    }
+    let card: Value = serde_json::from_str(&a.read("results/train[model=lstm]/model.json")).unwrap();
+    assert_eq!(card["architecture"], "lstm");
+    assert_eq!(card["hidden"], 12);
+    assert_eq!(card["n_params"], 8 * 144 + 615 * 12 + 302);
+    assert_eq!(card["device"], "cpu");
+    assert!(card["torch"].as_str().unwrap().starts_with("2.11"), "{card}");
+    let metrics = read_epochs(&a.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    assert_eq!(metrics.len(), 4);
+    assert!(metrics.iter().all(|m| m.val_loss.is_finite() && m.lr > 0.0));
+    // The weights file is plain safetensors: header length, JSON header with our names.
+    let bytes = std::fs::read(a.file("results/train[model=lstm]/weights.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for name in ["embedding.weight", "embedding.bias", "embedding_norm.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "readout.weight"] {
+        assert!(header.get(name).is_some(), "{name} missing from {header}");
+    }
+}
+
+#[test]
+fn a_killed_training_run_resumes_with_finished_nodes_cached() {
+    let ws = Workspace::new(&pipeline("sines", 3, 200, 40, 4, "hidden = 24, epochs = 40, batch_size = 4"));
+    ws.run_events(&["sample"]);
+    let mut child = ws.cmd(&["run", "--json", "-j", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until at least one train node finished, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ws.file("results/train[model=baseline]").exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let ev = ws.run_events(&[]);
+    assert!(ev.cached().contains(&"train[model=baseline]".to_string()), "{:?}", ev.cached());
+    assert_eq!(ev.ran().len() + ev.cached().len(), 11);
+    ws.ok(&["verify"]);
+}
+
+#[test]
+fn bad_training_input_is_explained() {
+    let base = pipeline("sines", 2, 200, 40, 2, "hidden = 8, epochs = 1");
+    let ws = Workspace::new(&base.replace("model = \"${matrix.model}\"", "model = \"lstmm\""));
+    let err = ws.bad(&["run"]);
+    assert!(err.contains("params.model must be one of baseline, linear"), "{err}");
+    let ws = Workspace::new(&base.replace("hidden = 8", "hidden = -4"));
+    let err = ws.bad(&["run"]);
+    assert!(err.contains("params.hidden must be ≥ 1"), "{err}");
+
+    // CUDA requested on a machine without it (skipped where a GPU exists).
+    let ws = Workspace::new(&base.replace("threads = 1", "threads = 1, device = \"cuda\""));
+    let out = ws.wf(&["run", "--json", "train[model=lstm]"]);
+    let ev = Events::parse(&common::text(&out.stdout));
+    if !ev.nodes("failed").is_empty() {
+        let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"].as_str().unwrap().to_string();
+        assert!(err.contains("no CUDA device is available"), "{err}");
+    }
+
+    // An empty window table.
+    let ws = Workspace::new("");
+    wormflow_stages::windows::write_windows(&ws.file("windows.parquet"), &[]).unwrap();
+    ws.write(
+        "pipeline.toml",
+        &base.replace(
+            "[stages.train]\nkind = \"train\"\nneeds = [\"pre\", \"sample\"]",
+            "[stages.empty]\nkind = \"download\"\nparams = { files = [{ url = \"windows.parquet\" }] }\n[stages.train]\nkind = \"train\"\nneeds = [\"pre\", \"empty\"]",
+        ),
+    );
+    let out = ws.wf(&["run", "--json", "train[model=lstm]"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::text(&out.stdout).contains("has no \\\"train\\\" windows"), "{}", common::text(&out.stdout));
+}
+
+#[test]
+fn an_all_masked_worm_is_refused() {
+    // Every labelled neuron of the worm is constant, so preprocess masks them all.
+    let ws = Workspace::new("");
+    let mut b = hdf5_pure::FileBuilder::new();
+    let t: Vec<f64> = (0..100).map(|k| k as f64 * 0.5).collect();
+    b.create_dataset("traces").with_f64_data(&vec![1.0; 200]).with_shape(&[100, 2]);
+    b.create_dataset("time").with_f64_data(&t);
+    b.create_dataset("neuron_names").with_vlen_strings(&["AVAL", "AVAR"]);
+    b.write(ws.file("flat.h5")).unwrap();
+    ws.write(
+        "pipeline.toml",
+        r#"[pipeline]
+name = "masked"
+[stages.get]
+kind = "download"
+params = { files = [{ url = "flat.h5" }] }
+[stages.std]
+kind = "standardize"
+needs = ["get"]
+params = { format = "generic-h5" }
+[stages.pre]
+kind = "preprocess"
+needs = ["std"]
+params = { smooth_alpha = 1.0, resample_dt = 0 }
+[stages.split]
+kind = "split"
+needs = ["pre"]
+[stages.sample]
+kind = "sample"
+needs = ["split"]
+params = { n_windows = 2, window = 20 }
+[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+params = { model = "lstm", hidden = 4, epochs = 1 }
+"#,
+    );
+    let out = ws.wf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = common::text(&out.stdout);
+    assert!(stdout.contains("has no recorded neuron (all masked)"), "{stdout}");
+}
