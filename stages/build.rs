@@ -21,28 +21,12 @@ fn hash_path(h: &mut blake3::Hasher, path: &Path) {
     }
 }
 
-/// Make every binary of this package (unit tests included) find libtorch at run time
-/// without LD_LIBRARY_PATH, and really load libtorch (CUDA included): rustc links with
-/// --as-needed, which would otherwise drop libtorch.so and with it libtorch_cuda.so.
-fn link_libtorch() {
-    // The torch version, for provenance: torch/version.py beside torch/lib.
-    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
-    let version = std::fs::read_to_string(std::path::Path::new(&lib).join("../version.py"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("__version__")).map(|l| l.split('\'').nth(1).unwrap_or("unknown").to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=WORMFLOW_TORCH_VERSION={version}");
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
-}
+include!("link_libtorch.rs");
 
 fn main() {
     link_libtorch();
     println!("cargo:rerun-if-changed=versions.rs");
+    println!("cargo:rerun-if-changed=link_libtorch.rs");
     for (kind, files) in KINDS {
         let mut h = blake3::Hasher::new();
         for f in *files {

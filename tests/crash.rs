@@ -44,7 +44,7 @@ fn spawn_run(ws: &Workspace) -> std::process::Child {
 #[test]
 fn kill_9_at_several_points_then_run_completes_and_verifies() {
     let ws = Workspace::new(SLOW);
-    for delay_ms in [30, 120, 250, 400, 600] {
+    for delay_ms in [150, 450, 650, 850, 1100] {
         let mut child = spawn_run(&ws);
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL: no chance to clean up
