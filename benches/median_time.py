@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Median wall time of a command over N runs: timeit.py N DIR CMD... → prints seconds."""
+"""Median wall time of a command over N runs: median_time.py N DIR CMD... → prints seconds."""
 import statistics
 import subprocess
 import sys
