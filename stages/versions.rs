@@ -9,6 +9,8 @@ const KINDS: &[(&str, &[&str])] = &[
     ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/neurons.rs"]),
     ("split", &["src/split.rs", "src/windows.rs", "src/table.rs"]),
     ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
+    ("evaluate", &["src/evaluate.rs", "src/models", "src/tensors.rs", "src/table.rs", "src/windows.rs", "src/train.rs"]),
+    ("fit", &["src/fit.rs", "src/rng.rs", "src/evaluate.rs"]),
     ("train", &["src/train.rs", "src/models", "src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/rng.rs"]),
 ];
 

@@ -3,6 +3,8 @@
 //! [`stage::Stage`] adapter); the binary registers them all with [`register_all`].
 
 pub mod download;
+pub mod evaluate;
+pub mod fit;
 pub mod h5;
 pub mod metrics;
 pub mod models;
@@ -32,4 +34,6 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<split::Split>());
     register(stage::kind::<sample::Sample>());
     register(stage::kind::<train::Train>());
+    register(stage::kind::<evaluate::Evaluate>());
+    register(stage::kind::<fit::Fit>());
 }

@@ -1,0 +1,221 @@
+//! Kind `fit`: scaling laws from a sweep of evaluations (gathers `evaluate` nodes).
+//!
+//! For each model (and, with `by_dataset`, each source dataset), a least-squares line
+//! log10(validation loss) = intercept + slope · log10(x), where x is `train_steps` (data
+//! scaling, the paper's Fig. 4) or `n_params` (model scaling, Fig. 5). The slope's 95%
+//! confidence interval is a percentile bootstrap over the sweep's points (each point one
+//! trained model; resampled with replacement, `bootstrap` times, seeded). Also reported:
+//! R² and the mean loss as a fraction of the Baseline's on the same windows.
+//!
+//! Outputs `fits.parquet` (model, dataset, x, slope, slope_lo, slope_hi, intercept, r2,
+//! n_points, mean_ratio) and `fits.json` (the same, plus every point).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use arrow::record_batch::RecordBatch;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use wormflow_api::StageContext;
+
+use crate::evaluate::write_batch;
+use crate::rng::stream;
+use crate::stage::Stage;
+
+pub struct Fit;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// "train_steps" (data scaling) or "n_params" (model scaling).
+    pub x: String,
+    /// Also fit each source dataset's losses separately (Fig. 4C).
+    pub by_dataset: bool,
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { x: "train_steps".into(), by_dataset: false, bootstrap: 1000, seed: 0 }
+    }
+}
+
+/// One evaluated model: where it sits on the x axis and how it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub model: String,
+    pub dataset: String,
+    pub x: f64,
+    pub loss: f64,
+    pub baseline: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LineFit {
+    pub model: String,
+    pub dataset: String,
+    pub x: String,
+    pub slope: f64,
+    pub slope_lo: f64,
+    pub slope_hi: f64,
+    pub intercept: f64,
+    pub r2: f64,
+    pub n_points: usize,
+    pub mean_ratio: f64,
+}
+
+/// Least squares y = a + b·x: (a, b, R²); None when x does not vary.
+pub fn least_squares(xs: &[f64], ys: &[f64]) -> Option<(f64, f64, f64)> {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx <= 1e-12 * n {
+        return None;
+    }
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let b = sxy / sxx;
+    let a = my - b * mx;
+    let ss_res: f64 = xs.iter().zip(ys).map(|(x, y)| (y - a - b * x).powi(2)).sum();
+    let ss_tot: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 }))
+}
+
+/// Fit log10(loss) against log10(x) with a bootstrap CI of the slope.
+pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) -> Option<LineFit> {
+    let xs: Vec<f64> = points.iter().map(|p| p.x.log10()).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.loss.log10()).collect();
+    let (a, b, r2) = least_squares(&xs, &ys)?;
+    let mut rng = stream(seed, &format!("bootstrap-{}-{}", points[0].model, points[0].dataset), 0);
+    let mut slopes = Vec::with_capacity(bootstrap);
+    for _ in 0..bootstrap {
+        let idx: Vec<usize> = (0..xs.len()).map(|_| rng.random_range(0..xs.len())).collect();
+        let (bx, by): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (xs[i], ys[i])).unzip();
+        if let Some((_, s, _)) = least_squares(&bx, &by) {
+            slopes.push(s);
+        }
+    }
+    slopes.sort_by(|p, q| p.total_cmp(q));
+    let pct = |q: f64| slopes.get(((slopes.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    Some(LineFit {
+        model: points[0].model.clone(),
+        dataset: points[0].dataset.clone(),
+        x: x_name.to_string(),
+        slope: b,
+        slope_lo: pct(0.025),
+        slope_hi: pct(0.975),
+        intercept: a,
+        r2,
+        n_points: points.len(),
+        mean_ratio: points.iter().map(|p| p.loss / p.baseline).sum::<f64>() / points.len() as f64,
+    })
+}
+
+/// The points of every input's eval.json.
+pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool) -> Result<Vec<Point>> {
+    let mut points = Vec::new();
+    for input in ctx.inputs {
+        let path = input.dir.join("eval.json");
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let e: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
+        let x = e[x_name].as_f64().with_context(|| format!("{}: eval.json has no number {x_name:?}", input.node))?;
+        let model = e["model"].as_str().unwrap_or_default().to_string();
+        if model == "baseline" {
+            continue; // the Baseline is the reference, not a point of a scaling law
+        }
+        points.push(Point { model: model.clone(), dataset: "all".into(), x, loss: e["val_loss"].as_f64().unwrap_or(f64::NAN), baseline: e["baseline_loss"].as_f64().unwrap_or(f64::NAN) });
+        if by_dataset {
+            for (d, v) in e["per_dataset"].as_object().into_iter().flatten() {
+                points.push(Point { model: model.clone(), dataset: d.clone(), x, loss: v["val_loss"].as_f64().unwrap_or(f64::NAN), baseline: v["baseline_loss"].as_f64().unwrap_or(f64::NAN) });
+            }
+        }
+    }
+    Ok(points)
+}
+
+impl Stage for Fit {
+    const NAME: &'static str = "fit";
+    const VERSION: &'static str = env!("WORMFLOW_VERSION_FIT");
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), String> {
+        if !matches!(p.x.as_str(), "train_steps" | "n_params") {
+            return Err(format!("params.x must be \"train_steps\" or \"n_params\"; got {:?}", p.x));
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+        let points = read_points(ctx, &p.x, p.by_dataset)?;
+        if points.is_empty() {
+            bail!("no evaluations among the inputs; `needs` should name an evaluate stage");
+        }
+        if let Some(bad) = points.iter().find(|q| !(q.x > 0.0 && q.loss > 0.0 && q.baseline > 0.0)) {
+            bail!("cannot take logs of {bad:?}: x, loss and baseline must be positive");
+        }
+        let mut groups: BTreeMap<(String, String), Vec<&Point>> = BTreeMap::new();
+        for q in &points {
+            groups.entry((q.model.clone(), q.dataset.clone())).or_default().push(q);
+        }
+        let fits: Vec<LineFit> = groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
+        let f64s = |f: fn(&LineFit) -> f64| Arc::new(Float64Array::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+        let strs = |f: fn(&LineFit) -> &str| Arc::new(StringArray::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+        write_batch(&ctx.out_dir.join("fits.parquet"), RecordBatch::try_from_iter([
+            ("model", strs(|f| &f.model)),
+            ("dataset", strs(|f| &f.dataset)),
+            ("x", strs(|f| &f.x)),
+            ("slope", f64s(|f| f.slope)),
+            ("slope_lo", f64s(|f| f.slope_lo)),
+            ("slope_hi", f64s(|f| f.slope_hi)),
+            ("intercept", f64s(|f| f.intercept)),
+            ("r2", f64s(|f| f.r2)),
+            ("n_points", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_points as u64).collect::<Vec<_>>())) as ArrayRef),
+            ("mean_ratio", f64s(|f| f.mean_ratio)),
+        ])?)?;
+        let doc = json!({"x": p.x, "ci": "95% percentile bootstrap over the sweep's points", "fits": fits, "points": points});
+        std::fs::write(ctx.out_dir.join("fits.json"), serde_json::to_vec_pretty(&doc)?)?;
+        let mut prov = Map::new();
+        prov.insert("fits".into(), json!(fits.len()));
+        Ok(prov)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_distr::{Distribution, Normal};
+
+    fn recovers(b: f64, seed: u64) {
+        let mut rng = stream(seed, "test", 0);
+        let noise = Normal::new(0.0, 0.03).unwrap();
+        let points: Vec<Point> = (0..12)
+            .map(|i| {
+                let steps = 1000.0 * 1.6f64.powi(i);
+                let loss = 3.0 * steps.powf(b) * 10f64.powf(noise.sample(&mut rng));
+                Point { model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0 }
+            })
+            .collect();
+        let refs: Vec<&Point> = points.iter().collect();
+        let f = fit_points(&refs, "train_steps", 2000, 1).unwrap();
+        assert!(f.slope_lo <= b && b <= f.slope_hi, "b = {b} outside [{}, {}] (slope {})", f.slope_lo, f.slope_hi, f.slope);
+        assert!((f.slope - b).abs() < 0.05 && f.r2 > 0.95, "{f:?}");
+    }
+
+    #[test]
+    fn a_known_power_law_is_recovered() {
+        for seed in 0..5 {
+            recovers(-0.65, seed);
+            recovers(-0.40, seed);
+        }
+    }
+
+    #[test]
+    fn least_squares_is_exact_on_a_line() {
+        let (a, b, r2) = least_squares(&[0.0, 1.0, 2.0], &[1.0, 3.0, 5.0]).unwrap();
+        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12 && (r2 - 1.0).abs() < 1e-12);
+        assert!(least_squares(&[1.0, 1.0], &[1.0, 2.0]).is_none());
+    }
+}
