@@ -11,6 +11,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
     ("evaluate", &["src/evaluate.rs", "src/models", "src/tensors.rs", "src/table.rs", "src/windows.rs", "src/train.rs"]),
     ("fit", &["src/fit.rs", "src/rng.rs", "src/evaluate.rs"]),
+    ("report", &["src/report", "src/metrics.rs", "src/models/mod.rs"]),
     ("train", &["src/train.rs", "src/models", "src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/rng.rs"]),
 ];
 

@@ -188,7 +188,8 @@ mod tests {
     use super::*;
     use rand_distr::{Distribution, Normal};
 
-    fn recovers(b: f64, seed: u64) {
+    /// Fit 12 noisy points of loss = 3·steps^b; return (slope, whether b is inside the CI).
+    fn trial(b: f64, seed: u64) -> (f64, bool) {
         let mut rng = stream(seed, "test", 0);
         let noise = Normal::new(0.0, 0.03).unwrap();
         let points: Vec<Point> = (0..12)
@@ -199,16 +200,20 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Point> = points.iter().collect();
-        let f = fit_points(&refs, "train_steps", 2000, 1).unwrap();
-        assert!(f.slope_lo <= b && b <= f.slope_hi, "b = {b} outside [{}, {}] (slope {})", f.slope_lo, f.slope_hi, f.slope);
-        assert!((f.slope - b).abs() < 0.05 && f.r2 > 0.95, "{f:?}");
+        let f = fit_points(&refs, "train_steps", 1000, seed).unwrap();
+        assert!(f.r2 > 0.95, "{f:?}");
+        (f.slope, f.slope_lo <= b && b <= f.slope_hi)
     }
 
     #[test]
     fn a_known_power_law_is_recovered() {
-        for seed in 0..5 {
-            recovers(-0.65, seed);
-            recovers(-0.40, seed);
+        for b in [-0.65, -0.40] {
+            let trials: Vec<(f64, bool)> = (0..40).map(|seed| trial(b, seed)).collect();
+            assert!(trials.iter().all(|(s, _)| (s - b).abs() < 0.06), "b = {b}: {trials:?}");
+            let covered = trials.iter().filter(|(_, inside)| *inside).count();
+            // A 95% interval from 12 points: allow for the percentile bootstrap's known
+            // under-coverage, but not for a broken interval.
+            assert!(covered >= 34, "b = {b}: inside the CI in {covered} of 40 trials");
         }
     }
 

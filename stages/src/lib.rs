@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod models;
 pub mod neurons;
 pub mod preprocess;
+pub mod report;
 pub mod rng;
 pub mod sample;
 pub mod split;
@@ -36,4 +37,5 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<train::Train>());
     register(stage::kind::<evaluate::Evaluate>());
     register(stage::kind::<fit::Fit>());
+    register(stage::kind::<report::Report>());
 }
