@@ -86,6 +86,12 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Say where the report(s) of the pipeline are (fresh outputs named report.html).
+    Report {
+        /// Open it in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// Re-plan on every save of pipeline.toml and run what became stale.
     Watch {
         #[command(flatten)]
@@ -166,6 +172,7 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Show { node, rows } => crate::show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows),
         Command::Gc { dry_run } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run),
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
+        Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
         Command::Watch { args, max_runs } => crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs),
     }
 }
@@ -271,6 +278,34 @@ fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
             }
         }
         NodeState::Error(e) => println!("{node}: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let states = resolver.states(None);
+    let mut found = Vec::new();
+    for (i, node) in p.graph.nodes.iter().enumerate() {
+        let (action, fresh) = match &states[i] {
+            Some(NodeState::Fresh { action, .. }) => ((**action).clone(), true),
+            _ => match store.latest_action(&node.id) {
+                Some(a) => (a, false),
+                None => continue,
+            },
+        };
+        if action.outputs.iter().any(|o| o.path == "report.html") {
+            let path = p.workspace.join("results").join(crate::store::escape_node_id(&node.id)).join("report.html");
+            println!("{}{}", path.display(), if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" });
+            found.push(path);
+        }
+    }
+    if found.is_empty() {
+        bail!("no report yet: add a stage of kind \"report\" and run `wormflow run`");
+    }
+    if open {
+        std::process::Command::new("xdg-open").arg(&found[0]).status().context("cannot run xdg-open; open the file above in a browser")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -94,7 +94,7 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     assert_eq!(card["device"], "cpu");
     assert!(card["torch"].as_str().unwrap().starts_with("2.11"), "{card}");
     let metrics = read_epochs(&a.file("results/train[model=lstm]/metrics.parquet")).unwrap();
-    assert_eq!(metrics.len(), 4);
+    assert_eq!(metrics.len(), 5, "epoch 0 (untrained) and 4 epochs");
     assert!(metrics.iter().all(|m| m.val_loss.is_finite() && m.lr > 0.0));
     // The weights file is plain safetensors: header length, JSON header with our names.
     let bytes = std::fs::read(a.file("results/train[model=lstm]/weights.safetensors")).unwrap();

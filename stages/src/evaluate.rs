@@ -82,7 +82,8 @@ impl Stage for Evaluate {
         };
 
         let mut vs = nn::VarStore::new(device);
-        let model = models::build(&arch, hidden, &vs.root())?;
+        let residual = card["residual"].as_bool().unwrap_or(false);
+        let model = models::build_with(&arch, hidden, residual, &vs.root())?;
         if arch != "baseline" {
             let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
             vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;

@@ -53,6 +53,12 @@ pub struct Params {
     pub device: String,
     /// CPU threads for libtorch (0 = the node's share of cores).
     pub threads: i64,
+    /// Clip the gradient norm to this before each step (0 = no clipping); keeps recurrent
+    /// models from diverging over long windows.
+    pub grad_clip: f64,
+    /// Predict the change from the current step (output = input + model) instead of the
+    /// next step itself. Off by default, as in the study; see the README's model card.
+    pub residual: bool,
 }
 
 impl Default for Params {
@@ -71,6 +77,8 @@ impl Default for Params {
             seed: 0,
             device: "auto".into(),
             threads: 0,
+            grad_clip: 1.0,
+            residual: false,
         }
     }
 }
@@ -136,7 +144,7 @@ impl Stage for Train {
         let data = TrainingData::load(ctx, device)?;
         let hidden = p.hidden_size()?;
         let vs = nn::VarStore::new(device);
-        let model = seeded_build(&p.model, hidden, &vs, p.seed)?;
+        let model = seeded_build(&p.model, hidden, p.residual, &vs, p.seed)?;
         let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(&p, &*model, &vs, &data, ctx)? };
         write_outputs(ctx, &p, &outcome, hidden, n_params, device, threads, &data)?;
@@ -152,11 +160,22 @@ impl Stage for Train {
 /// threads: seed and initialise under one lock, so a model's initial weights depend on its
 /// seed alone. (Initialisation is the only use of that generator; batches are shuffled
 /// with our own seeded streams and no model uses dropout.)
-pub fn seeded_build(model: &str, hidden: i64, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
+pub fn seeded_build(model: &str, hidden: i64, residual: bool, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed as i64);
-    models::build(model, hidden, &vs.root())
+    let built = models::build_with(model, hidden, residual, &vs.root())?;
+    if residual {
+        // Start exactly at the Baseline: a residual model's readout begins at zero.
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.starts_with("readout.") {
+                    let _ = t.zero_();
+                }
+            }
+        });
+    }
+    Ok(built)
 }
 
 pub fn device_name(d: Device) -> String {
@@ -244,9 +263,12 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
     let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: p.weight_decay, eps: 1e-8, amsgrad: false }.build(vs, p.lr)?;
     let n_train = data.train.len();
     let mut lr = p.lr;
-    let (mut best_val, mut best_epoch, mut weights) = (f64::INFINITY, 0, snapshot(vs));
+    // Epoch 0 is the untrained model: kept if training never does better (for a residual
+    // model that is exactly the Baseline).
+    let initial = loss_over(model, &data.val, p.batch_size.max(256));
+    let (mut best_val, mut best_epoch, mut weights) = (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
     let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
-    let mut metrics = Vec::new();
+    let mut metrics = vec![Epoch { epoch: 0, train_loss: loss_over(model, &data.train, p.batch_size.max(256)), val_loss: initial, lr, seconds: 0.0 }];
     for epoch in 1..=p.epochs {
         if ctx.cancel.load(Ordering::Relaxed) {
             bail!("cancelled");
@@ -259,7 +281,11 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
             let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
             let mask = data.train.mask.index_select(0, &idx);
             let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask), &data.train.y.index_select(0, &idx), &mask);
-            opt.backward_step(&loss);
+            if p.grad_clip > 0.0 {
+                opt.backward_step_clip_norm(&loss, p.grad_clip);
+            } else {
+                opt.backward_step(&loss);
+            }
             sum += loss.double_value(&[]) * chunk.len() as f64;
             seen += chunk.len() as i64;
         }
@@ -299,6 +325,7 @@ fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_par
     let card = json!({
         "architecture": p.model,
         "hidden": hidden,
+        "residual": p.residual,
         "n_params": n_params,
         "params_target": p.params_target,
         "device": device_name(device),

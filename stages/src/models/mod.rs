@@ -75,6 +75,22 @@ pub fn heads_for(h: i64) -> i64 {
     (1..=5.min(h)).rev().find(|d| h % d == 0).unwrap_or(1)
 }
 
+/// A model that predicts the change from the current step: output = x + inner(x). It starts
+/// near the Baseline (copy the input) and learns the difference; no extra parameters.
+pub struct Residual(pub Box<dyn Model>);
+
+impl Model for Residual {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x + self.0.forward(x)
+    }
+}
+
+/// `build`, wrapped in `Residual` when asked (never for the Baseline, which copies already).
+pub fn build_with(model: &str, hidden: i64, residual: bool, root: &nn::Path) -> Result<Box<dyn Model>> {
+    let m = build(model, hidden, root)?;
+    Ok(if residual && model != "baseline" { Box::new(Residual(m)) } else { m })
+}
+
 /// Create the model's parameters under `root` and return it.
 pub fn build(model: &str, hidden: i64, root: &nn::Path) -> Result<Box<dyn Model>> {
     if model != "baseline" && hidden < 1 {
