@@ -59,9 +59,9 @@ class Ctrnn(nn.Module):
         alpha = torch.sigmoid(self.leak)
         state = torch.zeros(x.shape[0], drive.shape[2], device=x.device)
         states = []
-        for t in range(drive.shape[1]):
-            target = torch.relu(drive[:, t] + self.recurrent(state))
-            state = state + (target - state) * alpha
+        for step in drive.unbind(1):
+            target = torch.relu(step + self.recurrent(state))
+            state = torch.lerp(state, target, alpha)
             states.append(state)
         return self.readout(torch.stack(states, 1))
 

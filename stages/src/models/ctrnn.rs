@@ -32,12 +32,13 @@ impl super::Model for Ctrnn {
     fn forward(&self, x: &Tensor) -> Tensor {
         let drive = self.input.forward(&self.norm.forward(&self.embedding.forward(x))); // (B, T, H), all steps at once
         let alpha = self.leak.sigmoid();
-        let (b, t, h) = drive.size3().expect("(B, T, H)");
+        let (b, _, h) = drive.size3().expect("(B, T, H)");
         let mut state = Tensor::zeros([b, h], (drive.kind(), drive.device()));
-        let mut states = Vec::with_capacity(t as usize);
-        for step in 0..t {
-            let target = (drive.select(1, step) + self.recurrent.forward(&state)).relu();
-            state = &state + (&target - &state) * &alpha;
+        let steps = drive.unbind(1);
+        let mut states = Vec::with_capacity(steps.len());
+        for input in &steps {
+            let target = (input + self.recurrent.forward(&state)).relu();
+            state = state.lerp_tensor(&target, &alpha); // (1 − α)·h + α·target in one op
             states.push(state.shallow_clone());
         }
         self.readout.forward(&Tensor::stack(&states, 1))
