@@ -4,15 +4,15 @@
 /// (kind, files or directories it depends on)
 const KINDS: &[(&str, &[&str])] = &[
     ("download", &["src/download.rs"]),
-    ("synthesize", &["src/synthesize.rs", "src/table.rs", "src/neurons.rs", "src/rng.rs", "../data/neurons.csv"]),
-    ("standardize", &["src/standardize", "src/table.rs", "src/neurons.rs", "src/h5.rs", "../data/neurons.csv"]),
-    ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/neurons.rs"]),
-    ("split", &["src/split.rs", "src/windows.rs", "src/table.rs"]),
-    ("sample", &["src/sample.rs", "src/windows.rs", "src/rng.rs"]),
-    ("evaluate", &["src/evaluate.rs", "src/models", "src/tensors.rs", "src/table.rs", "src/windows.rs", "src/train.rs"]),
-    ("fit", &["src/fit.rs", "src/rng.rs", "src/evaluate.rs"]),
-    ("report", &["src/report", "src/metrics.rs", "src/models/mod.rs"]),
-    ("train", &["src/train.rs", "src/models", "src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/rng.rs"]),
+    ("synthesize", &["src/synthesize.rs", "src/table.rs", "src/parquet_io.rs", "src/neurons.rs", "src/rng.rs", "../data/neurons.csv"]),
+    ("standardize", &["src/standardize", "src/table.rs", "src/parquet_io.rs", "src/neurons.rs", "src/h5.rs", "../data/neurons.csv"]),
+    ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/parquet_io.rs", "src/neurons.rs"]),
+    ("split", &["src/split.rs", "src/windows.rs", "src/table.rs", "src/parquet_io.rs"]),
+    ("sample", &["src/sample.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
+    ("evaluate", &["src/evaluate.rs", "src/models", "src/tensors.rs", "src/table.rs", "src/windows.rs", "src/train.rs", "src/parquet_io.rs"]),
+    ("fit", &["src/fit.rs", "src/rng.rs", "src/parquet_io.rs"]),
+    ("report", &["src/report", "src/metrics.rs", "src/parquet_io.rs", "src/models/mod.rs"]),
+    ("train", &["src/train.rs", "src/models", "src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
 ];
 
 /// Files that cannot change any stage's outputs (plumbing); read by tests/versions.rs.

@@ -12,13 +12,11 @@
 //!   generated (null during the context).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tch::{nn, Device, Kind, Tensor};
@@ -26,6 +24,7 @@ use wormflow_api::StageContext;
 
 use crate::models::{self, Model};
 use crate::neurons::{self, N_NEURONS};
+use crate::parquet_io::write_batch;
 use crate::stage::Stage;
 use crate::table::{read_recordings, Worm};
 use crate::tensors::{masked_sse, predict, window_set, WindowSet};
@@ -209,14 +208,6 @@ fn write_kstep(path: &std::path::Path, rows: &[(i64, f64, f64)]) -> Result<()> {
         ("baseline_mse", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
     ])?;
     write_batch(path, batch)
-}
-
-pub fn write_batch(path: &std::path::Path, batch: RecordBatch) -> Result<()> {
-    let props = parquet::file::properties::WriterProperties::builder().set_created_by("wormflow".into()).build();
-    let mut w = ArrowWriter::try_new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?, batch.schema(), Some(props))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(())
 }
 
 /// Context from the start of each worm's validation half, then as many generated steps.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wormflow_api::StageContext;
 
-use crate::evaluate::write_batch;
+use crate::parquet_io::write_batch;
 use crate::rng::stream;
 use crate::stage::Stage;
 

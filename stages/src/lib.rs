@@ -9,6 +9,7 @@ pub mod h5;
 pub mod metrics;
 pub mod models;
 pub mod neurons;
+pub mod parquet_io;
 pub mod preprocess;
 pub mod report;
 pub mod rng;

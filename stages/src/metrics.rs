@@ -1,15 +1,13 @@
 //! `metrics.parquet`: one row per epoch — epoch (u64), train_loss, val_loss, lr, seconds (f64).
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, Float64Array, UInt64Array};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 
+use crate::parquet_io;
 use crate::train::Epoch;
 
 pub fn write_epochs(path: &Path, rows: &[Epoch]) -> Result<()> {
@@ -21,18 +19,12 @@ pub fn write_epochs(path: &Path, rows: &[Epoch]) -> Result<()> {
         ("lr", f64s(|r| r.lr)),
         ("seconds", f64s(|r| r.seconds)),
     ])?;
-    let props = parquet::file::properties::WriterProperties::builder().set_created_by("wormflow".into()).build();
-    let mut w = ArrowWriter::try_new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?, batch.schema(), Some(props))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(())
+    parquet_io::write_batch(path, batch)
 }
 
 pub fn read_epochs(path: &Path) -> Result<Vec<Epoch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)?.build()?;
     let mut out = Vec::new();
-    for b in reader {
-        let b = b?;
+    for b in parquet_io::read_batches(path)? {
         let f = |n: &str| b.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<Float64Array>()).cloned().with_context(|| format!("{}: no column {n}", path.display()));
         let epoch = b.column_by_name("epoch").and_then(|c| c.as_any().downcast_ref::<UInt64Array>()).cloned().context("no epoch column")?;
         let (t, v, l, s) = (f("train_loss")?, f("val_loss")?, f("lr")?, f("seconds")?);

@@ -10,7 +10,6 @@
 //! dropped or masked: unknown_labels, duplicate_labels, ambiguous_resolved,
 //! ambiguous_dropped, masked_neurons.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,12 +20,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use crate::neurons::{self, N_NEURONS};
+use crate::parquet_io;
 
 /// What is known about a worm besides its traces.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,18 +80,10 @@ fn recording_schema() -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
-fn writer_props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by("wormflow".to_string())
-        .build()
-}
-
 /// Write `recordings.parquet`: one row group per worm.
 pub fn write_recordings(path: &Path, worms: &[Worm]) -> Result<()> {
     let schema = recording_schema();
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_props()))?;
+    let mut w = parquet_io::writer(path, schema.clone())?;
     for worm in worms {
         let n = worm.n_steps();
         let mut cols: Vec<ArrayRef> = vec![
@@ -116,15 +104,6 @@ pub fn write_recordings(path: &Path, worms: &[Worm]) -> Result<()> {
     Ok(())
 }
 
-fn open_batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{} is not a Parquet file", path.display()))?
-        .with_batch_size(65536)
-        .build()?;
-    reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("cannot read {}", path.display()))
-}
-
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
     batch
         .column_by_name(name)
@@ -139,7 +118,7 @@ pub fn read_recordings(dir: &Path) -> Result<Vec<Worm>> {
     let path = dir.join("recordings.parquet");
     let infos = read_worm_infos(&dir.join("worms.parquet")).unwrap_or_default();
     let mut worms: Vec<Worm> = Vec::new();
-    for batch in open_batches(&path)? {
+    for batch in parquet_io::read_batches(&path)? {
         let dataset = column::<StringArray>(&batch, "dataset", &path)?;
         let worm = column::<StringArray>(&batch, "worm", &path)?;
         let t = column::<Float64Array>(&batch, "t", &path)?;
@@ -206,17 +185,13 @@ pub fn write_worms(path: &Path, worms: &[Worm]) -> Result<()> {
         ("ambiguous_dropped", u32s(|i| i.ambiguous_dropped)),
         ("masked_neurons", u32s(|i| i.masked_neurons)),
     ])?;
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(writer_props()))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(())
+    parquet_io::write_batch(path, batch)
 }
 
 /// (dataset, worm, info) rows of a `worms.parquet`.
 pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
     let mut out = Vec::new();
-    for batch in open_batches(path)? {
+    for batch in parquet_io::read_batches(path)? {
         let ds = column::<StringArray>(&batch, "dataset", path)?;
         let wm = column::<StringArray>(&batch, "worm", path)?;
         let src = column::<StringArray>(&batch, "source_file", path)?;

@@ -6,15 +6,14 @@
 //! `windows.parquet` — one row per window: set ("train" | "val"), dataset, worm, start,
 //! length (time steps, input window L plus the one-step target).
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+
+use crate::parquet_io;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitRow {
@@ -42,21 +41,6 @@ fn u64s<T>(rows: &[T], f: impl Fn(&T) -> u64) -> ArrayRef {
     Arc::new(UInt64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
 }
 
-fn write(path: &Path, batch: RecordBatch) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let props = parquet::file::properties::WriterProperties::builder().set_created_by("wormflow".into()).build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(())
-}
-
-fn read(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
-}
-
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
@@ -64,7 +48,7 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'
 }
 
 pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
-    write(path, RecordBatch::try_from_iter([
+    parquet_io::write_batch(path, RecordBatch::try_from_iter([
         ("dataset", strings(rows, |r| &r.dataset)),
         ("worm", strings(rows, |r| &r.worm)),
         ("n_steps", u64s(rows, |r| r.n_steps)),
@@ -77,7 +61,7 @@ pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
 
 pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
     let mut out = Vec::new();
-    for b in read(path)? {
+    for b in parquet_io::read_batches(path)? {
         let (ds, wm) = (col::<StringArray>(&b, "dataset", path)?, col::<StringArray>(&b, "worm", path)?);
         let u = |n: &str| col::<UInt64Array>(&b, n, path);
         let (n, ts, te, vs, ve) = (u("n_steps")?, u("train_start")?, u("train_end")?, u("val_start")?, u("val_end")?);
@@ -95,7 +79,7 @@ pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
 }
 
 pub fn write_windows(path: &Path, rows: &[Window]) -> Result<()> {
-    write(path, RecordBatch::try_from_iter([
+    parquet_io::write_batch(path, RecordBatch::try_from_iter([
         ("set", strings(rows, |r| &r.set)),
         ("dataset", strings(rows, |r| &r.dataset)),
         ("worm", strings(rows, |r| &r.worm)),
@@ -106,7 +90,7 @@ pub fn write_windows(path: &Path, rows: &[Window]) -> Result<()> {
 
 pub fn read_windows(path: &Path) -> Result<Vec<Window>> {
     let mut out = Vec::new();
-    for b in read(path)? {
+    for b in parquet_io::read_batches(path)? {
         let s = |n: &str| col::<StringArray>(&b, n, path);
         let (set, ds, wm) = (s("set")?, s("dataset")?, s("worm")?);
         let (start, len) = (col::<UInt64Array>(&b, "start", path)?, col::<UInt64Array>(&b, "length", path)?);

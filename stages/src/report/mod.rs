@@ -11,16 +11,15 @@ mod svg;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::fs::File;
 
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, StringArray, UInt64Array};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wormflow_api::{InputNode, StageContext};
 
 use crate::metrics::read_epochs;
+use crate::parquet_io::read_batches;
 use crate::stage::Stage;
 use svg::{color, fmt_num, Chart, Series};
 
@@ -172,17 +171,12 @@ fn synthetic_figure(evals: &[(&InputNode, Value)], synthetic: &[String]) -> Opti
     Some(Figure { id: "synthetic", caption: "Validation loss divided by the Baseline's (copy the current step) on synthetic worms: below 1 the model predicts better than no change. Random Walk: nothing should beat it.".into(), svg: chart.render() })
 }
 
-fn read_columns(path: &std::path::Path) -> Result<Vec<arrow::record_batch::RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?.build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
-}
-
 fn kstep_figure(evals: &[(&InputNode, Value)]) -> Option<Figure> {
     let mut chart = Chart::new("Error k steps ahead (autoregressive)", "k (steps ahead)", "MSE");
     chart.y_log = true;
     let mut baseline_drawn = false;
     for (node, e) in evals {
-        let Ok(batches) = read_columns(&node.dir.join("kstep.parquet")) else { continue };
+        let Ok(batches) = read_batches(&node.dir.join("kstep.parquet")) else { continue };
         let m = e["model"].as_str().unwrap_or_default();
         let mut pts = Vec::new();
         let mut base = Vec::new();
@@ -212,7 +206,7 @@ fn generation_figure(evals: &[(&InputNode, Value)], n_neurons: usize) -> Result<
     let mut ordered: Vec<&(&InputNode, Value)> = evals.iter().filter(|(_, e)| e["model"] != "baseline").collect();
     ordered.sort_by_key(|(_, e)| if e["model"] == "lstm" { 0 } else { 1 });
     for (node, _) in ordered {
-        let Ok(batches) = read_columns(&node.dir.join("generation.parquet")) else { continue };
+        let Ok(batches) = read_batches(&node.dir.join("generation.parquet")) else { continue };
         let mut traces: BTreeMap<(String, String), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
         for b in &batches {
             let col = |n: &str| b.column_by_name(n).cloned();
