@@ -81,7 +81,8 @@ pub fn least_squares(xs: &[f64], ys: &[f64]) -> Option<(f64, f64, f64)> {
     let a = my - b * mx;
     let ss_res: f64 = xs.iter().zip(ys).map(|(x, y)| (y - a - b * x).powi(2)).sum();
     let ss_tot: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
-    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 }))
+    // R² is undefined when the losses do not vary (e.g. every model fell back to the Baseline).
+    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN }))
 }
 
 /// Fit log10(loss) against log10(x) with a bootstrap CI of the slope.
@@ -202,6 +203,7 @@ mod tests {
         let refs: Vec<&Point> = points.iter().collect();
         let f = fit_points(&refs, "train_steps", 1000, seed).unwrap();
         assert!(f.r2 > 0.95, "{f:?}");
+        assert!(least_squares(&[0.0, 1.0], &[2.0, 2.0]).unwrap().2.is_nan(), "no variance, no R²");
         (f.slope, f.slope_lo <= b && b <= f.slope_hi)
     }
 
