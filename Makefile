@@ -37,7 +37,7 @@ torch:
 
 ## build: the release binary at $(BIN)
 build: setup
-	cargo build --release --locked
+	cargo build --release --locked --workspace
 
 ## run: build, then bring the default pipeline (pipeline.toml) up to date
 run: build

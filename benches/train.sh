@@ -3,4 +3,4 @@
 set -euo pipefail
 python="${TORCH_PYTHON:-$HOME/.cache/wormflow/venv/bin/python}"
 echo "== training step vs PyTorch"
-cargo bench --quiet --locked --bench train_step -- "$python" "${1:-cpu}" | sed 's/^/  /'
+cargo bench --quiet --locked -p wormflow-torch --bench train_step -- "$python" "${1:-cpu}" | sed 's/^/  /'

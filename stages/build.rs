@@ -21,12 +21,8 @@ fn hash_path(h: &mut blake3::Hasher, path: &Path) {
     }
 }
 
-include!("link_libtorch.rs");
-
 fn main() {
-    link_libtorch();
     println!("cargo:rerun-if-changed=versions.rs");
-    println!("cargo:rerun-if-changed=link_libtorch.rs");
     for (kind, files) in KINDS {
         let mut h = blake3::Hasher::new();
         for f in *files {

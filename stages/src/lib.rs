@@ -3,11 +3,9 @@
 //! [`stage::Stage`] adapter); the binary registers them all with [`register_all`].
 
 pub mod download;
-pub mod evaluate;
 pub mod fit;
 pub mod h5;
 pub mod metrics;
-pub mod models;
 pub mod neurons;
 pub mod parquet_io;
 pub mod preprocess;
@@ -19,8 +17,7 @@ pub mod stage;
 pub mod standardize;
 pub mod synthesize;
 pub mod table;
-pub mod tensors;
-pub mod train;
+pub mod torch_stages;
 pub mod windows;
 
 use std::sync::Arc;
@@ -35,8 +32,8 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<preprocess::Preprocess>());
     register(stage::kind::<split::Split>());
     register(stage::kind::<sample::Sample>());
-    register(stage::kind::<train::Train>());
-    register(stage::kind::<evaluate::Evaluate>());
+    register(stage::kind::<torch_stages::Train>());
+    register(stage::kind::<torch_stages::Evaluate>());
     register(stage::kind::<fit::Fit>());
     register(stage::kind::<report::Report>());
 }

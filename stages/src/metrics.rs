@@ -8,7 +8,15 @@ use arrow::array::{ArrayRef, Float64Array, UInt64Array};
 use arrow::record_batch::RecordBatch;
 
 use crate::parquet_io;
-use crate::train::Epoch;
+
+/// One row of metrics.parquet.
+pub struct Epoch {
+    pub epoch: u64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
 
 pub fn write_epochs(path: &Path, rows: &[Epoch]) -> Result<()> {
     let f64s = |f: fn(&Epoch) -> f64| Arc::new(Float64Array::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;

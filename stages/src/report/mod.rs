@@ -56,7 +56,7 @@ fn json_of(input: &InputNode, file: &str) -> Option<Value> {
 }
 
 fn model_index(model: &str) -> usize {
-    crate::models::MODELS.iter().position(|m| *m == model).unwrap_or(9)
+    crate::torch_stages::MODELS.iter().position(|m| *m == model).unwrap_or(9)
 }
 
 impl Stage for Report {

@@ -11,9 +11,9 @@ use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::models::Model;
-use crate::neurons::N_NEURONS;
-use crate::table::Worm;
-use crate::windows::Window;
+use wormflow_stages::neurons::N_NEURONS;
+use wormflow_stages::table::Worm;
+use wormflow_stages::windows::Window;
 
 pub struct WindowSet {
     /// (N, L, 302) inputs.

@@ -37,11 +37,11 @@ pub trait Model: Send {
     fn forward(&self, x: &Tensor) -> Tensor;
 }
 
-pub const MODELS: &[&str] = &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+pub use wormflow_stages::torch_stages::MODELS;
 
 /// Parameter count of `model` at hidden size `h` (what `build` creates).
 pub fn n_params(model: &str, h: i64) -> Result<i64> {
-    let n = crate::neurons::N_NEURONS as i64;
+    let n = wormflow_stages::neurons::N_NEURONS as i64;
     let shared = 2 * n * h + h + n; // embedding (n→h with bias) + readout (h→n with bias)
     Ok(match model {
         "baseline" => 0,

@@ -1,4 +1,5 @@
-//! Kind `evaluate`: how good a trained model is, on the fixed validation set.
+//! The `evaluate` kind's work (run by the `wormflow-torch` helper; params and checks are in
+//! torch_stages.rs): how good a trained model is, on the fixed validation set.
 //!
 //! Inputs: a train node (weights.safetensors, model.json), a preprocess node (recordings) and
 //! a sample node (windows.parquet, sample.json). Outputs:
@@ -17,114 +18,80 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tch::{nn, Device, Kind, Tensor};
 use wormflow_api::StageContext;
 
 use crate::models::{self, Model};
-use crate::neurons::{self, N_NEURONS};
-use crate::parquet_io::write_batch;
-use crate::stage::Stage;
-use crate::table::{read_recordings, Worm};
+use wormflow_stages::neurons::{self, N_NEURONS};
+use wormflow_stages::parquet_io::write_batch;
+use wormflow_stages::table::{read_recordings, Worm};
 use crate::tensors::{masked_sse, predict, window_set, WindowSet};
 use crate::train::pick_device;
-use crate::windows::{read_split, read_windows};
+pub use wormflow_stages::torch_stages::EvaluateParams as Params;
+use wormflow_stages::windows::{read_split, read_windows};
 
-pub struct Evaluate;
+/// Evaluate one trained model (called by the `wormflow-torch` helper).
+pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+    let device = pick_device(&p.device)?;
+    tch::set_num_threads(ctx.threads as i32);
+    let find = |file: &str| ctx.inputs.iter().find(|i| i.dir.join(file).exists()).map(|i| i.dir.join(file));
+    let card_path = find("model.json").context("evaluate needs a train node (model.json) among its inputs")?;
+    let card: Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
+    let arch = card["architecture"].as_str().context("model.json has no architecture")?.to_string();
+    let hidden = card["hidden"].as_i64().unwrap_or(0);
+    let recordings_dir = find("recordings.parquet").context("evaluate needs a preprocess node among its inputs")?;
+    let worms = read_recordings(recordings_dir.parent().expect("a directory"))?;
+    let windows = read_windows(&find("windows.parquet").context("evaluate needs a sample node among its inputs")?)?;
+    let summary: Value = match find("sample.json") {
+        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
+        None => Value::Null,
+    };
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// Longest k of the k-step-ahead error curve.
-    pub horizon: i64,
-    /// Worms shown in the generation figure.
-    pub generate_worms: usize,
-    /// Context steps before generating (as many are generated).
-    pub context: i64,
-    pub batch_size: i64,
-    pub device: String,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params { horizon: 50, generate_worms: 3, context: 180, batch_size: 256, device: "auto".into() }
+    let mut vs = nn::VarStore::new(device);
+    let residual = card["residual"].as_bool().unwrap_or(false);
+    let model = models::build_with(&arch, hidden, residual, &vs.root())?;
+    if arch != "baseline" {
+        let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
+        vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;
     }
-}
-
-impl Stage for Evaluate {
-    const NAME: &'static str = "evaluate";
-    const VERSION: &'static str = env!("WORMFLOW_VERSION_EVALUATE");
-    type Params = Params;
-
-    fn check(p: &Params) -> Result<(), String> {
-        if p.horizon < 1 || p.context < 2 || p.batch_size < 1 {
-            return Err("need horizon ≥ 1, context ≥ 2 and batch_size ≥ 1".into());
-        }
-        Ok(())
-    }
-
-    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-        let device = pick_device(&p.device)?;
-        tch::set_num_threads(ctx.threads as i32);
-        let find = |file: &str| ctx.inputs.iter().find(|i| i.dir.join(file).exists()).map(|i| i.dir.join(file));
-        let card_path = find("model.json").context("evaluate needs a train node (model.json) among its inputs")?;
-        let card: Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
-        let arch = card["architecture"].as_str().context("model.json has no architecture")?.to_string();
-        let hidden = card["hidden"].as_i64().unwrap_or(0);
-        let recordings_dir = find("recordings.parquet").context("evaluate needs a preprocess node among its inputs")?;
-        let worms = read_recordings(recordings_dir.parent().expect("a directory"))?;
-        let windows = read_windows(&find("windows.parquet").context("evaluate needs a sample node among its inputs")?)?;
-        let summary: Value = match find("sample.json") {
-            Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
-            None => Value::Null,
-        };
-
-        let mut vs = nn::VarStore::new(device);
-        let residual = card["residual"].as_bool().unwrap_or(false);
-        let model = models::build_with(&arch, hidden, residual, &vs.root())?;
-        if arch != "baseline" {
-            let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
-            vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;
-        }
-        let baseline = models::build("baseline", 0, &vs.root())?;
-        let val = window_set(&worms, &windows, "val", device)?;
-        let (loss, per_ds) = losses(&*model, &val, p.batch_size);
-        let (base, base_ds) = losses(&*baseline, &val, p.batch_size);
-        let per_dataset: Map<String, Value> = per_ds
-            .iter()
-            .map(|(d, l)| (d.clone(), json!({"val_loss": l, "baseline_loss": base_ds[d], "ratio": l / base_ds[d]})))
-            .collect();
-        (ctx.progress)(0.3, "k-step errors");
-        let kstep = kstep_errors(&*model, &val, p.horizon, p.batch_size)?;
-        write_kstep(&ctx.out_dir.join("kstep.parquet"), &kstep)?;
-        (ctx.progress)(0.7, "generation");
-        let split_path = find("split.parquet");
-        let starts = match split_path {
-            Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
-            None => val_starts(&windows),
-        };
-        write_generation(&ctx.out_dir.join("generation.parquet"), &*model, &worms, &starts, &p, device)?;
-        let eval = json!({
-            "model": arch,
-            "hidden": hidden,
-            "n_params": card["n_params"],
-            "train_steps": summary["train_steps"],
-            "n_worms": summary["n_worms"],
-            "val_loss": loss,
-            "baseline_loss": base,
-            "ratio": loss / base,
-            "per_dataset": per_dataset,
-        });
-        std::fs::write(ctx.out_dir.join("eval.json"), serde_json::to_vec_pretty(&eval)?)?;
-        let mut prov = Map::new();
-        prov.insert("val_loss".into(), json!(loss));
-        Ok(prov)
-    }
+    let baseline = models::build("baseline", 0, &vs.root())?;
+    let val = window_set(&worms, &windows, "val", device)?;
+    let (loss, per_ds) = losses(&*model, &val, p.batch_size);
+    let (base, base_ds) = losses(&*baseline, &val, p.batch_size);
+    let per_dataset: Map<String, Value> = per_ds
+        .iter()
+        .map(|(d, l)| (d.clone(), json!({"val_loss": l, "baseline_loss": base_ds[d], "ratio": l / base_ds[d]})))
+        .collect();
+    (ctx.progress)(0.3, "k-step errors");
+    let kstep = kstep_errors(&*model, &val, p.horizon, p.batch_size)?;
+    write_kstep(&ctx.out_dir.join("kstep.parquet"), &kstep)?;
+    (ctx.progress)(0.7, "generation");
+    let split_path = find("split.parquet");
+    let starts = match split_path {
+        Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
+        None => val_starts(&windows),
+    };
+    write_generation(&ctx.out_dir.join("generation.parquet"), &*model, &worms, &starts, p, device)?;
+    let eval = json!({
+        "model": arch,
+        "hidden": hidden,
+        "n_params": card["n_params"],
+        "train_steps": summary["train_steps"],
+        "n_worms": summary["n_worms"],
+        "val_loss": loss,
+        "baseline_loss": base,
+        "ratio": loss / base,
+        "per_dataset": per_dataset,
+    });
+    std::fs::write(ctx.out_dir.join("eval.json"), serde_json::to_vec_pretty(&eval)?)?;
+    let mut prov = Map::new();
+    prov.insert("val_loss".into(), json!(loss));
+    Ok(prov)
 }
 
 /// Where each worm's validation half starts, from the windows when no split is given.
-fn val_starts(windows: &[crate::windows::Window]) -> BTreeMap<(String, String), u64> {
+fn val_starts(windows: &[wormflow_stages::windows::Window]) -> BTreeMap<(String, String), u64> {
     let mut m: BTreeMap<(String, String), u64> = BTreeMap::new();
     for w in windows.iter().filter(|w| w.set == "val") {
         let e = m.entry((w.dataset.clone(), w.worm.clone())).or_insert(w.start);

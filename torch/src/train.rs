@@ -1,4 +1,5 @@
-//! Kind `train`: fit one model to next-step prediction on the sampled windows.
+//! The `train` kind's work (run by the `wormflow-torch` helper; the kind's params and
+//! checks are in torch_stages.rs). Fit one model to next-step prediction on the sampled windows.
 //!
 //! Inputs: a node with `recordings.parquet` (preprocessed) and one with `windows.parquet`.
 //! The windows become tensors once, on the device; batches are index selections.
@@ -17,82 +18,28 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 use wormflow_api::StageContext;
 
-use crate::models::{self, Model, MODELS};
-use crate::rng::stream;
-use crate::stage::Stage;
-use crate::table::read_recordings;
+use crate::models::{self, Model};
+pub use wormflow_stages::torch_stages::TrainParams as Params;
+pub use wormflow_stages::metrics::Epoch;
+use wormflow_stages::rng::stream;
+use wormflow_stages::table::read_recordings;
 use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
-use crate::windows::read_windows;
+use wormflow_stages::windows::read_windows;
 
-pub struct Train;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention
-    pub model: String,
-    /// Hidden size; or 0 to pick it from `params_target`.
-    pub hidden: i64,
-    /// Parameter budget: the hidden size whose count is closest (when hidden = 0).
-    pub params_target: i64,
-    pub epochs: u64,
-    pub batch_size: i64,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub plateau_factor: f64,
-    pub plateau_patience: u64,
-    pub early_stopping: u64,
-    pub seed: u64,
-    /// "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
-    pub device: String,
-    /// CPU threads for libtorch (0 = the node's share of cores).
-    pub threads: i64,
-    /// Clip the gradient norm to this before each step (0 = no clipping); keeps recurrent
-    /// models from diverging over long windows.
-    pub grad_clip: f64,
-    /// Predict the change from the current step (output = input + model) instead of the
-    /// next step itself. Off by default, as in the study; see the README's model card.
-    pub residual: bool,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            model: String::new(),
-            hidden: 0,
-            params_target: 0,
-            epochs: 500,
-            batch_size: 128,
-            lr: 1e-3,
-            weight_decay: 0.01,
-            plateau_factor: 0.1,
-            plateau_patience: 10,
-            early_stopping: 100,
-            seed: 0,
-            device: "auto".into(),
-            threads: 0,
-            grad_clip: 1.0,
-            residual: false,
-        }
+/// The hidden size a train node uses (from `hidden` or `params_target`).
+pub fn hidden_size(p: &Params) -> Result<i64> {
+    if p.model == "baseline" {
+        return Ok(0);
     }
-}
-
-impl Params {
-    pub fn hidden_size(&self) -> Result<i64> {
-        if self.model == "baseline" {
-            return Ok(0);
-        }
-        if self.hidden != 0 {
-            return Ok(self.hidden);
-        }
-        models::hidden_for_target(&self.model, self.params_target)
+    if p.hidden != 0 {
+        return Ok(p.hidden);
     }
+    models::hidden_for_target(&p.model, p.params_target)
 }
 
 /// The device a `device` param names, checked against what this machine has.
@@ -114,46 +61,23 @@ pub fn pick_device(name: &str) -> Result<Device> {
     })
 }
 
-impl Stage for Train {
-    const NAME: &'static str = "train";
-    const VERSION: &'static str = env!("WORMFLOW_VERSION_TRAIN");
-    type Params = Params;
-
-    fn check(p: &Params) -> Result<(), String> {
-        if !MODELS.contains(&p.model.as_str()) {
-            return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
-        }
-        if p.model != "baseline" {
-            if p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0) {
-                return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
-            }
-        }
-        if p.batch_size < 1 || !(p.lr > 0.0) || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0) {
-            return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());
-        }
-        if !matches!(p.device.as_str(), "auto" | "cpu") && !p.device.starts_with("cuda") {
-            return Err(format!("params.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; got {:?}", p.device));
-        }
-        Ok(())
-    }
-
-    fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-        let device = pick_device(&p.device)?;
-        let threads = if p.threads > 0 { p.threads } else { ctx.threads as i64 };
-        tch::set_num_threads(threads as i32);
-        let data = TrainingData::load(ctx, device)?;
-        let hidden = p.hidden_size()?;
-        let vs = nn::VarStore::new(device);
-        let model = seeded_build(&p.model, hidden, p.residual, &vs, p.seed)?;
-        let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-        let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(&p, &*model, &vs, &data, ctx)? };
-        write_outputs(ctx, &p, &outcome, hidden, n_params, device, threads, &data)?;
-        let mut prov = Map::new();
-        prov.insert("device".into(), json!(device_name(device)));
-        prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
-        prov.insert("best_val_loss".into(), json!(outcome.best_val));
-        Ok(prov)
-    }
+/// Train one model (called by the `wormflow-torch` helper).
+pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
+    let device = pick_device(&p.device)?;
+    let threads = if p.threads > 0 { p.threads } else { ctx.threads as i64 };
+    tch::set_num_threads(threads as i32);
+    let data = TrainingData::load(ctx, device)?;
+    let hidden = hidden_size(p)?;
+    let vs = nn::VarStore::new(device);
+    let model = seeded_build(&p.model, hidden, p.residual, &vs, p.seed)?;
+    let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(p, &*model, &vs, &data, ctx)? };
+    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
+    let mut prov = Map::new();
+    prov.insert("device".into(), json!(device_name(device)));
+    prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
+    prov.insert("best_val_loss".into(), json!(outcome.best_val));
+    Ok(prov)
 }
 
 /// libtorch's random generator is global to the process, and nodes train in parallel
@@ -211,15 +135,6 @@ impl TrainingData {
         }
         Ok(TrainingData { train: window_set(&worms, &windows, "train", device)?, val: window_set(&worms, &windows, "val", device)? })
     }
-}
-
-/// One row of metrics.parquet.
-pub struct Epoch {
-    pub epoch: u64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub lr: f64,
-    pub seconds: f64,
 }
 
 pub struct Outcome {
@@ -321,7 +236,7 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
 fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_params: i64, device: Device, threads: i64, data: &TrainingData) -> Result<()> {
     let named: Vec<(&str, &Tensor)> = o.weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
     Tensor::write_safetensors(&named, ctx.out_dir.join("weights.safetensors"))?;
-    crate::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics)?;
+    wormflow_stages::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics)?;
     let card = json!({
         "architecture": p.model,
         "hidden": hidden,

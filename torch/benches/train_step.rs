@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use wormflow_stages::models::{build, hidden_for_target, n_params};
-use wormflow_stages::tensors::{masked_mse, predict};
+use wormflow_torch::models::{build, hidden_for_target, n_params};
+use wormflow_torch::tensors::{masked_mse, predict};
 
 const BATCH: i64 = 128;
 const WINDOW: i64 = 180;
@@ -50,7 +50,7 @@ fn main() {
         let hidden = hidden_for_target(model, 580_000).unwrap();
         let ours = time_steps(model, hidden, device);
         let theirs = std::process::Command::new(&python)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_step.py"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/train_step.py"))
             .args([model, &hidden.to_string(), &threads.to_string(), if device == Device::Cpu { "cpu" } else { "cuda" }])
             .output()
             .expect("run the PyTorch reference");

@@ -1,4 +1,4 @@
-// Shared by stages/build.rs and the workspace's build.rs (include!d by both).
+//! Link libtorch into the helper (and this crate's tests and benches).
 
 /// Make every binary of the package (tests included) find libtorch at run time
 /// without LD_LIBRARY_PATH, and really load libtorch (CUDA included): rustc links with
@@ -19,3 +19,7 @@ fn link_libtorch() {
     }
 }
 
+
+fn main() {
+    link_libtorch();
+}

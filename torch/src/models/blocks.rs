@@ -3,7 +3,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-pub const N_NEURONS_I64: i64 = crate::neurons::N_NEURONS as i64;
+pub const N_NEURONS_I64: i64 = wormflow_stages::neurons::N_NEURONS as i64;
 
 /// Linear 302 → H (named `embedding`).
 pub fn embedding(root: &nn::Path, h: i64) -> nn::Linear {

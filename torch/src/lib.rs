@@ -1,0 +1,10 @@
+//! wormflow's libtorch half: the seven architectures (`models`), windows as tensors and the
+//! masked loss (`tensors`), and the work of the `train` and `evaluate` kinds. The engine
+//! never links libtorch: it runs these through the `wormflow-torch` helper binary (see
+//! `wormflow_stages::torch_stages` for the protocol), so only training and evaluation
+//! processes pay libtorch's start-up time and memory.
+
+pub mod evaluate;
+pub mod models;
+pub mod tensors;
+pub mod train;
