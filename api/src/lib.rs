@@ -40,7 +40,7 @@ pub struct StageContext<'a> {
     pub workspace: &'a Path,
     /// Scratch directory, removed after the node.
     pub scratch: &'a Path,
-    /// Threads the stage may use.
+    /// Threads the stage may use: its share of the cores when nodes run in parallel.
     pub threads: usize,
     /// Set when the run is being cancelled; long stages should check it.
     pub cancel: &'a AtomicBool,

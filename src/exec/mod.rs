@@ -54,6 +54,8 @@ enum Outcome {
 
 struct Job {
     index: usize,
+    /// How many nodes may run at once (for the node's share of cores).
+    jobs: usize,
     parts: KeyParts,
     force: bool,
     inputs: Vec<(usize, ActionRecord)>,
@@ -157,7 +159,7 @@ pub fn run_local(
                 }
                 slots[i] = Slot::Running;
                 running += 1;
-                job_tx.send(Job { index: i, parts, force: forced[i], inputs: input_actions }).expect("workers are alive");
+                job_tx.send(Job { index: i, jobs: opts.jobs, parts, force: forced[i], inputs: input_actions }).expect("workers are alive");
             }
             if running == 0 {
                 break;
@@ -227,7 +229,10 @@ fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: J
     let work = workdir::WorkDir::create(store)?;
     let inputs = work.materialize_inputs(store, graph, node, &job.inputs)?;
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Each running node gets its share of the cores, so parallel nodes do not oversubscribe
+    // the CPU (libtorch's spinning thread pools degrade badly when they do).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = (cores / job.jobs.max(1)).max(1);
     let ctx = StageContext {
         node: &node.id,
         params: &node.params,
