@@ -248,7 +248,7 @@ impl Wiring {
         let per_record = (p.dt / p.dt_sim).round().max(1.0) as usize;
         let burn = (p.burn_in / p.dt_sim).round() as usize;
         let noise = p.noise * (p.dt_sim).sqrt() / p.tau;
-        let mut out = vec![Vec::with_capacity(p.n_steps as usize); N_NEURONS];
+        let mut out: Vec<Vec<f64>> = (0..N_NEURONS).map(|_| Vec::with_capacity(p.n_steps as usize)).collect();
         let total = burn + per_record * p.n_steps as usize;
         for step in 0..total {
             for (r, v) in rate.iter_mut().zip(&x) {

@@ -105,10 +105,8 @@ impl Stage for Train {
         if !MODELS.contains(&p.model.as_str()) {
             return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
         }
-        if p.model != "baseline" {
-            if p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0) {
-                return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
-            }
+        if p.model != "baseline" && (p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0)) {
+            return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
         }
         if p.batch_size < 1 || !(p.lr > 0.0) || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0) {
             return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());

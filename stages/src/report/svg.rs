@@ -102,7 +102,7 @@ impl Chart {
         let _ = write!(s, r#"<rect x="0" y="0" width="{W}" height="{H}" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#, LEFT, esc(&self.title));
         let _ = write!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>"##, W - LEFT - RIGHT, H - TOP - BOTTOM);
         // Ticks.
-        let label = |v: f64, log: bool| if log { format!("{}", fmt_num(10f64.powf(v))) } else { fmt_num(v) };
+        let label = |v: f64, log: bool| if log { fmt_num(10f64.powf(v)) } else { fmt_num(v) };
         match &self.x_categories {
             Some(cats) => {
                 for (i, c) in cats.iter().enumerate() {

@@ -62,7 +62,7 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
             } else if sides.len() == n_files {
                 match sides[f] {
                     s if s.is_nan() => push(class.clone(), trace(f)),
-                    s if s == 1.0 => push(format!("{class}L"), trace(f)),
+                    1.0 => push(format!("{class}L"), trace(f)),
                     _ => push(format!("{class}R"), trace(f)),
                 }
             } else {
