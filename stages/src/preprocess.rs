@@ -146,28 +146,6 @@ fn sum_by_lanes(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
     acc.iter().sum::<f64>() + rest.iter().map(|&v| f(v as f64)).sum::<f64>()
 }
 
-/// Standardise in place; false (untouched) when the trace is constant or not finite.
-pub fn zscore(x: &mut [f64]) -> bool {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-    let std = var.sqrt();
-    if !(std > 0.0 && std.is_finite()) {
-        return false;
-    }
-    for v in x.iter_mut() {
-        *v = (*v - mean) / std;
-    }
-    true
-}
-
-/// Causal exponential smoothing in place: s₀ = x₀, sₜ = α·xₜ + (1−α)·sₜ₋₁.
-pub fn ema(x: &mut [f64], alpha: f64) {
-    for i in 1..x.len() {
-        x[i] = alpha * x[i] + (1.0 - alpha) * x[i - 1];
-    }
-}
-
 /// t₀, t₀+Δt, … strictly before the last time stamp.
 pub fn resample_grid(t: &[f64], dt: f64) -> Vec<f64> {
     let (Some(&t0), Some(&end)) = (t.first(), t.last()) else { return Vec::new() };
@@ -188,42 +166,50 @@ pub fn interpolation_weights(t: &[f64], at: &[f64]) -> Vec<(usize, f64)> {
     out
 }
 
-/// Linear interpolation of (t, x) at increasing points `at`.
-pub fn interpolate(t: &[f64], x: &[f64], at: &[f64]) -> Vec<f64> {
-    interpolation_weights(t, at).into_iter().map(|(j, f)| x[j] + f * (x[j + 1] - x[j])).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::neurons::N_NEURONS;
+
+    /// A worm with one recorded neuron (slot 0), through the stage's own code path.
+    fn one_neuron(t: Vec<f64>, x: &[f32], p: &Params) -> (Vec<f64>, Option<Vec<f32>>) {
+        let mut traces = vec![None; N_NEURONS];
+        traces[0] = Some(x.to_vec());
+        let w = Worm { dataset: "d".into(), worm: "w".into(), t, traces, info: Default::default() };
+        let out = preprocess_worm(&w, p).unwrap();
+        (out.t, out.traces[0].clone())
+    }
 
     #[test]
     fn zscore_has_mean_0_and_population_std_1() {
-        let mut x = vec![1.0, 2.0, 3.0, 4.0, 10.0];
-        assert!(zscore(&mut x));
-        let n = x.len() as f64;
-        let mean = x.iter().sum::<f64>() / n;
-        let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        assert!(mean.abs() < 1e-12 && (std - 1.0).abs() < 1e-12);
-        assert!(!zscore(&mut [3.0, 3.0, 3.0]));
+        let p = Params { zscore: true, smooth_alpha: 1.0, resample_dt: 0.0 };
+        let (_, z) = one_neuron(vec![0.0, 1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 3.0, 4.0, 10.0], &p);
+        let z: Vec<f64> = z.unwrap().into_iter().map(f64::from).collect();
+        let n = z.len() as f64;
+        let mean = z.iter().sum::<f64>() / n;
+        let std = (z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(mean.abs() < 1e-6 && (std - 1.0).abs() < 1e-6);
+        // A constant neuron is masked, not turned into NaN.
+        assert!(one_neuron(vec![0.0, 1.0, 2.0], &[3.0, 3.0, 3.0], &p).1.is_none());
     }
 
     #[test]
     fn ema_follows_the_formula() {
-        let mut x = vec![1.0, 3.0, 5.0, 1.0];
-        ema(&mut x, 0.5);
-        assert_eq!(x, vec![1.0, 2.0, 3.5, 2.25]);
+        let p = Params { zscore: false, smooth_alpha: 0.5, resample_dt: 0.0 };
+        let (_, s) = one_neuron(vec![0.0, 1.0, 2.0, 3.0], &[1.0, 3.0, 5.0, 1.0], &p);
+        assert_eq!(s.unwrap(), vec![1.0, 2.0, 3.5, 2.25]);
     }
 
     #[test]
     fn resampling_is_exact_for_linear_signals() {
         let t: Vec<f64> = (0..100).map(|i| i as f64 * 0.6 + (i % 3) as f64 * 0.01).collect();
-        let x: Vec<f64> = t.iter().map(|t| 2.0 * t - 1.0).collect();
-        let grid = resample_grid(&t, 0.667);
+        let x: Vec<f32> = t.iter().map(|t| (2.0 * t - 1.0) as f32).collect();
+        let p = Params { zscore: false, smooth_alpha: 1.0, resample_dt: 0.667 };
+        let (grid, y) = one_neuron(t.clone(), &x, &p);
         assert!(*grid.last().unwrap() < *t.last().unwrap());
         assert_eq!(grid.len(), ((t[99] - t[0]) / 0.667).ceil() as usize);
-        for (g, y) in grid.iter().zip(interpolate(&t, &x, &grid)) {
-            assert!((y - (2.0 * g - 1.0)).abs() < 1e-9);
+        for (g, y) in grid.iter().zip(y.unwrap()) {
+            assert!((y as f64 - (2.0 * g - 1.0)).abs() < 1e-4, "{g}: {y}");
         }
     }
 }
