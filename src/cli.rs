@@ -116,7 +116,7 @@ pub struct Planned {
     pub store_root: PathBuf,
 }
 
-pub fn workspace_of(file: &Path) -> PathBuf {
+fn workspace_of(file: &Path) -> PathBuf {
     let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
@@ -133,7 +133,7 @@ pub fn plan(registry: &Registry, file: &Path, overrides: &[String]) -> Result<Pl
     Ok(planned(file, graph))
 }
 
-fn planned(file: &Path, graph: Arc<Graph>) -> Planned {
+pub fn planned(file: &Path, graph: Arc<Graph>) -> Planned {
     let workspace = workspace_of(file);
     let store_root = workspace.join(&graph.pipeline.store);
     Planned { workspace, graph, store_root }
@@ -288,13 +288,7 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
     let states = resolver.states(None);
     let mut found = Vec::new();
     for (i, node) in p.graph.nodes.iter().enumerate() {
-        let (action, fresh) = match &states[i] {
-            Some(NodeState::Fresh { action, .. }) => ((**action).clone(), true),
-            _ => match store.latest_action(&node.id) {
-                Some(a) => (a, false),
-                None => continue,
-            },
-        };
+        let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else { continue };
         if action.outputs.iter().any(|o| o.path == "report.html") {
             let path = p.workspace.join("results").join(crate::store::escape_node_id(&node.id)).join("report.html");
             println!("{}{}", path.display(), if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" });

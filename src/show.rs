@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::cli::Planned;
-use crate::status::{NodeState, Resolver};
+use crate::status::Resolver;
 use crate::store::{ActionRecord, Store};
 
 /// Columns shown per Parquet table; wide tables (302 neurons) are cut with a note.
@@ -20,12 +20,8 @@ pub fn show(p: &Planned, node: &str, rows: usize) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
     let states = resolver.states(Some(&p.graph.with_ancestors(&[i])));
-    let (action, current) = match states[i].as_ref().expect("resolved") {
-        NodeState::Fresh { action, .. } => ((**action).clone(), true),
-        _ => match store.latest_action(node) {
-            Some(a) => (a, false),
-            None => bail!("{node} has never been built; run `wormflow run {node}`"),
-        },
+    let Some((action, current)) = resolver.current_or_latest(i, states[i].as_ref()) else {
+        bail!("{node} has never been built; run `wormflow run {node}`");
     };
     print_action(&store, &action, current, rows);
     Ok(ExitCode::SUCCESS)

@@ -130,6 +130,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The node's result for its current key if stored (true), else its latest stored
+    /// result (false), else None.
+    pub fn current_or_latest(&self, i: usize, state: Option<&NodeState>) -> Option<(ActionRecord, bool)> {
+        match state {
+            Some(NodeState::Fresh { action, .. }) => Some(((**action).clone(), true)),
+            _ => self.store.latest_action(&self.graph.nodes[i].id).map(|a| (a, false)),
+        }
+    }
+
     /// In words, what differs between the node's current recipe and its last stored result.
     pub fn explain(&self, i: usize, parts: Option<&KeyParts>) -> Vec<String> {
         let node = &self.graph.nodes[i];
