@@ -11,8 +11,9 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
-/// One finished upstream node, as a stage sees it.
-#[derive(Debug, Clone)]
+/// One finished upstream node, as a stage sees it (serialisable, so a stage can hand its
+/// context to a helper process).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InputNode {
     /// The upstream stage's name.
     pub stage: String,

@@ -145,26 +145,11 @@ pub struct Job {
     pub kind: String,
     pub node: String,
     pub params: Value,
-    pub inputs: Vec<JobInput>,
+    pub inputs: Vec<InputNode>,
     pub out_dir: PathBuf,
     pub workspace: PathBuf,
     pub scratch: PathBuf,
     pub threads: usize,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct JobInput {
-    pub stage: String,
-    pub node: String,
-    pub matrix: std::collections::BTreeMap<String, Value>,
-    pub dir: PathBuf,
-    pub stage_dir: PathBuf,
-}
-
-impl JobInput {
-    pub fn to_input(&self) -> InputNode {
-        InputNode { stage: self.stage.clone(), node: self.node.clone(), matrix: self.matrix.clone(), dir: self.dir.clone(), stage_dir: self.stage_dir.clone() }
-    }
 }
 
 /// The helper binary: beside the running executable (or WORMFLOW_TORCH).
@@ -190,11 +175,7 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
         kind: kind.into(),
         node: ctx.node.into(),
         params: params.clone(),
-        inputs: ctx
-            .inputs
-            .iter()
-            .map(|i| JobInput { stage: i.stage.clone(), node: i.node.clone(), matrix: i.matrix.clone(), dir: i.dir.clone(), stage_dir: i.stage_dir.clone() })
-            .collect(),
+        inputs: ctx.inputs.to_vec(),
         out_dir: ctx.out_dir.into(),
         workspace: ctx.workspace.into(),
         scratch: ctx.scratch.into(),

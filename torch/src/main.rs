@@ -25,7 +25,6 @@ fn main() -> ExitCode {
 
 fn run(path: &str) -> anyhow::Result<()> {
     let job: Job = serde_json::from_slice(&std::fs::read(path)?)?;
-    let inputs: Vec<_> = job.inputs.iter().map(|i| i.to_input()).collect();
     let cancel = AtomicBool::new(false);
     let progress = |fraction: f64, message: &str| {
         let mut out = std::io::stdout().lock();
@@ -35,7 +34,7 @@ fn run(path: &str) -> anyhow::Result<()> {
     let ctx = StageContext {
         node: &job.node,
         params: &job.params,
-        inputs: &inputs,
+        inputs: &job.inputs,
         out_dir: &job.out_dir,
         workspace: &job.workspace,
         scratch: &job.scratch,
