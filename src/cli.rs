@@ -239,7 +239,8 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         let detail = match state {
             NodeState::Fresh { key, .. } => key.short(),
             NodeState::Stale { reasons, .. } => reasons.join("; "),
-            NodeState::Waiting { inputs } => format!("after {}", inputs.join(", ")),
+            NodeState::Waiting { inputs } if json => format!("after {}", inputs.join(", ")),
+            NodeState::Waiting { inputs } => format!("after {}", abbreviated(inputs, 4)),
             NodeState::Error(e) => e.clone(),
         };
         if json {
@@ -253,6 +254,14 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         println!("{} nodes: {}", p.graph.nodes.len(), parts.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `keep` names, then how many more (a gather can wait on hundreds of nodes).
+fn abbreviated(names: &[String], keep: usize) -> String {
+    if names.len() <= keep + 1 {
+        return names.join(", ");
+    }
+    format!("{} and {} more", names[..keep].join(", "), names.len() - keep)
 }
 
 fn explain(p: &Planned, node: &str) -> Result<ExitCode> {

@@ -286,3 +286,16 @@ fn unpinned_urls_are_rejected_at_plan_time() {
     let err = ws.bad(&["run"]);
     assert!(err.contains("remote files must be pinned"), "{err}");
 }
+
+#[test]
+fn allow_unpinned_fetches_once_and_writes_the_pins() {
+    let data = body(50_000, 7);
+    let server = Server::start(vec![route("/first.bin", data.clone())]);
+    let text = pipeline(&format!("{{ url = \"{}\" }}", server.url("/first.bin"))).replace("retries = 3", "allow_unpinned = true, retries = 3");
+    let ws = Workspace::new(&text);
+    assert_eq!(ws.run_events(&[]).ran(), ["get"]);
+    assert_eq!(std::fs::read(ws.file("results/get/first.bin")).unwrap(), data);
+    let pins = ws.read("results/get/pins.toml");
+    assert!(pins.contains(&format!("blake3 = \"{}\"", b3(&data))), "{pins}");
+    assert!(pins.contains(&server.url("/first.bin")), "{pins}");
+}

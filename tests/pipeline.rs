@@ -85,3 +85,20 @@ fn the_default_pipeline_runs_end_to_end() {
     expected.sort();
     assert_eq!(ev.ran(), expected);
 }
+
+/// pipelines/paper.toml cannot run here (no internet, no GPU) but must plan: every stage's
+/// params valid, the sweep the size its header says, and a dag to show.
+#[test]
+fn the_paper_pipeline_plans() {
+    let paper = repo("pipelines/paper.toml");
+    let out = std::process::Command::new(common::wormflow_bin()).args(["-f", paper.to_str().unwrap(), "status"]).output().unwrap();
+    let stdout = common::text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", common::text(&out.stderr));
+    assert!(stdout.contains("563 nodes: 3 stale, 560 waiting"), "{stdout}");
+    assert!(stdout.contains("train_size[hidden=4096,model=lstm]"), "{stdout}");
+    let dag = std::process::Command::new(common::wormflow_bin()).args(["-f", paper.to_str().unwrap(), "dag"]).output().unwrap();
+    let dag = common::text(&dag.stdout);
+    for source in ["kato2015", "nichols2017", "skora2018", "kaplan2020", "yemini2021", "uzel2022", "flavell2023", "leifer2023"] {
+        assert!(dag.contains(&format!("std_{source} (standardize) <- get_opensource")), "{source} missing:\n{dag}");
+    }
+}

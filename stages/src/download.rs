@@ -5,7 +5,10 @@
 //! workspace). Directories in `mirrors` are checked first for a file of the same name;
 //! a mirror copy is used only if its hash matches the pin. Every URL must be pinned by
 //! `blake3` (or `sha256`); a mismatch is an error naming the expected and actual hash, and
-//! nothing is stored. `.tar.gz`/`.tgz` and `.zip` files with `extract = true` are unpacked;
+//! nothing is stored. The one escape hatch, for a pipeline whose files nobody has fetched
+//! yet, is `allow_unpinned = true`: such a URL is keyed by its text alone (an upstream
+//! change goes unnoticed), and the node writes `pins.toml` with the blake3 it got, to be
+//! copied into the pipeline so the next run is pinned. `.tar.gz`/`.tgz` and `.zip` files with `extract = true` are unpacked;
 //! entries with absolute paths, `..` or links are refused (zip-slip).
 
 use std::fs::{self, File};
@@ -48,11 +51,13 @@ pub struct Params {
     pub retries: u32,
     /// Seconds to wait for a connection or for the next bytes.
     pub timeout_s: u64,
+    /// Accept remote files without a pin (trust on first use; see the module docs).
+    pub allow_unpinned: bool,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { files: Vec::new(), mirrors: Vec::new(), retries: 4, timeout_s: 60 }
+        Params { files: Vec::new(), mirrors: Vec::new(), retries: 4, timeout_s: 60, allow_unpinned: false }
     }
 }
 
@@ -133,8 +138,8 @@ impl Stage for Download {
             if f.url.is_empty() {
                 return Err("every entry of params.files needs a url".into());
             }
-            if is_remote(&f.url) && f.pin().is_none() {
-                return Err(format!("{}: remote files must be pinned: add blake3 = \"…\" (or sha256 = \"…\")", f.url));
+            if is_remote(&f.url) && f.pin().is_none() && !p.allow_unpinned {
+                return Err(format!("{}: remote files must be pinned: add blake3 = \"…\" (or sha256 = \"…\"); for a first fetch of files whose hash nobody has yet, set allow_unpinned = true and copy the hashes from the node's pins.toml", f.url));
             }
             let dest = f.dest();
             if dest.is_empty() || !safe_relative(Path::new(&dest)) {
@@ -151,6 +156,7 @@ impl Stage for Download {
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         let mut sources = Vec::new();
+        let mut first_pins = String::new();
         for (i, spec) in p.files.iter().enumerate() {
             let progress = |fraction: f64, msg: &str| {
                 (ctx.progress)((i as f64 + fraction) / p.files.len() as f64, &format!("{} {msg}", spec.dest()))
@@ -158,6 +164,10 @@ impl Stage for Download {
             let tmp = ctx.scratch.join(format!("download-{i}"));
             let source = fetch(spec, &p, ctx, &tmp, &progress)?;
             sources.push(json!({"path": spec.dest(), "from": source}));
+            if is_remote(&spec.url) && spec.pin().is_none() {
+                let got = digest(&tmp, "blake3")?;
+                first_pins.push_str(&format!("{{ url = {:?}, blake3 = \"{got}\" }},\n", spec.url));
+            }
             let dest = ctx.out_dir.join(spec.dest());
             if spec.extract {
                 let into = ctx.out_dir.join(strip_archive_ext(&spec.dest()));
@@ -166,6 +176,10 @@ impl Stage for Download {
                 fs::create_dir_all(dest.parent().expect("inside out_dir"))?;
                 fs::rename(&tmp, &dest).or_else(|_| fs::copy(&tmp, &dest).map(|_| ()))?;
             }
+        }
+        if !first_pins.is_empty() {
+            let note = "# Fetched without a pin (allow_unpinned = true). Pin them: copy these entries into\n# params.files (keeping path/extract), then drop allow_unpinned.\n";
+            fs::write(ctx.out_dir.join("pins.toml"), format!("{note}{first_pins}"))?;
         }
         let mut prov = Map::new();
         prov.insert("sources".into(), json!(sources));
