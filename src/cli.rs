@@ -9,10 +9,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exec::report::Reporter;
-use crate::exec::{run_local, RunOptions, RunSummary};
+use crate::exec::slurm::Slurm;
+use crate::exec::{run_local, RunOptions, RunSummary, INTERRUPTED};
 use crate::graph::Graph;
 use crate::kinds::Registry;
 use crate::plan;
+use crate::remote::Remote;
 use crate::status::{NodeState, Resolver};
 use crate::store::{gc, verify, Store};
 
@@ -45,6 +47,21 @@ pub struct RunArgs {
     /// One JSON event per line on stdout instead of progress bars.
     #[arg(long)]
     pub json: bool,
+    /// Before running a node, fetch its result from the remote if it is there.
+    #[arg(long)]
+    pub pull: bool,
+    /// The remote for --pull (default: the only one, or the one marked default).
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Where nodes run: here (local) or as Slurm jobs (slurm; see [slurm] in pipeline.toml).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +109,20 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Copy the current results of the pipeline (or of NODEs and what they need) to a remote.
+    Push {
+        nodes: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
+    /// Fetch the results the remote has for the pipeline (or NODEs), verified, into the store.
+    Pull {
+        nodes: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
+    /// Run one submitted node by its key (what a Slurm job runs; see --executor slurm).
+    Exec { key: String },
     /// Re-plan on every save of pipeline.toml and run what became stale.
     Watch {
         #[command(flatten)]
@@ -114,6 +145,21 @@ pub struct Planned {
     pub workspace: PathBuf,
     pub graph: Arc<Graph>,
     pub store_root: PathBuf,
+    pub file: PathBuf,
+    pub overrides: Vec<String>,
+}
+
+impl Planned {
+    /// Remotes and Slurm settings (read only by the commands that use them).
+    pub fn settings(&self) -> Result<crate::config::Settings> {
+        Ok(crate::config::Settings::read(&self.file, &read_pipeline(&self.file)?, &self.overrides)?)
+    }
+
+    pub fn remote(&self, name: Option<&str>) -> Result<Remote> {
+        let settings = self.settings()?;
+        let (name, decl) = settings.remote(name)?;
+        Remote::open(name, decl, &self.workspace)
+    }
 }
 
 fn workspace_of(file: &Path) -> PathBuf {
@@ -130,13 +176,13 @@ fn read_pipeline(file: &Path) -> Result<String> {
 pub fn plan(registry: &Registry, file: &Path, overrides: &[String]) -> Result<Planned> {
     let text = read_pipeline(file)?;
     let graph = plan::plan_once(registry.clone(), file.to_path_buf(), text, overrides.to_vec())?;
-    Ok(planned(file, graph))
+    Ok(planned(file, overrides, graph))
 }
 
-pub fn planned(file: &Path, graph: Arc<Graph>) -> Planned {
+pub fn planned(file: &Path, overrides: &[String], graph: Arc<Graph>) -> Planned {
     let workspace = workspace_of(file);
     let store_root = workspace.join(&graph.pipeline.store);
-    Planned { workspace, graph, store_root }
+    Planned { workspace, graph, store_root, file: file.to_path_buf(), overrides: overrides.to_vec() }
 }
 
 /// Exit codes: 0 success, 1 a node failed or the store is damaged, 2 bad input.
@@ -173,6 +219,21 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Gc { dry_run } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run),
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
+        Command::Push { nodes, remote } => {
+            let p = plan(registry, &cli.file, &cli.set)?;
+            let remote = p.remote(remote.as_deref())?;
+            let store = Store::open(&p.store_root)?;
+            crate::sync::push(&p.graph, &store, &p.workspace, &remote, nodes)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull { nodes, remote } => {
+            let p = plan(registry, &cli.file, &cli.set)?;
+            let remote = p.remote(remote.as_deref())?;
+            let store = Store::open(&p.store_root)?;
+            crate::sync::pull(&p.graph, &store, &p.workspace, &remote, nodes)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { key } => exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, key),
         Command::Watch { args, max_runs } => crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs),
     }
 }
@@ -180,8 +241,59 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
 pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs) -> Result<RunSummary> {
     let reporter = Reporter::new(args.json);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone() };
+    let pull = match (args.pull, &args.remote) {
+        (true, name) => Some(Arc::new(p.remote(name.as_deref())?)),
+        (false, Some(_)) => bail!("--remote names the remote for --pull; add --pull (or use `wormflow pull`)"),
+        (false, None) => None,
+    };
+    let slurm = match args.executor {
+        Executor::Slurm => Some(Slurm::new(p.settings()?, &p.file, &p.overrides)?),
+        Executor::Local => None,
+    };
+    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm };
+    // Ctrl-C: stop starting nodes, cancel the running ones (and Slurm jobs), store nothing
+    // half-done. A second Ctrl-C kills the process at once.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: cancelling running nodes (Ctrl-C again to quit at once)");
+    });
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
+}
+
+/// `wormflow exec KEY`: run the node a Slurm job was submitted for, after checking that
+/// the pipeline still gives it the same key.
+fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
+    let key: crate::hash::Hash = key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
+    let store = Store::open(&p.store_root)?;
+    let spec_path = crate::exec::slurm::spec_path(&store, &key);
+    let spec: crate::exec::slurm::JobSpec = serde_json::from_slice(
+        &std::fs::read(&spec_path).with_context(|| format!("no job description at {}; `wormflow exec` runs nodes submitted by `run --executor slurm`", spec_path.display()))?,
+    )
+    .with_context(|| format!("{} is damaged", spec_path.display()))?;
+    let &i = p.graph.index.get(&spec.node).ok_or_else(|| anyhow!("node {} is no longer in {}; resubmit", spec.node, p.file.display()))?;
+    let _lock = store.lock_shared()?;
+    let mut inputs = Vec::new();
+    for (&j, k) in p.graph.inputs[i].iter().zip(&spec.inputs) {
+        let action = store.cached_action(k).ok_or_else(|| anyhow!("{}: input {} (result {}) is not in the store {}; is it on a shared path?", spec.node, p.graph.nodes[j].id, k.short(), store.root.display()))?;
+        inputs.push((j, action));
+    }
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let outs: Vec<_> = inputs.iter().map(|(_, a)| a.output_hash).collect();
+    let parts = resolver.key(i, &outs)?;
+    if parts.key != key {
+        bail!("{}: the pipeline changed since this job was submitted (key {} now, {} then); nothing run", spec.node, parts.key.short(), key.short());
+    }
+    let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let reporter = Reporter::new(false);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
+    match crate::exec::execute(&resolver, registry, &reporter, job, &cancel, None)? {
+        crate::exec::Outcome::Ran(action, secs) => reporter.done(&spec.node, &action, secs),
+        crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => reporter.cached(&spec.node, &action.key, &action),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn exit_for(s: &RunSummary) -> ExitCode {

@@ -63,6 +63,174 @@ pub struct RawConfig {
     pub pipeline: Spanned<RawPipeline>,
     #[serde(default)]
     pub stages: BTreeMap<String, Spanned<RawStage>>,
+    /// Other stores to push to and pull from (not part of any key).
+    #[serde(default)]
+    pub remotes: BTreeMap<String, Spanned<RemoteDecl>>,
+    /// How `--executor slurm` submits jobs (not part of any key).
+    #[serde(default)]
+    pub slurm: Option<Spanned<SlurmDecl>>,
+}
+
+/// `[remotes.NAME]`: a directory (`url = "/shared/lab/wormflow"`) or an S3 bucket
+/// (`url = "s3://bucket/prefix"`, optional `endpoint` and `region`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteDecl {
+    pub url: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The remote used when `--remote` is not given (needed only with several remotes).
+    #[serde(default)]
+    pub default: bool,
+    /// Seconds to wait for a connection or a response before giving up (with retries).
+    #[serde(default = "default_remote_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_remote_timeout() -> u64 {
+    30
+}
+
+/// Resources of a Slurm job (`[slurm]` defaults, `[slurm.kinds.KIND]` per stage kind).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmResources {
+    pub partition: Option<String>,
+    pub cpus: Option<u32>,
+    pub gpus: Option<u32>,
+    /// e.g. "4G" (sbatch --mem).
+    pub mem: Option<String>,
+    /// e.g. "02:00:00" (sbatch --time).
+    pub time: Option<String>,
+    /// Run this kind's nodes in the driver process instead of submitting them.
+    #[serde(default)]
+    pub local: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmDecl {
+    /// Defaults for every job (a kind's table overrides them).
+    pub partition: Option<String>,
+    pub cpus: Option<u32>,
+    pub gpus: Option<u32>,
+    pub mem: Option<String>,
+    pub time: Option<String>,
+    #[serde(default)]
+    pub kinds: BTreeMap<String, SlurmResources>,
+    /// More sbatch arguments for every job, e.g. ["--account=lab"].
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+    /// Seconds between squeue polls.
+    #[serde(default = "default_poll")]
+    pub poll_s: f64,
+    /// A job still pending after this many seconds is cancelled and its node failed.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_s: u64,
+    /// Jobs in the queue at once.
+    #[serde(default = "default_max_jobs")]
+    pub max_jobs: usize,
+}
+
+fn default_poll() -> f64 {
+    2.0
+}
+fn default_start_timeout() -> u64 {
+    3600
+}
+fn default_max_jobs() -> usize {
+    200
+}
+
+impl Default for SlurmDecl {
+    fn default() -> Self {
+        SlurmDecl {
+            partition: None,
+            cpus: None,
+            gpus: None,
+            mem: None,
+            time: None,
+            kinds: BTreeMap::new(),
+            sbatch_args: Vec::new(),
+            poll_s: default_poll(),
+            start_timeout_s: default_start_timeout(),
+            max_jobs: default_max_jobs(),
+        }
+    }
+}
+
+/// The parts of pipeline.toml that say where and how to run, not what: remotes and Slurm.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub file: PathBuf,
+    pub remotes: BTreeMap<String, RemoteDecl>,
+    pub slurm: SlurmDecl,
+}
+
+impl Settings {
+    /// Read them from the pipeline text (after `--set` overrides), checking each remote.
+    pub fn read(file: &Path, text: &str, overrides: &[String]) -> Result<Settings, ConfigError> {
+        let text = apply_overrides(file, text, overrides)?;
+        let raw = parse_raw(file, &text)?;
+        let map = SourceMap { file, text: &text };
+        let mut remotes = BTreeMap::new();
+        for (name, decl) in raw.remotes {
+            let span = decl.span();
+            let decl = decl.into_inner();
+            if decl.url.is_empty() {
+                return Err(map.error(Some(span), format!("remotes.{name}.url is empty; give a directory or s3://bucket/prefix")));
+            }
+            if decl.url.contains("://") && !decl.url.starts_with("s3://") && !decl.url.starts_with("file://") {
+                return Err(map.error(Some(span), format!("remotes.{name}.url {:?}: only directories, file:// and s3:// URLs are supported", decl.url)));
+            }
+            if !decl.url.starts_with("s3://") && (decl.endpoint.is_some() || decl.region.is_some()) {
+                return Err(map.error(Some(span), format!("remotes.{name}: endpoint and region apply to s3:// remotes only")));
+            }
+            remotes.insert(name, decl);
+        }
+        if remotes.values().filter(|r| r.default).count() > 1 {
+            return Err(map.error(None, "more than one remote has default = true; keep one".to_string()));
+        }
+        let slurm = raw.slurm.map(|s| s.into_inner()).unwrap_or_default();
+        Ok(Settings { file: file.to_path_buf(), remotes, slurm })
+    }
+
+    /// The remote named, or the default one: the only remote, or the one with default = true.
+    pub fn remote(&self, name: Option<&str>) -> anyhow::Result<(&str, &RemoteDecl)> {
+        let names: Vec<&str> = self.remotes.keys().map(|k| k.as_str()).collect();
+        match name {
+            Some(n) => self.remotes.get_key_value(n).map(|(k, v)| (k.as_str(), v)).ok_or_else(|| {
+                let known = if names.is_empty() { "none is declared".to_string() } else { format!("declared: {}", names.join(", ")) };
+                anyhow::anyhow!("{}: unknown remote {n:?} ({known}); add [remotes.{n}] url = \"…\" to the pipeline", self.file.display())
+            }),
+            None => {
+                if let Some((k, v)) = self.remotes.iter().find(|(_, r)| r.default) {
+                    return Ok((k.as_str(), v));
+                }
+                match names.as_slice() {
+                    [] => anyhow::bail!("{}: no remote declared; add e.g. [remotes.lab] url = \"/shared/lab/wormflow\" (or s3://bucket/prefix)", self.file.display()),
+                    [_] => Ok(self.remotes.iter().next().map(|(k, v)| (k.as_str(), v)).expect("one remote")),
+                    _ => anyhow::bail!("{}: several remotes ({}); choose one with --remote NAME or mark one default = true", self.file.display(), names.join(", ")),
+                }
+            }
+        }
+    }
+
+    /// The resources of a job running a node of `kind`: its kind's values over the defaults.
+    pub fn slurm_resources(&self, kind: &str) -> SlurmResources {
+        let d = &self.slurm;
+        let k = d.kinds.get(kind).cloned().unwrap_or_default();
+        SlurmResources {
+            partition: k.partition.or_else(|| d.partition.clone()),
+            cpus: k.cpus.or(d.cpus),
+            gpus: k.gpus.or(d.gpus),
+            mem: k.mem.or_else(|| d.mem.clone()),
+            time: k.time.or_else(|| d.time.clone()),
+            local: k.local,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,14 +1,17 @@
-//! Executors. `local` runs ready nodes on a pool of threads in this process.
+//! Executors. Ready nodes run on a pool of threads in this process, or — with
+//! `--executor slurm` — as Slurm jobs (`slurm.rs`), except kinds marked `local`.
+//! With a remote (`run --pull`), a node whose result the remote has is fetched, not run.
 
 pub mod command;
 pub mod report;
+pub mod slurm;
 mod workdir;
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
 use serde_json::{Map, Value};
@@ -16,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::graph::Graph;
 use crate::hash::Hash;
 use crate::kinds::{Registry, StageContext};
+use crate::remote::Remote;
 use crate::status::{KeyParts, Resolver};
 use crate::store::{output_tree_hash, ActionRecord, Store};
 use report::Reporter;
@@ -27,7 +31,14 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     /// Node ids or stage names to rerun even if a result is stored.
     pub force: Vec<String>,
+    /// Fetch a node's result from this remote, when it has one, instead of running it.
+    pub pull: Option<Arc<Remote>>,
+    /// Submit nodes to Slurm instead of running them here.
+    pub slurm: Option<slurm::Slurm>,
 }
+
+/// Set by Ctrl-C: stop starting nodes, cancel running ones (and their Slurm jobs).
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -35,6 +46,8 @@ pub struct RunSummary {
     pub cached: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Fetched from the remote (`run --pull`) instead of run.
+    pub pulled: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,20 +58,22 @@ enum Slot {
     Failed,
 }
 
-/// What a worker hands back for one node.
-enum Outcome {
+/// What a worker (or a Slurm job) hands back for one node.
+pub enum Outcome {
     Ran(ActionRecord, f64),
     /// Another process stored the result while this one waited for the key's lock.
     FoundStored(ActionRecord),
+    /// The remote had it.
+    Pulled(ActionRecord),
 }
 
-struct Job {
-    index: usize,
-    /// How many nodes may run at once (for the node's share of cores).
-    jobs: usize,
-    parts: KeyParts,
-    force: bool,
-    inputs: Vec<(usize, ActionRecord)>,
+pub struct Job {
+    pub index: usize,
+    /// Threads the node may use.
+    pub threads: usize,
+    pub parts: KeyParts,
+    pub force: bool,
+    pub inputs: Vec<(usize, ActionRecord)>,
 }
 
 /// Run the selected part of the graph, each stale node once, in dependency order.
@@ -93,6 +108,7 @@ pub fn run_local(
     let mut stopping = false;
     let mut running = 0usize;
     let cancel = AtomicBool::new(false);
+    let monitor_stop = AtomicBool::new(false);
 
     // One queue shared by the workers (std's receiver is single-consumer, hence the mutex).
     let (job_tx, job_rx) = mpsc::channel::<Job>();
@@ -103,17 +119,28 @@ pub fn run_local(
         for _ in 0..opts.jobs.max(1) {
             let done_tx = done_tx.clone();
             let (resolver, cancel, job_rx) = (&resolver, &cancel, &job_rx);
+            let pull = opts.pull.as_deref();
             scope.spawn(move || {
                 while let Ok(job) = { let rx = job_rx.lock().expect("job queue lock"); rx.recv() } {
                     let i = job.index;
-                    let outcome = execute(resolver, registry, reporter, job, cancel);
+                    let outcome = execute(resolver, registry, reporter, job, cancel, pull);
                     if done_tx.send((i, outcome)).is_err() {
                         break;
                     }
                 }
             });
         }
+        if let Some(slurm) = &opts.slurm {
+            let (done_tx, monitor_stop) = (done_tx.clone(), &monitor_stop);
+            scope.spawn(move || slurm.monitor(store, reporter, &done_tx, monitor_stop));
+        }
         drop(done_tx);
+        let capacity = match &opts.slurm {
+            Some(s) => s.max_jobs(),
+            None => opts.jobs.max(1),
+        };
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let local_threads = (cores / opts.jobs.max(1)).max(1);
 
         let mark_done = |i: usize,
                          action: ActionRecord,
@@ -132,8 +159,15 @@ pub fn run_local(
             }
         };
 
-        loop {
-            while !stopping && running < opts.jobs.max(1) {
+        let result = (|| -> Result<()> { loop {
+            if INTERRUPTED.load(Ordering::Relaxed) && !stopping {
+                stopping = true;
+                cancel.store(true, Ordering::Relaxed);
+                if let Some(slurm) = &opts.slurm {
+                    slurm.cancel_all();
+                }
+            }
+            while !stopping && running < capacity {
                 let Some(i) = ready.pop_front() else { break };
                 let node = &graph.nodes[i];
                 let input_actions: Vec<(usize, ActionRecord)> =
@@ -159,12 +193,28 @@ pub fn run_local(
                 }
                 slots[i] = Slot::Running;
                 running += 1;
-                job_tx.send(Job { index: i, jobs: opts.jobs, parts, force: forced[i], inputs: input_actions }).expect("workers are alive");
+                let job = Job { index: i, threads: local_threads, parts, force: forced[i], inputs: input_actions };
+                match &opts.slurm {
+                    Some(slurm) if !slurm.runs_locally(&node.kind) => {
+                        if let Err(e) = slurm.submit(graph, store, job, reporter) {
+                            running -= 1;
+                            slots[i] = Slot::Failed;
+                            summary.failed += 1;
+                            reporter.failed(&node.id, None, &format!("{e:#}"));
+                            stopping |= !opts.keep_going;
+                        }
+                    }
+                    _ => job_tx.send(job).expect("workers are alive"),
+                }
             }
             if running == 0 {
                 break;
             }
-            let (i, outcome) = done_rx.recv().expect("workers outlive the loop");
+            let (i, outcome) = match done_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(x) => x,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("workers outlive the loop"),
+            };
             running -= 1;
             let node = &graph.nodes[i];
             match outcome {
@@ -178,6 +228,11 @@ pub fn run_local(
                     reporter.cached(&node.id, &action.key, &action);
                     mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
                 }
+                Ok(Outcome::Pulled(action)) => {
+                    summary.pulled += 1;
+                    reporter.pulled(&node.id, &action);
+                    mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
+                }
                 Err(e) => {
                     slots[i] = Slot::Failed;
                     summary.failed += 1;
@@ -186,8 +241,11 @@ pub fn run_local(
                 }
             }
         }
-        drop(job_tx);
         Ok(())
+        })();
+        monitor_stop.store(true, Ordering::Relaxed);
+        drop(job_tx);
+        result
     })?;
     resolver.save_stat_cache();
 
@@ -212,7 +270,7 @@ pub fn run_local(
 }
 
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
-fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: Job, cancel: &AtomicBool) -> Result<Outcome> {
+pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: Job, cancel: &AtomicBool, pull: Option<&Remote>) -> Result<Outcome> {
     let graph = resolver.graph;
     let store = resolver.store;
     let node = &graph.nodes[job.index];
@@ -220,6 +278,14 @@ fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: J
     if !job.force {
         if let Some(action) = store.cached_action(&job.parts.key) {
             return Ok(Outcome::FoundStored(action));
+        }
+        if let Some(remote) = pull {
+            match remote.fetch(store, &job.parts.key) {
+                Ok(Some(action)) => return Ok(Outcome::Pulled(action)),
+                Ok(None) => {}
+                // A remote that cannot serve the result is no reason not to compute it.
+                Err(e) => reporter.warn(&format!("{}: not pulled ({e:#}); running it here", node.id)),
+            }
         }
     }
     let kind = registry.get(&node.kind).ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?;
@@ -231,8 +297,7 @@ fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: J
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
     // Each running node gets its share of the cores, so parallel nodes do not oversubscribe
     // the CPU (libtorch's spinning thread pools degrade badly when they do).
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = (cores / job.jobs.max(1)).max(1);
+    let threads = job.threads.max(1);
     let ctx = StageContext {
         node: &node.id,
         params: &node.params,

@@ -141,6 +141,33 @@ impl Reporter {
         self.end_bar();
     }
 
+    pub fn pulled(&self, node: &str, action: &ActionRecord) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "pulled", "node": node, "key": action.key, "outputs": outputs_json(action)})),
+            Mode::Lines | Mode::Bars => {
+                self.remove_bar(node);
+                self.line(format!("  pulled  {node} ({} files)", action.outputs.len()));
+            }
+        }
+        self.end_bar();
+    }
+
+    /// A node handed to Slurm.
+    pub fn submitted(&self, node: &str, job: &str) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "submitted", "node": node, "job": job})),
+            Mode::Lines | Mode::Bars => self.line(format!("  queued  {node} (slurm job {job})")),
+        }
+    }
+
+    /// Something the user should know that fails nothing.
+    pub fn warn(&self, message: &str) {
+        match self.mode {
+            Mode::Json => self.json(json!({"event": "warning", "message": message})),
+            Mode::Lines | Mode::Bars => self.line(format!("  warning {message}")),
+        }
+    }
+
     pub fn done(&self, node: &str, action: &ActionRecord, seconds: f64) {
         match self.mode {
             Mode::Json => self.json(json!({
@@ -179,13 +206,13 @@ impl Reporter {
         }
         match self.mode {
             Mode::Json => self.json(json!({
-                "event": "summary", "ran": s.ran, "cached": s.cached, "failed": s.failed, "skipped": s.skipped,
+                "event": "summary", "ran": s.ran, "cached": s.cached, "pulled": s.pulled, "failed": s.failed, "skipped": s.skipped,
             })),
             Mode::Lines | Mode::Bars => {
-                if s.ran == 0 && s.failed == 0 && s.skipped == 0 {
+                if s.ran == 0 && s.failed == 0 && s.skipped == 0 && s.pulled == 0 {
                     eprintln!("Nothing to do: all {} nodes are up to date.", s.cached);
                 } else {
-                    eprintln!("ran {}, up to date {}, failed {}, skipped {}", s.ran, s.cached, s.failed, s.skipped);
+                    eprintln!("ran {}, pulled {}, up to date {}, failed {}, skipped {}", s.ran, s.pulled, s.cached, s.failed, s.skipped);
                 }
             }
         }

@@ -1,0 +1,259 @@
+//! `--executor slurm`: each ready node becomes a Slurm job running `wormflow exec KEY`
+//! against the same store (which must be on a path every compute node sees).
+//!
+//! The driver writes `<store>/slurm/KEY.json` (the node and the keys of its inputs'
+//! results) and `KEY.sh` (the batch script, with the kind's resources), submits it with
+//! `sbatch`, and polls `squeue`. A job that leaves the queue is done if its action record
+//! is in the store, and failed otherwise (its output, `KEY.out`, is quoted) — a killed job
+//! stores nothing, because the record is written last. On Ctrl-C the driver `scancel`s
+//! its jobs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::report::Reporter;
+use super::{Job, Outcome};
+use crate::config::Settings;
+use crate::graph::Graph;
+use crate::hash::Hash;
+use crate::store::{atomic_write, Store};
+
+/// What `wormflow exec KEY` needs besides the pipeline: which node, and which stored
+/// results are its inputs.
+#[derive(Serialize, Deserialize)]
+pub struct JobSpec {
+    pub node: String,
+    /// Action keys of the node's inputs, in the order of the graph's edges.
+    pub inputs: Vec<Hash>,
+    pub force: bool,
+}
+
+struct Submitted {
+    index: usize,
+    node: String,
+    key: Hash,
+    since: Instant,
+    running: bool,
+}
+
+pub struct Slurm {
+    settings: Settings,
+    pipeline: PathBuf,
+    overrides: Vec<String>,
+    exe: PathBuf,
+    jobs: Mutex<BTreeMap<String, Submitted>>,
+}
+
+pub fn spec_path(store: &Store, key: &Hash) -> PathBuf {
+    store.root.join("slurm").join(format!("{}.json", key.hex()))
+}
+
+impl Slurm {
+    /// Check that Slurm's commands are here before anything is submitted.
+    pub fn new(settings: Settings, pipeline: &Path, overrides: &[String]) -> Result<Slurm> {
+        for tool in ["sbatch", "squeue", "scancel"] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                bail!("{tool} not found on PATH: --executor slurm needs Slurm's client commands (run on a login node of the cluster, or use the default local executor)");
+            }
+        }
+        let pipeline = std::fs::canonicalize(pipeline).with_context(|| format!("cannot resolve {}", pipeline.display()))?;
+        let exe = std::env::current_exe().context("cannot find the wormflow executable to run in jobs")?;
+        Ok(Slurm { settings, pipeline, overrides: overrides.to_vec(), exe, jobs: Mutex::new(BTreeMap::new()) })
+    }
+
+    pub fn max_jobs(&self) -> usize {
+        self.settings.slurm.max_jobs.max(1)
+    }
+
+    pub fn runs_locally(&self, kind: &str) -> bool {
+        self.settings.slurm_resources(kind).local
+    }
+
+    fn script(&self, store: &Store, node: &str, kind: &str, key: &Hash) -> String {
+        let r = self.settings.slurm_resources(kind);
+        let dir = store.root.join("slurm");
+        let mut s = String::from("#!/bin/sh\n");
+        let name: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "=,._-[]".contains(c) { c } else { '_' }).collect();
+        s += &format!("#SBATCH --job-name=wf:{name}\n#SBATCH --output={}\n", dir.join(format!("{}.out", key.hex())).display());
+        if let Some(p) = &r.partition {
+            s += &format!("#SBATCH --partition={p}\n");
+        }
+        if let Some(c) = r.cpus {
+            s += &format!("#SBATCH --cpus-per-task={c}\n");
+        }
+        if let Some(g) = r.gpus.filter(|g| *g > 0) {
+            s += &format!("#SBATCH --gres=gpu:{g}\n");
+        }
+        if let Some(m) = &r.mem {
+            s += &format!("#SBATCH --mem={m}\n");
+        }
+        if let Some(t) = &r.time {
+            s += &format!("#SBATCH --time={t}\n");
+        }
+        let mut cmd = vec![quote(&self.exe.to_string_lossy()), "-f".into(), quote(&self.pipeline.to_string_lossy())];
+        for o in &self.overrides {
+            cmd.push("--set".into());
+            cmd.push(quote(o));
+        }
+        cmd.push("exec".into());
+        cmd.push(key.hex());
+        s += &format!("exec {}\n", cmd.join(" "));
+        s
+    }
+
+    /// Write the job's files and hand it to sbatch.
+    pub fn submit(&self, graph: &Graph, store: &Store, job: Job, reporter: &Reporter) -> Result<()> {
+        let node = &graph.nodes[job.index];
+        let key = job.parts.key;
+        let dir = store.root.join("slurm");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let spec = JobSpec { node: node.id.clone(), inputs: job.inputs.iter().map(|(_, a)| a.key).collect(), force: job.force };
+        atomic_write(&spec_path(store, &key), &serde_json::to_vec_pretty(&spec)?)?;
+        let script = dir.join(format!("{}.sh", key.hex()));
+        atomic_write(&script, self.script(store, &node.id, &node.kind, &key).as_bytes())?;
+        let out = Command::new("sbatch")
+            .arg("--parsable")
+            .args(&self.settings.slurm.sbatch_args)
+            .arg(&script)
+            .output()
+            .context("cannot run sbatch")?;
+        if !out.status.success() {
+            bail!("sbatch refused the job for {}: {}", node.id, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or_default().to_string();
+        if id.is_empty() {
+            bail!("sbatch printed no job id for {}", node.id);
+        }
+        reporter.submitted(&node.id, &id);
+        self.jobs.lock().expect("jobs lock").insert(id, Submitted { index: job.index, node: node.id.clone(), key, since: Instant::now(), running: false });
+        Ok(())
+    }
+
+    /// Cancel every job this driver submitted that is still queued or running.
+    pub fn cancel_all(&self) {
+        let ids: Vec<String> = self.jobs.lock().expect("jobs lock").keys().cloned().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("scancel").args(&ids).status();
+        }
+    }
+
+    /// Poll the queue until told to stop and no job is left; report each job's end.
+    pub fn monitor(&self, store: &Store, reporter: &Reporter, done: &Sender<(usize, Result<Outcome>)>, stop: &AtomicBool) {
+        let poll = Duration::from_secs_f64(self.settings.slurm.poll_s.clamp(0.1, 60.0));
+        let mut last = Instant::now() - poll;
+        let mut queue_error_shown = false;
+        loop {
+            if self.jobs.lock().expect("jobs lock").is_empty() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let wait = poll.saturating_sub(last.elapsed());
+            std::thread::sleep(wait.min(Duration::from_millis(200)));
+            if last.elapsed() < poll {
+                continue;
+            }
+            last = Instant::now();
+            let queue = match squeue() {
+                Ok(q) => q,
+                Err(e) => {
+                    if !queue_error_shown {
+                        reporter.warn(&format!("{e:#}; retrying"));
+                        queue_error_shown = true;
+                    }
+                    continue;
+                }
+            };
+            let timeout = Duration::from_secs(self.settings.slurm.start_timeout_s);
+            let mut ended = Vec::new();
+            {
+                let mut jobs = self.jobs.lock().expect("jobs lock");
+                for (id, job) in jobs.iter_mut() {
+                    match queue.get(id) {
+                        Some((state, _)) if state == "RUNNING" && !job.running => {
+                            job.running = true;
+                            reporter.start(&job.node, &job.key);
+                        }
+                        Some((state, reason)) if state == "PENDING" && job.since.elapsed() > timeout => {
+                            let _ = Command::new("scancel").arg(id).status();
+                            ended.push((id.clone(), Some(format!(
+                                "slurm job {id} did not start within {} s (still pending: {reason}); it was cancelled — check the partition and resources in [slurm], or raise slurm.start_timeout_s",
+                                timeout.as_secs()
+                            ))));
+                        }
+                        Some(_) => {}
+                        None => ended.push((id.clone(), None)),
+                    }
+                }
+            }
+            for (id, why) in ended {
+                let Some(job) = self.jobs.lock().expect("jobs lock").remove(&id) else { continue };
+                let outcome = match (why, store.cached_action(&job.key)) {
+                    (None, Some(action)) => Ok(Outcome::Ran(action, job.since.elapsed().as_secs_f64())),
+                    (Some(why), _) => Err(anyhow!(why)),
+                    (None, None) => Err(anyhow!(
+                        "slurm job {id} ended ({}) without storing a result{}",
+                        job_state(&id),
+                        output_tail(&store.root.join("slurm").join(format!("{}.out", job.key.hex())))
+                    )),
+                };
+                if done.send((job.index, outcome)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Job id → (state, reason) of this user's jobs.
+fn squeue() -> Result<BTreeMap<String, (String, String)>> {
+    let out = Command::new("squeue").args(["--me", "-h", "-o", "%i|%T|%r"]).output().context("cannot run squeue")?;
+    if !out.status.success() {
+        bail!("squeue failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            Some((f.next()?.trim().to_string(), (f.next()?.trim().to_string(), f.next().unwrap_or("").trim().to_string())))
+        })
+        .collect())
+}
+
+/// "FAILED, exit 1:0" from scontrol, while Slurm still remembers the job.
+fn job_state(id: &str) -> String {
+    let Ok(out) = Command::new("scontrol").args(["show", "job", id, "-o"]).output() else { return "state unknown".into() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| text.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
+    match (field("JobState="), field("ExitCode=")) {
+        (Some(s), Some(e)) => format!("{s}, exit {e}"),
+        (Some(s), None) => s,
+        _ => "state unknown: Slurm no longer lists it".into(),
+    }
+}
+
+fn output_tail(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(12)..].join("\n          ");
+            format!("; last lines of {}:\n          {tail}", path.display())
+        }
+        Err(_) => format!("; it wrote no output at {} (did the job start?)", path.display()),
+    }
+}
+
+/// Quote for /bin/sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,214 @@
+//! Remotes: another store, on a shared directory or in an S3-compatible bucket, laid out
+//! like the local one (`objects/ab/cdef…`, `actions/ab/cdef….json`).
+//!
+//! Both kinds go through the `object_store` crate. Its writes are atomic (a directory
+//! remote writes a staging file and renames it; S3 makes an object visible only when its
+//! upload completes), so a partial transfer is never seen under its final name. Objects
+//! are named by their hash, so two teammates pushing at once write the same bytes to the
+//! same names; an action record is pushed only after all its objects are there, so a
+//! record on the remote always has its outputs. Everything pulled is re-hashed before it
+//! enters the local store; bytes that do not match their name are refused.
+
+mod transfer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::config::RemoteDecl;
+use crate::hash::Hash;
+use crate::store::{output_tree_hash, ActionRecord, Store};
+
+pub use transfer::{Direction, Totals, Transfer};
+
+/// Objects moved at once.
+const PARALLEL: usize = 8;
+
+pub struct Remote {
+    pub name: String,
+    /// As written in pipeline.toml, for messages.
+    pub url: String,
+    client: Arc<dyn ObjectStore>,
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// Connect (lazily: nothing is sent until the first request) to a declared remote.
+    pub fn open(name: &str, decl: &RemoteDecl, workspace: &Path) -> Result<Remote> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the I/O runtime for remotes")?;
+        let (client, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) = decl.url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("remote {name}: {:?} names no bucket; write s3://BUCKET/PREFIX", decl.url);
+            }
+            (Arc::new(s3_client(name, decl, bucket)?), prefix.trim_matches('/').to_string())
+        } else {
+            let dir = workspace.join(decl.url.strip_prefix("file://").unwrap_or(&decl.url));
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!("remote {name}: cannot create the directory {}; mount the shared drive or fix remotes.{name}.url", dir.display())
+            })?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .with_context(|| format!("remote {name}: cannot open {}", dir.display()))?;
+            (Arc::new(local), String::new())
+        };
+        Ok(Remote { name: name.to_string(), url: decl.url.clone(), client, prefix, runtime })
+    }
+
+    fn path(&self, rel: String) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn object_path(&self, h: &Hash) -> ObjectPath {
+        let hex = h.hex();
+        self.path(format!("objects/{}/{}", &hex[..2], &hex[2..]))
+    }
+
+    fn action_path(&self, key: &Hash) -> ObjectPath {
+        let hex = key.hex();
+        self.path(format!("actions/{}/{}.json", &hex[..2], &hex[2..]))
+    }
+
+    /// Say what went wrong in words a user can act on.
+    fn explain(&self, what: &str, e: object_store::Error) -> anyhow::Error {
+        let text = format!("{e}");
+        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+        let hint = if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+            || has(&["403", "Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"])
+        {
+            " — the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        } else if has(&["error sending request", "onnection refused", "dns error", "timed out", "tcp connect"]) {
+            " — the endpoint cannot be reached: check remotes.NAME.endpoint and the network"
+        } else if has(&["NoSuchBucket"]) {
+            " — the bucket does not exist: create it, or fix remotes.NAME.url"
+        } else {
+            ""
+        };
+        anyhow!("remote {} ({}): {what}: {e}{hint}", self.name, self.url)
+    }
+
+    /// The action record stored for `key`, checked: its name, key and output hash agree.
+    pub fn action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
+        let path = self.action_path(key);
+        let got = self.runtime.block_on(async { self.client.get(&path).await?.bytes().await });
+        let bytes = match got {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.explain(&format!("cannot read {path}"), e)),
+        };
+        let rec: ActionRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("remote {}: {path} is not an action record ({e}); it was not imported", self.name))?;
+        if rec.key != *key || output_tree_hash(&rec.outputs) != rec.output_hash {
+            bail!("remote {}: {path} does not match its name (its key or output list was altered); it was not imported", self.name);
+        }
+        Ok(Some(rec))
+    }
+
+    /// Copy the records (and first their objects) that the remote lacks.
+    pub fn push(&self, store: &Store, records: &[ActionRecord], progress: &Transfer) -> Result<()> {
+        let objects = transfer::distinct_objects(records);
+        progress.plan(&objects);
+        self.runtime.block_on(async {
+            use futures::stream::{self, TryStreamExt};
+            stream::iter(objects.iter().map(Ok))
+                .try_for_each_concurrent(PARALLEL, |o| async move {
+                    let dest = self.object_path(&o.hash);
+                    match self.client.head(&dest).await {
+                        Ok(meta) if meta.size == o.size => {
+                            progress.already_there(o.size);
+                            return Ok(());
+                        }
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.explain(&format!("cannot look up {dest}"), e)),
+                    }
+                    transfer::upload(self.client.clone(), store, o, dest, progress).await.map_err(|e| anyhow!("remote {}: {e:#}", self.name))
+                })
+                .await?;
+            // Records last: a record on the remote always has its objects.
+            stream::iter(records.iter().map(Ok))
+                .try_for_each_concurrent(PARALLEL, |rec| async move {
+                    let dest = self.action_path(&rec.key);
+                    match self.client.head(&dest).await {
+                        Ok(_) => {
+                            progress.record(false);
+                            return Ok(());
+                        }
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.explain(&format!("cannot look up {dest}"), e)),
+                    }
+                    let mut bytes = serde_json::to_vec_pretty(rec)?;
+                    bytes.push(b'\n');
+                    self.client.put(&dest, bytes.into()).await.map_err(|e| self.explain(&format!("cannot write {dest}"), e))?;
+                    progress.record(true);
+                    Ok(())
+                })
+                .await
+        })
+    }
+
+    /// Bring one record's missing objects into the local store, verified, then the record.
+    pub fn pull(&self, store: &Store, records: &[ActionRecord], progress: &Transfer) -> Result<()> {
+        let objects: Vec<_> =
+            transfer::distinct_objects(records).into_iter().filter(|o| !store.object_intact(&o.hash, o.size)).collect();
+        progress.plan(&objects);
+        self.runtime.block_on(async {
+            use futures::stream::{self, TryStreamExt};
+            stream::iter(objects.iter().map(Ok))
+                .try_for_each_concurrent(PARALLEL, |o| async move {
+                    let src = self.object_path(&o.hash);
+                    transfer::download(self.client.as_ref(), store, o, &src, progress).await.map_err(|e| match e.downcast::<object_store::Error>() {
+                        Ok(e) => self.explain(&format!("cannot read {src}"), e),
+                        Err(e) => anyhow!("remote {}: {e:#}", self.name),
+                    })
+                })
+                .await
+        })?;
+        for rec in records {
+            store.write_action(rec)?;
+            progress.record(true);
+        }
+        Ok(())
+    }
+
+    /// `run --pull`: the result for `key` from the remote, if it has one.
+    pub fn fetch(&self, store: &Store, key: &Hash) -> Result<Option<ActionRecord>> {
+        let Some(rec) = self.action(key)? else { return Ok(None) };
+        self.pull(store, std::slice::from_ref(&rec), &Transfer::quiet(Direction::Pull))?;
+        Ok(Some(rec))
+    }
+}
+
+fn s3_client(name: &str, decl: &RemoteDecl, bucket: &str) -> Result<object_store::aws::AmazonS3> {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{ClientOptions, RetryConfig};
+    let timeout = Duration::from_secs(decl.timeout_s.max(1));
+    // Credentials and region come from the usual AWS environment variables.
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(RetryConfig {
+        max_retries: 3,
+        retry_timeout: timeout * 2,
+        ..Default::default()
+    });
+    let mut options = ClientOptions::new().with_connect_timeout(timeout.min(Duration::from_secs(10))).with_timeout(timeout * 4);
+    if let Some(endpoint) = &decl.endpoint {
+        b = b.with_endpoint(endpoint);
+        if endpoint.starts_with("http://") {
+            options = options.with_allow_http(true);
+        }
+    }
+    if let Some(region) = &decl.region {
+        b = b.with_region(region);
+    }
+    b.with_client_options(options).build().map_err(|e| anyhow!("remote {name} ({}): {e}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION or remotes.{name}.region)", decl.url))
+}

@@ -1,0 +1,96 @@
+//! `wormflow push` and `wormflow pull`: move a pipeline's results between the local store
+//! and a remote.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+
+use crate::graph::Graph;
+use crate::hash::Hash;
+use crate::remote::{Direction, Remote, Transfer, Totals};
+use crate::status::{NodeState, Resolver};
+use crate::store::Store;
+
+/// Which nodes a push or pull covers: the named ones with everything they need (a node's
+/// key cannot be computed without its inputs' outputs), or the whole pipeline.
+fn selection(graph: &Graph, nodes: &[String]) -> Result<Vec<bool>> {
+    if nodes.is_empty() {
+        return Ok(vec![true; graph.nodes.len()]);
+    }
+    Ok(graph.with_ancestors(&graph.select(nodes).map_err(|e| anyhow!(e))?))
+}
+
+/// Push the current results of the selected nodes. Nodes not built here are listed.
+pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<Totals> {
+    let mask = selection(graph, nodes)?;
+    let _lock = store.lock_shared()?;
+    let resolver = Resolver::new(graph, store, workspace);
+    let mut records = Vec::new();
+    let mut not_built = Vec::new();
+    for (i, state) in resolver.states(Some(&mask)).into_iter().enumerate() {
+        match state {
+            Some(NodeState::Fresh { action, .. }) => records.push(*action),
+            Some(_) => not_built.push(graph.nodes[i].id.clone()),
+            None => {}
+        }
+    }
+    let transfer = Transfer::new(Direction::Push, &remote.name);
+    remote.push(store, &records, &transfer)?;
+    eprintln!("{}", transfer.summary(&remote.name));
+    if !not_built.is_empty() {
+        eprintln!("not pushed: {} nodes have no current result here (run them first): {}", not_built.len(), abbreviate(&not_built));
+    }
+    Ok(transfer.totals())
+}
+
+/// Pull whatever the remote has for the selected nodes, in dependency order. Returns the
+/// totals and the nodes the remote did not have.
+pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<(Totals, Vec<String>)> {
+    let mask = selection(graph, nodes)?;
+    let _lock = store.lock_shared()?;
+    let resolver = Resolver::new(graph, store, workspace);
+    let transfer = Transfer::new(Direction::Pull, &remote.name);
+    let mut outputs: Vec<Option<Hash>> = vec![None; graph.nodes.len()];
+    let mut missing = Vec::new();
+    // Graph nodes are in topological order, so inputs are settled before their dependents.
+    for i in 0..graph.nodes.len() {
+        if !mask[i] {
+            continue;
+        }
+        let inputs: Option<Vec<Hash>> = graph.inputs[i].iter().map(|&j| outputs[j]).collect();
+        let Some(inputs) = inputs else {
+            missing.push(graph.nodes[i].id.clone());
+            continue;
+        };
+        let key = resolver.key(i, &inputs)?.key;
+        let action = match store.cached_action(&key) {
+            Some(a) => a,
+            None => match remote.action(&key)? {
+                Some(rec) => {
+                    remote.pull(store, std::slice::from_ref(&rec), &transfer)?;
+                    rec
+                }
+                None => {
+                    missing.push(graph.nodes[i].id.clone());
+                    continue;
+                }
+            },
+        };
+        crate::results::link(workspace, store, &action);
+        outputs[i] = Some(action.output_hash);
+    }
+    resolver.save_stat_cache();
+    eprintln!("{}", transfer.summary(&remote.name));
+    if !missing.is_empty() {
+        eprintln!("{} nodes are not on {} (or need nodes that are not): {}", missing.len(), remote.name, abbreviate(&missing));
+    }
+    Ok((transfer.totals(), missing))
+}
+
+fn abbreviate(names: &[String]) -> String {
+    if names.len() <= 6 {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..5].join(", "), names.len() - 5)
+    }
+}
