@@ -146,3 +146,119 @@ fn snapshot_dir(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
         }
     }
 }
+
+/// A test service that may be missing on a developer's machine. `.ci/run` installs them and
+/// sets WORMFLOW_REQUIRE_SERVICES=1, so there a missing service fails the test; elsewhere the
+/// test says loudly that it was skipped.
+pub fn service_missing(what: &str, why: &str) -> bool {
+    if std::env::var("WORMFLOW_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("{what} is required (WORMFLOW_REQUIRE_SERVICES=1) but unavailable: {why}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {what} is not available here: {why}\n!!!!!!!! run tests/services/install.sh (or `make test`, which does) to test it\n");
+    false
+}
+
+/// A real S3-compatible server (s3s-fs, installed by tests/services/install.sh) on a free
+/// loopback port, serving a temporary directory. Killed on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub root: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+pub const S3_KEY: &str = "wormflow-test-key";
+pub const S3_SECRET: &str = "wormflow-test-secret";
+
+impl S3Server {
+    /// None (after saying so) when s3s-fs is not installed.
+    pub fn start(bucket: &str) -> Option<S3Server> {
+        let bin = std::env::var("WORMFLOW_S3S_FS").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/wormflow/tools/bin/s3s-fs")
+        });
+        if !bin.is_file() {
+            service_missing("the S3-compatible server s3s-fs", &format!("{} does not exist", bin.display()));
+            return None;
+        }
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(bucket)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(S3Server { child, root, endpoint: format!("http://127.0.0.1:{port}") });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("s3s-fs did not start listening on port {port}");
+    }
+
+    /// The `[remotes.NAME]` table for this server.
+    pub fn remote_toml(&self, name: &str, bucket: &str) -> String {
+        format!("[remotes.{name}]\nurl = \"s3://{bucket}/team\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\ntimeout_s = 5\n", self.endpoint)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir` (relative path → bytes), following the links in results/.
+pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p.strip_prefix(base).unwrap().to_string_lossy().to_string(), bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A small real pipeline (synthetic worms → preprocess → split → sample → train an LSTM
+/// for 2 epochs → evaluate) that runs in seconds; `extra` is appended (remotes, [slurm]).
+pub fn tiny_science_pipeline(extra: &str) -> String {
+    format!(
+        r#"[pipeline]
+name = "tiny"
+seed = 1
+[stages.synth]
+kind = "synthesize"
+params = {{ model = "sines", n_worms = 6, n_steps = 120, n_observed = 8 }}
+[stages.pre]
+kind = "preprocess"
+needs = ["synth"]
+params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
+[stages.split]
+kind = "split"
+needs = ["pre"]
+[stages.sample]
+kind = "sample"
+needs = ["split"]
+params = {{ n_windows = 4, window = 20 }}
+[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+params = {{ model = "lstm", hidden = 8, epochs = 2, batch_size = 8, threads = 1, device = "cpu" }}
+[stages.evaluate]
+kind = "evaluate"
+needs = ["train", "pre", "sample", "split"]
+params = {{ horizon = 3, context = 10, generate_worms = 1, device = "cpu" }}
+{extra}"#
+    )
+}
