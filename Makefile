@@ -19,7 +19,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(dir $(TORCH_PYTHON)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(dir $(TORCH_PYTHON))/..)
 
-.PHONY: setup torch build run test bench clean
+.PHONY: setup torch build run test services bench clean
 
 ## setup: check the toolchain, install torch (libtorch) and fetch crates (idempotent)
 setup: torch
@@ -44,8 +44,12 @@ run: build
 	$(BIN) run $(ARGS)
 
 ## test: unit and integration tests (real binary, real pipelines)
-test: build
+test: build services
 	cargo test --release --locked --workspace
+
+## services: the servers the tests start themselves (s3s-fs; Slurm + munge when root)
+services:
+	-bash tests/services/install.sh
 
 ## bench: performance benchmarks, printed side by side with their references
 bench: build

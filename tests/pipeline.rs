@@ -59,6 +59,28 @@ fn the_default_pipeline_runs_end_to_end() {
     let second = run(&ws, &[]);
     assert!(second.ran().is_empty(), "reran {:?}", second.ran());
 
+    // A teammate pulls it all from a real S3-compatible server: runs nothing, same bytes.
+    if let Some(server) = common::S3Server::start("wormflow") {
+        let remote = [
+            "--set".to_string(), "remotes.team.url=\"s3://wormflow/lab\"".to_string(),
+            "--set".to_string(), format!("remotes.team.endpoint=\"{}\"", server.endpoint),
+        ];
+        let with_remote = |ws: &Workspace, verb: &str| {
+            let mut args: Vec<&str> = REDUCED.to_vec();
+            args.extend(remote.iter().map(String::as_str));
+            args.push(verb);
+            let out = ws.cmd(&args).env("AWS_ACCESS_KEY_ID", common::S3_KEY).env("AWS_SECRET_ACCESS_KEY", common::S3_SECRET).env("AWS_REGION", "us-east-1").output().unwrap();
+            assert!(out.status.success(), "{verb}: {}", common::text(&out.stderr));
+        };
+        with_remote(&ws, "push");
+        let b = Workspace::new(&std::fs::read_to_string(repo("pipeline.toml")).unwrap());
+        std::os::unix::fs::symlink(repo("data"), b.file("data")).unwrap();
+        with_remote(&b, "pull");
+        let ev = run(&b, &[]);
+        assert!(ev.ran().is_empty(), "teammate B reran {:?}", ev.ran());
+        assert!(common::tree_bytes(&ws.file("results")) == common::tree_bytes(&b.file("results")), "B's results differ from A's");
+    }
+
     // Science sanity on synthetic worms.
     for m in ["lstm", "ctrnn", "transformer"] {
         let r = eval(&ws, &format!("synth_evaluate[data=random_walk,model={m}]"))["ratio"].as_f64().unwrap();

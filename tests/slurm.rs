@@ -1,0 +1,124 @@
+//! `--executor slurm` against a real single-host Slurm (slurm-wlm + munge), started by
+//! tests/services/slurm-up.sh. Where Slurm cannot be installed, the tests say so loudly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{text, tiny_science_pipeline, Events, Workspace};
+
+/// Start Slurm if needed; false (after saying so) when it is not available.
+fn slurm_up() -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/slurm-up.sh");
+    let out = Command::new("bash").arg(script).output().expect("run slurm-up.sh");
+    if out.status.success() {
+        return true;
+    }
+    common::service_missing("a single-host Slurm", text(&out.stderr).trim())
+}
+
+const SLURM: &str = "[slurm]\npoll_s = 0.3\ncpus = 1\nmem = \"500M\"\ntime = \"00:10:00\"\n";
+
+#[test]
+fn a_pipeline_runs_through_slurm() {
+    if !slurm_up() {
+        return;
+    }
+    // Commands and a tiny train/evaluate as jobs; synthesize runs in the driver (local = true).
+    let extra = format!(
+        "[stages.count]\nkind = \"command\"\nneeds = [\"evaluate\"]\nparams = {{ cmd = \"ls $WORMFLOW_INPUT_EVALUATE > $WORMFLOW_OUT/files.txt\" }}\n{SLURM}[slurm.kinds.synthesize]\nlocal = true\n[slurm.kinds.train]\ncpus = 2\n"
+    );
+    let ws = Workspace::new(&tiny_science_pipeline(&extra));
+    let ev = ws.run_events(&["--executor", "slurm"]);
+    let submitted = ev.nodes("submitted");
+    assert_eq!(submitted, ["count", "evaluate", "pre", "sample", "split", "train"], "{:?}", ev.0);
+    assert_eq!(ev.ran().len(), 7, "{:?}", ev.0);
+    assert!(ws.read("results/count/files.txt").contains("eval.json"));
+    // Each job ran `wormflow exec KEY` with its kind's resources.
+    let train_key = ev.0.iter().find(|e| e["event"] == "done" && e["node"] == "train").unwrap()["key"].as_str().unwrap().to_string();
+    let script = ws.read(&format!("cache/slurm/{train_key}.sh"));
+    assert!(script.contains("--cpus-per-task=2") && script.contains(&format!("exec {train_key}")), "{script}");
+    // Same result as a local run, and nothing left to do.
+    assert!(ws.run_events(&["--executor", "slurm"]).ran().is_empty());
+    let local = Workspace::new(&tiny_science_pipeline(&extra));
+    local.run_events(&[]);
+    for file in ["weights.safetensors", "model.json"] {
+        let hash = |w: &Workspace| blake3::hash(&std::fs::read(w.file(&format!("results/train/{file}"))).unwrap()).to_hex().to_string();
+        assert_eq!(hash(&local), hash(&ws), "{file} differs between a Slurm job and a local run");
+    }
+}
+
+#[test]
+fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
+    if !slurm_up() {
+        return;
+    }
+    let pipeline = format!(
+        "[pipeline]\nname = \"cancel\"\n[stages.slow]\nkind = \"command\"\nparams = {{ cmd = \"sleep $WF_TEST_SLEEP; echo ok > $WORMFLOW_OUT/ok.txt\" }}\n{SLURM}"
+    );
+    let ws = Workspace::new(&pipeline);
+    let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "120").stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut events = Vec::new();
+    let mut job = String::new();
+    // Wait for the job to run, then kill it the way an admin would.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "submitted" {
+            job = e["job"].as_str().unwrap().to_string();
+        }
+        let started = e["event"] == "start";
+        events.push(e);
+        if started {
+            break;
+        }
+    }
+    assert!(!job.is_empty(), "{events:?}");
+    assert!(Command::new("scancel").arg(&job).status().unwrap().success());
+    for line in lines {
+        events.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let failed = events.iter().find(|e| e["event"] == "failed").unwrap_or_else(|| panic!("{events:?}"));
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains(&format!("slurm job {job} ended")) && error.contains("without storing a result"), "{error}");
+    assert_eq!(ws.action_count(), 0, "a killed job stored something");
+    // The rerun (now quick) completes.
+    let out = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "0").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(Events::parse(&text(&out.stdout)).ran(), ["slow"]);
+    assert_eq!(ws.read("results/slow/ok.txt"), "ok\n");
+}
+
+#[test]
+fn a_job_that_never_starts_is_reported() {
+    if !slurm_up() {
+        return;
+    }
+    // --begin an hour from now keeps it pending.
+    let pipeline = format!(
+        "[pipeline]\nname = \"pending\"\n[stages.wait]\nkind = \"command\"\nparams = {{ cmd = \"echo hi > $WORMFLOW_OUT/x\" }}\n{SLURM}start_timeout_s = 2\nsbatch_args = [\"--begin=now+3600\"]\n"
+    );
+    let ws = Workspace::new(&pipeline);
+    let t0 = Instant::now();
+    let out = ws.wf(&["run", "--json", "--executor", "slurm"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = Events::parse(&text(&out.stdout));
+    let failed = ev.0.iter().find(|e| e["event"] == "failed").unwrap();
+    assert!(failed["error"].as_str().unwrap().contains("did not start within 2 s"), "{failed}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_eq!(ws.action_count(), 0);
+}
+
+#[test]
+fn without_sbatch_the_slurm_executor_says_so() {
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"echo > $WORMFLOW_OUT/x\" }\n");
+    let out = ws.cmd(&["run", "--executor", "slurm"]).env("PATH", ws.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("sbatch not found on PATH"), "{}", text(&out.stderr));
+    assert_eq!(ws.action_count(), 0);
+}
