@@ -155,10 +155,10 @@ impl Planned {
         Ok(crate::config::Settings::read(&self.file, &read_pipeline(&self.file)?, &self.overrides)?)
     }
 
-    pub fn remote(&self, name: Option<&str>) -> Result<Remote> {
+    pub fn remote(&self, name: Option<&str>, writing: bool) -> Result<Remote> {
         let settings = self.settings()?;
         let (name, decl) = settings.remote(name)?;
-        Remote::open(name, decl, &self.workspace)
+        Remote::open(name, decl, &self.workspace, writing)
     }
 }
 
@@ -221,14 +221,14 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
         Command::Push { nodes, remote } => {
             let p = plan(registry, &cli.file, &cli.set)?;
-            let remote = p.remote(remote.as_deref())?;
+            let remote = p.remote(remote.as_deref(), true)?;
             let store = Store::open(&p.store_root)?;
             crate::sync::push(&p.graph, &store, &p.workspace, &remote, nodes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull { nodes, remote } => {
             let p = plan(registry, &cli.file, &cli.set)?;
-            let remote = p.remote(remote.as_deref())?;
+            let remote = p.remote(remote.as_deref(), false)?;
             let store = Store::open(&p.store_root)?;
             crate::sync::pull(&p.graph, &store, &p.workspace, &remote, nodes)?;
             Ok(ExitCode::SUCCESS)
@@ -242,7 +242,7 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
     let reporter = Reporter::new(args.json);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let pull = match (args.pull, &args.remote) {
-        (true, name) => Some(Arc::new(p.remote(name.as_deref())?)),
+        (true, name) => Some(Arc::new(p.remote(name.as_deref(), false)?)),
         (false, Some(_)) => bail!("--remote names the remote for --pull; add --pull (or use `wormflow pull`)"),
         (false, None) => None,
     };

@@ -124,6 +124,10 @@ fn remote_mistakes_are_reported() {
     assert!(err.contains("only directories, file:// and s3:// URLs"), "{err}");
     let err = ws.bad(&["run", "--remote", "lab"]);
     assert!(err.contains("add --pull"), "{err}");
+    let typo = Workspace::new(&tiny_science_pipeline("[remotes.lab]\nurl = \"/nonexistent/wormflow-remote\"\n"));
+    let err = typo.bad(&["pull"]);
+    assert!(err.contains("/nonexistent/wormflow-remote does not exist"), "{err}");
+    assert!(!Path::new("/nonexistent/wormflow-remote").exists());
 }
 
 #[test]

@@ -38,8 +38,10 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Connect (lazily: nothing is sent until the first request) to a declared remote.
-    pub fn open(name: &str, decl: &RemoteDecl, workspace: &Path) -> Result<Remote> {
+    /// Connect (lazily: nothing is sent until the first request) to a declared remote. A
+    /// directory remote is created for a push (`writing`), never for a pull: a mistyped
+    /// path must not look like an empty remote.
+    pub fn open(name: &str, decl: &RemoteDecl, workspace: &Path, writing: bool) -> Result<Remote> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -53,6 +55,9 @@ impl Remote {
             (Arc::new(s3_client(name, decl, bucket)?), prefix.trim_matches('/').to_string())
         } else {
             let dir = workspace.join(decl.url.strip_prefix("file://").unwrap_or(&decl.url));
+            if !writing && !dir.is_dir() {
+                bail!("remote {name}: the directory {} does not exist; mount the shared drive or fix remotes.{name}.url", dir.display());
+            }
             std::fs::create_dir_all(&dir).with_context(|| {
                 format!("remote {name}: cannot create the directory {}; mount the shared drive or fix remotes.{name}.url", dir.display())
             })?;
