@@ -45,39 +45,52 @@ pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
 
 /// Pull whatever the remote has for the selected nodes, in dependency order. Returns the
 /// totals and the nodes the remote did not have.
+///
+/// Works in waves: every node whose inputs are settled is keyed, the remote is asked for
+/// all their records at once, and all their objects are fetched together.
 pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<(Totals, Vec<String>)> {
     let mask = selection(graph, nodes)?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
     let transfer = Transfer::new(Direction::Pull, &remote.name);
-    let mut outputs: Vec<Option<Hash>> = vec![None; graph.nodes.len()];
+    let n = graph.nodes.len();
+    let mut outputs: Vec<Option<Hash>> = vec![None; n];
+    let mut settled: Vec<bool> = mask.iter().map(|m| !m).collect();
     let mut missing = Vec::new();
-    // Graph nodes are in topological order, so inputs are settled before their dependents.
-    for i in 0..graph.nodes.len() {
-        if !mask[i] {
-            continue;
+    loop {
+        let wave: Vec<usize> = (0..n).filter(|&i| !settled[i] && graph.inputs[i].iter().all(|&j| settled[j])).collect();
+        if wave.is_empty() {
+            break;
         }
-        let inputs: Option<Vec<Hash>> = graph.inputs[i].iter().map(|&j| outputs[j]).collect();
-        let Some(inputs) = inputs else {
-            missing.push(graph.nodes[i].id.clone());
-            continue;
-        };
-        let key = resolver.key(i, &inputs)?.key;
-        let action = match store.cached_action(&key) {
-            Some(a) => a,
-            None => match remote.action(&key)? {
-                Some(rec) => {
-                    remote.pull(store, std::slice::from_ref(&rec), &transfer)?;
-                    rec
+        let mut ask = Vec::new();
+        for &i in &wave {
+            settled[i] = true;
+            let Some(inputs) = graph.inputs[i].iter().map(|&j| outputs[j]).collect::<Option<Vec<Hash>>>() else {
+                missing.push(graph.nodes[i].id.clone());
+                continue;
+            };
+            let key = resolver.key(i, &inputs)?.key;
+            match store.cached_action(&key) {
+                Some(action) => {
+                    crate::results::link(workspace, store, &action);
+                    outputs[i] = Some(action.output_hash);
                 }
-                None => {
-                    missing.push(graph.nodes[i].id.clone());
-                    continue;
+                None => ask.push((i, key)),
+            }
+        }
+        let keys: Vec<Hash> = ask.iter().map(|(_, k)| *k).collect();
+        let found = remote.actions(&keys)?;
+        let records: Vec<_> = found.iter().flatten().cloned().collect();
+        remote.pull(store, &records, &transfer)?;
+        for ((i, _), rec) in ask.iter().zip(found) {
+            match rec {
+                Some(action) => {
+                    crate::results::link(workspace, store, &action);
+                    outputs[*i] = Some(action.output_hash);
                 }
-            },
-        };
-        crate::results::link(workspace, store, &action);
-        outputs[i] = Some(action.output_hash);
+                None => missing.push(graph.nodes[*i].id.clone()),
+            }
+        }
     }
     resolver.save_stat_cache();
     eprintln!("{}", transfer.summary(&remote.name));

@@ -106,8 +106,18 @@ impl Remote {
 
     /// The action record stored for `key`, checked: its name, key and output hash agree.
     pub fn action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
+        self.runtime.block_on(self.read_action(key))
+    }
+
+    /// The records for many keys, fetched concurrently (in the order of `keys`).
+    pub fn actions(&self, keys: &[Hash]) -> Result<Vec<Option<ActionRecord>>> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        self.runtime.block_on(stream::iter(keys.iter().map(|k| self.read_action(k))).buffered(PARALLEL * 2).try_collect())
+    }
+
+    async fn read_action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
         let path = self.action_path(key);
-        let got = self.runtime.block_on(async { self.client.get(&path).await?.bytes().await });
+        let got = async { self.client.get(&path).await?.bytes().await }.await;
         let bytes = match got {
             Ok(b) => b,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
