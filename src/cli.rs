@@ -219,18 +219,16 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Gc { dry_run } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run),
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
-        Command::Push { nodes, remote } => {
+        Command::Push { nodes, remote } | Command::Pull { nodes, remote } => {
+            let pushing = matches!(cli.command, Command::Push { .. });
             let p = plan(registry, &cli.file, &cli.set)?;
-            let remote = p.remote(remote.as_deref(), true)?;
+            let remote = p.remote(remote.as_deref(), pushing)?;
             let store = Store::open(&p.store_root)?;
-            crate::sync::push(&p.graph, &store, &p.workspace, &remote, nodes)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Pull { nodes, remote } => {
-            let p = plan(registry, &cli.file, &cli.set)?;
-            let remote = p.remote(remote.as_deref(), false)?;
-            let store = Store::open(&p.store_root)?;
-            crate::sync::pull(&p.graph, &store, &p.workspace, &remote, nodes)?;
+            if pushing {
+                crate::sync::push(&p.graph, &store, &p.workspace, &remote, nodes)?;
+            } else {
+                crate::sync::pull(&p.graph, &store, &p.workspace, &remote, nodes)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { key } => exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, key),

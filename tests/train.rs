@@ -13,25 +13,14 @@ fn pipeline(synth: &str, n_worms: u32, steps: u32, window: u32, n_windows: u32, 
 }
 
 fn pipeline_observing(synth: &str, n_worms: u32, steps: u32, observed: u32, window: u32, n_windows: u32, train: &str) -> String {
+    let front = common::synthetic_front(
+        "train-test",
+        3,
+        &format!(r#"model = "{synth}", n_worms = {n_worms}, n_steps = {steps}, n_observed = {observed}, noise = 0.0"#),
+        &format!("n_windows = {n_windows}, window = {window}"),
+    );
     format!(
-        r#"[pipeline]
-name = "train-test"
-seed = 3
-[stages.synth]
-kind = "synthesize"
-params = {{ model = "{synth}", n_worms = {n_worms}, n_steps = {steps}, n_observed = {observed}, noise = 0.0 }}
-[stages.pre]
-kind = "preprocess"
-needs = ["synth"]
-params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
-[stages.split]
-kind = "split"
-needs = ["pre"]
-[stages.sample]
-kind = "sample"
-needs = ["split"]
-params = {{ n_windows = {n_windows}, window = {window} }}
-[stages.train]
+        r#"{front}[stages.train]
 kind = "train"
 needs = ["pre", "sample"]
 matrix = {{ model = ["baseline", "lstm", "ctrnn", "linear", "feedforward", "transformer", "attention"] }}

@@ -230,16 +230,16 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// A small real pipeline (synthetic worms → preprocess → split → sample → train an LSTM
-/// for 2 epochs → evaluate) that runs in seconds; `extra` is appended (remotes, [slurm]).
-pub fn tiny_science_pipeline(extra: &str) -> String {
+/// `[pipeline]` and synthetic worms → preprocess → split → sample (stages synth, pre,
+/// split, sample); `synth` and `sample` are those stages' params.
+pub fn synthetic_front(name: &str, seed: u64, synth: &str, sample: &str) -> String {
     format!(
         r#"[pipeline]
-name = "tiny"
-seed = 1
+name = "{name}"
+seed = {seed}
 [stages.synth]
 kind = "synthesize"
-params = {{ model = "sines", n_worms = 6, n_steps = 120, n_observed = 8 }}
+params = {{ {synth} }}
 [stages.pre]
 kind = "preprocess"
 needs = ["synth"]
@@ -250,8 +250,17 @@ needs = ["pre"]
 [stages.sample]
 kind = "sample"
 needs = ["split"]
-params = {{ n_windows = 4, window = 20 }}
-[stages.train]
+params = {{ {sample} }}
+"#
+    )
+}
+
+/// A small real pipeline (synthetic worms → … → train an LSTM for 2 epochs → evaluate)
+/// that runs in seconds; `extra` is appended (remotes, [slurm]).
+pub fn tiny_science_pipeline(extra: &str) -> String {
+    let front = synthetic_front("tiny", 1, r#"model = "sines", n_worms = 6, n_steps = 120, n_observed = 8"#, "n_windows = 4, window = 20");
+    format!(
+        r#"{front}[stages.train]
 kind = "train"
 needs = ["pre", "sample"]
 params = {{ model = "lstm", hidden = 8, epochs = 2, batch_size = 8, threads = 1, device = "cpu" }}
