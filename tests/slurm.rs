@@ -122,3 +122,31 @@ fn without_sbatch_the_slurm_executor_says_so() {
     assert!(text(&out.stderr).contains("sbatch not found on PATH"), "{}", text(&out.stderr));
     assert_eq!(ws.action_count(), 0);
 }
+
+#[test]
+fn ctrl_c_cancels_the_drivers_jobs() {
+    if !slurm_up() {
+        return;
+    }
+    let pipeline = format!(
+        "[pipeline]\nname = \"interrupt\"\n[stages.slow]\nkind = \"command\"\nparams = {{ cmd = \"sleep 120; echo late > $WORMFLOW_OUT/x\" }}\n{SLURM}"
+    );
+    let ws = Workspace::new(&pipeline);
+    let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut job = String::new();
+    for line in lines.by_ref() {
+        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["event"] == "submitted" {
+            job = e["job"].as_str().unwrap().to_string();
+            break;
+        }
+    }
+    assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+    let rest: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    assert_eq!(run.wait().unwrap().code(), Some(1));
+    assert!(rest.iter().any(|e| e["event"] == "failed" && e["node"] == "slow"), "{rest:?}");
+    let queue = Command::new("squeue").args(["-h", "-j", &job, "-o", "%i"]).output().unwrap();
+    assert!(text(&queue.stdout).trim().is_empty(), "job {job} still queued after Ctrl-C");
+    assert_eq!(ws.action_count(), 0);
+}
