@@ -26,7 +26,7 @@ use crate::models::{self, Model};
 use wormflow_stages::neurons::{self, N_NEURONS};
 use wormflow_stages::parquet_io::write_batch;
 use wormflow_stages::table::{read_recordings, Worm};
-use crate::tensors::{masked_sse, predict, window_set, WindowSet};
+use crate::tensors::{predict, window_set, WindowSet};
 use crate::train::pick_device;
 pub use wormflow_stages::torch_stages::EvaluateParams as Params;
 use wormflow_stages::windows::{read_split, read_windows};
@@ -110,17 +110,28 @@ fn losses(model: &dyn Model, set: &WindowSet, batch: i64) -> (f64, BTreeMap<Stri
             let mask = set.mask.narrow(0, start, n);
             let pred = predict(model, &set.x.narrow(0, start, n), &mask);
             let y = set.y.narrow(0, start, n);
-            for i in 0..n {
-                let (s, c) = masked_sse(&pred.narrow(0, i, 1), &y.narrow(0, i, 1), &mask.narrow(0, i, 1));
-                let e = per.entry(set.datasets[(start + i) as usize].clone()).or_default();
-                e.0 += s.double_value(&[]);
-                e.1 += c.double_value(&[]);
+            // Per-window sums, brought to the host once per batch (not once per window:
+            // each transfer is a device sync).
+            let (sse, count) = per_window_sse(&pred, &y, &mask);
+            for (i, (s, c)) in sse.into_iter().zip(count).enumerate() {
+                let e = per.entry(set.datasets[start as usize + i].clone()).or_default();
+                e.0 += s;
+                e.1 += c;
             }
             start += n;
         }
         let (s, c) = per.values().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         (s / c, per.into_iter().map(|(d, (s, c))| (d, s / c)).collect())
     })
+}
+
+/// Squared error and recorded values of each window in a batch (B, T, 302), on the host.
+fn per_window_sse(pred: &Tensor, y: &Tensor, mask: &Tensor) -> (Vec<f64>, Vec<f64>) {
+    let steps = pred.size()[1] as f64;
+    let sse = ((pred - y).square() * mask).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
+    let count = mask.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double) * steps;
+    let host = |t: Tensor| Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor");
+    (host(sse), host(count))
 }
 
 /// Feed the model its own predictions for `steps` steps after `context` (B, T, 302).
@@ -156,11 +167,15 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
             let truth = window.narrow(1, context_len, horizon);
             let gen = rollout(model, &context, &mask, horizon);
             let last = context.narrow(1, context_len - 1, 1);
-            count += mask.sum(Kind::Float).double_value(&[]);
-            for k in 0..horizon {
-                let t = truth.narrow(1, k, 1);
-                sse[k as usize] += ((gen.narrow(1, k, 1) - &t).square() * &mask).sum(Kind::Float).double_value(&[]);
-                base[k as usize] += ((&last - &t).square() * &mask).sum(Kind::Float).double_value(&[]);
+            count += mask.sum(Kind::Double).double_value(&[]);
+            // One (horizon,) vector per batch for the model and for the Baseline.
+            let per_k = |pred: &Tensor| {
+                let t = ((pred - &truth).square() * &mask).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double);
+                Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor")
+            };
+            for (k, (m, b)) in per_k(&gen).into_iter().zip(per_k(&last.expand_as(&truth))).enumerate() {
+                sse[k] += m;
+                base[k] += b;
             }
             start += n;
         }
