@@ -284,7 +284,8 @@ fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
         bail!("{}: the pipeline changed since this job was submitted (key {} now, {} then); nothing run", spec.node, parts.key.short(), key.short());
     }
     let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let reporter = Reporter::new(false);
+    // JSON events into the job's output: the driver forwards the progress ones.
+    let reporter = Reporter::new(true);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
     match crate::exec::execute(&resolver, registry, &reporter, job, &cancel, None)? {

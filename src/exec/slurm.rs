@@ -42,6 +42,8 @@ struct Submitted {
     key: Hash,
     since: Instant,
     running: bool,
+    /// How far the job's output has been read (for its progress events).
+    read: u64,
 }
 
 pub struct Slurm {
@@ -133,7 +135,7 @@ impl Slurm {
             bail!("sbatch printed no job id for {}", node.id);
         }
         reporter.submitted(&node.id, &id);
-        self.jobs.lock().expect("jobs lock").insert(id, Submitted { index: job.index, node: node.id.clone(), key, since: Instant::now(), running: false });
+        self.jobs.lock().expect("jobs lock").insert(id, Submitted { index: job.index, node: node.id.clone(), key, since: Instant::now(), running: false, read: 0 });
         Ok(())
     }
 
@@ -194,6 +196,9 @@ impl Slurm {
                         Some(_) => {}
                         None => ended.push((id.clone(), None)),
                     }
+                    if job.running {
+                        forward_progress(&store.root.join("slurm").join(format!("{}.out", job.key.hex())), job, reporter);
+                    }
                 }
             }
             for (id, why) in ended {
@@ -212,6 +217,23 @@ impl Slurm {
                 }
             }
         }
+    }
+}
+
+/// Pass on the progress events the job has written since the last poll (`wormflow exec`
+/// prints its events as JSON lines into the job's output).
+fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(out) else { return };
+    let mut text = String::new();
+    if file.seek(SeekFrom::Start(job.read)).is_err() || file.read_to_string(&mut text).is_err() {
+        return;
+    }
+    let Some(end) = text.rfind('\n') else { return };
+    job.read += end as u64 + 1;
+    let last = text[..end].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == "progress").last();
+    if let Some(e) = last {
+        reporter.progress(&job.node, e["fraction"].as_f64().unwrap_or(0.0), e["message"].as_str().unwrap_or(""));
     }
 }
 
