@@ -145,6 +145,24 @@ fn teammates_share_results_through_s3() {
     assert!(b.run_events(&[]).ran().is_empty());
     assert_eq!(tree_bytes(&a.file("results")), tree_bytes(&b.file("results")));
 
+    // Credentials from a shared-credentials profile instead of the environment.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(home.path().join(".aws/credentials"), format!("[default]\naws_access_key_id = x\n[lab]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n")).unwrap();
+    let c = Workspace::new(&pipeline);
+    let out = c.cmd(&["pull"]).env("HOME", home.path()).env("AWS_PROFILE", "lab").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").output().unwrap();
+    ok(out);
+    assert!(c.run_events(&[]).ran().is_empty());
+
+    // Two teammates pushing the same results at once: both succeed, the remote is sound.
+    let race = ["--set", "remotes.s3.url=\"s3://wormflow/race\""];
+    let spawn = |ws: &Workspace| ws.cmd(&[race[0], race[1], "push"]).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", S3_SECRET).spawn().unwrap();
+    let (mut p1, mut p2) = (spawn(&a), spawn(&b));
+    assert!(p1.wait().unwrap().success() && p2.wait().unwrap().success());
+    let raced = server.root.path().join("wormflow/race");
+    assert_remote_consistent(&raced);
+    assert_eq!(remote_files(&raced, "actions").len(), 6);
+
     // Wrong credentials and an endpoint nobody listens on: clear errors, nothing changed.
     let before = b.store_snapshot();
     let out = b.cmd(&["push"]).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", "wrong").output().unwrap();

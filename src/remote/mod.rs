@@ -9,6 +9,7 @@
 //! record on the remote always has its outputs. Everything pulled is re-hashed before it
 //! enters the local store; bytes that do not match their name are refused.
 
+mod aws_profile;
 mod transfer;
 
 use std::path::Path;
@@ -209,8 +210,15 @@ fn s3_client(name: &str, decl: &RemoteDecl, bucket: &str) -> Result<object_store
     use object_store::aws::AmazonS3Builder;
     use object_store::{ClientOptions, RetryConfig};
     let timeout = Duration::from_secs(decl.timeout_s.max(1));
-    // Credentials and region come from the usual AWS environment variables.
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(RetryConfig {
+    // Credentials and region: the usual AWS environment variables, else the shared
+    // credentials/config files' profile (AWS_PROFILE, default "default").
+    let mut b = AmazonS3Builder::from_env();
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        for (key, value) in aws_profile::credentials() {
+            b = b.with_config(key, value);
+        }
+    }
+    let mut b = b.with_bucket_name(bucket).with_retry(RetryConfig {
         max_retries: 3,
         retry_timeout: timeout * 2,
         ..Default::default()
