@@ -76,7 +76,82 @@ pub struct Job {
     pub inputs: Vec<(usize, ActionRecord)>,
 }
 
-/// Run the selected part of the graph, each stale node once, in dependency order.
+/// The run's bookkeeping: where each node stands, what is ready, and the counts.
+struct Schedule<'a> {
+    graph: &'a Graph,
+    mask: Vec<bool>,
+    slots: Vec<Slot>,
+    results: Vec<Option<ActionRecord>>,
+    missing_inputs: Vec<usize>,
+    ready: VecDeque<usize>,
+    summary: RunSummary,
+    /// No new node starts (after a failure without --keep-going, or Ctrl-C).
+    stopping: bool,
+    keep_going: bool,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(graph: &'a Graph, mask: Vec<bool>, keep_going: bool) -> Self {
+        let n = graph.nodes.len();
+        let missing_inputs: Vec<usize> = (0..n).map(|i| graph.inputs[i].len()).collect();
+        let ready = (0..n).filter(|&i| mask[i] && missing_inputs[i] == 0).collect();
+        Schedule {
+            graph,
+            mask,
+            slots: vec![Slot::Pending; n],
+            results: vec![None; n],
+            missing_inputs,
+            ready,
+            summary: RunSummary::default(),
+            stopping: false,
+            keep_going,
+        }
+    }
+
+    /// Node `i` has its result: link it and release the dependents whose inputs are all done.
+    fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store) {
+        self.slots[i] = Slot::Done;
+        crate::results::link(workspace, store, &action);
+        self.results[i] = Some(action);
+        for &d in &self.graph.dependents[i] {
+            self.missing_inputs[d] -= 1;
+            if self.missing_inputs[d] == 0 && self.mask[d] {
+                self.ready.push_back(d);
+            }
+        }
+    }
+
+    fn failed(&mut self, i: usize, reporter: &Reporter, error: &str) {
+        self.slots[i] = Slot::Failed;
+        self.summary.failed += 1;
+        reporter.failed(&self.graph.nodes[i].id, None, error);
+        self.stopping |= !self.keep_going;
+    }
+
+    /// Say why each selected node that never started did not.
+    fn report_skipped(&mut self, reporter: &Reporter) {
+        for i in 0..self.graph.nodes.len() {
+            if !self.mask[i] || self.slots[i] != Slot::Pending {
+                continue;
+            }
+            self.summary.skipped += 1;
+            let failed_up: Vec<&str> = self.graph.inputs[i]
+                .iter()
+                .filter(|&&j| self.slots[j] != Slot::Done)
+                .map(|&j| self.graph.nodes[j].id.as_str())
+                .collect();
+            let why = if failed_up.is_empty() {
+                "not started after a failure (use --keep-going to run independent nodes)".to_string()
+            } else {
+                format!("input {} did not finish", failed_up.join(", "))
+            };
+            reporter.skipped(&self.graph.nodes[i].id, &why);
+        }
+    }
+}
+
+/// Run the selected part of the graph, each stale node once, in dependency order: on a
+/// pool of threads here, and with `opts.slurm` as Slurm jobs (but for `local` kinds).
 pub fn run_local(
     graph: &Graph,
     store: &Store,
@@ -97,25 +172,26 @@ pub fn run_local(
     }
     let _store_lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
-    let total = mask.iter().filter(|m| **m).count();
-    reporter.begin(total);
-
-    let mut slots = vec![Slot::Pending; n];
-    let mut results: Vec<Option<ActionRecord>> = vec![None; n];
-    let mut missing_inputs: Vec<usize> = (0..n).map(|i| graph.inputs[i].len()).collect();
-    let mut ready: VecDeque<usize> = (0..n).filter(|&i| mask[i] && missing_inputs[i] == 0).collect();
-    let mut summary = RunSummary::default();
-    let mut stopping = false;
+    reporter.begin(mask.iter().filter(|m| **m).count());
+    let mut s = Schedule::new(graph, mask, opts.keep_going);
     let mut running = 0usize;
     let cancel = AtomicBool::new(false);
     let monitor_stop = AtomicBool::new(false);
+    let capacity = match &opts.slurm {
+        Some(slurm) => slurm.max_jobs(),
+        None => opts.jobs.max(1),
+    };
+    // Each locally running node gets its share of the cores, so parallel nodes do not
+    // oversubscribe the CPU (libtorch's spinning thread pools degrade badly when they do).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let local_threads = (cores / opts.jobs.max(1)).max(1);
 
     // One queue shared by the workers (std's receiver is single-consumer, hence the mutex).
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = std::sync::Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome>)>();
 
-    std::thread::scope(|scope| -> Result<()> {
+    std::thread::scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             let done_tx = done_tx.clone();
             let (resolver, cancel, job_rx) = (&resolver, &cancel, &job_rx);
@@ -135,138 +211,86 @@ pub fn run_local(
             scope.spawn(move || slurm.monitor(store, reporter, &done_tx, monitor_stop));
         }
         drop(done_tx);
-        let capacity = match &opts.slurm {
-            Some(s) => s.max_jobs(),
-            None => opts.jobs.max(1),
-        };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let local_threads = (cores / opts.jobs.max(1)).max(1);
 
-        let mark_done = |i: usize,
-                         action: ActionRecord,
-                         slots: &mut Vec<Slot>,
-                         results: &mut Vec<Option<ActionRecord>>,
-                         missing: &mut Vec<usize>,
-                         ready: &mut VecDeque<usize>| {
-            slots[i] = Slot::Done;
-            crate::results::link(workspace, store, &action);
-            results[i] = Some(action);
-            for &d in &graph.dependents[i] {
-                missing[d] -= 1;
-                if missing[d] == 0 && mask[d] {
-                    ready.push_back(d);
-                }
-            }
-        };
-
-        let result = (|| -> Result<()> { loop {
-            if INTERRUPTED.load(Ordering::Relaxed) && !stopping {
-                stopping = true;
+        loop {
+            if INTERRUPTED.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+                s.stopping = true;
                 cancel.store(true, Ordering::Relaxed);
                 if let Some(slurm) = &opts.slurm {
                     slurm.cancel_all();
                 }
             }
-            while !stopping && running < capacity {
-                let Some(i) = ready.pop_front() else { break };
+            while !s.stopping && running < capacity {
+                let Some(i) = s.ready.pop_front() else { break };
                 let node = &graph.nodes[i];
-                let input_actions: Vec<(usize, ActionRecord)> =
-                    graph.inputs[i].iter().map(|&j| (j, results[j].clone().expect("inputs are done"))).collect();
-                let outs: Vec<Hash> = input_actions.iter().map(|(_, a)| a.output_hash).collect();
+                let inputs: Vec<(usize, ActionRecord)> =
+                    graph.inputs[i].iter().map(|&j| (j, s.results[j].clone().expect("inputs are done"))).collect();
+                let outs: Vec<Hash> = inputs.iter().map(|(_, a)| a.output_hash).collect();
                 let parts = match resolver.key(i, &outs) {
                     Ok(p) => p,
                     Err(e) => {
-                        slots[i] = Slot::Failed;
-                        summary.failed += 1;
-                        reporter.failed(&node.id, None, &format!("{e:#}"));
-                        stopping |= !opts.keep_going;
+                        s.failed(i, reporter, &format!("{e:#}"));
                         continue;
                     }
                 };
                 if !forced[i] {
                     if let Some(action) = store.cached_action(&parts.key) {
-                        summary.cached += 1;
+                        s.summary.cached += 1;
                         reporter.cached(&node.id, &parts.key, &action);
-                        mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
+                        s.done(i, action, workspace, store);
                         continue;
                     }
                 }
-                slots[i] = Slot::Running;
-                running += 1;
-                let job = Job { index: i, threads: local_threads, parts, force: forced[i], inputs: input_actions };
+                s.slots[i] = Slot::Running;
+                let job = Job { index: i, threads: local_threads, parts, force: forced[i], inputs };
                 match &opts.slurm {
-                    Some(slurm) if !slurm.runs_locally(&node.kind) => {
-                        if let Err(e) = slurm.submit(graph, store, job, reporter) {
-                            running -= 1;
-                            slots[i] = Slot::Failed;
-                            summary.failed += 1;
-                            reporter.failed(&node.id, None, &format!("{e:#}"));
-                            stopping |= !opts.keep_going;
-                        }
+                    Some(slurm) if !slurm.runs_locally(&node.kind) => match slurm.submit(graph, store, job, reporter) {
+                        Ok(()) => running += 1,
+                        Err(e) => s.failed(i, reporter, &format!("{e:#}")),
+                    },
+                    _ => {
+                        running += 1;
+                        job_tx.send(job).expect("workers are alive");
                     }
-                    _ => job_tx.send(job).expect("workers are alive"),
                 }
             }
             if running == 0 {
                 break;
             }
+            // Wake up now and then to notice Ctrl-C.
             let (i, outcome) = match done_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(x) => x,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("workers outlive the loop"),
             };
             running -= 1;
-            let node = &graph.nodes[i];
+            let id = &graph.nodes[i].id;
             match outcome {
                 Ok(Outcome::Ran(action, secs)) => {
-                    summary.ran += 1;
-                    reporter.done(&node.id, &action, secs);
-                    mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
+                    s.summary.ran += 1;
+                    reporter.done(id, &action, secs);
+                    s.done(i, action, workspace, store);
                 }
                 Ok(Outcome::FoundStored(action)) => {
-                    summary.cached += 1;
-                    reporter.cached(&node.id, &action.key, &action);
-                    mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
+                    s.summary.cached += 1;
+                    reporter.cached(id, &action.key, &action);
+                    s.done(i, action, workspace, store);
                 }
                 Ok(Outcome::Pulled(action)) => {
-                    summary.pulled += 1;
-                    reporter.pulled(&node.id, &action);
-                    mark_done(i, action, &mut slots, &mut results, &mut missing_inputs, &mut ready);
+                    s.summary.pulled += 1;
+                    reporter.pulled(id, &action);
+                    s.done(i, action, workspace, store);
                 }
-                Err(e) => {
-                    slots[i] = Slot::Failed;
-                    summary.failed += 1;
-                    reporter.failed(&node.id, None, &format!("{e:#}"));
-                    stopping |= !opts.keep_going;
-                }
+                Err(e) => s.failed(i, reporter, &format!("{e:#}")),
             }
         }
-        Ok(())
-        })();
         monitor_stop.store(true, Ordering::Relaxed);
         drop(job_tx);
-        result
-    })?;
+    });
     resolver.save_stat_cache();
-
-    for i in 0..n {
-        if mask[i] && slots[i] == Slot::Pending {
-            summary.skipped += 1;
-            let failed_up: Vec<&str> = graph.inputs[i]
-                .iter()
-                .filter(|&&j| slots[j] != Slot::Done)
-                .map(|&j| graph.nodes[j].id.as_str())
-                .collect();
-            let why = if failed_up.is_empty() {
-                "not started after a failure (use --keep-going to run independent nodes)".to_string()
-            } else {
-                format!("input {} did not finish", failed_up.join(", "))
-            };
-            reporter.skipped(&graph.nodes[i].id, &why);
-        }
-    }
-    reporter.finish(&summary);
-    Ok(summary)
+    s.report_skipped(reporter);
+    reporter.finish(&s.summary);
+    Ok(s.summary)
 }
 
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
@@ -295,8 +319,6 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     let work = workdir::WorkDir::create(store)?;
     let inputs = work.materialize_inputs(store, graph, node, &job.inputs)?;
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
-    // Each running node gets its share of the cores, so parallel nodes do not oversubscribe
-    // the CPU (libtorch's spinning thread pools degrade badly when they do).
     let threads = job.threads.max(1);
     let ctx = StageContext {
         node: &node.id,
