@@ -231,7 +231,7 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
     }
     let Some(end) = text.rfind('\n') else { return };
     job.read += end as u64 + 1;
-    let last = text[..end].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == "progress").last();
+    let last = text[..end].lines().rev().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|e| e["event"] == "progress");
     if let Some(e) = last {
         reporter.progress(&job.node, e["fraction"].as_f64().unwrap_or(0.0), e["message"].as_str().unwrap_or(""));
     }

@@ -182,7 +182,7 @@ impl S3Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join(bucket)).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
             .arg(root.path())
             .stdout(std::process::Stdio::null())
@@ -195,6 +195,8 @@ impl S3Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("s3s-fs did not start listening on port {port}");
     }
 
