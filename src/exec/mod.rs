@@ -341,7 +341,7 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     let outputs = work.ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))?;
     let seconds = clock.elapsed().as_secs_f64();
     let action = ActionRecord {
-        schema: 1,
+        schema: crate::store::ACTION_SCHEMA,
         node: node.id.clone(),
         key: job.parts.key,
         kind: node.kind.clone(),

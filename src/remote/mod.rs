@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::config::RemoteDecl;
 use crate::hash::Hash;
-use crate::store::{output_tree_hash, ActionRecord, Store};
+use crate::store::{action_rel, object_rel, output_tree_hash, ActionRecord, Store};
 
 pub use transfer::{Direction, Totals, Transfer};
 
@@ -78,13 +78,11 @@ impl Remote {
     }
 
     fn object_path(&self, h: &Hash) -> ObjectPath {
-        let hex = h.hex();
-        self.path(format!("objects/{}/{}", &hex[..2], &hex[2..]))
+        self.path(object_rel(h))
     }
 
     fn action_path(&self, key: &Hash) -> ObjectPath {
-        let hex = key.hex();
-        self.path(format!("actions/{}/{}.json", &hex[..2], &hex[2..]))
+        self.path(action_rel(key))
     }
 
     /// Say what went wrong in words a user can act on.
@@ -124,10 +122,9 @@ impl Remote {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.explain(&format!("cannot read {path}"), e)),
         };
-        let rec: ActionRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow!("remote {}: {path} is not an action record ({e}); it was not imported", self.name))?;
-        if rec.key != *key || output_tree_hash(&rec.outputs) != rec.output_hash {
-            bail!("remote {}: {path} does not match its name (its key or output list was altered); it was not imported", self.name);
+        let rec = ActionRecord::decode(&bytes, key).map_err(|e| anyhow!("remote {}: {path} is {e}; it was not imported", self.name))?;
+        if output_tree_hash(&rec.outputs) != rec.output_hash {
+            bail!("remote {}: {path} lists outputs that do not match its output hash (altered); it was not imported", self.name);
         }
         Ok(Some(rec))
     }
@@ -174,7 +171,7 @@ impl Remote {
         })
     }
 
-    /// Bring one record's missing objects into the local store, verified, then the record.
+    /// Bring the records' missing objects into the local store, verified, then the records.
     pub fn pull(&self, store: &Store, records: &[ActionRecord], progress: &Transfer) -> Result<()> {
         let objects: Vec<_> =
             transfer::distinct_objects(records).into_iter().filter(|o| !store.object_intact(&o.hash, o.size)).collect();

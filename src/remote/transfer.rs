@@ -196,7 +196,7 @@ pub async fn download(client: &dyn ObjectStore, store: &Store, o: &OutputFile, s
                 o.hash, o.size
             );
         }
-        store.ingest_file(&tmp)?;
+        store.ingest_hashed(&tmp, got, size)?;
         progress.object_done(o.size);
         Ok(())
     }

@@ -35,7 +35,7 @@ use crate::hash::{hash_file, Hash, Hasher};
 /// The mtime every object carries (2001-09-09T01:46:40Z); any other value means the
 /// object was written to after it was stored.
 pub const OBJECT_MTIME: u64 = 1_000_000_000;
-const ACTION_SCHEMA: u32 = 1;
+pub const ACTION_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -71,6 +71,32 @@ pub struct ActionRecord {
     pub outputs: Vec<OutputFile>,
     pub output_hash: Hash,
     pub provenance: Map<String, Value>,
+}
+
+impl ActionRecord {
+    /// Read a record stored under `key`: it must be of this schema and name that key.
+    pub fn decode(bytes: &[u8], key: &Hash) -> Result<ActionRecord, String> {
+        let rec: ActionRecord = serde_json::from_slice(bytes).map_err(|e| format!("not an action record ({e})"))?;
+        if rec.schema != ACTION_SCHEMA {
+            return Err(format!("an action record of schema {}, not {ACTION_SCHEMA}", rec.schema));
+        }
+        if rec.key != *key {
+            return Err(format!("the record of key {}, not {}", rec.key.short(), key.short()));
+        }
+        Ok(rec)
+    }
+}
+
+/// Where an object lives relative to a store's root (local or remote: the same layout).
+pub fn object_rel(h: &Hash) -> String {
+    let hex = h.hex();
+    format!("objects/{}/{}", &hex[..2], &hex[2..])
+}
+
+/// Where the action record of `key` lives relative to a store's root.
+pub fn action_rel(key: &Hash) -> String {
+    let hex = key.hex();
+    format!("actions/{}/{}.json", &hex[..2], &hex[2..])
 }
 
 /// The hash of a node's output tree: paths and object hashes, in path order.
@@ -157,13 +183,11 @@ impl Store {
     }
 
     pub fn object_path(&self, h: &Hash) -> PathBuf {
-        let hex = h.hex();
-        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+        self.root.join(object_rel(h))
     }
 
     fn action_path(&self, key: &Hash) -> PathBuf {
-        let hex = key.hex();
-        self.root.join("actions").join(&hex[..2]).join(format!("{}.json", &hex[2..]))
+        self.root.join(action_rel(key))
     }
 
     fn ref_path(&self, node: &str) -> PathBuf {
@@ -186,10 +210,16 @@ impl Store {
     /// one is replaced.
     pub fn ingest_file(&self, src: &Path) -> Result<(Hash, u64)> {
         let (hash, size) = hash_file(src).with_context(|| format!("cannot read output {}", src.display()))?;
+        self.ingest_hashed(src, hash, size)?;
+        Ok((hash, size))
+    }
+
+    /// `ingest_file` for a file whose bytes the caller has just hashed (`hash`, `size`).
+    pub fn ingest_hashed(&self, src: &Path, hash: Hash, size: u64) -> Result<()> {
         let dest = self.object_path(&hash);
         if self.object_intact(&hash, size) {
             fs::remove_file(src).ok();
-            return Ok((hash, size));
+            return Ok(());
         }
         {
             let f = OpenOptions::new().write(true).open(src).with_context(|| format!("cannot open {}", src.display()))?;
@@ -202,7 +232,7 @@ impl Store {
         fs::create_dir_all(parent)?;
         fs::rename(src, &dest).with_context(|| format!("cannot move {} into the store", src.display()))?;
         sync_dir(parent)?;
-        Ok((hash, size))
+        Ok(())
     }
 
     /// Store bytes as an object.
@@ -225,9 +255,7 @@ impl Store {
     }
 
     pub fn read_action(&self, key: &Hash) -> Option<ActionRecord> {
-        let bytes = fs::read(self.action_path(key)).ok()?;
-        let rec: ActionRecord = serde_json::from_slice(&bytes).ok()?;
-        (rec.schema == ACTION_SCHEMA && rec.key == *key).then_some(rec)
+        ActionRecord::decode(&fs::read(self.action_path(key)).ok()?, key).ok()
     }
 
     /// The action for `key`, if it exists and all its objects are intact.
