@@ -368,7 +368,7 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
 }
 
 /// The first `keep` names, then how many more (a gather can wait on hundreds of nodes).
-fn abbreviated(names: &[String], keep: usize) -> String {
+pub fn abbreviated(names: &[String], keep: usize) -> String {
     if names.len() <= keep + 1 {
         return names.join(", ");
     }

@@ -7,7 +7,8 @@ use anyhow::{anyhow, Result};
 
 use crate::graph::Graph;
 use crate::hash::Hash;
-use crate::remote::{Direction, Remote, Transfer, Totals};
+use crate::cli::abbreviated;
+use crate::remote::{Direction, Remote, Transfer};
 use crate::status::{NodeState, Resolver};
 use crate::store::Store;
 
@@ -21,7 +22,7 @@ fn selection(graph: &Graph, nodes: &[String]) -> Result<Vec<bool>> {
 }
 
 /// Push the current results of the selected nodes. Nodes not built here are listed.
-pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<Totals> {
+pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
     let mask = selection(graph, nodes)?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
@@ -38,17 +39,17 @@ pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     remote.push(store, &records, &transfer)?;
     eprintln!("{}", transfer.summary(&remote.name));
     if !not_built.is_empty() {
-        eprintln!("not pushed: {} nodes have no current result here (run them first): {}", not_built.len(), abbreviate(&not_built));
+        eprintln!("not pushed: {} nodes have no current result here (run them first): {}", not_built.len(), abbreviated(&not_built, 5));
     }
-    Ok(transfer.totals())
+    Ok(())
 }
 
-/// Pull whatever the remote has for the selected nodes, in dependency order. Returns the
-/// totals and the nodes the remote did not have.
+/// Pull whatever the remote has for the selected nodes, in dependency order, and say which
+/// nodes it did not have.
 ///
 /// Works in waves: every node whose inputs are settled is keyed, the remote is asked for
 /// all their records at once, and all their objects are fetched together.
-pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<(Totals, Vec<String>)> {
+pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
     let mask = selection(graph, nodes)?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
@@ -95,15 +96,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     resolver.save_stat_cache();
     eprintln!("{}", transfer.summary(&remote.name));
     if !missing.is_empty() {
-        eprintln!("{} nodes are not on {} (or need nodes that are not): {}", missing.len(), remote.name, abbreviate(&missing));
+        eprintln!("{} nodes are not on {} (or need nodes that are not): {}", missing.len(), remote.name, abbreviated(&missing, 5));
     }
-    Ok((transfer.totals(), missing))
-}
-
-fn abbreviate(names: &[String]) -> String {
-    if names.len() <= 6 {
-        names.join(", ")
-    } else {
-        format!("{} and {} more", names[..5].join(", "), names.len() - 5)
-    }
+    Ok(())
 }

@@ -24,7 +24,7 @@ use crate::config::RemoteDecl;
 use crate::hash::Hash;
 use crate::store::{action_rel, object_rel, output_tree_hash, ActionRecord, Store};
 
-pub use transfer::{Direction, Totals, Transfer};
+pub use transfer::{Direction, Transfer};
 
 /// Objects moved at once.
 const PARALLEL: usize = 8;

@@ -23,16 +23,6 @@ pub enum Direction {
     Pull,
 }
 
-/// What a transfer did, for the closing line and for benchmarks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Totals {
-    pub objects_sent: u64,
-    pub bytes_sent: u64,
-    pub objects_present: u64,
-    pub records_sent: u64,
-    pub records_present: u64,
-}
-
 /// Progress of a push or pull: a byte bar on a terminal, counts for the summary.
 pub struct Transfer {
     direction: Direction,
@@ -46,6 +36,7 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    /// With a byte bar when stderr is a terminal.
     pub fn new(direction: Direction, remote: &str) -> Transfer {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
@@ -59,6 +50,15 @@ impl Transfer {
             );
             bar
         });
+        Transfer::with_bar(direction, bar)
+    }
+
+    /// No bar (one node pulled during `run --pull`).
+    pub fn quiet(direction: Direction) -> Transfer {
+        Transfer::with_bar(direction, None)
+    }
+
+    fn with_bar(direction: Direction, bar: Option<indicatif::ProgressBar>) -> Transfer {
         Transfer {
             direction,
             bar,
@@ -69,13 +69,6 @@ impl Transfer {
             records_sent: AtomicU64::new(0),
             records_present: AtomicU64::new(0),
         }
-    }
-
-    /// No bar (one node pulled during `run --pull`).
-    pub fn quiet(direction: Direction) -> Transfer {
-        let mut t = Transfer::new(direction, "");
-        t.bar = None;
-        t
     }
 
     pub fn plan(&self, objects: &[OutputFile]) {
@@ -108,33 +101,24 @@ impl Transfer {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn totals(&self) -> Totals {
-        Totals {
-            objects_sent: self.objects_sent.load(Ordering::Relaxed),
-            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
-            objects_present: self.objects_present.load(Ordering::Relaxed),
-            records_sent: self.records_sent.load(Ordering::Relaxed),
-            records_present: self.records_present.load(Ordering::Relaxed),
-        }
-    }
-
     /// One line saying what moved, how fast, and what was already there.
     pub fn summary(&self, remote: &str) -> String {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let t = self.totals();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (objects, bytes) = (get(&self.objects_sent), get(&self.bytes_sent));
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let (verb, prep) = if self.direction == Direction::Push { ("pushed", "to") } else { ("pulled", "from") };
         format!(
             "{verb} {} objects ({:.1} MB) and {} records {prep} {remote} in {secs:.1} s ({:.1} MB/s, {:.0} objects/s); already there: {} objects, {} records",
-            t.objects_sent,
-            t.bytes_sent as f64 / 1e6,
-            t.records_sent,
-            t.bytes_sent as f64 / 1e6 / secs,
-            t.objects_sent as f64 / secs,
-            t.objects_present,
-            t.records_present,
+            objects,
+            bytes as f64 / 1e6,
+            get(&self.records_sent),
+            bytes as f64 / 1e6 / secs,
+            objects as f64 / secs,
+            get(&self.objects_present),
+            get(&self.records_present),
         )
     }
 }
