@@ -265,7 +265,7 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
 fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
     let key: crate::hash::Hash = key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
     let store = Store::open(&p.store_root)?;
-    let spec_path = crate::exec::slurm::spec_path(&store, &key);
+    let spec_path = crate::exec::slurm::job_file(&store, &key, "json");
     let spec: crate::exec::slurm::JobSpec = serde_json::from_slice(
         &std::fs::read(&spec_path).with_context(|| format!("no job description at {}; `wormflow exec` runs nodes submitted by `run --executor slurm`", spec_path.display()))?,
     )

@@ -54,8 +54,10 @@ pub struct Slurm {
     jobs: Mutex<BTreeMap<String, Submitted>>,
 }
 
-pub fn spec_path(store: &Store, key: &Hash) -> PathBuf {
-    store.root.join("slurm").join(format!("{}.json", key.hex()))
+/// A file of the job submitted under `key`: `json` (its description), `sh` (its script) or
+/// `out` (its output).
+pub fn job_file(store: &Store, key: &Hash, ext: &str) -> PathBuf {
+    store.root.join("slurm").join(format!("{}.{ext}", key.hex()))
 }
 
 impl Slurm {
@@ -81,10 +83,9 @@ impl Slurm {
 
     fn script(&self, store: &Store, node: &str, kind: &str, key: &Hash) -> String {
         let r = self.settings.slurm_resources(kind);
-        let dir = store.root.join("slurm");
         let mut s = String::from("#!/bin/sh\n");
         let name: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "=,._-[]".contains(c) { c } else { '_' }).collect();
-        s += &format!("#SBATCH --job-name=wf:{name}\n#SBATCH --output={}\n", dir.join(format!("{}.out", key.hex())).display());
+        s += &format!("#SBATCH --job-name=wf:{name}\n#SBATCH --output={}\n", job_file(store, key, "out").display());
         if let Some(p) = &r.partition {
             s += &format!("#SBATCH --partition={p}\n");
         }
@@ -115,11 +116,12 @@ impl Slurm {
     pub fn submit(&self, graph: &Graph, store: &Store, job: Job, reporter: &Reporter) -> Result<()> {
         let node = &graph.nodes[job.index];
         let key = job.parts.key;
-        let dir = store.root.join("slurm");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let spec_file = job_file(store, &key, "json");
+        let dir = spec_file.parent().expect("job files are in slurm/");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let spec = JobSpec { node: node.id.clone(), inputs: job.inputs.iter().map(|(_, a)| a.key).collect(), force: job.force };
-        atomic_write(&spec_path(store, &key), &serde_json::to_vec_pretty(&spec)?)?;
-        let script = dir.join(format!("{}.sh", key.hex()));
+        atomic_write(&spec_file, &serde_json::to_vec_pretty(&spec)?)?;
+        let script = job_file(store, &key, "sh");
         atomic_write(&script, self.script(store, &node.id, &node.kind, &key).as_bytes())?;
         let out = Command::new("sbatch")
             .arg("--parsable")
@@ -197,7 +199,7 @@ impl Slurm {
                         None => ended.push((id.clone(), None)),
                     }
                     if job.running {
-                        forward_progress(&store.root.join("slurm").join(format!("{}.out", job.key.hex())), job, reporter);
+                        forward_progress(&job_file(store, &job.key, "out"), job, reporter);
                     }
                 }
             }
@@ -209,7 +211,7 @@ impl Slurm {
                     (None, None) => Err(anyhow!(
                         "slurm job {id} ended ({}) without storing a result{}",
                         job_state(&id),
-                        output_tail(&store.root.join("slurm").join(format!("{}.out", job.key.hex())))
+                        output_tail(&job_file(store, &job.key, "out"))
                     )),
                 };
                 if done.send((job.index, outcome)).is_err() {

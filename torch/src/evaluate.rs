@@ -130,8 +130,12 @@ fn per_window_sse(pred: &Tensor, y: &Tensor, mask: &Tensor) -> (Vec<f64>, Vec<f6
     let steps = pred.size()[1] as f64;
     let sse = ((pred - y).square() * mask).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
     let count = mask.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double) * steps;
-    let host = |t: Tensor| Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor");
-    (host(sse), host(count))
+    (to_host(sse), to_host(count))
+}
+
+/// A 1-D double tensor as a Vec on the host (one device sync).
+fn to_host(t: Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor")
 }
 
 /// Feed the model its own predictions for `steps` steps after `context` (B, T, 302).
@@ -170,8 +174,7 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
             count += mask.sum(Kind::Double).double_value(&[]);
             // One (horizon,) vector per batch for the model and for the Baseline.
             let per_k = |pred: &Tensor| {
-                let t = ((pred - &truth).square() * &mask).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double);
-                Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor")
+                to_host(((pred - &truth).square() * &mask).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double))
             };
             for (k, (m, b)) in per_k(&gen).into_iter().zip(per_k(&last.expand_as(&truth))).enumerate() {
                 sse[k] += m;
