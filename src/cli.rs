@@ -205,6 +205,15 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
                 return dry_run_report(&p, args);
             }
             let store = Store::open(&p.store_root)?;
+            // Ctrl-C: stop starting nodes, cancel the running ones (and Slurm jobs), store
+            // nothing half-done. A second Ctrl-C kills the process at once. (Only for `run`:
+            // `watch` keeps the default, quitting at once, so a later run is not cancelled.)
+            let _ = ctrlc::set_handler(|| {
+                if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("interrupted: cancelling running nodes (Ctrl-C again to quit at once)");
+            });
             let summary = run_once(&p, &store, registry, args)?;
             Ok(exit_for(&summary))
         }
@@ -249,14 +258,6 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
         Executor::Local => None,
     };
     let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm };
-    // Ctrl-C: stop starting nodes, cancel the running ones (and Slurm jobs), store nothing
-    // half-done. A second Ctrl-C kills the process at once.
-    let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("interrupted: cancelling running nodes (Ctrl-C again to quit at once)");
-    });
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
 }
 
