@@ -307,13 +307,9 @@ pub fn exit_for(s: &RunSummary) -> ExitCode {
 fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
-    let mask = if args.nodes.is_empty() {
-        None
-    } else {
-        Some(p.graph.with_ancestors(&p.graph.select(&args.nodes).map_err(|e| anyhow!(e))?))
-    };
+    let mask = p.graph.targets(&args.nodes).map_err(|e| anyhow!(e))?;
     let forced: HashSet<usize> = p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
-    let states = resolver.states(mask.as_deref());
+    let states = resolver.states(Some(&mask));
     let mut would = 0;
     for (i, state) in states.iter().enumerate() {
         let Some(state) = state else { continue };

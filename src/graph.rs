@@ -480,6 +480,15 @@ impl Graph {
         Ok(out)
     }
 
+    /// What a command naming `targets` (node ids or stage names) covers: those nodes and
+    /// everything they need, or — with no targets — the whole graph.
+    pub fn targets(&self, targets: &[String]) -> Result<Vec<bool>, String> {
+        if targets.is_empty() {
+            return Ok(vec![true; self.nodes.len()]);
+        }
+        Ok(self.with_ancestors(&self.select(targets)?))
+    }
+
     /// The selected nodes and everything they depend on, as a mask.
     pub fn with_ancestors(&self, selected: &[usize]) -> Vec<bool> {
         let mut mask = vec![false; self.nodes.len()];

@@ -12,18 +12,10 @@ use crate::remote::{Direction, Remote, Transfer};
 use crate::status::{NodeState, Resolver};
 use crate::store::Store;
 
-/// Which nodes a push or pull covers: the named ones with everything they need (a node's
-/// key cannot be computed without its inputs' outputs), or the whole pipeline.
-fn selection(graph: &Graph, nodes: &[String]) -> Result<Vec<bool>> {
-    if nodes.is_empty() {
-        return Ok(vec![true; graph.nodes.len()]);
-    }
-    Ok(graph.with_ancestors(&graph.select(nodes).map_err(|e| anyhow!(e))?))
-}
-
-/// Push the current results of the selected nodes. Nodes not built here are listed.
+/// Push the current results of the selected nodes (with everything they need: a node's key
+/// cannot be computed without its inputs' outputs). Nodes not built here are listed.
 pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
-    let mask = selection(graph, nodes)?;
+    let mask = graph.targets(nodes).map_err(|e| anyhow!(e))?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
     let mut records = Vec::new();
@@ -50,7 +42,7 @@ pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
 /// Works in waves: every node whose inputs are settled is keyed, the remote is asked for
 /// all their records at once, and all their objects are fetched together.
 pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
-    let mask = selection(graph, nodes)?;
+    let mask = graph.targets(nodes).map_err(|e| anyhow!(e))?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
     let transfer = Transfer::new(Direction::Pull, &remote.name);

@@ -161,11 +161,7 @@ pub fn run_local(
     reporter: &Reporter,
 ) -> Result<RunSummary> {
     let n = graph.nodes.len();
-    let mask = if opts.targets.is_empty() {
-        vec![true; n]
-    } else {
-        graph.with_ancestors(&graph.select(&opts.targets).map_err(|e| anyhow!(e))?)
-    };
+    let mask = graph.targets(&opts.targets).map_err(|e| anyhow!(e))?;
     let mut forced = vec![false; n];
     for i in graph.select(&opts.force).map_err(|e| anyhow!(e))? {
         forced[i] = true;
