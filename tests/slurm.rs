@@ -5,18 +5,24 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{text, tiny_science_pipeline, Events, Workspace};
 
-/// Start Slurm if needed; false (after saying so) when it is not available.
+/// Start Slurm if needed (once per test binary; the script also locks against other
+/// processes); false (after saying so) when it is not available.
 fn slurm_up() -> bool {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/slurm-up.sh");
-    let out = Command::new("bash").arg(script).output().expect("run slurm-up.sh");
-    if out.status.success() {
-        return true;
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/slurm-up.sh");
+        let out = Command::new("bash").arg(script).output().expect("run slurm-up.sh");
+        if out.status.success() { Ok(()) } else { Err(text(&out.stderr).trim().to_string()) }
+    });
+    match started {
+        Ok(()) => true,
+        Err(why) => common::service_missing("a single-host Slurm", why),
     }
-    common::service_missing("a single-host Slurm", text(&out.stderr).trim())
 }
 
 const SLURM: &str = "[slurm]\npoll_s = 0.3\ncpus = 1\nmem = \"500M\"\ntime = \"00:10:00\"\n";

@@ -14,6 +14,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "slurm-up: must run as root to start the Slurm daemons" >&2
   exit 3
 fi
+# Test binaries call this from parallel threads: one caller at a time, or two would race to
+# start munged (the loser fails on munge's socket lock) or slurmctld. The daemons must not
+# inherit the lock (fd 9), or they would hold it for ever.
+exec 9>"${TMPDIR:-/tmp}/wormflow-slurm-up.lock"
+flock -w 120 9 || { echo "slurm-up: another slurm-up.sh held its lock for 120 s" >&2; exit 3; }
 if sinfo -h -o '%T' 2>/dev/null | grep -qE 'idle|mixed|allocated'; then
   exit 0
 fi
@@ -26,7 +31,8 @@ if [ ! -f /etc/munge/munge.key ]; then
   mungekey -c && chown munge:munge /etc/munge/munge.key
 fi
 if ! pgrep -x munged >/dev/null; then
-  su -s /bin/sh munge -c munged || { echo "slurm-up: munged did not start" >&2; exit 3; }
+  # A munged started by someone else in the meantime is as good as ours.
+  su -s /bin/sh munge -c munged 9>&- || pgrep -x munged >/dev/null || { echo "slurm-up: munged did not start" >&2; exit 3; }
 fi
 cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=wormflow-test
@@ -49,8 +55,8 @@ JobCompLoc=/var/log/slurm/jobcomp.txt
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-pgrep -x slurmctld >/dev/null || slurmctld || { echo "slurm-up: slurmctld did not start (see /var/log/slurm/slurmctld.log)" >&2; exit 3; }
-pgrep -x slurmd >/dev/null || slurmd || { echo "slurm-up: slurmd did not start (see /var/log/slurm/slurmd.log)" >&2; exit 3; }
+pgrep -x slurmctld >/dev/null || slurmctld 9>&- || { echo "slurm-up: slurmctld did not start (see /var/log/slurm/slurmctld.log)" >&2; exit 3; }
+pgrep -x slurmd >/dev/null || slurmd 9>&- || { echo "slurm-up: slurmd did not start (see /var/log/slurm/slurmd.log)" >&2; exit 3; }
 for _ in $(seq 1 60); do
   if sinfo -h -o '%T' 2>/dev/null | grep -qE 'idle|mixed|allocated'; then
     exit 0
