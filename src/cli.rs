@@ -425,14 +425,21 @@ fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
     let store = Store::open(&p.store_root)?;
     let keep = || {
         let resolver = Resolver::new(&p.graph, &store, &p.workspace);
-        let mut keep = HashSet::new();
+        let mut keep = gc::Keep::default();
         for (i, state) in resolver.states(None).iter().enumerate() {
-            if let Some(NodeState::Fresh { key, .. }) = state {
-                keep.insert(*key);
+            match state {
+                Some(NodeState::Fresh { key, .. }) => {
+                    keep.actions.insert(*key);
+                    keep.jobs.insert(*key);
+                }
+                Some(NodeState::Stale { parts, .. }) => {
+                    keep.jobs.insert(parts.key);
+                }
+                _ => {}
             }
             // The latest result of every current node stays too, so `explain` keeps working.
             if let Some(k) = store.read_ref(&p.graph.nodes[i].id) {
-                keep.insert(k);
+                keep.actions.insert(k);
             }
         }
         keep
@@ -447,6 +454,9 @@ fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
         r.actions_kept,
         r.objects_kept
     );
+    if r.job_files_removed > 0 {
+        println!("{verb} {} Slurm job files of nodes no longer in the pipeline", r.job_files_removed);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -93,11 +93,22 @@ fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains(&format!("slurm job {job} ended")) && error.contains("without storing a result"), "{error}");
     assert_eq!(ws.action_count(), 0, "a killed job stored something");
+    // gc keeps the failed job's script, description and output: they are what one reads next.
+    let job_files = || common::count_files(&ws.file("cache/slurm"));
+    assert_eq!(job_files(), 3);
+    let gc = ws.ok(&["gc"]);
+    assert!(!gc.contains("Slurm job files"), "{gc}");
+    assert_eq!(job_files(), 3);
     // The rerun (now quick) completes.
     let out = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "0").output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(Events::parse(&text(&out.stdout)).ran(), ["slow"]);
     assert_eq!(ws.read("results/slow/ok.txt"), "ok\n");
+    // Once the node's command changes, the old key's job files are history and gc removes them.
+    ws.write("pipeline.toml", &pipeline.replace("echo ok", "echo fine"));
+    let gc = ws.ok(&["gc"]);
+    assert!(gc.contains("removed 3 Slurm job files"), "{gc}");
+    assert_eq!(job_files(), 0);
 }
 
 #[test]

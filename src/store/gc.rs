@@ -15,15 +15,28 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub actions_kept: usize,
     pub objects_kept: usize,
+    pub job_files_removed: usize,
 }
 
-/// Remove every action not in the set `keep` returns and every object no kept action
-/// references, plus leftover work directories and key locks. Takes the store's exclusive
-/// lock first, so it waits for running `wormflow run`s to finish, and only then asks what
-/// to keep (what they stored counts).
-pub fn collect(store: &Store, keep: impl FnOnce() -> HashSet<Hash>, dry_run: bool) -> Result<GcReport> {
+/// What the current pipeline can reach.
+#[derive(Debug, Default)]
+pub struct Keep {
+    /// Action records to keep (with the objects they reference).
+    pub actions: HashSet<Hash>,
+    /// Keys whose Slurm job files (`<store>/slurm/KEY.*`) stay: every current key, stored or
+    /// not, since a failed job's output is what one reads next and a queued job needs its
+    /// description. Files of keys no current node has are history.
+    pub jobs: HashSet<Hash>,
+}
+
+/// Remove every action not in `keep().actions` and every object no kept action references,
+/// the Slurm job files of keys not in `keep().jobs`, plus leftover work directories and key
+/// locks. Takes the store's exclusive lock first, so it waits for running `wormflow run`s and
+/// `wormflow exec` jobs to finish, and only then asks what to keep (what they stored counts).
+pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Result<GcReport> {
     let _lock = store.lock_exclusive()?;
-    let keep_actions = &keep();
+    let keep = keep();
+    let keep_actions = &keep.actions;
     let mut report = GcReport::default();
     let mut live_objects = HashSet::new();
     for (path, rec) in store.all_actions() {
@@ -49,6 +62,16 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> HashSet<Hash>, dry_run: boo
         report.bytes_freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if !dry_run {
             fs::remove_file(&path)?;
+        }
+    }
+    for file in read_dir_sorted(&store.root.join("slurm")) {
+        let key: Option<Hash> = file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok());
+        if key.is_some_and(|k| keep.jobs.contains(&k)) {
+            continue;
+        }
+        report.job_files_removed += 1;
+        if !dry_run {
+            fs::remove_file(&file)?;
         }
     }
     if !dry_run {
