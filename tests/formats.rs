@@ -118,6 +118,55 @@ fn flavell_json_wormwideweb() {
     assert!((w.t[2] - 1.2).abs() < 1e-9 && w.t[0] == 0.0);
 }
 
+/// The study's HDF5 copy of an Atanas 2023 recording: root trace_array_F20 (time × neuron),
+/// neuropal_label ("missing" = unidentified), timestamp_confocal.
+fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64]) {
+    let traces: Vec<f64> = (0..times.len()).flat_map(|r| (0..labels.len()).map(move |c| (c * 10 + r) as f64)).collect();
+    let mut b = FileBuilder::new();
+    b.create_dataset("trace_array_F20").with_f64_data(&traces).with_shape(&[times.len() as u64, labels.len() as u64]);
+    b.create_dataset("neuropal_label").with_vlen_strings(labels);
+    b.create_dataset("timestamp_confocal").with_f64_data(times);
+    b.write(path).unwrap();
+}
+
+#[test]
+fn flavell_2023_reads_the_archives_json_and_h5_copies() {
+    let ws = Workspace::new("");
+    write_flavell_2023_h5(&ws.file("2022-06-14-01.h5"), &["AVAL", "missing", "SAAD?", "SAAD?"], &[50.0, 50.6, 51.2]);
+    ws.write(
+        "2023-01-01-01.json",
+        r#"{"uid": "2023-01-01-01", "trace_array": [[1, 2], [3, 4]], "timestamp_confocal": [0.0, 0.6], "labeled": {"2": {"label": "RIML"}}}"#,
+    );
+    ws.write("README.txt", "not a recording");
+    let worms = standardize(&ws, &["2022-06-14-01.h5", "2023-01-01-01.json", "README.txt"], "format = \"flavell-2023\", dataset = \"Flavell2023\"");
+    assert_eq!(worms.len(), 2, "README.txt is outside the default *.{{json,h5}}");
+    let h5 = &worms[0];
+    assert_eq!(h5.worm, "2022-06-14-01");
+    assert_eq!(h5.labelled(), ["AVAL", "SAADL", "SAADR"], "\"missing\" is unidentified; the two SAAD? take both sides");
+    // Column 0 (AVAL) over time is 0, 1, 2; column 3 (second SAAD?) is 30, 31, 32.
+    assert_eq!(h5.traces[index_of("AVAL").unwrap()].as_deref(), Some(&[0.0f32, 1.0, 2.0][..]));
+    assert_eq!(h5.traces[index_of("SAADR").unwrap()].as_deref(), Some(&[30.0f32, 31.0, 32.0][..]));
+    assert!((h5.t[2] - 1.2).abs() < 1e-9 && h5.t[0] == 0.0);
+    assert_eq!(worms[1].labelled(), ["RIML"]);
+}
+
+#[test]
+fn flavell_2023_h5_written_neuron_by_time_is_refused() {
+    let ws = Workspace::new("");
+    // 3 labels and 4 times, but the matrix is 3 × 4 (neuron × time).
+    let mut b = FileBuilder::new();
+    b.create_dataset("trace_array_F20").with_f64_data(&[0.0; 12]).with_shape(&[3, 4]);
+    b.create_dataset("neuropal_label").with_vlen_strings(&["AVAL", "AVAR", "RIML"]);
+    b.create_dataset("timestamp_confocal").with_f64_data(&[0.0, 0.6, 1.2, 1.8]);
+    b.write(ws.file("w.h5")).unwrap();
+    ws.write("pipeline.toml", "[pipeline]\nname = \"f\"\n[stages.get]\nkind = \"download\"\nparams = { files = [{ url = \"w.h5\" }] }\n[stages.std]\nkind = \"standardize\"\nneeds = [\"get\"]\nparams = { format = \"flavell-2023\" }\n");
+    let out = ws.wf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = common::text(&out.stdout);
+    assert!(stdout.contains("w.h5: trace_array_F20 is 3 × 4 (time × neuron) but there are 3 labels"), "{stdout}");
+    assert!(!ws.file("results/std").exists());
+}
+
 /// A minimal MATLAB v5 writer for fixtures (the layout scipy.io.savemat produces).
 mod mat5 {
     use std::io::Write;

@@ -7,6 +7,7 @@
 //! start at 0. Worms without any labelled neuron are dropped (the study models labelled
 //! neurons only); the reason is listed in `dropped.json`.
 
+mod flavell_2023;
 mod flavell_h5;
 mod flavell_json;
 mod generic_h5;
@@ -18,6 +19,7 @@ mod zimmer_mat;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wormflow_api::StageContext;
@@ -31,12 +33,13 @@ pub struct Standardize;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// flavell-h5 | generic-h5 | flavell-json | zimmer-mat | yemini-mat | leifer
+    /// flavell-h5 | generic-h5 | flavell-json | flavell-2023 | zimmer-mat | yemini-mat | leifer
     pub format: String,
     /// Name of the source dataset (e.g. "Dag2023"); generic-h5 files may carry their own.
     pub dataset: String,
     pub citation: String,
-    /// Glob (`*` and `?`) of the files to read, matched against paths inside the inputs.
+    /// Glob of the files to read (`*`, `?`, `{a,b}`, `[…]`), matched against paths inside
+    /// the inputs and against file names.
     pub files: String,
     /// flavell-h5: name of the labels JSON (uid → 1-based column → label).
     pub labels: String,
@@ -61,7 +64,7 @@ impl Default for Params {
     }
 }
 
-pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "zimmer-mat", "yemini-mat", "leifer"];
+pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "flavell-2023", "zimmer-mat", "yemini-mat", "leifer"];
 
 impl Stage for Standardize {
     const NAME: &'static str = "standardize";
@@ -78,6 +81,8 @@ impl Stage for Standardize {
         if !matches!(p.nan.as_str(), "error" | "interpolate") {
             return Err("params.nan must be \"error\" or \"interpolate\"".into());
         }
+        files_glob(&p.files).map_err(|e| format!("params.files: {e}"))?;
+        files_glob(&p.labels).map_err(|e| format!("params.labels: {e}"))?;
         Ok(())
     }
 
@@ -98,6 +103,7 @@ impl Stage for Standardize {
                 "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
                 "generic-h5" => generic_h5::read(file)?,
                 "flavell-json" => flavell_json::read(file)?,
+                "flavell-2023" => flavell_2023::read(file)?,
                 "zimmer-mat" => zimmer_mat::read(file)?,
                 "yemini-mat" => yemini_mat::read(file)?,
                 "leifer" => leifer::read(file)?,
@@ -126,6 +132,7 @@ impl Stage for Standardize {
 fn default_pattern(format: &str) -> &'static str {
     match format {
         "flavell-json" => "*.json",
+        "flavell-2023" => "*.{json,h5}",
         "zimmer-mat" | "yemini-mat" => "*.mat",
         "leifer" => "*_gcamp.txt",
         _ => "*.h5",
@@ -139,6 +146,7 @@ fn display_name(path: &Path) -> String {
 /// Files under the input directories whose path (relative to its input dir) or file name
 /// matches the glob, sorted by that relative path.
 fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
+    let glob = files_glob(pattern).map_err(anyhow::Error::msg)?;
     let mut out = Vec::new();
     for input in ctx.inputs {
         let mut stack = vec![input.dir.clone()];
@@ -150,7 +158,7 @@ fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
                     continue;
                 }
                 let rel = path.strip_prefix(&input.dir).unwrap_or(&path).to_string_lossy().to_string();
-                if glob_match(pattern, &rel) || glob_match(pattern, &display_name(&path)) {
+                if glob.is_match(&rel) || glob.is_match(display_name(&path)) {
                     out.push((rel, path));
                 }
             }
@@ -160,27 +168,14 @@ fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
-/// `*` matches any run of characters, `?` one character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+/// A `files` pattern: `*` any run of characters (`/` included), `?` one character,
+/// `{json,h5}` alternatives, `[0-9]` classes.
+pub fn files_glob(pattern: &str) -> Result<GlobMatcher, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{pattern:?} is not a valid glob: {}", e.kind()))
 }
 
 /// One worm as read from a file, before labels and checks.
@@ -307,9 +302,14 @@ mod tests {
 
     #[test]
     fn globs() {
+        let glob_match = |p: &str, t: &str| files_glob(p).unwrap().is_match(t);
         assert!(glob_match("*.h5", "2022-07-26-31-data.h5"));
         assert!(glob_match("kato/*worm?.h5", "kato/WT_worm1.h5"));
         assert!(!glob_match("*.h5", "labels.json"));
+        assert!(glob_match("*/Flavell2023/*.{json,h5}", "opensource/Flavell2023/a.h5"));
+        assert!(glob_match("*/Flavell2023/*.{json,h5}", "x/y/Flavell2023/b.json"));
+        assert!(!glob_match("*/Flavell2023/*.{json,h5}", "x/Flavell2023/README.txt"));
+        assert!(files_glob("*.{json").unwrap_err().contains("not a valid glob"));
     }
 
     #[test]
