@@ -76,13 +76,17 @@ pub fn least_squares(xs: &[f64], ys: &[f64]) -> Option<(f64, f64, f64)> {
     if sxx <= 1e-12 * n {
         return None;
     }
+    // Losses equal up to rounding (log10 spread under 1e-12, e.g. a model that fell back to
+    // the Baseline everywhere) are flat: slope exactly 0 rather than 1e-31 of float noise.
+    if ys.iter().all(|y| (y - my).abs() <= 1e-12) {
+        return Some((my, 0.0, f64::NAN));
+    }
     let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
     let b = sxy / sxx;
     let a = my - b * mx;
     let ss_res: f64 = xs.iter().zip(ys).map(|(x, y)| (y - a - b * x).powi(2)).sum();
     let ss_tot: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
-    // R² is undefined when the losses do not vary (e.g. every model fell back to the Baseline).
-    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN }))
+    Some((a, b, 1.0 - ss_res / ss_tot))
 }
 
 /// Fit log10(loss) against log10(x) with a bootstrap CI of the slope.
@@ -217,6 +221,14 @@ mod tests {
             // under-coverage, but not for a broken interval.
             assert!(covered >= 34, "b = {b}: inside the CI in {covered} of 40 trials");
         }
+    }
+
+    #[test]
+    fn losses_equal_up_to_rounding_are_flat() {
+        let y = 0.043f64.log10();
+        let (a, b, r2) = least_squares(&[3.0, 3.3, 3.9], &[y, y + 4e-16, y - 2e-16]).unwrap();
+        assert_eq!(b, 0.0);
+        assert!(r2.is_nan() && (a - y).abs() < 1e-12);
     }
 
     #[test]

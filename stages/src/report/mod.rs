@@ -253,7 +253,8 @@ fn fit_rows(fits: &[(&InputNode, Value)]) -> Vec<[String; 7]> {
                 f["model"].as_str().unwrap_or_default().to_string(),
                 f["dataset"].as_str().unwrap_or_default().to_string(),
                 format!("{} [{}, {}]", n("slope"), n("slope_lo"), n("slope_hi")),
-                n("r2"),
+                // fits.json has no R² when the losses do not vary: the line is flat.
+                f["r2"].as_f64().map_or_else(|| "flat".to_string(), fmt_num),
                 f["n_points"].to_string(),
                 n("mean_ratio"),
             ]);
