@@ -22,7 +22,8 @@ impl Ctrnn {
             norm: layer_norm(root, "embedding_norm", h),
             input: nn::linear(root / "input", h, h, Default::default()),
             recurrent: nn::linear(root / "recurrent", h, h, Default::default()),
-            leak: root.var("leak", &[h], nn::Init::Const(2.0)),
+            // The study's CTRNN starts its leak logit at 1 (α = sigmoid(1) ≈ 0.73).
+            leak: root.var("leak", &[h], nn::Init::Const(1.0)),
             readout: readout(root, h),
         }
     }
