@@ -65,6 +65,16 @@ fn a_model_overfits_four_windows() {
 }
 
 #[test]
+fn a_warm_up_ramps_the_learning_rate() {
+    // 4 windows, batch 4: one optimizer step per epoch.
+    let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 8, epochs = 3, batch_size = 4, lr = 0.01, warmup_steps = 2, early_stopping = 100"));
+    ws.run_events(&["train[model=lstm]"]);
+    let metrics = read_epochs(&ws.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    let lrs: Vec<f64> = metrics.iter().map(|e| e.lr).collect();
+    assert_eq!(lrs, [0.01, 0.005, 0.01, 0.01], "epoch 0 (untrained), then steps 1/2, 2/2, full");
+}
+
+#[test]
 fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     let p = pipeline("sines", 3, 200, 40, 4, "hidden = 12, epochs = 4, batch_size = 4");
     let (a, b) = (Workspace::new(&p), Workspace::new(&p));

@@ -50,6 +50,11 @@ pub struct TrainParams {
     /// Clip the gradient norm to this before each step (0 = no clipping); keeps recurrent
     /// models from diverging over long windows.
     pub grad_clip: f64,
+    /// Ramp the learning rate linearly from lr/warmup_steps up to lr over the first
+    /// optimizer steps (0 = none, as in the study). Adam's first steps move every weight by
+    /// about lr whatever its gradient, which throws a model whose features are all ≥ 0
+    /// (CTRNN's ReLU state) far off its start.
+    pub warmup_steps: u64,
     /// Predict the change from the current step (output = input + model) instead of the
     /// next step itself. Off by default, as in the study; see the README's model card.
     pub residual: bool,
@@ -72,6 +77,7 @@ impl Default for TrainParams {
             device: "auto".into(),
             threads: 0,
             grad_clip: 1.0,
+            warmup_steps: 0,
             residual: false,
         }
     }
