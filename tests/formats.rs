@@ -119,12 +119,18 @@ fn flavell_json_wormwideweb() {
 }
 
 /// The study's HDF5 copy of an Atanas 2023 recording: root trace_array_F20 (time × neuron),
-/// neuropal_label ("missing" = unidentified), timestamp_confocal.
-fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64]) {
+/// neuropal_label ("missing" = unidentified; variable-length strings as Julia writes them,
+/// or fixed-length NUL-padded ones as h5py writes a numpy `S` array), timestamp_confocal.
+fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64], fixed_length: bool) {
     let traces: Vec<f64> = (0..times.len()).flat_map(|r| (0..labels.len()).map(move |c| (c * 10 + r) as f64)).collect();
     let mut b = FileBuilder::new();
     b.create_dataset("trace_array_F20").with_f64_data(&traces).with_shape(&[times.len() as u64, labels.len() as u64]);
-    b.create_dataset("neuropal_label").with_vlen_strings(labels);
+    let names = b.create_dataset("neuropal_label");
+    if fixed_length {
+        names.with_ascii_strings_sized(labels, 8).unwrap();
+    } else {
+        names.with_vlen_strings(labels);
+    }
     b.create_dataset("timestamp_confocal").with_f64_data(times);
     b.write(path).unwrap();
 }
@@ -132,14 +138,15 @@ fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64])
 #[test]
 fn flavell_2023_reads_the_archives_json_and_h5_copies() {
     let ws = Workspace::new("");
-    write_flavell_2023_h5(&ws.file("2022-06-14-01.h5"), &["AVAL", "missing", "SAAD?", "SAAD?"], &[50.0, 50.6, 51.2]);
+    write_flavell_2023_h5(&ws.file("2022-06-14-01.h5"), &["AVAL", "missing", "SAAD?", "SAAD?"], &[50.0, 50.6, 51.2], false);
+    write_flavell_2023_h5(&ws.file("2022-06-14-02.h5"), &["missing", "RIMR"], &[0.0, 0.6], true);
     ws.write(
         "2023-01-01-01.json",
         r#"{"uid": "2023-01-01-01", "trace_array": [[1, 2], [3, 4]], "timestamp_confocal": [0.0, 0.6], "labeled": {"2": {"label": "RIML"}}}"#,
     );
     ws.write("README.txt", "not a recording");
-    let worms = standardize(&ws, &["2022-06-14-01.h5", "2023-01-01-01.json", "README.txt"], "format = \"flavell-2023\", dataset = \"Flavell2023\"");
-    assert_eq!(worms.len(), 2, "README.txt is outside the default *.{{json,h5}}");
+    let worms = standardize(&ws, &["2022-06-14-01.h5", "2022-06-14-02.h5", "2023-01-01-01.json", "README.txt"], "format = \"flavell-2023\", dataset = \"Flavell2023\"");
+    assert_eq!(worms.len(), 3, "README.txt is outside the default *.{{json,h5}}");
     let h5 = &worms[0];
     assert_eq!(h5.worm, "2022-06-14-01");
     assert_eq!(h5.labelled(), ["AVAL", "SAADL", "SAADR"], "\"missing\" is unidentified; the two SAAD? take both sides");
@@ -147,7 +154,8 @@ fn flavell_2023_reads_the_archives_json_and_h5_copies() {
     assert_eq!(h5.traces[index_of("AVAL").unwrap()].as_deref(), Some(&[0.0f32, 1.0, 2.0][..]));
     assert_eq!(h5.traces[index_of("SAADR").unwrap()].as_deref(), Some(&[30.0f32, 31.0, 32.0][..]));
     assert!((h5.t[2] - 1.2).abs() < 1e-9 && h5.t[0] == 0.0);
-    assert_eq!(worms[1].labelled(), ["RIML"]);
+    assert_eq!(worms[1].labelled(), ["RIMR"], "fixed-length, NUL-padded labels");
+    assert_eq!(worms[2].labelled(), ["RIML"]);
 }
 
 #[test]

@@ -51,6 +51,11 @@ fn read_h5(path: &Path) -> Result<Vec<RawWorm>> {
         n_cols,
         time,
         time_is_estimated: false,
-        labels: names.into_iter().map(|n| (!n.trim().is_empty() && n.trim() != UNIDENTIFIED).then_some(n)).collect(),
+        labels: names
+            .iter()
+            // h5py's fixed-length strings come padded with NULs or spaces.
+            .map(|n| n.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
+            .map(|n| (!n.is_empty() && n != UNIDENTIFIED).then(|| n.to_string()))
+            .collect(),
     }])
 }
