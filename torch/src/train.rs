@@ -3,7 +3,8 @@
 //!
 //! Inputs: a node with `recordings.parquet` (preprocessed) and one with `windows.parquet`.
 //! The windows become tensors once, on the device; batches are index selections.
-//! Loss: MSE over recorded neurons of the next step. AdamW; the learning rate drops by
+//! Loss: MSE over recorded neurons of the next step. AdamW, optionally warmed up linearly
+//! over the first `warmup_steps` optimizer steps; the learning rate drops by
 //! `plateau_factor` after `plateau_patience` epochs without validation improvement
 //! (ReduceLROnPlateau); training stops after `early_stopping` epochs without improvement
 //! or at `epochs`. The weights of the best validation epoch are kept.
@@ -184,6 +185,8 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
     let (mut best_val, mut best_epoch, mut weights) = (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
     let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
     let mut step = 0u64; // optimizer steps so far (for the warm-up)
+    // The rate of optimizer step n (1-based): ramps linearly up to lr over warmup_steps.
+    let warmed = |lr: f64, n: u64| if n < p.warmup_steps { lr * n as f64 / p.warmup_steps as f64 } else { lr };
     let mut metrics = vec![Epoch { epoch: 0, train_loss: loss_over(model, &data.train, p.batch_size.max(256)), val_loss: initial, lr, seconds: 0.0 }];
     for epoch in 1..=p.epochs {
         if ctx.cancel.load(Ordering::Relaxed) {
@@ -194,12 +197,10 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         order.shuffle(&mut stream(p.seed, "batches", epoch));
         let (mut sum, mut seen) = (0.0, 0i64);
         for chunk in order.chunks(p.batch_size as usize) {
-            if step < p.warmup_steps {
-                opt.set_lr(lr * (step + 1) as f64 / p.warmup_steps as f64);
-            } else if step == p.warmup_steps && step > 0 {
-                opt.set_lr(lr);
-            }
             step += 1;
+            if step <= p.warmup_steps {
+                opt.set_lr(warmed(lr, step));
+            }
             let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
             let mask = data.train.mask.index_select(0, &idx);
             let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask), &data.train.y.index_select(0, &idx), &mask);
@@ -217,8 +218,7 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
             bail!("validation loss became {val_loss} at epoch {epoch}; lower params.lr");
         }
         // The learning rate the epoch's last step used (below lr while warming up).
-        let lr_used = if step <= p.warmup_steps && p.warmup_steps > 0 { lr * step as f64 / p.warmup_steps as f64 } else { lr };
-        metrics.push(Epoch { epoch, train_loss, val_loss, lr: lr_used, seconds: clock.elapsed().as_secs_f64() });
+        metrics.push(Epoch { epoch, train_loss, val_loss, lr: warmed(lr, step), seconds: clock.elapsed().as_secs_f64() });
         (ctx.progress)(epoch as f64 / p.epochs as f64, &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"));
         if val_loss < best_val {
             (best_val, best_epoch, weights) = (val_loss, epoch, snapshot(vs));
