@@ -43,19 +43,17 @@ fn read_h5(path: &Path) -> Result<Vec<RawWorm>> {
     }
     let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
     Ok(vec![RawWorm {
-        dataset: None,
         worm: stem,
         source_file: display_name(path),
-        citation: None,
         values,
         n_cols,
         time,
-        time_is_estimated: false,
         labels: names
             .iter()
             // h5py's fixed-length strings come padded with NULs or spaces.
             .map(|n| n.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
             .map(|n| (!n.is_empty() && n != UNIDENTIFIED).then(|| n.to_string()))
             .collect(),
+        ..Default::default()
     }])
 }

@@ -49,14 +49,12 @@ pub fn read(path: &Path, ctx: &StageContext, p: &Params) -> Result<Vec<RawWorm>>
     }
     let _ = n_steps;
     Ok(vec![RawWorm {
-        dataset: None,
         worm: uid,
         source_file: name,
-        citation: None,
         values,
         n_cols,
         time,
-        time_is_estimated: false,
         labels: col_labels,
+        ..Default::default()
     }])
 }

@@ -44,14 +44,12 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
     }
     let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
     Ok(vec![RawWorm {
-        dataset: None,
         worm: doc.get("uid").and_then(Value::as_str).map(str::to_string).unwrap_or(stem),
         source_file: display_name(path),
-        citation: None,
         values,
         n_cols,
         time,
-        time_is_estimated: false,
         labels,
+        ..Default::default()
     }])
 }

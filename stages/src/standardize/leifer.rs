@@ -53,15 +53,13 @@ pub fn read(gcamp: &Path) -> Result<Vec<RawWorm>> {
         bail!("{}: {} time stamps in {id}_t.txt for {} rows of traces", gcamp.display(), time.len(), rows.len());
     }
     Ok(vec![RawWorm {
-        dataset: None,
         worm: format!("worm{id}"),
         source_file: name,
-        citation: None,
         values: rows.into_iter().flatten().collect(),
         n_cols,
         time,
-        time_is_estimated: false,
         labels,
+        ..Default::default()
     }])
 }
 

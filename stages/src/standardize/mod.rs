@@ -178,7 +178,10 @@ pub fn files_glob(pattern: &str) -> Result<GlobMatcher, String> {
         .map_err(|e| format!("{pattern:?} is not a valid glob: {}", e.kind()))
 }
 
-/// One worm as read from a file, before labels and checks.
+/// One worm as read from a file, before labels and checks. `dataset`, `citation` and
+/// `time_is_estimated` default to none/false (`..Default::default()`): only formats whose
+/// files carry them (generic-h5) set them; the stage's params fill the rest.
+#[derive(Default)]
 pub struct RawWorm {
     pub dataset: Option<String>,
     pub worm: String,

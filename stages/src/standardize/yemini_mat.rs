@@ -82,15 +82,13 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
             }
         }
         worms.push(RawWorm {
-            dataset: None,
             worm: if file.is_empty() { format!("worm{}", f + 1) } else { file.clone() },
             source_file: display_name(path),
-            citation: None,
             values,
             n_cols,
             time: (LEADING_ZEROS..n_steps).map(|k| k as f64 / fps).collect(),
-            time_is_estimated: false,
             labels,
+            ..Default::default()
         });
     }
     Ok(worms)

@@ -71,15 +71,13 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
         let id = as_dataset(id).ok_or_else(|| anyhow!("{where_}: IDs cell is not a cell array"))?;
         let labels = cell(id, path)?.iter().map(label_of).collect::<Result<Vec<_>>>()?;
         worms.push(RawWorm {
-            dataset: None,
             worm: format!("{stem}_worm{}", w + 1),
             source_file: name.clone(),
-            citation: None,
             values,
             n_cols,
             time,
-            time_is_estimated: false,
             labels,
+            ..Default::default()
         });
     }
     Ok(worms)
