@@ -142,14 +142,11 @@ impl Reporter {
     }
 
     pub fn pulled(&self, node: &str, action: &ActionRecord) {
-        match self.mode {
-            Mode::Json => self.json(json!({"event": "pulled", "node": node, "key": action.key, "outputs": outputs_json(action)})),
-            Mode::Lines | Mode::Bars => {
-                self.remove_bar(node);
-                self.line(format!("  pulled  {node} ({} files)", action.outputs.len()));
-            }
-        }
-        self.end_bar();
+        self.ended(
+            node,
+            json!({"event": "pulled", "node": node, "key": action.key, "outputs": outputs_json(action)}),
+            format!("  pulled  {node} ({} files)", action.outputs.len()),
+        );
     }
 
     /// A node handed to Slurm.
@@ -169,25 +166,29 @@ impl Reporter {
     }
 
     pub fn done(&self, node: &str, action: &ActionRecord, seconds: f64) {
-        match self.mode {
-            Mode::Json => self.json(json!({
-                "event": "done", "node": node, "key": action.key, "seconds": seconds,
-                "outputs": outputs_json(action),
-            })),
-            Mode::Lines | Mode::Bars => {
-                self.remove_bar(node);
-                self.line(format!("  done    {node} ({seconds:.1}s, {} files)", action.outputs.len()));
-            }
-        }
-        self.end_bar();
+        self.ended(
+            node,
+            json!({"event": "done", "node": node, "key": action.key, "seconds": seconds, "outputs": outputs_json(action)}),
+            format!("  done    {node} ({seconds:.1}s, {} files)", action.outputs.len()),
+        );
     }
 
     pub fn failed(&self, node: &str, key: Option<&Hash>, error: &str) {
+        self.ended(
+            node,
+            json!({"event": "failed", "node": node, "key": key, "error": error}),
+            format!("  FAILED  {node}\n{}", indent(error)),
+        );
+    }
+
+    /// A node that ran (or was pulled) has finished: its event in JSON mode; otherwise its
+    /// bar goes and a line says how it ended. Either way the overall bar moves on.
+    fn ended(&self, node: &str, event: serde_json::Value, line: String) {
         match self.mode {
-            Mode::Json => self.json(json!({"event": "failed", "node": node, "key": key, "error": error})),
+            Mode::Json => self.json(event),
             Mode::Lines | Mode::Bars => {
                 self.remove_bar(node);
-                self.line(format!("  FAILED  {node}\n{}", indent(error)));
+                self.line(line);
             }
         }
         self.end_bar();
