@@ -25,6 +25,26 @@ fn slurm_up() -> bool {
     }
 }
 
+/// Read `run --json` events up to and including the first `event`; with the id of the
+/// Slurm job the run submitted by then.
+fn events_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, event: &str) -> (Vec<serde_json::Value>, String) {
+    let mut events = Vec::new();
+    let mut job = String::new();
+    for line in lines {
+        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["event"] == "submitted" {
+            job = e["job"].as_str().unwrap().to_string();
+        }
+        let reached = e["event"] == event;
+        events.push(e);
+        if reached {
+            break;
+        }
+    }
+    assert!(!job.is_empty(), "no job submitted before {event:?}: {events:?}");
+    (events, job)
+}
+
 const SLURM: &str = "[slurm]\npoll_s = 0.3\ncpus = 1\nmem = \"500M\"\ntime = \"00:10:00\"\n";
 
 #[test]
@@ -67,22 +87,8 @@ fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
     let ws = Workspace::new(&pipeline);
     let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "120").stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    let mut events = Vec::new();
-    let mut job = String::new();
     // Wait for the job to run, then kill it the way an admin would.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let e: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if e["event"] == "submitted" {
-            job = e["job"].as_str().unwrap().to_string();
-        }
-        let started = e["event"] == "start";
-        events.push(e);
-        if started {
-            break;
-        }
-    }
-    assert!(!job.is_empty(), "{events:?}");
+    let (mut events, job) = events_until(&mut lines, "start");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
     for line in lines {
         events.push(serde_json::from_str(&line.unwrap()).unwrap());
@@ -151,14 +157,7 @@ fn ctrl_c_cancels_the_drivers_jobs() {
     let ws = Workspace::new(&pipeline);
     let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    let mut job = String::new();
-    for line in lines.by_ref() {
-        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if e["event"] == "submitted" {
-            job = e["job"].as_str().unwrap().to_string();
-            break;
-        }
-    }
+    let (_, job) = events_until(&mut lines, "submitted");
     assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
     let rest: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
     assert_eq!(run.wait().unwrap().code(), Some(1));
