@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exec::report::Reporter;
 use crate::exec::slurm::Slurm;
-use crate::exec::{run_local, RunOptions, RunSummary, INTERRUPTED};
+use crate::exec::{run_local, RunOptions, RunSummary};
 use crate::graph::Graph;
 use crate::kinds::Registry;
 use crate::plan;
@@ -93,10 +93,15 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         rows: usize,
     },
-    /// Delete stored results the current pipeline no longer reaches.
+    /// Delete stored results that neither this pipeline nor any other pipeline using the
+    /// store (as of its last run) reaches.
     Gc {
+        /// Say what would be deleted, and what is kept for which pipeline; delete nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Stop keeping the results of this other pipeline file (repeatable).
+        #[arg(long, value_name = "PIPELINE")]
+        forget: Vec<PathBuf>,
     },
     /// Re-hash every stored object; report corruption (and with --repair, remove it).
     Verify {
@@ -176,13 +181,56 @@ fn read_pipeline(file: &Path) -> Result<String> {
 pub fn plan(registry: &Registry, file: &Path, overrides: &[String]) -> Result<Planned> {
     let text = read_pipeline(file)?;
     let graph = plan::plan_once(registry.clone(), file.to_path_buf(), text, overrides.to_vec())?;
-    Ok(planned(file, overrides, graph))
+    planned(file, overrides, graph)
 }
 
-pub fn planned(file: &Path, overrides: &[String], graph: Arc<Graph>) -> Planned {
+pub fn planned(file: &Path, overrides: &[String], graph: Arc<Graph>) -> Result<Planned> {
     let workspace = workspace_of(file);
-    let store_root = workspace.join(&graph.pipeline.store);
-    Planned { workspace, graph, store_root, file: file.to_path_buf(), overrides: overrides.to_vec() }
+    let store_root = store_location(file, &workspace, &graph.pipeline.store)?;
+    Ok(Planned { workspace, graph, store_root, file: file.to_path_buf(), overrides: overrides.to_vec() })
+}
+
+/// Where `store = "…"` points: relative to the workspace, `~/…` under $HOME. It may not
+/// be the workspace itself, lie inside results/, or contain it: results/ is rewritten by
+/// every run, and relinking it must never touch the store.
+fn store_location(file: &Path, workspace: &Path, store: &str) -> Result<PathBuf> {
+    let bad = |why: String| anyhow!("{}: [pipeline] store = {store:?} {why}", file.display());
+    let root = if store == "~" || store.starts_with("~/") {
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| bad("starts with ~, but $HOME is not set; give the full path".into()))?;
+        PathBuf::from(home).join(store.trim_start_matches('~').trim_start_matches('/'))
+    } else if store.starts_with('~') {
+        return Err(bad("names another user's home (~user), which wormflow does not expand; give the full path".into()));
+    } else if store.is_empty() {
+        return Err(bad("is empty; give a directory, e.g. store = \"cache\"".into()));
+    } else {
+        workspace.join(store)
+    };
+    let root = lexically_normal(&root);
+    let results = workspace.join("results");
+    if root == workspace {
+        return Err(bad("is the workspace itself; use a directory of its own, e.g. store = \"cache\"".into()));
+    }
+    if root.starts_with(&results) || results.starts_with(&root) {
+        return Err(bad(format!("overlaps the results directory {}; choose a directory outside it, e.g. store = \"cache\"", results.display())));
+    }
+    Ok(root)
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the store may not exist yet);
+/// symbolic links in the path are resolved where they exist.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    std::fs::canonicalize(&out).unwrap_or(out)
 }
 
 /// Exit codes: 0 success, 1 a node failed or the store is damaged, 2 bad input.
@@ -205,16 +253,15 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
                 return dry_run_report(&p, args);
             }
             let store = Store::open(&p.store_root)?;
-            // Ctrl-C: stop starting nodes, cancel the running ones (and Slurm jobs), store
-            // nothing half-done. A second Ctrl-C kills the process at once. (Only for `run`:
-            // `watch` keeps the default, quitting at once, so a later run is not cancelled.)
-            let _ = ctrlc::set_handler(|| {
-                if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("interrupted: cancelling running nodes (Ctrl-C again to quit at once)");
-            });
+            // Ctrl-C / SIGTERM: stop starting nodes, cancel the running ones (and Slurm
+            // jobs), store nothing half-done (see signals.rs). Only for `run`: `watch`
+            // keeps the default, quitting at once, so a later run is not cancelled.
+            crate::signals::install().context("cannot install signal handlers")?;
             let summary = run_once(&p, &store, registry, args)?;
+            if let Some(sig) = crate::signals::received() {
+                eprintln!("interrupted by {}: {} nodes finished and are stored; run again to continue", crate::signals::name(sig), summary.ran + summary.cached + summary.pulled);
+                return Ok(ExitCode::from((128 + sig) as u8));
+            }
             Ok(exit_for(&summary))
         }
         Command::Status { json } => status(&plan(registry, &cli.file, &cli.set)?, *json),
@@ -225,7 +272,7 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { node, rows } => crate::show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows),
-        Command::Gc { dry_run } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run),
+        Command::Gc { dry_run, forget } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run, forget),
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
         Command::Push { nodes, remote } | Command::Pull { nodes, remote } => {
@@ -257,7 +304,7 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
         Executor::Slurm => Some(Slurm::new(p.settings()?, &p.file, &p.overrides)?),
         Executor::Local => None,
     };
-    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm };
+    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm, pipeline: Some(p.file.clone()) };
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
 }
 
@@ -345,7 +392,10 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
         let detail = match state {
-            NodeState::Fresh { key, .. } => key.short(),
+            NodeState::Fresh { key, action } => match crate::results::damage(&p.workspace, action) {
+                Some(why) => format!("{}; results/ {why} (`wormflow run` restores it)", key.short()),
+                None => key.short(),
+            },
             NodeState::Stale { reasons, .. } => reasons.join("; "),
             NodeState::Waiting { inputs } if json => format!("after {}", inputs.join(", ")),
             NodeState::Waiting { inputs } => format!("after {}", abbreviated(inputs, 4)),
@@ -353,7 +403,7 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         };
         if json {
             println!("{}", serde_json::json!({"node": node, "state": state.label(), "detail": detail}));
-        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 {
+        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 || detail.contains("results/") {
             println!("{:<7} {node:<width$}  {detail}", state.label());
         }
     }
@@ -407,7 +457,7 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
     for (i, node) in p.graph.nodes.iter().enumerate() {
         let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else { continue };
         if action.outputs.iter().any(|o| o.path == "report.html") {
-            let path = p.workspace.join("results").join(crate::store::escape_node_id(&node.id)).join("report.html");
+            let path = crate::results::dir_of(&p.workspace, &node.id).join("report.html");
             println!("{}{}", path.display(), if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" });
             found.push(path);
         }
@@ -421,8 +471,25 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
-    let store = Store::open(&p.store_root)?;
+fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {
+    use crate::store::roots::{pipeline_id, Roots};
+    let store = Store::open_marked(&p.store_root)?;
+    let this = pipeline_id(&p.file);
+    for f in forget {
+        let id = pipeline_id(f);
+        if id == this {
+            bail!("--forget {}: that is the pipeline gc runs for; its results are what it keeps", f.display());
+        }
+        let verb = if dry_run { "would forget" } else { "forgot" };
+        match dry_run {
+            true if Roots::read(&store, &id).is_some() => println!("{verb} the results of {}", id.display()),
+            false if Roots::forget(&store, &id)? => println!("{verb} the results of {}", id.display()),
+            _ => println!("{} has no results recorded in this store", id.display()),
+        }
+    }
+    let forgotten: Vec<PathBuf> = forget.iter().map(|f| pipeline_id(f)).collect();
+    // Who keeps what: this pipeline (computed now), then every other recorded pipeline.
+    let mut kept_for: Vec<(String, usize)> = Vec::new();
     let keep = || {
         let resolver = Resolver::new(&p.graph, &store, &p.workspace);
         let mut keep = gc::Keep::default();
@@ -442,10 +509,39 @@ fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
                 keep.actions.insert(k);
             }
         }
+        kept_for.push((format!("{} (this pipeline)", this.display()), keep.actions.len()));
+        for (path, roots) in Roots::all(&store) {
+            let Some(roots) = roots else {
+                kept_for.push((format!("{} (unreadable; kept nothing)", path.display()), 0));
+                continue;
+            };
+            if roots.pipeline == this || forgotten.contains(&roots.pipeline) {
+                continue;
+            }
+            if !roots.pipeline.exists() {
+                kept_for.push((format!("{} (file gone; its results are released)", roots.pipeline.display()), 0));
+                if !dry_run {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            kept_for.push((format!("{} (last run {})", roots.pipeline.display(), roots.updated), roots.nodes.len()));
+            keep.actions.extend(roots.nodes.values().copied());
+            keep.jobs.extend(roots.nodes.values().copied());
+        }
         keep
     };
     let r = gc::collect(&store, keep, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
+    if dry_run && !r.removed_nodes.is_empty() {
+        println!("{verb} the results of {} node records no pipeline reaches:", r.removed_nodes.len());
+        for n in &r.removed_nodes {
+            println!("  {n}");
+        }
+    }
+    for (who, n) in &kept_for {
+        println!("keeping {n} results for {who}");
+    }
     println!(
         "{verb} {} action records and {} objects ({:.1} MB); kept {} records, {} objects",
         r.actions_removed,
@@ -461,15 +557,15 @@ fn gc_cmd(p: &Planned, dry_run: bool) -> Result<ExitCode> {
 }
 
 fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
-    let store = Store::open_existing(&p.store_root);
-    if !store.root.join("objects").is_dir() {
-        println!("no store at {} yet: nothing to verify", store.root.display());
+    if !p.store_root.exists() {
+        println!("no store at {} yet: nothing to verify", p.store_root.display());
         return Ok(ExitCode::SUCCESS);
     }
+    let store = Store::open_marked(&p.store_root)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let r = verify::verify(&store, repair, threads)?;
-    for o in &r.corrupt_objects {
-        println!("corrupt object: {}", o.display());
+    for (o, why) in &r.corrupt_objects {
+        println!("corrupt object: {} ({why})", o.display());
     }
     for (path, why) in &r.broken_actions {
         println!("broken record: {} ({why})", path.display());

@@ -309,6 +309,36 @@ pub fn apply_overrides(file: &Path, text: &str, overrides: &[String]) -> Result<
     Ok(doc.to_string())
 }
 
+/// An error located in text that a `--set` wrote names that `--set` argument instead of a
+/// line of the edited document (which the user never saw): inside the value it set, that
+/// argument; on any other line the overrides changed, all of them.
+pub fn attribute_to_overrides(err: ConfigError, original: &str, overrides: &[String]) -> ConfigError {
+    let Some((line, col)) = err.line_col else { return err };
+    if overrides.is_empty() {
+        return err;
+    }
+    let Ok(edited) = apply_overrides(&err.file, original, overrides) else { return err };
+    let Ok(doc) = toml_edit::Document::parse(edited.as_str()) else { return err };
+    let map = SourceMap { file: &err.file, text: &edited };
+    for ov in overrides {
+        let Some((path, _)) = ov.split_once('=') else { continue };
+        let mut item = Some(doc.as_item());
+        for key in path.trim().split('.') {
+            item = item.and_then(|i| i.get(key));
+        }
+        let Some(span) = item.and_then(|i| i.span()) else { continue };
+        let (start, end) = (map.line_col(span.start), map.line_col(span.end));
+        if (line, col) >= start && (line, col) <= end {
+            return ConfigError { file: err.file, line_col: None, message: format!("--set {ov:?}: {}", err.message) };
+        }
+    }
+    if edited.lines().nth(line - 1) != original.lines().nth(line - 1) {
+        let all: Vec<String> = overrides.iter().map(|o| format!("--set {o:?}")).collect();
+        return ConfigError { file: err.file, line_col: None, message: format!("{} (in the pipeline as changed by {})", err.message, all.join(" ")) };
+    }
+    err
+}
+
 fn parse_override_value(raw: &str) -> toml_edit::Value {
     raw.parse::<toml_edit::Value>()
         .unwrap_or_else(|_| toml_edit::Value::from(raw.to_string()))

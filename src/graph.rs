@@ -83,6 +83,20 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 "stage name {name:?} may only use letters, digits, '_' and '-' (it names directories and environment variables); rename it"
             )));
         }
+        if name.len() > MAX_STAGE_NAME {
+            return Err(map.error(Some(stage.span()), format!(
+                "stage name {}… is {} characters long; at most {MAX_STAGE_NAME} (it names files and directories): shorten it",
+                &name[..24], name.len()
+            )));
+        }
+        // Stages whose names differ only in '-' vs '_' or in case would share one
+        // WORMFLOW_INPUT_<STAGE> variable.
+        let env = crate::exec::command::input_env_name(&name);
+        if let Some(other) = stages.keys().find(|o: &&String| crate::exec::command::input_env_name(o) == env) {
+            return Err(map.error(Some(stage.span()), format!(
+                "stages {other:?} and {name:?} would both pass their output as ${env}; rename one of them"
+            )));
+        }
         let stage = stage.into_inner();
         let mut params = Vec::new();
         for (k, v) in stage.params {
@@ -100,6 +114,11 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 )));
             }
             for (axis, values) in m.into_inner() {
+                if axis.is_empty() || !axis.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    return Err(map.error(Some(values.span()), format!(
+                        "stages.{name}.matrix: axis name {axis:?} may only use letters, digits, '_' and '-' (it is part of node ids); rename it"
+                    )));
+                }
                 if values.get_ref().is_empty() {
                     return Err(map.error(Some(values.span()), format!(
                         "stages.{name}.matrix.{axis} is an empty list: a matrix axis needs at least one value"
@@ -156,13 +175,35 @@ pub fn render_value(v: &Value) -> String {
     }
 }
 
+/// Longest stage name: node ids become file names (refs, logs, results/).
+pub const MAX_STAGE_NAME: usize = 100;
+
+/// A matrix value as it appears in a node id: as written, except that a string which
+/// could be read as another value — empty, a number, `true`/`false`/`null`, or holding
+/// one of `,=[]"` — is quoted (JSON), so that two values never give the same id.
+pub fn id_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let ambiguous = s.is_empty()
+                || s.chars().any(|c| matches!(c, ',' | '=' | '[' | ']' | '"') || c.is_control())
+                || serde_json::from_str::<Value>(s).is_ok_and(|parsed| !parsed.is_string());
+            if ambiguous { Value::String(s.clone()).to_string() } else { s.clone() }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The matrix coordinates `a=1,b=lstm` of an instance (axes by name).
+pub fn coordinates(matrix: &BTreeMap<String, Value>) -> String {
+    matrix.iter().map(|(k, v)| format!("{k}={}", id_value(v))).collect::<Vec<_>>().join(",")
+}
+
 /// The node id of a stage instance: `stage` or `stage[a=1,b=lstm]` (axes by name).
 pub fn node_id(stage: &str, matrix: &BTreeMap<String, Value>) -> String {
     if matrix.is_empty() {
         return stage.to_string();
     }
-    let coords: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={}", render_value(v))).collect();
-    format!("{stage}[{}]", coords.join(","))
+    format!("{stage}[{}]", coordinates(matrix))
 }
 
 /// All combinations of a stage's matrix, in a defined order: axes by name, the last axis
@@ -195,6 +236,9 @@ pub fn check_needs(decls: &Declarations) -> Result<Vec<String>, ConfigError> {
             }
             if need == &stage.name {
                 return Err(err(decls, *pos, format!("stage {:?} needs itself: a cycle {0} → {0}; remove it from `needs`", stage.name)));
+            }
+            if stage.needs.iter().filter(|(n, _)| n == need).count() > 1 {
+                return Err(err(decls, *pos, format!("stage {:?} needs {need:?} twice; list each stage once in `needs`", stage.name)));
             }
         }
     }
@@ -289,9 +333,23 @@ pub fn expand_stage(
         }
     }
     let pairings: Vec<Pairing> = needed.iter().map(|n| Pairing::new(n, &stage.matrix)).collect();
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<NodeRecipe> = Vec::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
     for combo in combinations(&stage.matrix) {
         let id = node_id(name, &combo);
+        if let Some(&other) = ids.get(&id) {
+            let before: &NodeRecipe = &nodes[other];
+            let differs: Vec<String> = combo
+                .iter()
+                .filter(|(k, v)| before.matrix.get(*k) != Some(*v))
+                .map(|(k, v)| format!("{k} = {v} and {k} = {}", before.matrix[k]))
+                .collect();
+            return Err(e(stage.matrix_pos, format!(
+                "stages.{name}.matrix: the values {} both name the node {id}; make them distinct",
+                differs.join("; ")
+            )));
+        }
+        ids.insert(id.clone(), nodes.len());
         let mut params: Map<String, Value> = defaults.clone();
         if params.contains_key("seed") {
             params.insert("seed".into(), Value::from(pipeline.seed));
@@ -395,11 +453,11 @@ pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &Pipelin
                 match name {
                     "pipeline.seed" => Ok(Value::from(pipeline.seed)),
                     "pipeline.name" => Ok(Value::from(pipeline.name.clone())),
-                    _ => Err(format!("unknown placeholder ${{{name}}}; use ${{matrix.AXIS}}, ${{pipeline.seed}} or ${{pipeline.name}}")),
+                    _ => Err(format!("unknown placeholder ${{{name}}}; use ${{matrix.AXIS}}, ${{pipeline.seed}} or ${{pipeline.name}} (write $${{{name}}} for a literal ${{{name}}}, e.g. a shell variable)")),
                 }
             };
             let trimmed = s.trim();
-            if trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
+            if trimmed.starts_with("${") && !s.contains("$${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
                 let value = lookup(&trimmed[2..trimmed.len() - 1])?;
                 return Ok(match value {
                     Value::Number(n) => n.as_f64().map(normalise_float).transpose()?.unwrap_or(Value::Number(n)),
@@ -409,6 +467,13 @@ pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &Pipelin
             let mut out = String::new();
             let mut rest = s.as_str();
             while let Some(start) = rest.find("${") {
+                // `$${…}` is a literal `${…}` (for the shell: `$${x%.h5}` → `${x%.h5}`).
+                if rest[..start].ends_with('$') {
+                    out.push_str(&rest[..start - 1]);
+                    out.push_str("${");
+                    rest = &rest[start + 2..];
+                    continue;
+                }
                 out.push_str(&rest[..start]);
                 let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {s:?}"))? + start;
                 out.push_str(&render_value(&lookup(&rest[start + 2..end])?));

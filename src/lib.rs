@@ -15,6 +15,7 @@ pub mod remote;
 pub mod results;
 pub mod sync;
 pub mod show;
+pub mod signals;
 pub mod status;
 pub mod store;
 pub mod watch;

@@ -143,6 +143,10 @@ fn stage_order(db: &dyn Db, src: PipelineSource) -> Result<Vec<String>, ConfigEr
 
 #[salsa::tracked(returns(ref))]
 pub fn graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigError> {
+    build_graph(db, src).map_err(|e| crate::config::attribute_to_overrides(e, src.text(db), src.overrides(db)))
+}
+
+fn build_graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigError> {
     let order = stage_order(db, src).clone()?;
     let mut per_stage = Vec::with_capacity(order.len());
     for stage in &order {

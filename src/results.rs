@@ -1,55 +1,99 @@
-//! `results/<node id>/` in the workspace: read-only links to each node's latest outputs,
-//! so users open files without knowing hashes.
+//! `results/<node id>/` in the workspace: each node's latest outputs as files that open in
+//! ordinary tools under their own names.
+//!
+//! They are copies of the store's objects (reflinks where the file system can share the
+//! blocks), never links: a user who edits or deletes a file in results/ can never damage
+//! the store, a browser takes a file's type from its own name, and moving the workspace
+//! keeps them valid. Each copy is read-only with the store's fixed mtime, so an edit shows
+//! in a `stat`; the next `run` restores it and says so, and `status` reports it.
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
-use crate::store::{escape_node_id, unique_suffix, ActionRecord, Store};
+use crate::store::{escape_node_id, unique_suffix, ActionRecord, Store, OBJECT_MTIME};
 
 /// Marker link inside each results directory naming the key it shows; lets a no-op run
-/// skip nodes whose links are current with one `readlink`.
+/// skip nodes whose files are current with one `readlink` and a `stat` per file.
 const KEY_MARKER: &str = ".wormflow-key";
 
-/// Point `results/<node>/` at the action's outputs (no-op when already current).
-/// Best effort: a workspace that cannot hold links does not fail the run.
-pub fn link(workspace: &Path, store: &Store, action: &ActionRecord) {
-    let dir = workspace.join("results").join(escape_node_id(&action.node));
-    let key = action.key.hex();
-    if fs::read_link(dir.join(KEY_MARKER)).is_ok_and(|t| t.as_os_str() == key.as_str()) {
-        return;
-    }
-    let _ = replace_links(&dir, store, action, &key);
+pub fn dir_of(workspace: &Path, node: &str) -> PathBuf {
+    workspace.join("results").join(escape_node_id(node))
 }
 
-fn replace_links(dir: &Path, store: &Store, action: &ActionRecord, key: &str) -> std::io::Result<()> {
+/// What is wrong with `results/<node>/` for this action, if anything: another result shown,
+/// or files edited, removed or added by hand.
+pub fn damage(workspace: &Path, action: &ActionRecord) -> Option<String> {
+    let dir = dir_of(workspace, &action.node);
+    if !fs::read_link(dir.join(KEY_MARKER)).is_ok_and(|t| t.as_os_str() == action.key.hex().as_str()) {
+        return Some("shows another result".into());
+    }
+    let mut changed = Vec::new();
+    for o in &action.outputs {
+        match fs::symlink_metadata(dir.join(&o.path)) {
+            Ok(m) if m.is_file() && m.len() == o.size && m.mtime() == OBJECT_MTIME as i64 && m.mtime_nsec() == 0 => {}
+            Ok(_) => changed.push(format!("{} was edited", o.path)),
+            Err(_) => changed.push(format!("{} was removed", o.path)),
+        }
+    }
+    (!changed.is_empty()).then(|| changed.join(", "))
+}
+
+/// Make `results/<node>/` show the action's outputs. Returns what had to be repaired
+/// (None when it was current or newly made). Best effort: a workspace that cannot hold the
+/// files does not fail the run.
+pub fn link(workspace: &Path, store: &Store, action: &ActionRecord) -> Option<String> {
+    let why = damage(workspace, action)?;
+    let dir = dir_of(workspace, &action.node);
+    let existed = dir.exists() && why != "shows another result";
+    match replace(&dir, store, action) {
+        Ok(()) if existed => Some(why),
+        Ok(()) => None,
+        Err(e) => Some(format!("could not be written ({e})")),
+    }
+}
+
+fn replace(dir: &Path, store: &Store, action: &ActionRecord) -> std::io::Result<()> {
     let parent = dir.parent().expect("results dir has a parent");
     fs::create_dir_all(parent)?;
     let fresh = parent.join(format!(".new-{}", unique_suffix()));
-    let result = fill_and_swap(dir, &fresh, store, action, key);
+    let result = fill_and_swap(dir, &fresh, store, action);
     if result.is_err() {
-        // Another run may have swapped in the same links meanwhile; leave no litter.
+        // Another run may have swapped in the same files meanwhile; leave no litter.
         let _ = fs::remove_dir_all(&fresh);
     }
     result
 }
 
-fn fill_and_swap(dir: &Path, fresh: &Path, store: &Store, action: &ActionRecord, key: &str) -> std::io::Result<()> {
+fn fill_and_swap(dir: &Path, fresh: &Path, store: &Store, action: &ActionRecord) -> std::io::Result<()> {
     let parent = dir.parent().expect("results dir has a parent");
     fs::create_dir_all(fresh)?;
-    let objects = fs::canonicalize(&store.root)?;
     for o in &action.outputs {
         let dest = fresh.join(&o.path);
         fs::create_dir_all(dest.parent().expect("has parent"))?;
-        let hex = o.hash.hex();
-        symlink(objects.join("objects").join(&hex[..2]).join(&hex[2..]), dest)?;
+        // fs::copy uses copy_file_range, which shares blocks where the file system can.
+        fs::copy(store.object_path(&o.hash), &dest)?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o444))?;
+        fs::File::open(&dest)?.set_modified(UNIX_EPOCH + Duration::from_secs(OBJECT_MTIME))?;
     }
-    symlink(key, fresh.join(KEY_MARKER))?;
+    symlink(action.key.hex(), fresh.join(KEY_MARKER))?;
     let old = parent.join(format!(".old-{}", unique_suffix()));
     let had_old = fs::rename(dir, &old).is_ok();
     fs::rename(fresh, dir)?;
     if had_old {
+        make_writable(&old);
         fs::remove_dir_all(&old)?;
     }
     Ok(())
+}
+
+/// A user may have made read-only directories in there; removal needs them writable.
+fn make_writable(dir: &Path) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o755));
+            make_writable(&entry.path());
+        }
+    }
 }

@@ -65,7 +65,9 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
             let key = resolver.key(i, &inputs)?.key;
             match store.cached_action(&key) {
                 Some(action) => {
-                    crate::results::link(workspace, store, &action);
+                    if let Some(repaired) = crate::results::link(workspace, store, &action) {
+                        eprintln!("warning: {}: results/ {repaired}; restored it from the store", action.node);
+                    }
                     outputs[i] = Some(action.output_hash);
                 }
                 None => ask.push((i, key)),
@@ -78,7 +80,9 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
         for ((i, _), rec) in ask.iter().zip(found) {
             match rec {
                 Some(action) => {
-                    crate::results::link(workspace, store, &action);
+                    if let Some(repaired) = crate::results::link(workspace, store, &action) {
+                        eprintln!("warning: {}: results/ {repaired}; restored it from the store", action.node);
+                    }
                     outputs[*i] = Some(action.output_hash);
                 }
                 None => missing.push(graph.nodes[*i].id.clone()),

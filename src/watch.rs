@@ -39,8 +39,9 @@ pub fn watch(registry: &Registry, file: &Path, overrides: &[String], args: &RunA
                     after[1] - before[1],
                     after[2] - before[2]
                 );
-                let p = crate::cli::planned(file, overrides, graph);
-                match Store::open(&p.store_root).and_then(|store| run_once(&p, &store, registry, args)) {
+                match crate::cli::planned(file, overrides, graph)
+                    .and_then(|p| Store::open(&p.store_root).and_then(|store| run_once(&p, &store, registry, args)))
+                {
                     Ok(_) => {}
                     Err(e) => eprintln!("error: {e:#}"),
                 }

@@ -11,6 +11,8 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
+pub mod child;
+
 /// One finished upstream node, as a stage sees it (serialisable, so a stage can hand its
 /// context to a helper process).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -79,6 +81,12 @@ pub trait StageKind: Send + Sync {
     /// Check params before anything runs; the message should say what to change.
     fn validate(&self, _params: &Value) -> Result<(), String> {
         Ok(())
+    }
+    /// Whether the kind gets private copies of its inputs: it runs code wormflow does not
+    /// control (a user's command), which may write into them. Otherwise inputs are hard
+    /// links to the store's read-only objects, checked after the node ran.
+    fn isolates_inputs(&self) -> bool {
+        false
     }
     /// Whether an empty output directory is acceptable.
     fn allows_empty_output(&self, _params: &Value) -> bool {

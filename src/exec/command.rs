@@ -6,16 +6,20 @@
 //! subdirectory per instance, named by its matrix coordinates), `WORMFLOW_INPUTS` (path of a
 //! JSON file listing every input node with its matrix and directory), `WORMFLOW_PARAMS` (JSON),
 //! `WORMFLOW_NODE` and `WORMFLOW_SCRATCH`.
+//!
+//! It runs in a process group of its own: on Ctrl-C/SIGTERM, on `timeout_s`, and when the
+//! shell exits, whatever it started is stopped too. Its inputs are private copies, so it
+//! may write into them without touching the store. Its stdout and stderr go to the node's
+//! log (`<store>/logs/<node>.log`).
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::kinds::{Provenance, StageContext, StageKind};
+use wormflow_api::child;
 
 pub struct CommandKind;
 
@@ -54,6 +58,10 @@ impl StageKind for CommandKind {
         m
     }
 
+    fn isolates_inputs(&self) -> bool {
+        true // a user's command may write into its inputs
+    }
+
     fn accepts_any_params(&self) -> bool {
         true // extra params reach the command through WORMFLOW_PARAMS
     }
@@ -62,6 +70,11 @@ impl StageKind for CommandKind {
         match params.get("cmd") {
             Some(Value::String(s)) if !s.trim().is_empty() => {}
             _ => return Err("params.cmd must be a non-empty shell command, e.g. cmd = \"python fit.py\"".into()),
+        }
+        match params.get("timeout_s") {
+            None => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t >= 0.0 && t.is_finite()) => {}
+            _ => return Err("params.timeout_s must be a number of seconds ≥ 0 (0 = no limit), e.g. timeout_s = 3600".into()),
         }
         string_list(params, "deps")?;
         string_list(params, "outputs")?;
@@ -87,9 +100,7 @@ impl StageKind for CommandKind {
             .env("WORMFLOW_SCRATCH", ctx.scratch)
             .env("WORMFLOW_NODE", ctx.node)
             .env("WORMFLOW_PARAMS", crate::hash::canonical_json(ctx.params))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdin(Stdio::null());
         let mut listed = Vec::new();
         for input in ctx.inputs {
             listed.push(json!({"stage": input.stage, "node": input.node, "matrix": input.matrix, "dir": input.dir}));
@@ -103,35 +114,31 @@ impl StageKind for CommandKind {
         std::fs::write(&listing, Value::Array(listed).to_string()).with_context(|| format!("cannot write {}", listing.display()))?;
         command.env("WORMFLOW_INPUTS", &listing);
 
-        let mut child = command.spawn().with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
-        // Drain both pipes on threads so a chatty command never blocks on a full pipe.
-        let mut out = child.stdout.take().expect("piped");
-        let mut err = child.stderr.take().expect("piped");
-        let out_t = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = out.read_to_end(&mut s);
-            s
-        });
-        let err_t = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = err.read_to_end(&mut s);
-            s
-        });
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if ctx.cancel.load(Ordering::Relaxed) {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{}: cancelled", ctx.node);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // Output goes to files, not pipes: a background process that keeps a pipe open
+        // would otherwise make the node wait for ever.
+        let out_path = ctx.scratch.join("stdout.txt");
+        let err_path = ctx.scratch.join("stderr.txt");
+        let create = |p: &std::path::Path| std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()));
+        command.stdout(create(&out_path)?).stderr(create(&err_path)?);
+        let timeout = match ctx.params.get("timeout_s") {
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t > 0.0) => Some(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0))),
+            _ => None,
         };
-        let stdout = out_t.join().unwrap_or_default();
-        let stderr = err_t.join().unwrap_or_default();
+        let child = child::spawn(&mut command).with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
+        let ended = child.wait(ctx.cancel, timeout).with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
+        let stdout = std::fs::read(&out_path).unwrap_or_default();
+        let stderr = std::fs::read(&err_path).unwrap_or_default();
         let log = [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
         let _ = std::fs::write(ctx.scratch.join("command.log"), &log);
+        let status = match ended {
+            child::Ended::Exited(status) => status,
+            child::Ended::Cancelled => bail!("{}: cancelled; its processes were stopped and nothing was stored", ctx.node),
+            child::Ended::TimedOut(limit) => bail!(
+                "{}: command `{cmd}` ran past params.timeout_s = {}; its processes were stopped and nothing was stored (raise timeout_s if it needs longer)",
+                ctx.node,
+                limit.as_secs_f64()
+            ),
+        };
         if !status.success() {
             use std::os::unix::process::ExitStatusExt;
             let how = match (status.code(), status.signal()) {

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub pull: Option<Arc<Remote>>,
     /// Submit nodes to Slurm instead of running them here.
     pub slurm: Option<slurm::Slurm>,
+    /// The pipeline file, whose reach is recorded in the store's roots for `gc`.
+    pub pipeline: Option<std::path::PathBuf>,
 }
 
 /// Set by Ctrl-C: stop starting nodes, cancel running ones (and their Slurm jobs).
@@ -109,9 +111,11 @@ impl<'a> Schedule<'a> {
     }
 
     /// Node `i` has its result: link it and release the dependents whose inputs are all done.
-    fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store) {
+    fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store, reporter: &Reporter) {
         self.slots[i] = Slot::Done;
-        crate::results::link(workspace, store, &action);
+        if let Some(repaired) = crate::results::link(workspace, store, &action) {
+            reporter.warn(&format!("{}: results/ {repaired}; restored it from the store", action.node));
+        }
         self.results[i] = Some(action);
         for &d in &self.graph.dependents[i] {
             self.missing_inputs[d] -= 1;
@@ -233,7 +237,7 @@ pub fn run_local(
                     if let Some(action) = store.cached_action(&parts.key) {
                         s.summary.cached += 1;
                         reporter.cached(&node.id, &parts.key, &action);
-                        s.done(i, action, workspace, store);
+                        s.done(i, action, workspace, store, reporter);
                         continue;
                     }
                 }
@@ -265,17 +269,17 @@ pub fn run_local(
                 Ok(Outcome::Ran(action, secs)) => {
                     s.summary.ran += 1;
                     reporter.done(id, &action, secs);
-                    s.done(i, action, workspace, store);
+                    s.done(i, action, workspace, store, reporter);
                 }
                 Ok(Outcome::FoundStored(action)) => {
                     s.summary.cached += 1;
                     reporter.cached(id, &action.key, &action);
-                    s.done(i, action, workspace, store);
+                    s.done(i, action, workspace, store, reporter);
                 }
                 Ok(Outcome::Pulled(action)) => {
                     s.summary.pulled += 1;
                     reporter.pulled(id, &action);
-                    s.done(i, action, workspace, store);
+                    s.done(i, action, workspace, store, reporter);
                 }
                 Err(e) => s.failed(i, reporter, &format!("{e:#}")),
             }
@@ -284,6 +288,14 @@ pub fn run_local(
         drop(job_tx);
     });
     resolver.save_stat_cache();
+    if let Some(file) = &opts.pipeline {
+        let mut ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
+        ids.sort_unstable();
+        let reached = s.results.iter().flatten().map(|a| (a.node.clone(), a.key)).collect();
+        if let Err(e) = crate::store::roots::Roots::record(store, &crate::store::roots::pipeline_id(file), &ids, reached) {
+            reporter.warn(&format!("{e:#}; `gc` from another pipeline may not know what this one uses"));
+        }
+    }
     s.report_skipped(reporter);
     reporter.finish(&s.summary);
     Ok(s.summary)
@@ -312,8 +324,8 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     reporter.start(&node.id, &job.parts.key);
     let started = SystemTime::now();
     let clock = Instant::now();
-    let work = workdir::WorkDir::create(store)?;
-    let inputs = work.materialize_inputs(store, graph, node, &job.inputs)?;
+    let mut work = workdir::WorkDir::create(store)?;
+    let inputs = work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
     let threads = job.threads.max(1);
     let ctx = StageContext {
@@ -333,6 +345,7 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
             Err(anyhow!("{}: the stage panicked: {}", node.id, msg.unwrap_or_default()))
         });
     work.keep_log(store, &node.id);
+    work.check_inputs_untouched(store, &node.id)?;
     let stage_provenance = result?;
     let outputs = work.ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))?;
     let seconds = clock.elapsed().as_secs_f64();

@@ -1,11 +1,12 @@
-//! Garbage collection: keep what the current pipeline can reach, delete the rest.
+//! Garbage collection: keep what the current pipeline and every other pipeline recorded in
+//! the store (`roots/`) can reach, delete the rest.
 
 use std::collections::HashSet;
 use std::fs;
 
 use anyhow::Result;
 
-use super::{read_dir_sorted, Store};
+use super::{read_dir_sorted, remove_entry, Store};
 use crate::hash::Hash;
 
 #[derive(Debug, Default)]
@@ -16,6 +17,8 @@ pub struct GcReport {
     pub actions_kept: usize,
     pub objects_kept: usize,
     pub job_files_removed: usize,
+    /// Node ids of the records removed (or that would be), sorted.
+    pub removed_nodes: Vec<String>,
 }
 
 /// What the current pipeline can reach.
@@ -41,27 +44,32 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
     let mut live_objects = HashSet::new();
     for (path, rec) in store.all_actions() {
         match rec {
-            Some(rec) if keep_actions.contains(&rec.key) => {
+            Ok(rec) if keep_actions.contains(&rec.key) => {
                 report.actions_kept += 1;
                 live_objects.extend(rec.outputs.iter().map(|o| o.hash));
             }
-            _ => {
+            other => {
                 report.actions_removed += 1;
+                report.removed_nodes.push(match other {
+                    Ok(rec) => rec.node,
+                    Err(why) => format!("{} ({why})", path.display()),
+                });
                 if !dry_run {
-                    fs::remove_file(&path)?;
+                    remove_entry(&path)?;
                 }
             }
         }
     }
+    report.removed_nodes.sort();
     for (path, hash) in store.all_objects() {
-        if hash.is_some_and(|h| live_objects.contains(&h)) {
+        if hash.is_some_and(|h| live_objects.contains(&h)) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             report.objects_kept += 1;
             continue;
         }
         report.objects_removed += 1;
-        report.bytes_freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        report.bytes_freed += fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         if !dry_run {
-            fs::remove_file(&path)?;
+            remove_entry(&path)?;
         }
     }
     for file in read_dir_sorted(&store.root.join("slurm")) {
@@ -71,7 +79,7 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
         }
         report.job_files_removed += 1;
         if !dry_run {
-            fs::remove_file(&file)?;
+            remove_entry(&file)?;
         }
     }
     if !dry_run {

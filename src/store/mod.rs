@@ -7,7 +7,12 @@
 //! <store>/locks/               the store lock and per-key locks
 //! <store>/tmp/                 work directories; never referenced by name
 //! <store>/logs/<node id>.log   output of the node's last execution
+//! <store>/roots/<pipeline>.json what each pipeline using the store reached at its last run
+//! <store>/wormflow-store.toml  the marker: this directory is a store wormflow made
 //! ```
+//!
+//! Only a directory carrying the marker is ever written to, collected or repaired: a
+//! `store = "/"` or a user's own folder is refused, never cleaned.
 //!
 //! Objects and records are written to a temporary file, fsynced and renamed, so a crash
 //! never leaves a half-written file under a final name. A node is done iff its action
@@ -18,6 +23,7 @@
 //! is noticed by a `stat` alone, without re-reading data on every `status`.
 
 pub mod gc;
+pub mod roots;
 pub mod verify;
 
 use std::fs::{self, File, OpenOptions};
@@ -36,6 +42,12 @@ use crate::hash::{hash_file, Hash, Hasher};
 /// object was written to after it was stored.
 pub const OBJECT_MTIME: u64 = 1_000_000_000;
 pub const ACTION_SCHEMA: u32 = 1;
+/// The marker file of a store, and the layout version it names.
+pub const MARKER: &str = "wormflow-store.toml";
+pub const STORE_FORMAT: u32 = 1;
+/// What a store may hold at its top level (a store written before the marker existed is
+/// adopted only when it holds nothing else).
+const STORE_ENTRIES: &[&str] = &["objects", "actions", "refs", "locks", "tmp", "logs", "slurm", "roots", "statcache.json", MARKER];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -83,8 +95,29 @@ impl ActionRecord {
         if rec.key != *key {
             return Err(format!("the record of key {}, not {}", rec.key.short(), key.short()));
         }
+        for o in &rec.outputs {
+            check_relative_path(&o.path).map_err(|e| format!("output path {:?} {e}", o.path))?;
+        }
         Ok(rec)
     }
+}
+
+/// A path from a record, a remote or an archive must stay inside the directory it is laid
+/// out in: relative, no `..`, no empty or `.` parts, no NUL, no backslash tricks.
+pub fn check_relative_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    if path.starts_with('/') {
+        return Err("is absolute");
+    }
+    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err("has an empty, `.` or `..` part");
+    }
+    Ok(())
 }
 
 /// Where an object lives relative to a store's root (local or remote: the same layout).
@@ -108,8 +141,26 @@ pub fn output_tree_hash(outputs: &[OutputFile]) -> Hash {
     h.finish()
 }
 
-/// A file name for a node id: readable, but with `/`, `%` and control characters escaped.
+/// Longest file name made from a node id; longer ones keep a readable prefix and end in a
+/// hash of the whole id (file systems refuse names over 255 bytes, and `.log` is appended).
+const MAX_NAME: usize = 200;
+
+/// A file name for a node id: readable, but with `/`, `%` and control characters escaped,
+/// and shortened (with a hash of the id) when too long for a file name.
 pub fn escape_node_id(id: &str) -> String {
+    let full = escape_bytes(id);
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    let mut cut = MAX_NAME - 18;
+    // Never cut inside a %XX escape.
+    while full.as_bytes()[cut - 1] == b'%' || full.as_bytes()[cut - 2] == b'%' {
+        cut -= 1;
+    }
+    format!("{}~{}", &full[..cut], &Hash::of_bytes(id.as_bytes()).hex()[..16])
+}
+
+fn escape_bytes(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         match b {
@@ -127,6 +178,8 @@ pub fn escape_node_id(id: &str) -> String {
 
 pub struct Store {
     pub root: PathBuf,
+    /// Objects this process re-hashed and found intact (see `verify_object`).
+    verified: std::sync::Mutex<std::collections::HashSet<Hash>>,
 }
 
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
@@ -163,10 +216,18 @@ pub struct LockGuard {
 }
 
 impl Store {
-    /// Open (creating if needed) the store at `root`, checking it can be written.
+    /// Open (creating if needed) the store at `root`, checking it can be written. A
+    /// directory that exists but is not a store (no marker, other files) is refused.
     pub fn open(root: &Path) -> Result<Store> {
-        let store = Store { root: root.to_path_buf() };
+        let store = Store::at(root);
         let fix = "set `store` in [pipeline] to a writable directory, or fix its permissions";
+        if !store.is_marked() {
+            store.adopt_or_refuse()?;
+            fs::create_dir_all(root).with_context(|| format!("cannot create store directory {}; {fix}", root.display()))?;
+            let marker = format!("# This directory is a wormflow store: content-addressed results. Do not put other files here.\nformat = {STORE_FORMAT}\n");
+            atomic_write(&root.join(MARKER), marker.as_bytes()).with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+        }
+        store.check_format()?;
         for sub in ["objects", "actions", "refs", "locks", "tmp", "logs"] {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("cannot create store directory {}; {fix}", root.join(sub).display()))?;
@@ -179,7 +240,63 @@ impl Store {
 
     /// Open an existing store for reading only (status, explain, show); never creates it.
     pub fn open_existing(root: &Path) -> Store {
-        Store { root: root.to_path_buf() }
+        Store::at(root)
+    }
+
+    fn at(root: &Path) -> Store {
+        Store { root: root.to_path_buf(), verified: Default::default() }
+    }
+
+    /// Open a store that must already exist and carry the marker (gc, verify --repair):
+    /// these delete files, so they never act on a directory wormflow did not make.
+    pub fn open_marked(root: &Path) -> Result<Store> {
+        let store = Store::at(root);
+        if !store.is_marked() {
+            anyhow::bail!(
+                "{} is not a wormflow store (it has no {MARKER}); refusing to delete anything there. Check `store` in [pipeline]",
+                root.display()
+            );
+        }
+        store.check_format()?;
+        Ok(store)
+    }
+
+    pub fn is_marked(&self) -> bool {
+        self.root.join(MARKER).is_file()
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let path = self.root.join(MARKER);
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let format = text.lines().find_map(|l| l.strip_prefix("format = ")).and_then(|v| v.trim().parse::<u32>().ok());
+        match format {
+            Some(STORE_FORMAT) => Ok(()),
+            Some(other) => anyhow::bail!("{}: store format {other}, but this wormflow reads format {STORE_FORMAT}; use the wormflow that wrote it, or another `store`", path.display()),
+            None => anyhow::bail!("{}: damaged store marker (no `format = N` line); restore it or choose another `store`", path.display()),
+        }
+    }
+
+    /// A directory without the marker becomes a store only when it is missing, empty, or a
+    /// store written before markers existed (nothing but the store's own entries, with
+    /// objects/ and actions/).
+    fn adopt_or_refuse(&self) -> Result<()> {
+        let Ok(entries) = fs::read_dir(&self.root) else { return Ok(()) };
+        let names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let foreign: Vec<&String> = names.iter().filter(|n| !STORE_ENTRIES.contains(&n.as_str())).collect();
+        let legacy = names.iter().any(|n| n == "objects") && names.iter().any(|n| n == "actions");
+        if foreign.is_empty() && legacy {
+            return Ok(());
+        }
+        let shown: Vec<&str> = foreign.iter().take(5).map(|s| s.as_str()).collect();
+        anyhow::bail!(
+            "{} exists and is not a wormflow store (it holds {}{}); wormflow keeps its results only in a directory it created. Set `store` in [pipeline] to a new or empty directory",
+            self.root.display(),
+            if shown.is_empty() { "no objects/ and actions/".to_string() } else { shown.join(", ") },
+            if foreign.len() > shown.len() { ", …" } else { "" }
+        )
     }
 
     pub fn object_path(&self, h: &Hash) -> PathBuf {
@@ -215,11 +332,32 @@ impl Store {
     }
 
     /// `ingest_file` for a file whose bytes the caller has just hashed (`hash`, `size`).
+    /// A file with other hard links (a user's file linked into an output) is copied, never
+    /// moved or re-moded: the store owns only what it made.
     pub fn ingest_hashed(&self, src: &Path, hash: Hash, size: u64) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
         let dest = self.object_path(&hash);
         if self.object_intact(&hash, size) {
             fs::remove_file(src).ok();
             return Ok(());
+        }
+        let links = fs::symlink_metadata(src).with_context(|| format!("cannot read output {}", src.display()))?.nlink();
+        if links > 1 {
+            let copy = self.root.join("tmp").join(format!("copy-{}", unique_suffix()));
+            fs::copy(src, &copy).with_context(|| format!("cannot copy {} into the store", src.display()))?;
+            let copied = hash_file(&copy).with_context(|| format!("cannot read {}", copy.display()))?;
+            if copied != (hash, size) {
+                let _ = fs::remove_file(&copy);
+                anyhow::bail!("{} changed while it was being stored (another program writes to it); nothing stored", src.display());
+            }
+            return self.ingest_hashed(&copy, hash, size);
+        }
+        // A damaged object (or a directory where an object belongs) makes way for the
+        // good bytes.
+        match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&dest).with_context(|| format!("cannot remove the directory {} that stands where an object belongs", dest.display()))?,
+            Ok(_) => fs::remove_file(&dest).with_context(|| format!("cannot replace the damaged object {}", dest.display()))?,
+            Err(_) => {}
         }
         {
             let f = OpenOptions::new().write(true).open(src).with_context(|| format!("cannot open {}", src.display()))?;
@@ -254,6 +392,26 @@ impl Store {
         }
     }
 
+    /// Re-hash an object before a node reads it (once per process and object). Bytes that
+    /// no longer match their name are removed, so the node that made them is recomputed.
+    pub fn verify_object(&self, h: &Hash, size: u64) -> Result<(), String> {
+        if self.verified.lock().expect("verified lock").contains(h) && self.object_intact(h, size) {
+            return Ok(());
+        }
+        let path = self.object_path(h);
+        match hash_file(&path) {
+            Ok((got, n)) if got == *h && n == size => {
+                self.verified.lock().expect("verified lock").insert(*h);
+                Ok(())
+            }
+            Ok(_) => {
+                let _ = remove_entry(&path);
+                Err(format!("is damaged in the store ({} no longer holds the bytes it is named by; removed it)", path.display()))
+            }
+            Err(e) => Err(format!("cannot be read from the store ({}: {e})", path.display())),
+        }
+    }
+
     pub fn read_action(&self, key: &Hash) -> Option<ActionRecord> {
         ActionRecord::decode(&fs::read(self.action_path(key)).ok()?, key).ok()
     }
@@ -268,14 +426,16 @@ impl Store {
         self.action_path(key).exists()
     }
 
-    /// Record a finished node (written last, atomically), then point its ref at it.
+    /// Point the node's ref at the result, then record it (written last, atomically): a
+    /// ref that cannot be written leaves no record, so nothing counts as done that did
+    /// not finish; a ref to a record that is not there yet is harmless.
     pub fn write_action(&self, rec: &ActionRecord) -> Result<()> {
+        self.write_ref(&rec.node, &rec.key)?;
         let path = self.action_path(&rec.key);
         fs::create_dir_all(path.parent().expect("action paths have a parent"))?;
         let mut bytes = serde_json::to_vec_pretty(rec)?;
         bytes.push(b'\n');
-        atomic_write(&path, &bytes).with_context(|| format!("cannot write action record {}", path.display()))?;
-        self.write_ref(&rec.node, &rec.key)
+        atomic_write(&path, &bytes).with_context(|| format!("cannot write action record {}", path.display()))
     }
 
     pub fn remove_action(&self, key: &Hash) -> io::Result<()> {
@@ -327,12 +487,19 @@ impl Store {
         Ok(LockGuard { _file: f })
     }
 
-    /// All action records in the store (for gc and verify).
-    pub fn all_actions(&self) -> Vec<(PathBuf, Option<ActionRecord>)> {
+    /// All action records in the store (for gc and verify): each read under the key its
+    /// file name gives, or why it cannot be (unreadable, another key's record, a directory).
+    pub fn all_actions(&self) -> Vec<(PathBuf, Result<ActionRecord, String>)> {
         let mut out = Vec::new();
         for shard in read_dir_sorted(&self.root.join("actions")) {
+            let prefix = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             for file in read_dir_sorted(&shard) {
-                let rec = fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let key: Option<Hash> = name.strip_suffix(".json").and_then(|n| format!("{prefix}{n}").parse().ok());
+                let rec = match key {
+                    None => Err("not named by a key".to_string()),
+                    Some(key) => fs::read(&file).map_err(|e| format!("unreadable ({e})")).and_then(|b| ActionRecord::decode(&b, &key)),
+                };
                 out.push((file, rec));
             }
         }
@@ -353,6 +520,17 @@ impl Store {
     }
 }
 
+/// Remove a file, or a directory standing where a file belongs, naming the path on failure.
+pub fn remove_entry(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    result.with_context(|| format!("cannot remove {}", path.display()))
+}
+
 pub fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     v.sort();
@@ -368,6 +546,18 @@ mod tests {
         assert_eq!(escape_node_id("train[model=lstm,n=3]"), "train[model=lstm,n=3]");
         assert_eq!(escape_node_id("a[p=x/y]"), "a[p=x%2Fy]");
         assert_eq!(escape_node_id(".."), "%2E.");
+        let long = format!("s[a={}]", "/".repeat(300));
+        let name = escape_node_id(&long);
+        assert!(name.len() <= MAX_NAME, "{}", name.len());
+        assert_ne!(name, escape_node_id(&format!("s[a={}]", "/".repeat(301))));
+    }
+
+    #[test]
+    fn record_paths_must_stay_inside() {
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a\0b"] {
+            assert!(check_relative_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_relative_path("a/b.parquet").is_ok());
     }
 
     #[test]

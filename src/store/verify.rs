@@ -1,21 +1,20 @@
 //! Re-hash every object; report (and optionally repair) corruption.
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::Store;
+use super::{remove_entry, Store};
 use crate::hash::{hash_file, Hash};
 
 #[derive(Debug, Default)]
 pub struct VerifyReport {
     pub objects_checked: usize,
     pub bytes_checked: u64,
-    /// Objects whose bytes do not match their name (or cannot be read).
-    pub corrupt_objects: Vec<PathBuf>,
+    /// Objects whose bytes do not match their name, or that cannot be read (with why).
+    pub corrupt_objects: Vec<(PathBuf, String)>,
     /// Action records that cannot be read, or that name a missing or corrupt object.
     pub broken_actions: Vec<(PathBuf, String)>,
     pub repaired: bool,
@@ -41,15 +40,19 @@ pub fn verify(store: &Store, repair: bool, threads: usize) -> Result<VerifyRepor
             let (corrupt, bytes) = (&corrupt, &bytes);
             s.spawn(move || {
                 for (path, claimed) in part {
-                    let ok = match (claimed, hash_file(path)) {
-                        (Some(c), Ok((h, n))) => {
-                            bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            h == *c
-                        }
-                        _ => false,
+                    let problem = match (claimed, std::fs::symlink_metadata(path)) {
+                        (None, _) => Some("not named by a hash".to_string()),
+                        (_, Ok(m)) if !m.is_file() => Some("a directory (or other non-file) where an object belongs".to_string()),
+                        (Some(c), _) => match hash_file(path) {
+                            Ok((h, n)) => {
+                                bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                (h != *c).then(|| "its bytes do not match its name".to_string())
+                            }
+                            Err(e) => Some(format!("unreadable ({e})")),
+                        },
                     };
-                    if !ok {
-                        corrupt.lock().expect("lock").push((path.clone(), *claimed));
+                    if let Some(why) = problem {
+                        corrupt.lock().expect("lock").push((path.clone(), *claimed, why));
                     }
                 }
             });
@@ -57,17 +60,17 @@ pub fn verify(store: &Store, repair: bool, threads: usize) -> Result<VerifyRepor
     });
     let mut corrupt = corrupt.into_inner().expect("lock");
     corrupt.sort_by(|a, b| a.0.cmp(&b.0));
-    let bad_hashes: HashSet<Hash> = corrupt.iter().filter_map(|(_, h)| *h).collect();
+    let bad_hashes: HashSet<Hash> = corrupt.iter().filter_map(|(_, h, _)| *h).collect();
     let mut report = VerifyReport {
         objects_checked: objects.len(),
         bytes_checked: bytes.into_inner(),
-        corrupt_objects: corrupt.iter().map(|(p, _)| p.clone()).collect(),
+        corrupt_objects: corrupt.into_iter().map(|(p, _, why)| (p, why)).collect(),
         ..Default::default()
     };
     for (path, rec) in store.all_actions() {
         let problem = match rec {
-            None => Some("unreadable action record".to_string()),
-            Some(rec) => rec.outputs.iter().find_map(|o| {
+            Err(why) => Some(format!("not a valid record: {why}")),
+            Ok(rec) => rec.outputs.iter().find_map(|o| {
                 if bad_hashes.contains(&o.hash) {
                     Some(format!("{}: output {} is corrupt", rec.node, o.path))
                 } else if !store.object_path(&o.hash).exists() {
@@ -82,11 +85,11 @@ pub fn verify(store: &Store, repair: bool, threads: usize) -> Result<VerifyRepor
         }
     }
     if repair && !report.is_clean() {
-        for p in &report.corrupt_objects {
-            fs::remove_file(p)?;
+        for (p, _) in &report.corrupt_objects {
+            remove_entry(p)?;
         }
         for (p, _) in &report.broken_actions {
-            fs::remove_file(p)?;
+            remove_entry(p)?;
         }
         report.repaired = true;
     }

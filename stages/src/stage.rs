@@ -31,8 +31,13 @@ pub trait Stage: Send + Sync + 'static {
 
 struct Adapter<S: Stage>(PhantomData<S>);
 
+/// Params of kind `S`; an error names the param (`params.warmup_steps: invalid value …`).
 fn parse<S: Stage>(params: &Value) -> Result<S::Params, String> {
-    serde_json::from_value(params.clone()).map_err(|e| format!("bad params for kind {:?}: {e}", S::NAME))
+    serde_path_to_error::deserialize(params.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." { format!("bad params for kind {:?}: {inner}", S::NAME) } else { format!("params.{path}: {inner}") }
+    })
 }
 
 impl<S: Stage> StageKind for Adapter<S> {

@@ -11,17 +11,47 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use wormflow_api::{InputNode, Provenance, StageContext};
+use wormflow_api::{child, InputNode, Provenance, StageContext};
 
 use crate::stage::Stage;
 
 /// The architectures `train` knows (see models/mod.rs for what each is).
 pub const MODELS: &[&str] = &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+
+/// Parameter count of `model` at hidden size `h` (what `build` creates).
+pub fn n_params(model: &str, h: i64) -> Result<i64> {
+    let n = crate::neurons::N_NEURONS as i64;
+    let shared = 2 * n * h + h + n; // embedding (n→h with bias) + readout (h→n with bias)
+    Ok(match model {
+        "baseline" => 0,
+        "linear" => shared,
+        "feedforward" => shared + h * h + h,
+        "ctrnn" => shared + 2 * h + 2 * (h * h + h) + h,
+        "lstm" => shared + 2 * h + 8 * h * h + 8 * h,
+        "transformer" => shared + (4 * h * h + 4 * h) + 2 * (h * h + h) + 4 * h,
+        "attention" => shared + 2 * h + 4 * h * h + 4 * h,
+        other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
+    })
+}
+
+/// The hidden size whose parameter count is closest to `target` (the smaller on a tie).
+pub fn hidden_for_target(model: &str, target: i64) -> Result<i64> {
+    if model == "baseline" {
+        return Ok(0);
+    }
+    let mut best = (i64::MAX, 1);
+    for h in 1..=16384 {
+        let d = (n_params(model, h)? - target).abs();
+        if d < best.0 {
+            best = (d, h);
+        }
+    }
+    Ok(best.1)
+}
 
 pub struct Train;
 pub struct Evaluate;
@@ -120,7 +150,16 @@ impl Stage for Train {
         if !matches!(p.device.as_str(), "auto" | "cpu") && !p.device.starts_with("cuda") {
             return Err(format!("params.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; got {:?}", p.device));
         }
-        Ok(())
+        if p.epochs == 0 {
+            return Err("params.epochs = 0 would store an untrained model; give at least 1 (the Baseline needs no training: model = \"baseline\")".into());
+        }
+        if p.threads < 0 {
+            return Err(format!("params.threads must be ≥ 0 (0 = the node's share of the cores); got {}", p.threads));
+        }
+        if !(p.grad_clip >= 0.0) || !(p.weight_decay >= 0.0) {
+            return Err(format!("params.grad_clip and params.weight_decay must be ≥ 0; got {} and {}", p.grad_clip, p.weight_decay));
+        }
+        check_memory(p)
     }
 
     fn run(p: TrainParams, ctx: &StageContext) -> Result<Provenance> {
@@ -143,6 +182,51 @@ impl Stage for Evaluate {
     fn run(p: EvaluateParams, ctx: &StageContext) -> Result<Provenance> {
         run_helper(Self::NAME, &serde_json::to_value(p)?, ctx)
     }
+}
+
+/// Steps per training window (L = 180 inputs + 1 target), for the memory estimate.
+const WINDOW_STEPS: f64 = 181.0;
+
+/// Refuse at plan time a model that cannot fit: weights, gradients and AdamW's two moments
+/// (4 × 4 bytes per parameter) plus a batch's activations (≈ 16 floats per hidden unit and
+/// step, the LSTM's gates and states), against the memory of the device it would use.
+fn check_memory(p: &TrainParams) -> Result<(), String> {
+    if p.model == "baseline" {
+        return Ok(());
+    }
+    let hidden = if p.hidden > 0 { p.hidden } else { hidden_for_target(&p.model, p.params_target).map_err(|e| e.to_string())? };
+    let n = n_params(&p.model, hidden).map_err(|e| e.to_string())? as f64;
+    let activations = p.batch_size as f64 * WINDOW_STEPS * (16.0 * hidden as f64 + 4.0 * crate::neurons::N_NEURONS as f64) * 4.0;
+    let needed = 16.0 * n + activations;
+    let (available, what) = device_memory(&p.device);
+    if needed > available {
+        return Err(format!(
+            "params.hidden = {hidden} makes a {} of {n:.3e} parameters, which needs about {:.1} GB to train (weights, gradients, AdamW state and a batch of {} windows), more than {what} ({:.1} GB); lower hidden (or params_target) or batch_size",
+            p.model,
+            needed / 1e9,
+            p.batch_size,
+            available / 1e9
+        ));
+    }
+    Ok(())
+}
+
+/// Memory of the device a train node would use, as far as it can be known without
+/// libtorch: this machine's RAM for the CPU; for CUDA the largest GPU memory made (192 GB),
+/// the real limit is reported by libtorch when it runs.
+fn device_memory(device: &str) -> (f64, &'static str) {
+    const LARGEST_GPU: f64 = 192e9;
+    let gpu_here = std::path::Path::new("/dev/nvidia0").exists();
+    if device.starts_with("cuda") || (device == "auto" && gpu_here) {
+        return (LARGEST_GPU, "the largest GPU's memory");
+    }
+    static RAM: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ram = *RAM.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kb = info.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+        kb.map(|k| k * 1024.0).unwrap_or(f64::INFINITY)
+    });
+    (ram, "this machine's memory")
 }
 
 /// What the helper needs to rebuild the stage's context.
@@ -189,32 +273,34 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     };
     let job_path = ctx.scratch.join("job.json");
     std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
-    let mut child = Command::new(helper()?)
-        .arg(&job_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start wormflow-torch")?;
+    let mut command = Command::new(helper()?);
+    command.arg(&job_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, killed on cancel and when this process dies (see child.rs).
+    let mut child = child::spawn(&mut command).context("cannot start wormflow-torch")?;
+    let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
+    let (ended, errors) = std::thread::scope(|scope| {
+        let errors = scope.spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        scope.spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("progress ") {
+                    let (fraction, message) = rest.split_once(' ').unwrap_or((rest, ""));
+                    (ctx.progress)(fraction.parse().unwrap_or(0.0), message);
+                }
+            }
+        });
+        let ended = child.wait(ctx.cancel, None);
+        (ended, errors.join().unwrap_or_default())
     });
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let Ok(line) = line else { break };
-        if ctx.cancel.load(Ordering::Relaxed) {
-            let _ = child.kill();
-            break;
-        }
-        if let Some(rest) = line.strip_prefix("progress ") {
-            let (fraction, message) = rest.split_once(' ').unwrap_or((rest, ""));
-            (ctx.progress)(fraction.parse().unwrap_or(0.0), message);
-        }
-    }
-    let status = child.wait()?;
-    let errors = err_reader.join().unwrap_or_default();
+    let status = match ended.context("lost track of wormflow-torch")? {
+        child::Ended::Exited(status) => status,
+        child::Ended::Cancelled | child::Ended::TimedOut(_) => bail!("cancelled; wormflow-torch was stopped and nothing was stored"),
+    };
     if !status.success() {
         let why = errors.trim();
         return Err(anyhow!("{}", if why.is_empty() { format!("wormflow-torch failed ({status})") } else { why.to_string() }));

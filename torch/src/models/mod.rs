@@ -39,36 +39,8 @@ pub trait Model: Send {
 
 pub use wormflow_stages::torch_stages::MODELS;
 
-/// Parameter count of `model` at hidden size `h` (what `build` creates).
-pub fn n_params(model: &str, h: i64) -> Result<i64> {
-    let n = wormflow_stages::neurons::N_NEURONS as i64;
-    let shared = 2 * n * h + h + n; // embedding (n→h with bias) + readout (h→n with bias)
-    Ok(match model {
-        "baseline" => 0,
-        "linear" => shared,
-        "feedforward" => shared + h * h + h,
-        "ctrnn" => shared + 2 * h + 2 * (h * h + h) + h,
-        "lstm" => shared + 2 * h + 8 * h * h + 8 * h,
-        "transformer" => shared + (4 * h * h + 4 * h) + 2 * (h * h + h) + 4 * h,
-        "attention" => shared + 2 * h + 4 * h * h + 4 * h,
-        other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
-    })
-}
-
-/// The hidden size whose parameter count is closest to `target` (the smaller on a tie).
-pub fn hidden_for_target(model: &str, target: i64) -> Result<i64> {
-    if model == "baseline" {
-        return Ok(0);
-    }
-    let mut best = (i64::MAX, 1);
-    for h in 1..=16384 {
-        let d = (n_params(model, h)? - target).abs();
-        if d < best.0 {
-            best = (d, h);
-        }
-    }
-    Ok(best.1)
-}
+// Pure arithmetic, also needed at plan time (memory checks) where libtorch is not loaded.
+pub use wormflow_stages::torch_stages::{hidden_for_target, n_params};
 
 /// Heads of a multi-head attention of width h: the largest divisor of h not above 5.
 pub fn heads_for(h: i64) -> i64 {

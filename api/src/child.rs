@@ -1,0 +1,127 @@
+//! A node's child processes: each started in a process group of its own, so cancelling,
+//! a timeout or the end of the node stops every process it started (a shell's background
+//! jobs included), not just the first. The engine and the stages that start helpers share
+//! this, so they stop their children the same way.
+//!
+//! Waiting blocks on the child (a waiter thread per child, no sleep-polling); the caller
+//! wakes every `TICK` only to notice a cancel flag.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+const TICK: Duration = Duration::from_millis(25);
+/// How long a group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Process groups of running children, for `kill_all` when the process must exit at once.
+static GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn register(pgid: i32, running: bool) {
+    let mut g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if running {
+        set.insert(pgid);
+    } else {
+        set.remove(&pgid);
+    }
+}
+
+/// SIGKILL every child process group still running (before an immediate exit).
+pub fn kill_all() {
+    let g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    for &pgid in g.iter().flatten() {
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+}
+
+/// How a supervised child ended.
+#[derive(Debug)]
+pub enum Ended {
+    Exited(ExitStatus),
+    Cancelled,
+    TimedOut(Duration),
+}
+
+/// A running child in its own process group; its pipes, if any, are the caller's.
+pub struct Supervised {
+    pub pid: i32,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    waited: mpsc::Receiver<io::Result<ExitStatus>>,
+}
+
+/// Start `cmd` in a new process group. It is also killed (SIGKILL) if the thread that
+/// started it dies, so a crash of wormflow leaves no helper running on its own.
+pub fn spawn(cmd: &mut Command) -> io::Result<Supervised> {
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child: Child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    register(pid, true);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (tx, waited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    Ok(Supervised { pid, stdout, stderr, waited })
+}
+
+impl Supervised {
+    /// Wait for the child to exit, or until `cancel` is set or `timeout` passes; then (and
+    /// also after a normal exit) stop whatever is left of its process group.
+    pub fn wait(&self, cancel: &AtomicBool, timeout: Option<Duration>) -> io::Result<Ended> {
+        let started = Instant::now();
+        let ended = loop {
+            match self.waited.recv_timeout(TICK) {
+                Ok(status) => break Ended::Exited(status?),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(io::Error::other("lost the child's waiter")),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if cancel.load(Ordering::Relaxed) {
+                break Ended::Cancelled;
+            }
+            if let Some(limit) = timeout.filter(|t| started.elapsed() >= *t) {
+                break Ended::TimedOut(limit);
+            }
+        };
+        if matches!(ended, Ended::Exited(_)) {
+            // The leader is gone; anything it left in the background goes too.
+            unsafe { libc::killpg(self.pid, libc::SIGKILL) };
+        } else {
+            self.stop_group();
+        }
+        register(self.pid, false);
+        Ok(ended)
+    }
+
+    /// SIGTERM the group, give it `GRACE` to exit, then SIGKILL it; reap the leader.
+    fn stop_group(&self) {
+        unsafe { libc::killpg(self.pid, libc::SIGTERM) };
+        let exited = self.waited.recv_timeout(GRACE).is_ok();
+        unsafe { libc::killpg(self.pid, libc::SIGKILL) };
+        if !exited {
+            let _ = self.waited.recv_timeout(GRACE);
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // A caller that returned early (an error reading pipes) still stops the group.
+        if GROUPS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|g| g.contains(&self.pid)) {
+            self.stop_group();
+            register(self.pid, false);
+        }
+    }
+}
