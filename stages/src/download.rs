@@ -9,7 +9,9 @@
 //! yet, is `allow_unpinned = true`: such a URL is keyed by its text alone (an upstream
 //! change goes unnoticed), and the node writes `pins.toml` with the blake3 it got, to be
 //! copied into the pipeline so the next run is pinned. `.tar.gz`/`.tgz` and `.zip` files with `extract = true` are unpacked;
-//! entries with absolute paths, `..` or links are refused (zip-slip).
+//! entries with absolute paths, `..` or links are refused (zip-slip), as are special files
+//! (FIFOs, devices), an entry listed twice, and an archive that unpacks to more than
+//! `max_unpacked_bytes` (256 GiB) or `max_unpack_ratio` (200) × its size (a bomb).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -53,11 +55,23 @@ pub struct Params {
     pub timeout_s: u64,
     /// Accept remote files without a pin (trust on first use; see the module docs).
     pub allow_unpinned: bool,
+    /// Most bytes one archive may unpack to (a guard against archive bombs).
+    pub max_unpacked_bytes: u64,
+    /// Most unpacked bytes per byte of archive (real data compresses far less).
+    pub max_unpack_ratio: u64,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { files: Vec::new(), mirrors: Vec::new(), retries: 4, timeout_s: 60, allow_unpinned: false }
+        Params {
+            files: Vec::new(),
+            mirrors: Vec::new(),
+            retries: 4,
+            timeout_s: 60,
+            allow_unpinned: false,
+            max_unpacked_bytes: 256 << 30,
+            max_unpack_ratio: 200,
+        }
     }
 }
 
@@ -146,6 +160,16 @@ impl Stage for Download {
                 return Err(format!("{}: path {dest:?} must be a relative path inside the output", f.url));
             }
         }
+        // Two files landing on one name: one would silently replace the other.
+        let lands = |f: &FileSpec| if f.extract { strip_archive_ext(&f.dest()).to_string() } else { f.dest() };
+        for (i, a) in p.files.iter().enumerate() {
+            if let Some(b) = p.files[..i].iter().find(|b| lands(b) == lands(a)) {
+                return Err(format!(
+                    "{} and {} would both be written to {:?}; give one of them its own path, e.g. {{ url = \"{}\", path = \"b/{}\" }}",
+                    b.url, a.url, lands(a), a.url, file_name(&a.url)
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -171,7 +195,7 @@ impl Stage for Download {
             let dest = ctx.out_dir.join(spec.dest());
             if spec.extract {
                 let into = ctx.out_dir.join(strip_archive_ext(&spec.dest()));
-                extract(&tmp, &spec.dest(), &into)?;
+                extract(&tmp, &spec.dest(), &into, &Limits::of(&p, &tmp)?)?;
             } else {
                 fs::create_dir_all(dest.parent().expect("inside out_dir"))?;
                 fs::rename(&tmp, &dest).or_else(|_| fs::copy(&tmp, &dest).map(|_| ()))?;
@@ -305,9 +329,44 @@ fn safe_relative(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
-fn extract(archive: &Path, name: &str, into: &Path) -> Result<()> {
+/// How much an archive may unpack to: the smaller of `max_unpacked_bytes` and
+/// `max_unpack_ratio` × its own size.
+struct Limits {
+    bytes: u64,
+}
+
+impl Limits {
+    fn of(p: &Params, archive: &Path) -> Result<Limits> {
+        let size = fs::metadata(archive)?.len().max(1);
+        Ok(Limits { bytes: p.max_unpacked_bytes.min(size.saturating_mul(p.max_unpack_ratio)) })
+    }
+}
+
+/// Copy one entry's bytes to a new file, counting against the limit.
+fn unpack_entry(name: &str, entry: &mut impl Read, dest: &Path, written: &mut u64, limits: &Limits) -> Result<()> {
+    let left = limits.bytes.saturating_sub(*written);
+    let n = std::io::copy(&mut entry.take(left + 1), &mut File::create(dest)?)?;
+    *written += n;
+    if *written > limits.bytes {
+        bail!(
+            "{name}: unpacks to more than {} bytes (params.max_unpacked_bytes, or max_unpack_ratio × the archive's size); nothing was stored. Raise them if the archive is genuine",
+            limits.bytes
+        );
+    }
+    Ok(())
+}
+
+fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<()> {
     fs::create_dir_all(into)?;
     let refuse = |entry: &str| anyhow!("{name}: refusing archive entry {entry:?}: it would be written outside the output (absolute path, `..` or a link)");
+    let mut seen = std::collections::HashSet::new();
+    let mut first_time = |rel: &Path| -> Result<()> {
+        if !seen.insert(rel.to_path_buf()) {
+            bail!("{name}: the archive holds {} twice; one copy would silently replace the other. Repack it without duplicates", rel.display());
+        }
+        Ok(())
+    };
+    let mut written = 0u64;
     if name.ends_with(".zip") {
         let mut zip = zip::ZipArchive::new(File::open(archive)?).with_context(|| format!("{name}: not a zip archive"))?;
         for i in 0..zip.len() {
@@ -317,12 +376,15 @@ fn extract(archive: &Path, name: &str, into: &Path) -> Result<()> {
             if entry.is_symlink() {
                 return Err(refuse(&raw));
             }
-            let dest = into.join(rel);
+            let dest = into.join(&rel);
             if entry.is_dir() {
                 fs::create_dir_all(&dest)?;
-            } else {
+            } else if entry.is_file() {
+                first_time(&rel)?;
                 fs::create_dir_all(dest.parent().expect("inside"))?;
-                std::io::copy(&mut entry, &mut File::create(&dest)?)?;
+                unpack_entry(name, &mut entry, &dest, &mut written, limits)?;
+            } else {
+                bail!("{name}: archive entry {raw:?} is neither a file nor a directory; only those are unpacked");
             }
         }
     } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
@@ -338,8 +400,11 @@ fn extract(archive: &Path, name: &str, into: &Path) -> Result<()> {
             if kind.is_dir() {
                 fs::create_dir_all(&dest)?;
             } else if kind.is_file() {
+                first_time(&rel)?;
                 fs::create_dir_all(dest.parent().expect("inside"))?;
-                std::io::copy(&mut entry, &mut File::create(&dest)?)?;
+                unpack_entry(name, &mut entry, &dest, &mut written, limits)?;
+            } else if !matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName) {
+                bail!("{name}: archive entry {:?} is a {kind:?}, not a file or directory; only those are unpacked (repack it without special files)", rel.display());
             }
         }
     } else {

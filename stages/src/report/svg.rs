@@ -46,7 +46,8 @@ const RIGHT: f64 = 170.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 52.0;
 
-fn esc(s: &str) -> String {
+/// Text for HTML/SVG: `&`, `<`, `>` and `"` escaped.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -97,6 +97,9 @@ impl Stage for Standardize {
         }
         let mut worms = Vec::new();
         let mut dropped = Vec::new();
+        // Worm ids must be unique: two recordings under one id would be merged downstream
+        // (one's first half training, the other's second half validating).
+        let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, file) in files.iter().enumerate() {
             (ctx.progress)(i as f64 / files.len() as f64, &file.file_name().unwrap_or_default().to_string_lossy());
             let raws = match p.format.as_str() {
@@ -111,6 +114,12 @@ impl Stage for Standardize {
             };
             for raw in raws {
                 let name = raw.worm.clone();
+                if let Some(first) = seen.insert(name.clone(), display_name(file)) {
+                    bail!(
+                        "worm id {name:?} appears twice: in {first} and in {}; each recording needs its own worm id (fix the file's `worm` attribute, or split them into two standardize stages)",
+                        display_name(file)
+                    );
+                }
                 match raw.into_worm(&p)? {
                     Kept::Worm(w) => worms.push(w),
                     Kept::Dropped(reason) => dropped.push(json!({"file": display_name(file), "worm": name, "reason": reason})),
