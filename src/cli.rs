@@ -392,7 +392,7 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
         let detail = match state {
-            NodeState::Fresh { key, action } => match crate::results::damage(&p.workspace, action) {
+            NodeState::Fresh { key, action } => match crate::results::damage(&p.workspace, node, action) {
                 Some(why) => format!("{}; results/ {why} (`wormflow run` restores it)", key.short()),
                 None => key.short(),
             },

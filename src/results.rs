@@ -23,9 +23,10 @@ pub fn dir_of(workspace: &Path, node: &str) -> PathBuf {
 }
 
 /// What is wrong with `results/<node>/` for this action, if anything: another result shown,
-/// or files edited, removed or added by hand.
-pub fn damage(workspace: &Path, action: &ActionRecord) -> Option<String> {
-    let dir = dir_of(workspace, &action.node);
+/// or files edited or removed by hand. (`node` may differ from the record's own node: two
+/// nodes with one recipe share one result.)
+pub fn damage(workspace: &Path, node: &str, action: &ActionRecord) -> Option<String> {
+    let dir = dir_of(workspace, node);
     if !fs::read_link(dir.join(KEY_MARKER)).is_ok_and(|t| t.as_os_str() == action.key.hex().as_str()) {
         return Some("shows another result".into());
     }
@@ -43,9 +44,9 @@ pub fn damage(workspace: &Path, action: &ActionRecord) -> Option<String> {
 /// Make `results/<node>/` show the action's outputs. Returns what had to be repaired
 /// (None when it was current or newly made). Best effort: a workspace that cannot hold the
 /// files does not fail the run.
-pub fn link(workspace: &Path, store: &Store, action: &ActionRecord) -> Option<String> {
-    let why = damage(workspace, action)?;
-    let dir = dir_of(workspace, &action.node);
+pub fn link(workspace: &Path, store: &Store, node: &str, action: &ActionRecord) -> Option<String> {
+    let why = damage(workspace, node, action)?;
+    let dir = dir_of(workspace, node);
     let existed = dir.exists() && why != "shows another result";
     match replace(&dir, store, action) {
         Ok(()) if existed => Some(why),

@@ -65,9 +65,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
             let key = resolver.key(i, &inputs)?.key;
             match store.cached_action(&key) {
                 Some(action) => {
-                    if let Some(repaired) = crate::results::link(workspace, store, &action) {
-                        eprintln!("warning: {}: results/ {repaired}; restored it from the store", action.node);
-                    }
+                    relink(workspace, store, &graph.nodes[i].id, &action);
                     outputs[i] = Some(action.output_hash);
                 }
                 None => ask.push((i, key)),
@@ -80,9 +78,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
         for ((i, _), rec) in ask.iter().zip(found) {
             match rec {
                 Some(action) => {
-                    if let Some(repaired) = crate::results::link(workspace, store, &action) {
-                        eprintln!("warning: {}: results/ {repaired}; restored it from the store", action.node);
-                    }
+                    relink(workspace, store, &graph.nodes[*i].id, &action);
                     outputs[*i] = Some(action.output_hash);
                 }
                 None => missing.push(graph.nodes[*i].id.clone()),
@@ -95,4 +91,10 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
         eprintln!("{} nodes are not on {} (or need nodes that are not): {}", missing.len(), remote.name, abbreviated(&missing, 5));
     }
     Ok(())
+}
+
+fn relink(workspace: &Path, store: &Store, node: &str, action: &crate::store::ActionRecord) {
+    if let Some(repaired) = crate::results::link(workspace, store, node, action) {
+        eprintln!("warning: {node}: results/ {repaired}; restored it from the store");
+    }
 }

@@ -157,7 +157,7 @@ fn a_corrupted_object_is_found_by_verify_and_recomputed_by_run() {
     ws.run_events(&[]);
     ws.ok(&["verify"]);
     // Flip one byte of train[lr=0.1]'s output object.
-    let target = std::fs::read_link(ws.file("results/train[lr=0.1]/lr.txt")).unwrap();
+    let target = ws.object_of("results/train[lr=0.1]/lr.txt");
     flip_first_byte(&target);
     let out = ws.wf(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
@@ -177,7 +177,7 @@ fn a_corrupted_object_is_found_by_verify_and_recomputed_by_run() {
 fn verify_repair_removes_damage_so_run_rebuilds_it() {
     let ws = Workspace::new(GOOD);
     ws.run_events(&[]);
-    let target = std::fs::read_link(ws.file("results/report/all.txt")).unwrap();
+    let target = ws.object_of("results/report/all.txt");
     flip_first_byte(&target);
     let out = ws.ok(&["verify", "--repair"]);
     assert!(out.contains("removed 1 corrupt objects and 1 records"), "{out}");

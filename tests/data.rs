@@ -361,3 +361,24 @@ fn nan_gaps_can_be_interpolated_on_request() {
     let w = &read_recordings(&ws.file("results/std")).unwrap()[0];
     assert_eq!(w.traces[neurons::index_of("AVAL").unwrap()].as_deref(), Some(&[1.0f32, 3.0, 5.0, 7.0][..]));
 }
+
+#[test]
+fn two_recordings_with_one_worm_id_are_refused() {
+    let ws = Workspace::new(&generic_pipeline(&["a/x.h5".into(), "b/y.h5".into()]));
+    for f in ["a/x.h5", "b/y.h5"] {
+        std::fs::create_dir_all(ws.file(f).parent().unwrap()).unwrap();
+        let mut b = hdf5_pure::FileBuilder::new();
+        b.create_dataset("traces").with_f64_data(&[1.0, 2.0, 3.0, 4.0]).with_shape(&[4, 1]);
+        b.create_dataset("time").with_f64_data(&[0.0, 0.5, 1.0, 1.5]);
+        b.create_dataset("neuron_names").with_vlen_strings(&["AVAL"]);
+        b.set_attr("worm", hdf5_pure::AttrValue::VarLenString("worm1".into()));
+        b.write(ws.file(f)).unwrap();
+    }
+    let out = ws.wf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = Events::parse(&common::text(&out.stdout));
+    let failed = ev.0.iter().find(|e| e["event"] == "failed").expect("std fails");
+    let msg = failed["error"].as_str().unwrap();
+    assert!(msg.contains("worm id \"worm1\" appears twice: in x.h5 and in y.h5"), "{msg}");
+    assert!(!ws.file("results/std").exists());
+}

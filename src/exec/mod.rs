@@ -113,8 +113,9 @@ impl<'a> Schedule<'a> {
     /// Node `i` has its result: link it and release the dependents whose inputs are all done.
     fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store, reporter: &Reporter) {
         self.slots[i] = Slot::Done;
-        if let Some(repaired) = crate::results::link(workspace, store, &action) {
-            reporter.warn(&format!("{}: results/ {repaired}; restored it from the store", action.node));
+        let node = &self.graph.nodes[i].id;
+        if let Some(repaired) = crate::results::link(workspace, store, node, &action) {
+            reporter.warn(&format!("{node}: results/ {repaired}; restored it from the store"));
         }
         self.results[i] = Some(action);
         for &d in &self.graph.dependents[i] {
@@ -291,7 +292,7 @@ pub fn run_local(
     if let Some(file) = &opts.pipeline {
         let mut ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
         ids.sort_unstable();
-        let reached = s.results.iter().flatten().map(|a| (a.node.clone(), a.key)).collect();
+        let reached = s.results.iter().enumerate().filter_map(|(i, a)| Some((graph.nodes[i].id.clone(), a.as_ref()?.key))).collect();
         if let Err(e) = crate::store::roots::Roots::record(store, &crate::store::roots::pipeline_id(file), &ids, reached) {
             reporter.warn(&format!("{e:#}; `gc` from another pipeline may not know what this one uses"));
         }

@@ -79,6 +79,14 @@ impl Workspace {
     pub fn object_count(&self) -> usize {
         count_files(&self.file("cache/objects"))
     }
+
+    /// The store object holding the bytes of a file in results/ (results are copies).
+    pub fn object_of(&self, results_file: &str) -> PathBuf {
+        let hex = blake3::hash(&std::fs::read(self.file(results_file)).unwrap()).to_hex().to_string();
+        let path = self.file("cache/objects").join(&hex[..2]).join(&hex[2..]);
+        assert!(path.is_file(), "{results_file}: no object {}", path.display());
+        path
+    }
 }
 
 pub fn count_files(dir: &Path) -> usize {

@@ -319,3 +319,16 @@ fn md_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
 fn summary_md(title: &str, fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
     format!("# {title}\n\n## Scaling fits\n\n{}\n## Evaluations\n\n{}", md_table(FIT_HEADER, &fit_rows(fits)), md_table(EVAL_HEADER, &eval_rows(evals)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_title_is_escaped() {
+        let html = render_html("<script>alert(1)</script> & co", &[], &[], &[]);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>"));
+        assert!(html.contains("<h1>&lt;script&gt;"));
+    }
+}
