@@ -378,18 +378,23 @@ fn verify_finds_a_record_under_another_key_and_directories_in_objects() {
     assert_eq!(ws.run_events(&[]).ran().len(), 1, "the record's node is recomputed");
     verify_clean(&ws);
 
-    // A directory where an object belongs, and one inside objects/.
-    let object = walk_files(&ws.file("cache/objects")).pop().unwrap();
+    // A directory where an object belongs: verify names it, run recomputes the node.
+    let object = ws.object_of("results/b/b");
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::remove_file(&object).unwrap();
     std::fs::create_dir_all(object.join("junk")).unwrap();
-    std::fs::create_dir_all(ws.file("cache/objects/zz/notahash")).unwrap();
     let out = exits(&ws, &["verify"], 1);
-    contains_all(&out, &[&format!("corrupt object: {} (a directory", object.display()), "notahash"]);
-    ws.ok(&["verify", "--repair"]);
-    ws.run_events(&[]);
+    contains_all(&out, &[&format!("corrupt object: {} (a directory", object.display())]);
+    assert_eq!(ws.run_events(&[]).ran(), ["b"]);
     verify_clean(&ws);
+    // One inside objects/ that names no object: verify reports it, repair and gc remove it.
+    std::fs::create_dir_all(ws.file("cache/objects/zz/notahash/deeper")).unwrap();
+    contains_all(&exits(&ws, &["verify"], 1), &["notahash (not named by a hash)"]);
+    ws.ok(&["verify", "--repair"]);
+    std::fs::create_dir_all(ws.file("cache/objects/zz/notahash/deeper")).unwrap();
     ws.ok(&["gc"]);
+    assert!(!ws.file("cache/objects/zz/notahash").exists());
+    verify_clean(&ws);
     assert_eq!(ws.read("results/gen/data.txt"), "hello\n");
     assert_eq!(ws.read("results/b/b"), "b\n");
 }
@@ -433,7 +438,7 @@ fn archives_are_unpacked_within_limits() {
         ("dups", Box::new(|b| {
             add_file(b, "a.txt", b"one");
             add_file(b, "a.txt", b"two");
-        }), "the archive holds a.txt twice"),
+        }), "a.txt is already in the output (listed twice in the archive"),
     ];
     for (name, fill, expect) in cases {
         let ws = Workspace::new(&format!("[pipeline]\nname = \"t\"\n[stages.get]\nkind = \"download\"\nparams = {{ files = [{{ url = \"{name}.tar.gz\", extract = true }}] }}\n"));

@@ -160,7 +160,7 @@ fn ctrl_c_cancels_the_drivers_jobs() {
     let (_, job) = events_until(&mut lines, "submitted");
     assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
     let rest: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
-    assert_eq!(run.wait().unwrap().code(), Some(1));
+    assert_eq!(run.wait().unwrap().code(), Some(130), "interrupted by SIGINT: 128 + 2");
     assert!(rest.iter().any(|e| e["event"] == "failed" && e["node"] == "slow"), "{rest:?}");
     let queue = Command::new("squeue").args(["-h", "-j", &job, "-o", "%i"]).output().unwrap();
     assert!(text(&queue.stdout).trim().is_empty(), "job {job} still queued after Ctrl-C");

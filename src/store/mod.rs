@@ -222,10 +222,15 @@ impl Store {
         let store = Store::at(root);
         let fix = "set `store` in [pipeline] to a writable directory, or fix its permissions";
         if !store.is_marked() {
-            store.adopt_or_refuse()?;
             fs::create_dir_all(root).with_context(|| format!("cannot create store directory {}; {fix}", root.display()))?;
-            let marker = format!("# This directory is a wormflow store: content-addressed results. Do not put other files here.\nformat = {STORE_FORMAT}\n");
-            atomic_write(&root.join(MARKER), marker.as_bytes()).with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+            // Two runs creating one store at once: one marks it, the other then finds it marked.
+            let dir = File::open(root).with_context(|| format!("cannot open store directory {}; {fix}", root.display()))?;
+            dir.lock().with_context(|| format!("cannot lock store directory {}", root.display()))?;
+            if !store.is_marked() {
+                store.adopt_or_refuse()?;
+                let marker = format!("# This directory is a wormflow store: content-addressed results. Do not put other files here.\nformat = {STORE_FORMAT}\n");
+                atomic_write(&root.join(MARKER), marker.as_bytes()).with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+            }
         }
         store.check_format()?;
         for sub in ["objects", "actions", "refs", "locks", "tmp", "logs"] {

@@ -160,10 +160,11 @@ impl Stage for Download {
                 return Err(format!("{}: path {dest:?} must be a relative path inside the output", f.url));
             }
         }
-        // Two files landing on one name: one would silently replace the other.
+        // Two files landing on one name: one would silently replace the other. (Archives
+        // may share a directory; an entry that is already there is refused when unpacking.)
         let lands = |f: &FileSpec| if f.extract { strip_archive_ext(&f.dest()).to_string() } else { f.dest() };
         for (i, a) in p.files.iter().enumerate() {
-            if let Some(b) = p.files[..i].iter().find(|b| lands(b) == lands(a)) {
+            if let Some(b) = p.files[..i].iter().find(|b| lands(b) == lands(a) && !(a.extract && b.extract)) {
                 return Err(format!(
                     "{} and {} would both be written to {:?}; give one of them its own path, e.g. {{ url = \"{}\", path = \"b/{}\" }}",
                     b.url, a.url, lands(a), a.url, file_name(&a.url)
@@ -359,10 +360,9 @@ fn unpack_entry(name: &str, entry: &mut impl Read, dest: &Path, written: &mut u6
 fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<()> {
     fs::create_dir_all(into)?;
     let refuse = |entry: &str| anyhow!("{name}: refusing archive entry {entry:?}: it would be written outside the output (absolute path, `..` or a link)");
-    let mut seen = std::collections::HashSet::new();
-    let mut first_time = |rel: &Path| -> Result<()> {
-        if !seen.insert(rel.to_path_buf()) {
-            bail!("{name}: the archive holds {} twice; one copy would silently replace the other. Repack it without duplicates", rel.display());
+    let not_there_yet = |rel: &Path, dest: &Path| -> Result<()> {
+        if dest.exists() {
+            bail!("{name}: {} is already in the output (listed twice in the archive, or also in another file of this download); one copy would silently replace the other", rel.display());
         }
         Ok(())
     };
@@ -380,7 +380,7 @@ fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<(
             if entry.is_dir() {
                 fs::create_dir_all(&dest)?;
             } else if entry.is_file() {
-                first_time(&rel)?;
+                not_there_yet(&rel, &dest)?;
                 fs::create_dir_all(dest.parent().expect("inside"))?;
                 unpack_entry(name, &mut entry, &dest, &mut written, limits)?;
             } else {
@@ -400,7 +400,7 @@ fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<(
             if kind.is_dir() {
                 fs::create_dir_all(&dest)?;
             } else if kind.is_file() {
-                first_time(&rel)?;
+                not_there_yet(&rel, &dest)?;
                 fs::create_dir_all(dest.parent().expect("inside"))?;
                 unpack_entry(name, &mut entry, &dest, &mut written, limits)?;
             } else if !matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName) {
