@@ -426,7 +426,8 @@ fn training_params_are_checked_by_name_at_plan_time() {
 
 #[test]
 fn archives_are_unpacked_within_limits() {
-    let cases: [(&str, Box<dyn Fn(&mut tar::Builder<flate2::write::GzEncoder<std::fs::File>>)>, &str); 3] = [
+    type Fill = Box<dyn Fn(&mut tar::Builder<flate2::write::GzEncoder<std::fs::File>>)>;
+    let cases: [(&str, Fill, &str); 3] = [
         ("bomb", Box::new(|b| add_file(b, "zeros.bin", &vec![0u8; 20 << 20])), "unpacks to more than"),
         ("fifo", Box::new(|b| {
             let mut h = tar::Header::new_gnu();

@@ -156,7 +156,7 @@ impl Stage for Train {
         if p.threads < 0 {
             return Err(format!("params.threads must be ≥ 0 (0 = the node's share of the cores); got {}", p.threads));
         }
-        if !(p.grad_clip >= 0.0) || !(p.weight_decay >= 0.0) {
+        if p.grad_clip.is_nan() || p.grad_clip < 0.0 || p.weight_decay.is_nan() || p.weight_decay < 0.0 {
             return Err(format!("params.grad_clip and params.weight_decay must be ≥ 0; got {} and {}", p.grad_clip, p.weight_decay));
         }
         check_memory(p)

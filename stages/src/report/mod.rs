@@ -301,7 +301,7 @@ fn render_html(title: &str, figures: &[Figure], fits: &[(&InputNode, Value)], ev
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}figure{{margin:1.5em 0}}figcaption{{font-size:0.9em;color:#555}}table{{border-collapse:collapse;font-size:0.85em}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head><body>\n<h1>{title}</h1>\n"
     );
     for f in figures {
-        let _ = writeln!(s, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", svg::esc(&f.id), f.svg, svg::esc(&f.caption));
+        let _ = writeln!(s, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", svg::esc(f.id), f.svg, svg::esc(&f.caption));
     }
     let _ = write!(s, "<h2>Scaling fits</h2>{}\n<h2>Evaluations</h2>{}\n", html_table(FIT_HEADER, &fit_rows(fits)), html_table(EVAL_HEADER, &eval_rows(evals)));
     s.push_str("<p>Made by wormflow. Each number comes from a content-addressed node; <code>wormflow show NODE</code> gives its provenance.</p></body></html>\n");
