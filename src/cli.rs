@@ -391,8 +391,12 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         let state = state.as_ref().expect("all nodes resolved");
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
+        let results_damage = match state {
+            NodeState::Fresh { action, .. } => crate::results::damage(&p.workspace, node, action),
+            _ => None,
+        };
         let detail = match state {
-            NodeState::Fresh { key, action } => match crate::results::damage(&p.workspace, node, action) {
+            NodeState::Fresh { key, .. } => match &results_damage {
                 Some(why) => format!("{}; results/ {why} (`wormflow run` restores it)", key.short()),
                 None => key.short(),
             },
@@ -403,7 +407,7 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         };
         if json {
             println!("{}", serde_json::json!({"node": node, "state": state.label(), "detail": detail}));
-        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 || detail.contains("results/") {
+        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 || results_damage.is_some() {
             println!("{:<7} {node:<width$}  {detail}", state.label());
         }
     }

@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::graph::{coordinates, NodeRecipe};
 use crate::kinds::InputNode;
-use crate::store::{escape_node_id, ActionRecord, OutputFile, Store};
 use crate::hash::Hash;
+use crate::store::{escape_node_id, ActionRecord, OutputFile, Store};
 
 pub struct WorkDir {
     root: PathBuf,
@@ -101,10 +101,16 @@ impl WorkDir {
     /// upstream node is recomputed, and this node fails.
     pub fn check_inputs_untouched(&self, store: &Store, node: &str) -> Result<()> {
         for (path, hash, size, upstream) in &self.linked {
-            if !store.object_intact(hash, *size) {
-                let _ = crate::store::remove_entry(&store.object_path(hash));
-                bail!("{node}: wrote into its input {path} from {upstream}, a read-only store object; nothing was stored, the damaged object was removed, and `wormflow run` recomputes {upstream}");
+            if store.object_intact(hash, *size) {
+                continue;
             }
+            let object = store.object_path(hash);
+            if !object.exists() {
+                // Another node that shared this input damaged it meanwhile (and removed it).
+                bail!("{node}: its input {path} from {upstream} was damaged by another node while this one ran; nothing was stored, and `wormflow run` recomputes {upstream}");
+            }
+            let _ = crate::store::remove_entry(&object);
+            bail!("{node}: wrote into its input {path} from {upstream}, a read-only store object; nothing was stored, the damaged object was removed, and `wormflow run` recomputes {upstream}");
         }
         Ok(())
     }

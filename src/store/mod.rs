@@ -103,7 +103,7 @@ impl ActionRecord {
 }
 
 /// A path from a record, a remote or an archive must stay inside the directory it is laid
-/// out in: relative, no `..`, no empty or `.` parts, no NUL, no backslash tricks.
+/// out in: relative, no `..`, no empty or `.` parts, no NUL.
 pub fn check_relative_path(path: &str) -> Result<(), &'static str> {
     if path.is_empty() {
         return Err("is empty");
