@@ -63,6 +63,11 @@ fn kill_9_at_several_points_then_run_completes_and_verifies() {
     assert_eq!(ws.read("results/c/lines.txt").trim(), "240004");
     let second = ws.run_events(&[]);
     assert_eq!(second.cached().len(), N_NODES);
+    // What a kill cut short (temporaries of atomic writes) is garbage gc removes.
+    ws.write("cache/actions/00/.tmp-1-2-3", "{\"half\": ");
+    ws.ok(&["verify"]);
+    ws.ok(&["gc"]);
+    assert!(!ws.file("cache/actions/00/.tmp-1-2-3").exists());
 }
 
 #[test]

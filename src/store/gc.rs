@@ -83,6 +83,16 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
         }
     }
     if !dry_run {
+        // Temporaries of atomic writes a crash cut short (no run is writing: gc holds the
+        // store's exclusive lock).
+        let shards = read_dir_sorted(&store.root.join("actions"));
+        for dir in shards.iter().chain([&store.root.join("refs")]) {
+            for f in read_dir_sorted(dir) {
+                if f.file_name().is_some_and(|n| super::is_temp(&n.to_string_lossy())) {
+                    let _ = fs::remove_file(f);
+                }
+            }
+        }
         for leftover in read_dir_sorted(&store.root.join("tmp")) {
             let _ = fs::remove_dir_all(&leftover).or_else(|_| fs::remove_file(&leftover));
         }
@@ -92,6 +102,9 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
             }
         }
         for r in read_dir_sorted(&store.root.join("refs")) {
+            if !r.exists() {
+                continue;
+            }
             let target: Option<Hash> = fs::read_to_string(&r).ok().and_then(|s| s.trim().parse().ok());
             if !target.is_some_and(|k| keep_actions.contains(&k)) {
                 let _ = fs::remove_file(r);

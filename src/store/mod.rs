@@ -182,6 +182,11 @@ pub struct Store {
     verified: std::sync::Mutex<std::collections::HashSet<Hash>>,
 }
 
+/// The temporary name `atomic_write` writes to before renaming; never a record or a ref.
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with(".tmp-")
+}
+
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -500,6 +505,9 @@ impl Store {
             let prefix = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             for file in read_dir_sorted(&shard) {
                 let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                if is_temp(&name) {
+                    continue; // an atomic write still in progress, or one a crash cut short
+                }
                 let key: Option<Hash> = name.strip_suffix(".json").and_then(|n| format!("{prefix}{n}").parse().ok());
                 let rec = match key {
                     None => Err("not named by a key".to_string()),
