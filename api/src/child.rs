@@ -6,7 +6,7 @@
 //! Waiting blocks on the child (a waiter thread per child, no sleep-polling); the caller
 //! wakes every `TICK` only to notice a cancel flag.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus};
@@ -19,11 +19,10 @@ const TICK: Duration = Duration::from_millis(25);
 const GRACE: Duration = Duration::from_secs(2);
 
 /// Process groups of running children, for `kill_all` when the process must exit at once.
-static GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn register(pgid: i32, running: bool) {
-    let mut g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    let set = g.get_or_insert_with(HashSet::new);
+    let mut set = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     if running {
         set.insert(pgid);
     } else {
@@ -34,7 +33,7 @@ fn register(pgid: i32, running: bool) {
 /// SIGKILL every child process group still running (before an immediate exit).
 pub fn kill_all() {
     let g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    for &pgid in g.iter().flatten() {
+    for &pgid in g.iter() {
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
 }
@@ -119,7 +118,7 @@ impl Supervised {
 impl Drop for Supervised {
     fn drop(&mut self) {
         // A caller that returned early (an error reading pipes) still stops the group.
-        if GROUPS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|g| g.contains(&self.pid)) {
+        if GROUPS.lock().unwrap_or_else(|e| e.into_inner()).contains(&self.pid) {
             self.stop_group();
             register(self.pid, false);
         }

@@ -71,11 +71,7 @@ impl StageKind for CommandKind {
             Some(Value::String(s)) if !s.trim().is_empty() => {}
             _ => return Err("params.cmd must be a non-empty shell command, e.g. cmd = \"python fit.py\"".into()),
         }
-        match params.get("timeout_s") {
-            None => {}
-            Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t >= 0.0 && t.is_finite()) => {}
-            _ => return Err("params.timeout_s must be a number of seconds ≥ 0 (0 = no limit), e.g. timeout_s = 3600".into()),
-        }
+        timeout(params)?;
         string_list(params, "deps")?;
         string_list(params, "outputs")?;
         Ok(())
@@ -120,12 +116,9 @@ impl StageKind for CommandKind {
         let err_path = ctx.scratch.join("stderr.txt");
         let create = |p: &std::path::Path| std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()));
         command.stdout(create(&out_path)?).stderr(create(&err_path)?);
-        let timeout = match ctx.params.get("timeout_s") {
-            Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t > 0.0) => Some(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0))),
-            _ => None,
-        };
+        let limit = timeout(ctx.params).map_err(anyhow::Error::msg)?;
         let child = child::spawn(&mut command).with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
-        let ended = child.wait(ctx.cancel, timeout).with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
+        let ended = child.wait(ctx.cancel, limit).with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
         let stdout = std::fs::read(&out_path).unwrap_or_default();
         let stderr = std::fs::read(&err_path).unwrap_or_default();
         let log = [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
@@ -158,6 +151,14 @@ impl StageKind for CommandKind {
         prov.insert("command".into(), Value::String(cmd.to_string()));
         Ok(prov)
     }
+}
+
+/// `params.timeout_s`: absent or 0 = no limit (checked at plan time, read when running).
+fn timeout(params: &Value) -> Result<Option<Duration>, String> {
+    let Some(value) = params.get("timeout_s") else { return Ok(None) };
+    let seconds = value.as_f64().filter(|t| *t >= 0.0 && t.is_finite());
+    let seconds = seconds.ok_or("params.timeout_s must be a number of seconds ≥ 0 (0 = no limit), e.g. timeout_s = 3600")?;
+    Ok((seconds > 0.0).then(|| Duration::from_secs_f64(seconds)))
 }
 
 /// The directory passed for each needed stage, in `needs` order.
