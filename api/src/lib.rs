@@ -62,6 +62,16 @@ impl StageContext<'_> {
 /// versions, …) recorded in the action record but not part of the key.
 pub type Provenance = Map<String, Value>;
 
+/// The provenance entry under which a stage lists what the user must hear although nothing
+/// failed (e.g. a model that diverged): an array of strings. The engine shows them as
+/// warnings whenever the node's result is used, and counts them in the run's summary.
+pub const WARNINGS: &str = "warnings";
+
+/// The warnings a stage recorded in its provenance (see [`WARNINGS`]).
+pub fn warnings_of(provenance: &Provenance) -> Vec<String> {
+    provenance.get(WARNINGS).and_then(Value::as_array).into_iter().flatten().filter_map(|w| w.as_str().map(str::to_string)).collect()
+}
+
 /// A stage kind the engine can run.
 pub trait StageKind: Send + Sync {
     fn name(&self) -> &str;

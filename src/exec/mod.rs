@@ -42,7 +42,7 @@ pub struct RunOptions {
 /// Set by Ctrl-C: stop starting nodes, cancel running ones (and their Slurm jobs).
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     pub ran: usize,
     pub cached: usize,
@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub skipped: usize,
     /// Fetched from the remote (`run --pull`) instead of run.
     pub pulled: usize,
+    /// (node, message) for every warning a used result carries (see `wormflow_api::WARNINGS`).
+    pub warnings: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,10 @@ impl<'a> Schedule<'a> {
     fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store, reporter: &Reporter) {
         self.slots[i] = Slot::Done;
         let node = &self.graph.nodes[i].id;
+        for message in wormflow_api::warnings_of(&action.provenance) {
+            reporter.warn(&format!("{node}: {message}"));
+            self.summary.warnings.push((node.clone(), message));
+        }
         if let Some(repaired) = crate::results::link(workspace, store, node, &action) {
             reporter.warn(&format!("{node}: results/ {repaired}; restored it from the store"));
         }

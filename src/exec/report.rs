@@ -208,12 +208,19 @@ impl Reporter {
         match self.mode {
             Mode::Json => self.json(json!({
                 "event": "summary", "ran": s.ran, "cached": s.cached, "pulled": s.pulled, "failed": s.failed, "skipped": s.skipped,
+                "warnings": s.warnings.iter().map(|(node, message)| json!({"node": node, "message": message})).collect::<Vec<_>>(),
             })),
             Mode::Lines | Mode::Bars => {
                 if s.ran == 0 && s.failed == 0 && s.skipped == 0 && s.pulled == 0 {
                     eprintln!("Nothing to do: all {} nodes are up to date.", s.cached);
                 } else {
                     eprintln!("ran {}, pulled {}, up to date {}, failed {}, skipped {}", s.ran, s.pulled, s.cached, s.failed, s.skipped);
+                }
+                if !s.warnings.is_empty() {
+                    eprintln!("{} warnings (the results are stored; read them before trusting a fit):", s.warnings.len());
+                    for (node, message) in &s.warnings {
+                        eprintln!("  {node}: {message}");
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ pub mod download;
 pub mod fit;
 pub mod h5;
 pub mod metrics;
+pub mod model_size;
 pub mod neurons;
 pub mod parquet_io;
 pub mod preprocess;

@@ -19,38 +19,18 @@ use wormflow_api::{child, InputNode, Provenance, StageContext};
 
 use crate::stage::Stage;
 
-/// The architectures `train` knows (see models/mod.rs for what each is).
-pub const MODELS: &[&str] = &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+pub use crate::model_size::MODELS;
+use crate::model_size::{hidden_for_target, n_params, Counting, LINEAR_WIDTH};
 
-/// Parameter count of `model` at hidden size `h` (what `build` creates).
-pub fn n_params(model: &str, h: i64) -> Result<i64> {
-    let n = crate::neurons::N_NEURONS as i64;
-    let shared = 2 * n * h + h + n; // embedding (n→h with bias) + readout (h→n with bias)
-    Ok(match model {
-        "baseline" => 0,
-        "linear" => shared,
-        "feedforward" => shared + h * h + h,
-        "ctrnn" => shared + 2 * h + 2 * (h * h + h) + h,
-        "lstm" => shared + 2 * h + 8 * h * h + 8 * h,
-        "transformer" => shared + (4 * h * h + 4 * h) + 2 * (h * h + h) + 4 * h,
-        "attention" => shared + 2 * h + 4 * h * h + 4 * h,
-        other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
+/// The hidden size a train node uses: `hidden`, else matched to `params_target`, else (Linear)
+/// the study's 302.
+pub fn hidden_size(p: &TrainParams) -> Result<i64> {
+    Ok(match (p.model.as_str(), p.hidden, p.params_target) {
+        ("baseline", _, _) => 0,
+        (_, h, _) if h > 0 => h,
+        ("linear", 0, 0) => LINEAR_WIDTH,
+        (model, _, target) => hidden_for_target(model, target, p.params_counting)?,
     })
-}
-
-/// The hidden size whose parameter count is closest to `target` (the smaller on a tie).
-pub fn hidden_for_target(model: &str, target: i64) -> Result<i64> {
-    if model == "baseline" {
-        return Ok(0);
-    }
-    let mut best = (i64::MAX, 1);
-    for h in 1..=16384 {
-        let d = (n_params(model, h)? - target).abs();
-        if d < best.0 {
-            best = (d, h);
-        }
-    }
-    Ok(best.1)
 }
 
 pub struct Train;
@@ -61,10 +41,18 @@ pub struct Evaluate;
 pub struct TrainParams {
     /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention
     pub model: String,
-    /// Hidden size; or 0 to pick it from `params_target`.
+    /// Hidden size; or 0 to pick it from `params_target` (Linear: 0 = the study's fixed
+    /// width of 302).
     pub hidden: i64,
-    /// Parameter budget: the hidden size whose count is closest (when hidden = 0).
+    /// Parameter budget (when hidden = 0): the smallest hidden size whose count reaches it.
     pub params_target: i64,
+    /// Which count `params_target` is matched on: "study" (what the study's code registers,
+    /// the paper's Table II — 580000 picks its hidden sizes) or "used" (what the model uses).
+    pub params_counting: Counting,
+    /// Dropout rate where the study's models have dropout (Feedforward's hidden layer; the
+    /// Transformer's and Attention's positional encoding, attention weights and sublayers).
+    /// The study uses 0.1; masks are drawn from the node's seeded generator.
+    pub dropout: f64,
     pub epochs: u64,
     pub batch_size: i64,
     pub lr: f64,
@@ -77,8 +65,7 @@ pub struct TrainParams {
     pub device: String,
     /// CPU threads for libtorch (0 = the node's share of cores).
     pub threads: i64,
-    /// Clip the gradient norm to this before each step (0 = no clipping); keeps recurrent
-    /// models from diverging over long windows.
+    /// Clip the gradient norm to this before each step (0 = no clipping, as in the study).
     pub grad_clip: f64,
     /// Ramp the learning rate linearly from lr/warmup_steps up to lr over the first
     /// optimizer steps (0 = none, as in the study). Adam's first steps move every weight by
@@ -88,6 +75,9 @@ pub struct TrainParams {
     /// Predict the change from the current step (output = input + model) instead of the
     /// next step itself. Off by default, as in the study; see the README's model card.
     pub residual: bool,
+    /// A validation loss above this many times the untrained model's (or a non-finite loss)
+    /// marks the run `diverged`: training stops, the best weights are kept, fits leave it out.
+    pub diverged_above: f64,
 }
 
 impl Default for TrainParams {
@@ -96,6 +86,8 @@ impl Default for TrainParams {
             model: String::new(),
             hidden: 0,
             params_target: 0,
+            params_counting: Counting::Study,
+            dropout: 0.1,
             epochs: 500,
             batch_size: 128,
             lr: 1e-3,
@@ -106,9 +98,10 @@ impl Default for TrainParams {
             seed: 0,
             device: "auto".into(),
             threads: 0,
-            grad_clip: 1.0,
+            grad_clip: 0.0,
             warmup_steps: 0,
             residual: false,
+            diverged_above: 100.0,
         }
     }
 }
@@ -124,11 +117,13 @@ pub struct EvaluateParams {
     pub context: i64,
     pub batch_size: i64,
     pub device: String,
+    /// Clamp each generated step to the range of its context, as the study's `generate`.
+    pub clamp: bool,
 }
 
 impl Default for EvaluateParams {
     fn default() -> Self {
-        EvaluateParams { horizon: 50, generate_worms: 3, context: 180, batch_size: 256, device: "auto".into() }
+        EvaluateParams { horizon: 50, generate_worms: 3, context: 180, batch_size: 256, device: "auto".into(), clamp: true }
     }
 }
 
@@ -141,8 +136,14 @@ impl Stage for Train {
         if !MODELS.contains(&p.model.as_str()) {
             return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
         }
-        if p.model != "baseline" && (p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0)) {
+        if !matches!(p.model.as_str(), "baseline" | "linear") && (p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0)) {
             return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
+        }
+        if p.hidden < 0 || p.params_target < 0 {
+            return Err(format!("params.hidden and params.params_target must be ≥ 0; got {} and {}", p.hidden, p.params_target));
+        }
+        if !(0.0..1.0).contains(&p.dropout) {
+            return Err(format!("params.dropout must be in [0, 1); got {}", p.dropout));
         }
         if p.batch_size < 1 || !(p.lr > 0.0) || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0) {
             return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());
@@ -155,6 +156,9 @@ impl Stage for Train {
         }
         if p.threads < 0 {
             return Err(format!("params.threads must be ≥ 0 (0 = the node's share of the cores); got {}", p.threads));
+        }
+        if !(p.diverged_above > 1.0) {
+            return Err(format!("params.diverged_above must be > 1 (a multiple of the untrained model's validation loss); got {}", p.diverged_above));
         }
         if p.grad_clip.is_nan() || p.grad_clip < 0.0 || p.weight_decay.is_nan() || p.weight_decay < 0.0 {
             return Err(format!("params.grad_clip and params.weight_decay must be ≥ 0; got {} and {}", p.grad_clip, p.weight_decay));
@@ -194,8 +198,8 @@ fn check_memory(p: &TrainParams) -> Result<(), String> {
     if p.model == "baseline" {
         return Ok(());
     }
-    let hidden = if p.hidden > 0 { p.hidden } else { hidden_for_target(&p.model, p.params_target).map_err(|e| e.to_string())? };
-    let n = n_params(&p.model, hidden).map_err(|e| e.to_string())? as f64;
+    let hidden = hidden_size(p).map_err(|e| e.to_string())?;
+    let n = n_params(&p.model, hidden, Counting::Used).map_err(|e| e.to_string())? as f64;
     let activations = p.batch_size as f64 * WINDOW_STEPS * (16.0 * hidden as f64 + 4.0 * crate::neurons::N_NEURONS as f64) * 4.0;
     let needed = 16.0 * n + activations;
     let (available, what) = device_memory(&p.device);

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use wormflow_torch::models::{build, hidden_for_target, n_params};
+use wormflow_torch::models::{build, hidden_for_target, n_params, Counting, Options};
 use wormflow_torch::tensors::{masked_mse, predict};
 
 const BATCH: i64 = 128;
@@ -17,13 +17,13 @@ const STEPS: usize = 5;
 fn time_steps(model: &str, hidden: i64, device: Device) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let m = build(model, hidden, &vs.root()).unwrap();
+    let m = build(model, Options { hidden, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
     let mut opt = nn::AdamW::default().build(&vs, 1e-3).unwrap();
     let x = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
     let y = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
     let mask = Tensor::ones([BATCH, 1, 302], (Kind::Float, device));
     let mut step = || {
-        let loss = masked_mse(&predict(&*m, &x, &mask), &y, &mask);
+        let loss = masked_mse(&predict(&*m, &x, &mask, true), &y, &mask);
         opt.backward_step(&loss);
         let _ = loss.double_value(&[]); // wait for the device
     };
@@ -47,7 +47,7 @@ fn main() {
     tch::set_num_threads(threads as i32);
     println!("train step (forward + backward + AdamW), batch {BATCH}, L = {WINDOW}, {threads} threads, {device:?}");
     for model in ["lstm", "ctrnn", "transformer"] {
-        let hidden = hidden_for_target(model, 580_000).unwrap();
+        let hidden = hidden_for_target(model, 580_000, Counting::Study).unwrap();
         let ours = time_steps(model, hidden, device);
         let theirs = std::process::Command::new(&python)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/train_step.py"))
@@ -65,7 +65,7 @@ fn main() {
         };
         println!(
             "  {model:<12} H={hidden:<4} params {:>7} (torch {torch_params:>7})  wormflow {:7.1} ms  pytorch {:7.1} ms  ratio {:.3} (target ≤ 1.05)  {:.0} samples/s",
-            n_params(model, hidden).unwrap(),
+            n_params(model, hidden, Counting::Used).unwrap(),
             ours * 1e3,
             torch_s * 1e3,
             ours / torch_s,

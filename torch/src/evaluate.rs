@@ -9,7 +9,9 @@
 //!   first L + 1 − horizon steps the model generates `horizon` steps autoregressively (its
 //!   predictions fed back); columns k, mse, baseline_mse (the last context step repeated).
 //! - `generation.parquet` (Fig. 7): for up to `generate_worms` worms, `context` steps of the
-//!   validation half as context, then as many generated; columns worm, neuron, step, truth,
+//!   validation half as context, then as many generated with the study's sliding context (the
+//!   last L steps, L the training window length) and, with `clamp`, each step clamped to its
+//!   context's range as the study's `generate`; columns worm, neuron, step, truth,
 //!   generated (null during the context).
 
 use std::collections::BTreeMap;
@@ -50,12 +52,13 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
 
     let mut vs = nn::VarStore::new(device);
     let residual = card["residual"].as_bool().unwrap_or(false);
-    let model = models::build_with(&arch, hidden, residual, &vs.root())?;
+    let options = models::Options { hidden, residual: residual && arch != "baseline", dropout: 0.0 }; // evaluation: no dropout
+    let model = models::build(&arch, options, &vs.root())?;
     if arch != "baseline" {
         let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
         vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;
     }
-    let baseline = models::build("baseline", 0, &vs.root())?;
+    let baseline = models::build("baseline", models::Options { hidden: 0, residual: false, dropout: 0.0 }, &vs.root())?;
     let val = window_set(&worms, &windows, "val", device)?;
     let (loss, per_ds) = losses(&*model, &val, p.batch_size);
     let (base, base_ds) = losses(&*baseline, &val, p.batch_size);
@@ -72,11 +75,16 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
         None => val_starts(&windows),
     };
-    write_generation(&ctx.out_dir.join("generation.parquet"), &*model, &worms, &starts, p, device)?;
+    // The sliding context is the training window length L (as the study's BLOCK_SIZE).
+    let window = val.x.size()[1];
+    write_generation(&ctx.out_dir.join("generation.parquet"), &*model, &worms, &starts, p, window, device)?;
     let eval = json!({
         "model": arch,
         "hidden": hidden,
         "n_params": card["n_params"],
+        "n_params_study": card["n_params_study"],
+        "learning": card["learning"],
+        "learning_note": card["learning_note"],
         "train_steps": summary["train_steps"],
         "n_worms": summary["n_worms"],
         "val_loss": loss,
@@ -108,7 +116,7 @@ fn losses(model: &dyn Model, set: &WindowSet, batch: i64) -> (f64, BTreeMap<Stri
         while start < set.len() {
             let n = batch.min(set.len() - start);
             let mask = set.mask.narrow(0, start, n);
-            let pred = predict(model, &set.x.narrow(0, start, n), &mask);
+            let pred = predict(model, &set.x.narrow(0, start, n), &mask, false);
             let y = set.y.narrow(0, start, n);
             // Per-window sums, brought to the host once per batch (not once per window:
             // each transfer is a device sync).
@@ -138,12 +146,29 @@ fn to_host(t: Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_device(tch::Device::Cpu)).expect("a 1-D double tensor")
 }
 
+/// How a model generates from its own predictions.
+#[derive(Clone, Copy)]
+struct Rollout {
+    /// The context is cropped to its last `window` steps before each prediction (the
+    /// study's sliding context; the length the model was trained on).
+    window: i64,
+    /// Clamp each generated step to the range of the context it came from, as the study's
+    /// `generate` does (against values running away).
+    clamp: bool,
+}
+
 /// Feed the model its own predictions for `steps` steps after `context` (B, T, 302).
-fn rollout(model: &dyn Model, context: &Tensor, mask: &Tensor, steps: i64) -> Tensor {
+fn rollout(model: &dyn Model, context: &Tensor, mask: &Tensor, steps: i64, how: Rollout) -> Tensor {
     let mut seq = context.shallow_clone();
     let mut generated = Vec::with_capacity(steps as usize);
     for _ in 0..steps {
-        let next = predict(model, &seq, mask).select(1, -1).unsqueeze(1) * mask;
+        let len = seq.size()[1];
+        let cond = seq.narrow(1, (len - how.window).max(0), len.min(how.window));
+        let mut next = predict(model, &cond, mask, false).select(1, -1).unsqueeze(1);
+        if how.clamp {
+            next = next.clamp_tensor(Some(cond.min()), Some(cond.max()));
+        }
+        let next = next * mask;
         generated.push(next.shallow_clone());
         seq = Tensor::cat(&[seq, next], 1);
     }
@@ -169,7 +194,8 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
             let window = full.narrow(0, start, n);
             let context = window.narrow(1, 0, context_len);
             let truth = window.narrow(1, context_len, horizon);
-            let gen = rollout(model, &context, &mask, horizon);
+            // k-step errors: unclamped, the window never longer than the training windows.
+            let gen = rollout(model, &context, &mask, horizon, Rollout { window: steps - 1, clamp: false });
             let last = context.narrow(1, context_len - 1, 1);
             count += mask.sum(Kind::Double).double_value(&[]);
             // One (horizon,) vector per batch for the model and for the Baseline.
@@ -202,6 +228,7 @@ fn write_generation(
     worms: &[Worm],
     val_start: &BTreeMap<(String, String), u64>,
     p: &Params,
+    window: i64,
     device: Device,
 ) -> Result<()> {
     let (mut worm_col, mut neuron_col, mut step_col, mut truth_col, mut gen_col) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -228,7 +255,8 @@ fn write_generation(
         }
         let all = Tensor::from_slice(&data).view([1, len as i64, N_NEURONS as i64]).to_device(device);
         let m = Tensor::from_slice(&mask).view([1, 1, N_NEURONS as i64]).to_device(device);
-        let gen = tch::no_grad(|| rollout(model, &all.narrow(1, 0, p.context), &m, p.context)).to_device(Device::Cpu);
+        let how = Rollout { window, clamp: p.clamp };
+        let gen = tch::no_grad(|| rollout(model, &all.narrow(1, 0, p.context), &m, p.context, how)).to_device(Device::Cpu);
         let gen: Vec<f32> = Vec::<f32>::try_from(gen.flatten(0, -1))?;
         for (n, trace) in w.traces.iter().enumerate() {
             let Some(t) = trace else { continue };

@@ -81,9 +81,9 @@ pub fn window_set(worms: &[Worm], windows: &[Window], set: &str, device: Device)
 }
 
 /// The model's next-step predictions, with unrecorded neurons zeroed in the input so their
-/// values can never reach the loss or the gradients.
-pub fn predict(model: &dyn Model, x: &Tensor, mask: &Tensor) -> Tensor {
-    model.forward(&(x * mask))
+/// values can never reach the loss or the gradients; `train` turns dropout on.
+pub fn predict(model: &dyn Model, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    model.forward_t(&(x * mask), train)
 }
 
 /// Sum of squared errors over recorded neurons, and how many terms it has.
@@ -113,7 +113,7 @@ mod tests {
                 let _ = g.zero_();
             }
         }
-        let loss = masked_mse(&predict(model, x, mask), y, mask);
+        let loss = masked_mse(&predict(model, x, mask, false), y, mask);
         loss.backward();
         (loss.double_value(&[]), vs.trainable_variables().iter().map(|v| v.grad().copy()).collect())
     }
@@ -123,7 +123,7 @@ mod tests {
         tch::manual_seed(0);
         for model in ["lstm", "ctrnn", "transformer", "attention", "feedforward", "linear"] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let m = crate::models::build(model, 8, &vs.root()).unwrap();
+            let m = crate::models::build(model, crate::models::Options { hidden: 8, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
             let x = Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu));
             let y = Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu));
             let mask = Tensor::rand([3, 1, 302], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);

@@ -19,29 +19,21 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
+use rand::Rng;
 use serde_json::{json, Map};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 use wormflow_api::StageContext;
 
-use crate::models::{self, Model};
+use crate::models::{self, Counting, Model, Options};
 pub use wormflow_stages::torch_stages::TrainParams as Params;
-pub use wormflow_stages::metrics::Epoch;
+pub use wormflow_stages::metrics::{Epoch, Learning};
 use wormflow_stages::rng::stream;
 use wormflow_stages::table::read_recordings;
 use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
 use wormflow_stages::windows::read_windows;
 
-/// The hidden size a train node uses (from `hidden` or `params_target`).
-pub fn hidden_size(p: &Params) -> Result<i64> {
-    if p.model == "baseline" {
-        return Ok(0);
-    }
-    if p.hidden != 0 {
-        return Ok(p.hidden);
-    }
-    models::hidden_for_target(&p.model, p.params_target)
-}
+pub use wormflow_stages::torch_stages::hidden_size;
 
 /// The device a `device` param names, checked against what this machine has.
 pub fn pick_device(name: &str) -> Result<Device> {
@@ -70,7 +62,8 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let data = TrainingData::load(ctx, device)?;
     let hidden = hidden_size(p)?;
     let vs = nn::VarStore::new(device);
-    let model = seeded_build(&p.model, hidden, p.residual, &vs, p.seed)?;
+    let options = Options { hidden, residual: p.residual, dropout: p.dropout };
+    let model = seeded_build(&p.model, options, &vs, p.seed)?;
     let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
     let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(p, &*model, &vs, &data, ctx)? };
     write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
@@ -78,18 +71,22 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     prov.insert("device".into(), json!(device_name(device)));
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
     prov.insert("best_val_loss".into(), json!(outcome.best_val));
+    if outcome.learning.is_failure() {
+        prov.insert(wormflow_api::WARNINGS.into(), json!([format!("{}: {}", outcome.learning.as_str(), outcome.learning_note)]));
+    }
     Ok(prov)
 }
 
-/// libtorch's random generator is global to the process, and nodes train in parallel
-/// threads: seed and initialise under one lock, so a model's initial weights depend on its
-/// seed alone. (Initialisation is the only use of that generator; batches are shuffled
-/// with our own seeded streams and no model uses dropout.)
-pub fn seeded_build(model: &str, hidden: i64, residual: bool, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
+/// libtorch's random generator is global to the process: seed and initialise under one lock,
+/// so a model's initial weights depend on its seed alone even where several models are
+/// built in one process (tests, benches). Batches are shuffled with our own seeded streams;
+/// dropout masks come from the same generator, re-seeded by `fit` (one node per process).
+pub fn seeded_build(model: &str, options: Options, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed as i64);
-    let built = models::build_with(model, hidden, residual, &vs.root())?;
+    let residual = options.residual && model != "baseline";
+    let built = models::build(model, Options { residual, ..options }, &vs.root())?;
     if residual {
         // Start exactly at the Baseline: a residual model's readout begins at zero.
         tch::no_grad(|| {
@@ -142,6 +139,9 @@ pub struct Outcome {
     pub metrics: Vec<Epoch>,
     pub best_val: f64,
     pub best_epoch: u64,
+    pub learning: Learning,
+    /// What the losses did, in words, when the run did not learn.
+    pub learning_note: String,
     /// The best epoch's weights, by name.
     pub weights: Vec<(String, Tensor)>,
 }
@@ -154,7 +154,7 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
         while start < set.len() {
             let n = batch.min(set.len() - start);
             let mask = set.mask.narrow(0, start, n);
-            let (s, c) = masked_sse(&predict(model, &set.x.narrow(0, start, n), &mask), &set.y.narrow(0, start, n), &mask);
+            let (s, c) = masked_sse(&predict(model, &set.x.narrow(0, start, n), &mask, false), &set.y.narrow(0, start, n), &mask);
             sse += s.double_value(&[]);
             count += c.double_value(&[]);
             start += n;
@@ -166,7 +166,7 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
 fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
     let val = loss_over(model, &data.val, 256);
     let train = loss_over(model, &data.train, 256);
-    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, weights: Vec::new() }
+    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, learning: Learning::NotTrained, learning_note: String::new(), weights: Vec::new() }
 }
 
 fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
@@ -188,6 +188,10 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
     // The rate of optimizer step n (1-based): ramps linearly up to lr over warmup_steps.
     let warmed = |lr: f64, n: u64| if n < p.warmup_steps { lr * n as f64 / p.warmup_steps as f64 } else { lr };
     let mut metrics = vec![Epoch { epoch: 0, train_loss: loss_over(model, &data.train, p.batch_size.max(256)), val_loss: initial, lr, seconds: 0.0 }];
+    // Dropout masks: libtorch's generator (this process trains this node only), seeded from
+    // the node's seed, so the same inputs and seed give the same weights on CPU.
+    tch::manual_seed(stream(p.seed, "dropout", 0).random::<i64>());
+    let mut diverged = None;
     for epoch in 1..=p.epochs {
         if ctx.cancel.load(Ordering::Relaxed) {
             bail!("cancelled");
@@ -203,7 +207,7 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
             }
             let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
             let mask = data.train.mask.index_select(0, &idx);
-            let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask), &data.train.y.index_select(0, &idx), &mask);
+            let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask, true), &data.train.y.index_select(0, &idx), &mask);
             if p.grad_clip > 0.0 {
                 opt.backward_step_clip_norm(&loss, p.grad_clip);
             } else {
@@ -214,12 +218,16 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         }
         let train_loss = sum / seen as f64;
         let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
-        if !val_loss.is_finite() {
-            bail!("validation loss became {val_loss} at epoch {epoch}; lower params.lr");
-        }
         // The learning rate the epoch's last step used (below lr while warming up).
         metrics.push(Epoch { epoch, train_loss, val_loss, lr: warmed(lr, step), seconds: clock.elapsed().as_secs_f64() });
         (ctx.progress)(epoch as f64 / p.epochs as f64, &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"));
+        if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial {
+            diverged = Some(format!(
+                "at epoch {epoch} the training loss was {train_loss:.3e} and the validation loss {val_loss:.3e} ({:.3e} × the untrained model's {initial:.3e}); training stopped, the weights of epoch {best_epoch} are kept; lower params.lr or set params.grad_clip",
+                val_loss / initial
+            ));
+            break;
+        }
         if val_loss < best_val {
             (best_val, best_epoch, weights) = (val_loss, epoch, snapshot(vs));
         }
@@ -238,7 +246,15 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
             break;
         }
     }
-    Ok(Outcome { metrics, best_val, best_epoch, weights })
+    let (learning, learning_note) = match diverged {
+        Some(note) => (Learning::Diverged, note),
+        None if best_epoch == 0 => (
+            Learning::NeverImproved,
+            format!("no epoch of {} beat the untrained model's validation loss {initial:.4e}; the stored weights are the initial ones", metrics.len() - 1),
+        ),
+        None => (Learning::Learned, String::new()),
+    };
+    Ok(Outcome { metrics, best_val, best_epoch, learning, learning_note, weights })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -251,7 +267,10 @@ fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_par
         "hidden": hidden,
         "residual": p.residual,
         "n_params": n_params,
+        "n_params_study": models::n_params(&p.model, hidden, Counting::Study)?,
         "params_target": p.params_target,
+        "params_counting": p.params_counting,
+        "dropout": p.dropout,
         "device": device_name(device),
         "torch": env!("WORMFLOW_TORCH_VERSION"),
         "seed": p.seed,
@@ -259,10 +278,12 @@ fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_par
         "epochs_run": o.metrics.last().map_or(0, |m| m.epoch),
         "best_epoch": o.best_epoch,
         "best_val_loss": o.best_val,
+        "learning": o.learning,
+        "learning_note": o.learning_note,
         "train_windows": data.train.len(),
         "val_windows": data.val.len(),
         "window": data.train.x.size()[1],
-        "note": "n_params counts parameters the forward pass uses; see the README's model card for how this relates to the paper's Table II",
+        "note": "n_params counts parameters the forward pass uses; n_params_study what the study's code registers (the paper's Table II); see the README's model card",
     });
     std::fs::write(ctx.out_dir.join("model.json"), serde_json::to_vec_pretty(&card)?)?;
     Ok(())

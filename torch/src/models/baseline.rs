@@ -5,7 +5,7 @@ use tch::Tensor;
 pub struct Baseline;
 
 impl super::Model for Baseline {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
         x.shallow_clone()
     }
 }

@@ -31,30 +31,41 @@ pub fn positions(t: i64, h: i64, like: &Tensor) -> Tensor {
     angle.sin().where_self(&even.unsqueeze(0), &angle.cos())
 }
 
+/// The study's `PositionalEncoding`: the embedding scaled by √H (as in Vaswani et al.), plus
+/// sinusoidal positions, then dropout.
+pub fn encode_positions(e: &Tensor, dropout: f64, train: bool) -> Tensor {
+    let (_, t, h) = e.size3().expect("(B, T, H)");
+    (e * (h as f64).sqrt() + positions(t, h, e).unsqueeze(0)).dropout(dropout, train)
+}
+
 /// Causal multi-head self-attention with a packed input projection (like PyTorch's
-/// `nn.MultiheadAttention`): in_proj (3H × H, bias), out_proj (H × H, bias).
+/// `nn.MultiheadAttention`): in_proj (3H × H, bias), out_proj (H × H, bias); dropout on the
+/// attention weights while training, as PyTorch's.
 #[derive(Debug)]
 pub struct CausalSelfAttention {
     in_proj: nn::Linear,
     out_proj: nn::Linear,
     heads: i64,
+    dropout: f64,
 }
 
 impl CausalSelfAttention {
-    pub fn new(root: &nn::Path, h: i64) -> Self {
+    pub fn new(root: &nn::Path, h: i64, dropout: f64) -> Self {
         CausalSelfAttention {
             in_proj: nn::linear(root / "in_proj", h, 3 * h, Default::default()),
             out_proj: nn::linear(root / "out_proj", h, h, Default::default()),
             heads: super::heads_for(h),
+            dropout,
         }
     }
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let (b, t, h) = x.size3().expect("(B, T, H)");
         let d = h / self.heads;
         let qkv = self.in_proj.forward(x).view([b, t, 3, self.heads, d]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None::<f64>, false);
+        let p = if train { self.dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, p, true, None::<f64>, false);
         self.out_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, h]))
     }
 }

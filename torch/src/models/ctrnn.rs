@@ -30,7 +30,7 @@ impl Ctrnn {
 }
 
 impl super::Model for Ctrnn {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
         let drive = self.input.forward(&self.norm.forward(&self.embedding.forward(x))); // (B, T, H), all steps at once
         let alpha = self.leak.sigmoid();
         let (b, _, h) = drive.size3().expect("(B, T, H)");

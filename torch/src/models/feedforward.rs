@@ -1,4 +1,5 @@
-//! Feedforward: embedding → h + ReLU(Linear(h)) (residual) → readout; each step alone.
+//! Feedforward, as the study's `FeatureFFNN`: embedding → h + Dropout(ReLU(Linear(h)))
+//! (residual) → readout; each step alone.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -9,18 +10,19 @@ pub struct Feedforward {
     embedding: nn::Linear,
     hidden: nn::Linear,
     readout: nn::Linear,
+    dropout: f64,
 }
 
 impl Feedforward {
-    pub fn new(root: &nn::Path, h: i64) -> Self {
-        Feedforward { embedding: embedding(root, h), hidden: nn::linear(root / "hidden", h, h, Default::default()), readout: readout(root, h) }
+    pub fn new(root: &nn::Path, h: i64, dropout: f64) -> Self {
+        Feedforward { embedding: embedding(root, h), hidden: nn::linear(root / "hidden", h, h, Default::default()), readout: readout(root, h), dropout }
     }
 }
 
 impl super::Model for Feedforward {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let e = self.embedding.forward(x);
-        let h = &e + self.hidden.forward(&e).relu();
+        let h = &e + self.hidden.forward(&e).relu().dropout(self.dropout, train);
         self.readout.forward(&h)
     }
 }

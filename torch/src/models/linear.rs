@@ -1,4 +1,6 @@
-//! Linear: embedding → readout, no nonlinearity (a rank-H linear map of the current step).
+//! Linear, as the study's `LinearRegression`: embedding → readout, no nonlinearity. The
+//! study's width is fixed at 302 (see `model_size::LINEAR_WIDTH`); another H makes it a
+//! rank-H linear map.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -17,7 +19,7 @@ impl Linear {
 }
 
 impl super::Model for Linear {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
         self.readout.forward(&self.embedding.forward(x))
     }
 }

@@ -1,6 +1,8 @@
-//! LSTM: LayerNorm(embedding(x)) → one LSTM layer → readout.
+//! LSTM, as the study's `NetworkLSTM`: LayerNorm(embedding(x)) → one LSTM layer → readout,
+//! with the study's initialisation of the LSTM (`init_weights`): input weights Xavier-uniform
+//! with gain 1.5, recurrent weights orthogonal, biases zero.
 
-use tch::nn::{self, Module, RNN};
+use tch::nn::{self, Init, Module, RNN};
 use tch::Tensor;
 
 use super::blocks::{embedding, layer_norm, readout};
@@ -14,18 +16,23 @@ pub struct Lstm {
 
 impl Lstm {
     pub fn new(root: &nn::Path, h: i64) -> Self {
-        let cfg = nn::RNNConfig { batch_first: true, ..Default::default() };
-        Lstm {
-            embedding: embedding(root, h),
-            norm: layer_norm(root, "embedding_norm", h),
-            lstm: nn::lstm(root / "lstm", h, h, cfg),
-            readout: readout(root, h),
-        }
+        // Xavier bound gain·√(6 / (fan_in + fan_out)) for weight_ih (4H × H): fan_in H, fan_out 4H.
+        let bound = 1.5 * (6.0 / (5 * h) as f64).sqrt();
+        let cfg = nn::RNNConfig {
+            batch_first: true,
+            w_ih_init: Init::Uniform { lo: -bound, up: bound },
+            w_hh_init: Init::Orthogonal { gain: 1.0 },
+            b_ih_init: Some(Init::Const(0.0)),
+            b_hh_init: Some(Init::Const(0.0)),
+            ..Default::default()
+        };
+        let lstm = nn::lstm(root / "lstm", h, h, cfg);
+        Lstm { embedding: embedding(root, h), norm: layer_norm(root, "embedding_norm", h), lstm, readout: readout(root, h) }
     }
 }
 
 impl super::Model for Lstm {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
         let e = self.norm.forward(&self.embedding.forward(x));
         let (out, _) = self.lstm.seq(&e);
         self.readout.forward(&out)

@@ -1,10 +1,12 @@
-//! Transformer: embedding + sinusoidal positions → one pre-norm causal encoder layer
-//! (x + Attention(LN(x)), then x + FF(LN(x)) with feed-forward width H) → readout.
+//! Transformer, as the study's `NeuralTransformer`: √H-scaled embedding + sinusoidal
+//! positions (dropout) → one pre-norm causal encoder layer (PyTorch's
+//! `TransformerEncoderLayer(norm_first = true)`, ReLU, feed-forward width H, dropout on the
+//! attention weights, after attention, inside and after the feed-forward) → readout.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::blocks::{embedding, layer_norm, positions, readout, CausalSelfAttention};
+use super::blocks::{embedding, encode_positions, layer_norm, readout, CausalSelfAttention};
 
 pub struct Transformer {
     embedding: nn::Linear,
@@ -14,30 +16,32 @@ pub struct Transformer {
     ff1: nn::Linear,
     ff2: nn::Linear,
     readout: nn::Linear,
+    dropout: f64,
 }
 
 impl Transformer {
-    pub fn new(root: &nn::Path, h: i64) -> Self {
+    pub fn new(root: &nn::Path, h: i64, dropout: f64) -> Self {
         let layer = root / "encoder";
         Transformer {
             embedding: embedding(root, h),
             norm1: layer_norm(&layer, "norm1", h),
-            attention: CausalSelfAttention::new(&(&layer / "attention"), h),
+            attention: CausalSelfAttention::new(&(&layer / "attention"), h, dropout),
             norm2: layer_norm(&layer, "norm2", h),
             ff1: nn::linear(&layer / "ff1", h, h, Default::default()),
             ff2: nn::linear(&layer / "ff2", h, h, Default::default()),
             readout: readout(root, h),
+            dropout,
         }
     }
 }
 
 impl super::Model for Transformer {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let e = self.embedding.forward(x);
-        let (_, t, h) = e.size3().expect("(B, T, H)");
-        let z = &e + positions(t, h, &e).unsqueeze(0);
-        let z = &z + self.attention.forward(&self.norm1.forward(&z));
-        let z = &z + self.ff2.forward(&self.ff1.forward(&self.norm2.forward(&z)).relu());
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let p = self.dropout;
+        let z = encode_positions(&self.embedding.forward(x), p, train);
+        let z = &z + self.attention.forward(&self.norm1.forward(&z), train).dropout(p, train);
+        let inner = self.ff1.forward(&self.norm2.forward(&z)).relu().dropout(p, train);
+        let z = &z + self.ff2.forward(&inner).dropout(p, train);
         self.readout.forward(&z)
     }
 }

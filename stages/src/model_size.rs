@@ -1,0 +1,102 @@
+//! How big each architecture is: parameter counts at a hidden size H, and the hidden size a
+//! parameter budget (`params_target`) picks. Pure arithmetic, needed at plan time (memory
+//! checks) where libtorch is not loaded; the torch crate's tests check `Used` against the
+//! variables its models really create, and a Python test checks `Study` against the study's
+//! own classes.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::neurons::N_NEURONS;
+
+/// The architectures `train` knows (see torch/src/models/mod.rs for what each is).
+pub const MODELS: &[&str] = &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+
+/// The study's Linear model has no hidden size of its own: 302 → 302 → 302.
+pub const LINEAR_WIDTH: i64 = N_NEURONS as i64;
+
+/// Which parameters a count includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// What the study's code registers (its `print_parameters`, the paper's Table II): also
+    /// modules it never calls — every model's LayerNorm(H) where the core does not apply it,
+    /// the Baseline's embedding, LayerNorm and placeholder, and the Transformer's encoder layer twice
+    /// (`TransformerEncoder` deep-copies the layer it is given, and both stay registered).
+    #[default]
+    Study,
+    /// Parameters the forward pass uses (what wormflow's models create and train).
+    Used,
+}
+
+/// Parameter count of `model` at hidden size `h`.
+pub fn n_params(model: &str, h: i64, counting: Counting) -> Result<i64> {
+    let n = N_NEURONS as i64;
+    let shared = 2 * n * h + h + n; // embedding (n→h with bias) + readout (h→n with bias)
+    let norm = 2 * h; // LayerNorm(h): weight and bias
+    let attention = 4 * h * h + 4 * h; // packed in-projection (3h × h) + out-projection, with biases
+    let encoder = attention + 2 * (h * h + h) + 2 * norm; // + feed-forward of width h, two LayerNorms
+    let study = counting == Counting::Study;
+    let unused_norm = if study { norm } else { 0 };
+    Ok(match model {
+        // The study's NaivePredictor registers its backbone's embedding and LayerNorm at width
+        // 302 and a placeholder parameter, and calls none of them.
+        "baseline" if study => (n * n + n) + 2 * n + 1,
+        "baseline" => 0,
+        "linear" => shared + unused_norm,
+        "feedforward" => shared + h * h + h + unused_norm,
+        "ctrnn" => shared + norm + 2 * (h * h + h) + h, // + leak
+        "lstm" => shared + norm + 8 * h * h + 8 * h,
+        "transformer" => shared + encoder * if study { 2 } else { 1 } + unused_norm,
+        "attention" => shared + attention + unused_norm,
+        other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
+    })
+}
+
+/// The smallest hidden size whose count reaches `target` — the rule that gives every hidden
+/// size of the paper's Table II from 580,000 on the study's counts (Feedforward 516, CTRNN
+/// 408, LSTM 234, Transformer 196, Attention 312); the nearest count would pick CTRNN 407.
+pub fn hidden_for_target(model: &str, target: i64, counting: Counting) -> Result<i64> {
+    if model == "baseline" {
+        return Ok(0);
+    }
+    const LARGEST: i64 = 1 << 16;
+    for h in 1..=LARGEST {
+        if n_params(model, h, counting)? >= target {
+            return Ok(h);
+        }
+    }
+    bail!("params_target = {target} needs a {model} wider than {LARGEST} units; lower params_target")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Table II of the paper: hidden size and parameter count at the ≈580K budget.
+    const TABLE_II: &[(&str, i64, i64)] =
+        &[("feedforward", 516, 580_286), ("ctrnn", 408, 582_110), ("lstm", 234, 582_260), ("transformer", 196, 584_186), ("attention", 312, 580_310)];
+
+    #[test]
+    fn the_study_counts_reproduce_table_two() {
+        for &(model, h, count) in TABLE_II {
+            assert_eq!(n_params(model, h, Counting::Study).unwrap(), count, "{model} at H = {h}");
+            assert_eq!(hidden_for_target(model, 580_000, Counting::Study).unwrap(), h, "{model}");
+        }
+    }
+
+    #[test]
+    fn used_counts_leave_out_what_the_study_never_calls() {
+        let used = |m, h| n_params(m, h, Counting::Used).unwrap();
+        assert_eq!(used("feedforward", 516), 580_286 - 2 * 516);
+        assert_eq!(used("transformer", 196), 6 * 196 * 196 + 615 * 196 + 302);
+        assert_eq!(used("attention", 312), 580_310 - 2 * 312);
+        assert_eq!(used("ctrnn", 408), 582_110);
+        assert_eq!(used("lstm", 234), 582_260);
+        assert_eq!(used("linear", LINEAR_WIDTH), 183_012);
+        assert_eq!(n_params("linear", LINEAR_WIDTH, Counting::Study).unwrap(), 183_012 + 604);
+        assert_eq!((used("baseline", 0), n_params("baseline", 0, Counting::Study).unwrap()), (0, 92_111));
+        // On used counts the budget picks a wider Transformer and Attention.
+        assert_eq!(hidden_for_target("transformer", 580_000, Counting::Used).unwrap(), 264);
+    }
+}
