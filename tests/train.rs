@@ -76,32 +76,82 @@ fn a_warm_up_ramps_the_learning_rate() {
 
 #[test]
 fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
+    // The Transformer and Feedforward train with the study's dropout (0.1): their masks come
+    // from the node's seed, so the same seed gives the same bytes and another seed others.
     let p = pipeline("sines", 3, 200, 40, 4, "hidden = 12, epochs = 4, batch_size = 4");
+    let other_seed = Workspace::new(&p.replace("threads = 1,", "threads = 1, seed = 1,"));
     let (a, b) = (Workspace::new(&p), Workspace::new(&p));
-    for ws in [&a, &b] {
-        ws.run_events(&["train[model=lstm]", "train[model=transformer]"]);
+    let models = ["lstm", "transformer", "feedforward"];
+    for ws in [&a, &b, &other_seed] {
+        ws.run_events(&models.map(|m| format!("train[model={m}]")).each_ref().map(String::as_str));
     }
-    for m in ["lstm", "transformer"] {
-        let f = format!("results/train[model={m}]/weights.safetensors");
-        let same = std::fs::read(a.file(&f)).unwrap() == std::fs::read(b.file(&f)).unwrap();
-        assert!(same, "{m}: same seed, same weights");
+    let weights = |ws: &Workspace, m: &str| std::fs::read(ws.file(&format!("results/train[model={m}]/weights.safetensors"))).unwrap();
+    for m in models {
+        assert!(weights(&a, m) == weights(&b, m), "{m}: same seed, same weights");
+        assert!(weights(&a, m) != weights(&other_seed, m), "{m}: another seed, other weights");
     }
     let card: Value = serde_json::from_str(&a.read("results/train[model=lstm]/model.json")).unwrap();
     assert_eq!(card["architecture"], "lstm");
     assert_eq!(card["hidden"], 12);
     assert_eq!(card["n_params"], 8 * 144 + 615 * 12 + 302);
+    assert_eq!(card["n_params_study"], card["n_params"], "the study's LSTM uses all it registers");
+    assert_eq!(card["learning"], "learned");
     assert_eq!(card["device"], "cpu");
     assert!(card["torch"].as_str().unwrap().starts_with("2.11"), "{card}");
+    let card: Value = serde_json::from_str(&a.read("results/train[model=transformer]/model.json")).unwrap();
+    assert_eq!((card["n_params"].as_i64(), card["n_params_study"].as_i64()), (Some(6 * 144 + 615 * 12 + 302), Some(12 * 144 + 627 * 12 + 302)));
+    assert_eq!(card["dropout"], 0.1);
     let metrics = read_epochs(&a.file("results/train[model=lstm]/metrics.parquet")).unwrap();
     assert_eq!(metrics.len(), 5, "epoch 0 (untrained) and 4 epochs");
     assert!(metrics.iter().all(|m| m.val_loss.is_finite() && m.lr > 0.0));
     // The weights file is plain safetensors: header length, JSON header with our names.
-    let bytes = std::fs::read(a.file("results/train[model=lstm]/weights.safetensors")).unwrap();
+    let bytes = weights(&a, "lstm");
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     for name in ["embedding.weight", "embedding.bias", "embedding_norm.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "readout.weight"] {
         assert!(header.get(name).is_some(), "{name} missing from {header}");
     }
+}
+
+#[test]
+fn a_diverging_model_is_flagged_and_left_out_of_the_fit() {
+    let front = common::synthetic_front("diverge", 3, r#"model = "sines", n_worms = 4, n_steps = 200, n_observed = 20, noise = 0.0"#, "n_windows = 4, window = 40");
+    let ws = Workspace::new(&format!(
+        r#"{front}[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+matrix = {{ lr = [0.003, 10.0] }}
+params = {{ model = "linear", hidden = 8, epochs = 3, batch_size = 4, threads = 1, lr = "${{matrix.lr}}" }}
+
+[stages.evaluate]
+kind = "evaluate"
+needs = ["train", "pre", "sample"]
+matrix = {{ lr = [0.003, 10.0] }}
+params = {{ horizon = 5, context = 20, generate_worms = 0 }}
+
+[stages.fit]
+kind = "fit"
+needs = ["evaluate"]
+"#
+    ));
+    let ev = ws.run_events(&[]);
+    let diverged = ev.ran().into_iter().find(|n| n.starts_with("train[") && n.contains("lr=10")).expect("the lr = 10 node ran");
+    let card: Value = serde_json::from_str(&ws.read(&format!("results/{diverged}/model.json"))).unwrap();
+    assert_eq!(card["learning"], "diverged", "{card}");
+    assert!(card["learning_note"].as_str().unwrap().contains("× the untrained model's"), "{card}");
+    // The run's summary names it; so does the fit, which left it out.
+    let summary = ev.0.iter().find(|e| e["event"] == "summary").unwrap();
+    let warned: Vec<&str> = summary["warnings"].as_array().unwrap().iter().map(|w| w["node"].as_str().unwrap()).collect();
+    assert!(warned.contains(&diverged.as_str()) && warned.contains(&"fit"), "{summary}");
+    let fits: Value = serde_json::from_str(&ws.read("results/fit/fits.json")).unwrap();
+    let left_out = fits["left_out"].as_array().unwrap();
+    assert_eq!(left_out.len(), 1, "{fits}");
+    assert!(left_out[0]["node"].as_str().unwrap().contains("lr=10") && left_out[0]["learning"] == "diverged", "{fits}");
+    assert!(fits["points"].as_array().unwrap().iter().all(|p| !p["node"].as_str().unwrap().contains("lr=10")));
+    // A rerun with everything cached still says so, in words, on the terminal.
+    let out = ws.wf(&["run"]);
+    let text = common::text(&out.stderr);
+    assert!(text.contains("warnings") && text.contains(&format!("{diverged}: diverged")), "{text}");
 }
 
 #[test]

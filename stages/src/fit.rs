@@ -7,8 +7,12 @@
 //! trained model; resampled with replacement, `bootstrap` times, seeded). Also reported:
 //! R² and the mean loss as a fraction of the Baseline's on the same windows.
 //!
+//! Models whose training failed (eval.json `learning` = `diverged` or `never_improved`) are
+//! not points of a law: they are left out unless `keep_failed = true`, and listed.
+//!
 //! Outputs `fits.parquet` (model, dataset, x, slope, slope_lo, slope_hi, intercept, r2,
-//! n_points, mean_ratio) and `fits.json` (the same, plus every point).
+//! n_points, n_left_out, mean_ratio) and `fits.json` (the same, every point, and `left_out`:
+//! the evaluations left out with why).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wormflow_api::StageContext;
 
+use crate::metrics::Learning;
 use crate::parquet_io::write_batch;
 use crate::rng::stream;
 use crate::stage::Stage;
@@ -36,22 +41,37 @@ pub struct Params {
     pub by_dataset: bool,
     pub bootstrap: usize,
     pub seed: u64,
+    /// Count models that diverged or never improved as points too (off: they are left out).
+    pub keep_failed: bool,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { x: "train_steps".into(), by_dataset: false, bootstrap: 1000, seed: 0 }
+        Params { x: "train_steps".into(), by_dataset: false, bootstrap: 1000, seed: 0, keep_failed: false }
     }
 }
 
 /// One evaluated model: where it sits on the x axis and how it did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
+    /// The evaluate node it comes from.
+    pub node: String,
     pub model: String,
     pub dataset: String,
     pub x: f64,
     pub loss: f64,
     pub baseline: f64,
+    pub learning: Learning,
+}
+
+/// An evaluation a fit did not count, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftOut {
+    pub node: String,
+    pub model: String,
+    pub x: f64,
+    pub learning: Learning,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -65,6 +85,8 @@ pub struct LineFit {
     pub intercept: f64,
     pub r2: f64,
     pub n_points: usize,
+    /// Evaluations of this model left out because its training failed.
+    pub n_left_out: usize,
     pub mean_ratio: f64,
 }
 
@@ -115,13 +137,14 @@ pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) 
         intercept: a,
         r2,
         n_points: points.len(),
+        n_left_out: 0,
         mean_ratio: points.iter().map(|p| p.loss / p.baseline).sum::<f64>() / points.len() as f64,
     })
 }
 
-/// The points of every input's eval.json.
-pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool) -> Result<Vec<Point>> {
-    let mut points = Vec::new();
+/// The points of every input's eval.json, and the evaluations left out as failed training.
+pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_failed: bool) -> Result<(Vec<Point>, Vec<LeftOut>)> {
+    let (mut points, mut left_out) = (Vec::new(), Vec::new());
     for input in ctx.inputs {
         let path = input.dir.join("eval.json");
         let Ok(bytes) = std::fs::read(&path) else { continue };
@@ -131,14 +154,30 @@ pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool) -> Result
         if model == "baseline" {
             continue; // the Baseline is the reference, not a point of a scaling law
         }
-        points.push(Point { model: model.clone(), dataset: "all".into(), x, loss: e["val_loss"].as_f64().unwrap_or(f64::NAN), baseline: e["baseline_loss"].as_f64().unwrap_or(f64::NAN) });
+        // Evaluations from before `learning` was recorded count as learned.
+        let learning: Learning = serde_json::from_value(e["learning"].clone()).unwrap_or_default();
+        if learning.is_failure() && !keep_failed {
+            let note = e["learning_note"].as_str().unwrap_or_default().to_string();
+            left_out.push(LeftOut { node: input.node.clone(), model, x, learning, note });
+            continue;
+        }
+        let point = |dataset: &str, v: &Value| Point {
+            node: input.node.clone(),
+            model: model.clone(),
+            dataset: dataset.into(),
+            x,
+            loss: v["val_loss"].as_f64().unwrap_or(f64::NAN),
+            baseline: v["baseline_loss"].as_f64().unwrap_or(f64::NAN),
+            learning,
+        };
+        points.push(point("all", &e));
         if by_dataset {
             for (d, v) in e["per_dataset"].as_object().into_iter().flatten() {
-                points.push(Point { model: model.clone(), dataset: d.clone(), x, loss: v["val_loss"].as_f64().unwrap_or(f64::NAN), baseline: v["baseline_loss"].as_f64().unwrap_or(f64::NAN) });
+                points.push(point(d, v));
             }
         }
     }
-    Ok(points)
+    Ok((points, left_out))
 }
 
 impl Stage for Fit {
@@ -154,8 +193,8 @@ impl Stage for Fit {
     }
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-        let points = read_points(ctx, &p.x, p.by_dataset)?;
-        if points.is_empty() {
+        let (points, left_out) = read_points(ctx, &p.x, p.by_dataset, p.keep_failed)?;
+        if points.is_empty() && left_out.is_empty() {
             bail!("no evaluations among the inputs; `needs` should name an evaluate stage");
         }
         if let Some(bad) = points.iter().find(|q| !(q.x > 0.0 && q.loss > 0.0 && q.baseline > 0.0)) {
@@ -165,7 +204,10 @@ impl Stage for Fit {
         for q in &points {
             groups.entry((q.model.clone(), q.dataset.clone())).or_default().push(q);
         }
-        let fits: Vec<LineFit> = groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
+        let mut fits: Vec<LineFit> = groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
+        for f in &mut fits {
+            f.n_left_out = left_out.iter().filter(|l| l.model == f.model).count();
+        }
         let f64s = |f: fn(&LineFit) -> f64| Arc::new(Float64Array::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
         let strs = |f: fn(&LineFit) -> &str| Arc::new(StringArray::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
         write_batch(&ctx.out_dir.join("fits.parquet"), RecordBatch::try_from_iter([
@@ -178,12 +220,17 @@ impl Stage for Fit {
             ("intercept", f64s(|f| f.intercept)),
             ("r2", f64s(|f| f.r2)),
             ("n_points", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_points as u64).collect::<Vec<_>>())) as ArrayRef),
+            ("n_left_out", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_left_out as u64).collect::<Vec<_>>())) as ArrayRef),
             ("mean_ratio", f64s(|f| f.mean_ratio)),
         ])?)?;
-        let doc = json!({"x": p.x, "ci": "95% percentile bootstrap over the sweep's points", "fits": fits, "points": points});
+        let doc = json!({"x": p.x, "ci": "95% percentile bootstrap over the sweep's points", "fits": fits, "points": points, "left_out": left_out});
         std::fs::write(ctx.out_dir.join("fits.json"), serde_json::to_vec_pretty(&doc)?)?;
         let mut prov = Map::new();
         prov.insert("fits".into(), json!(fits.len()));
+        if !left_out.is_empty() {
+            let nodes: Vec<String> = left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();
+            prov.insert(wormflow_api::WARNINGS.into(), json!([format!("left out {} failed training runs: {}; `keep_failed = true` counts them", left_out.len(), nodes.join(", "))]));
+        }
         Ok(prov)
     }
 }
@@ -201,7 +248,7 @@ mod tests {
             .map(|i| {
                 let steps = 1000.0 * 1.6f64.powi(i);
                 let loss = 3.0 * steps.powf(b) * 10f64.powf(noise.sample(&mut rng));
-                Point { model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0 }
+                Point { node: format!("e{i}"), model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0, learning: Learning::Learned }
             })
             .collect();
         let refs: Vec<&Point> = points.iter().collect();

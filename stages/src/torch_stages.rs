@@ -136,11 +136,9 @@ impl Stage for Train {
         if !MODELS.contains(&p.model.as_str()) {
             return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
         }
-        if !matches!(p.model.as_str(), "baseline" | "linear") && (p.hidden < 0 || (p.hidden == 0 && p.params_target <= 0)) {
+        let needs_size = !matches!(p.model.as_str(), "baseline" | "linear"); // Linear: 0 = the study's 302
+        if p.hidden < 0 || p.params_target < 0 || (needs_size && p.hidden == 0 && p.params_target == 0) {
             return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
-        }
-        if p.hidden < 0 || p.params_target < 0 {
-            return Err(format!("params.hidden and params.params_target must be ≥ 0; got {} and {}", p.hidden, p.params_target));
         }
         if !(0.0..1.0).contains(&p.dropout) {
             return Err(format!("params.dropout must be in [0, 1); got {}", p.dropout));

@@ -255,7 +255,10 @@ fn fit_rows(fits: &[(&InputNode, Value)]) -> Vec<[String; 7]> {
                 format!("{} [{}, {}]", n("slope"), n("slope_lo"), n("slope_hi")),
                 // fits.json has no R² when the losses do not vary: the line is flat.
                 f["r2"].as_f64().map_or_else(|| "flat".to_string(), fmt_num),
-                f["n_points"].to_string(),
+                match f["n_left_out"].as_u64().unwrap_or(0) {
+                    0 => f["n_points"].to_string(),
+                    k => format!("{} ({k} left out)", f["n_points"]),
+                },
                 n("mean_ratio"),
             ]);
         }
@@ -263,18 +266,32 @@ fn fit_rows(fits: &[(&InputNode, Value)]) -> Vec<[String; 7]> {
     rows
 }
 
-fn eval_rows(evals: &[(&InputNode, Value)]) -> Vec<[String; 6]> {
+fn eval_rows(evals: &[(&InputNode, Value)]) -> Vec<[String; 7]> {
     evals
         .iter()
         .map(|(node, e)| {
             let n = |k: &str| e[k].as_f64().map(fmt_num).unwrap_or_default();
-            [node.node.clone(), e["model"].as_str().unwrap_or_default().to_string(), e["n_params"].to_string(), e["train_steps"].to_string(), n("val_loss"), n("ratio")]
+            let learning = e["learning"].as_str().unwrap_or("learned").replace('_', " ");
+            [node.node.clone(), e["model"].as_str().unwrap_or_default().to_string(), e["n_params"].to_string(), e["train_steps"].to_string(), n("val_loss"), n("ratio"), learning]
         })
         .collect()
 }
 
+/// Evaluations the fits left out because training failed, with what happened.
+fn left_out_rows(fits: &[(&InputNode, Value)]) -> Vec<[String; 4]> {
+    let mut rows = Vec::new();
+    for (fit, doc) in fits {
+        for l in doc["left_out"].as_array().into_iter().flatten() {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().replace('_', " ");
+            rows.push([fit.node.clone(), s("node"), s("learning"), s("note")]);
+        }
+    }
+    rows
+}
+
 const FIT_HEADER: [&str; 7] = ["x", "model", "dataset", "slope [95% CI]", "R²", "points", "loss / Baseline"];
-const EVAL_HEADER: [&str; 6] = ["node", "model", "parameters", "training steps", "val loss", "loss / Baseline"];
+const EVAL_HEADER: [&str; 7] = ["node", "model", "parameters", "training steps", "val loss", "loss / Baseline", "training"];
+const LEFT_OUT_HEADER: [&str; 4] = ["fit", "left out", "training", "what happened"];
 
 fn html_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut s = String::from("<table><tr>");
@@ -303,7 +320,12 @@ fn render_html(title: &str, figures: &[Figure], fits: &[(&InputNode, Value)], ev
     for f in figures {
         let _ = writeln!(s, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", svg::esc(f.id), f.svg, svg::esc(&f.caption));
     }
-    let _ = write!(s, "<h2>Scaling fits</h2>{}\n<h2>Evaluations</h2>{}\n", html_table(FIT_HEADER, &fit_rows(fits)), html_table(EVAL_HEADER, &eval_rows(evals)));
+    let _ = write!(s, "<h2>Scaling fits</h2>{}\n", html_table(FIT_HEADER, &fit_rows(fits)));
+    let left_out = left_out_rows(fits);
+    if !left_out.is_empty() {
+        let _ = write!(s, "<h2>Left out of the fits: training failed</h2>{}\n", html_table(LEFT_OUT_HEADER, &left_out));
+    }
+    let _ = write!(s, "<h2>Evaluations</h2>{}\n", html_table(EVAL_HEADER, &eval_rows(evals)));
     s.push_str("<p>Made by wormflow. Each number comes from a content-addressed node; <code>wormflow show NODE</code> gives its provenance.</p></body></html>\n");
     s
 }
@@ -317,7 +339,9 @@ fn md_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
 }
 
 fn summary_md(title: &str, fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
-    format!("# {title}\n\n## Scaling fits\n\n{}\n## Evaluations\n\n{}", md_table(FIT_HEADER, &fit_rows(fits)), md_table(EVAL_HEADER, &eval_rows(evals)))
+    let left_out = left_out_rows(fits);
+    let left_out = if left_out.is_empty() { String::new() } else { format!("## Left out of the fits: training failed\n\n{}\n", md_table(LEFT_OUT_HEADER, &left_out)) };
+    format!("# {title}\n\n## Scaling fits\n\n{}\n{left_out}## Evaluations\n\n{}", md_table(FIT_HEADER, &fit_rows(fits)), md_table(EVAL_HEADER, &eval_rows(evals)))
 }
 
 #[cfg(test)]
