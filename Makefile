@@ -15,7 +15,7 @@ ARGS ?=
 TORCH_VERSION := 2.11.0
 # What the tests' Python checks import beside torch (the study's models, numpy's resampler)
 # and the bench's references (scipy).
-PY_TEST_PACKAGES := numpy==2.4.6 scipy==1.17.1
+PY_TEST_PACKAGES := numpy==2.4.6 scipy==1.17.1 pyarrow==26.0.1
 VENV ?= $(HOME)/.cache/wormflow/venv
 TORCH_PYTHON ?= $(VENV)/bin/python
 export LIBTORCH_USE_PYTORCH := 1
@@ -37,7 +37,7 @@ torch:
 	  echo "installing torch==$(TORCH_VERSION) into $(VENV) (about 4.6 GB, a few minutes)"; \
 	  python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
-	@"$(TORCH_PYTHON)" -c "import numpy, scipy" 2>/dev/null || "$(TORCH_PYTHON)" -m pip install --quiet $(PY_TEST_PACKAGES)
+	@"$(TORCH_PYTHON)" -c "import numpy, scipy, pyarrow" 2>/dev/null || "$(TORCH_PYTHON)" -m pip install --quiet $(PY_TEST_PACKAGES)
 
 ## build: the release binary at $(BIN)
 build: setup

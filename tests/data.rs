@@ -234,6 +234,17 @@ fn preprocess_properties_on_real_worms() {
         assert!(*w.t.last().unwrap() < *r.t.last().unwrap());
         assert!(w.traces.iter().flatten().all(|t| t.iter().all(|v| v.is_finite())));
     }
+    // The study's resampling rule, as an independent numpy implementation computes it.
+    let python = std::env::var_os("VIRTUAL_ENV").map(|v| std::path::PathBuf::from(v).join("bin/python")).unwrap_or_else(|| "python3".into());
+    let check = std::process::Command::new(python)
+        .arg(repo("tests/resample_numpy.py"))
+        .args(["results/preprocess/recordings.parquet", "results/std_dag/recordings.parquet", "results/std_generic/recordings.parquet"].map(|f| ws.file(f)))
+        .output()
+        .expect("run tests/resample_numpy.py");
+    let report = common::text(&check.stdout);
+    println!("{report}");
+    assert!(check.status.success(), "wormflow's resampling differs from numpy's:\n{report}{}", common::text(&check.stderr));
+    assert_eq!(report.matches("block mean of 6").count(), 13, "Dag 2023 (1.67 Hz), Kato 2015 (≈2.9 Hz) and Flavell 2023 all downsample: {report}");
     let first = std::fs::read(ws.file("results/preprocess/recordings.parquet")).unwrap();
     let again = Workspace::new(&pool_pipeline(""));
     again.run_events(&["-j", "1"]);

@@ -8,7 +8,7 @@
 //! `worms.parquet` — one row per worm: dataset, worm, n_steps, dt (median, s), n_labelled,
 //! labelled (list<utf8>), source_file, citation, time_is_estimated, and counts of what was
 //! dropped or masked: unknown_labels, duplicate_labels, ambiguous_resolved,
-//! ambiguous_dropped, masked_neurons.
+//! ambiguous_dropped, masked_neurons; and what preprocess did to the time axis (resampling).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub struct WormInfo {
     pub ambiguous_resolved: u32,
     pub ambiguous_dropped: u32,
     pub masked_neurons: u32,
+    /// What preprocess did to the time axis, in words ("" before preprocessing).
+    pub resampling: String,
 }
 
 /// One worm's recording in the standard layout.
@@ -184,6 +186,7 @@ pub fn write_worms(path: &Path, worms: &[Worm]) -> Result<()> {
         ("ambiguous_resolved", u32s(|i| i.ambiguous_resolved)),
         ("ambiguous_dropped", u32s(|i| i.ambiguous_dropped)),
         ("masked_neurons", u32s(|i| i.masked_neurons)),
+        ("resampling", strs(|w| &w.info.resampling)),
     ])?;
     parquet_io::write_batch(path, batch)
 }
@@ -200,6 +203,8 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
         let u = |name: &str| column::<UInt32Array>(&batch, name, path);
         let (unk, dup, ares, adrop, masked) =
             (u("unknown_labels")?, u("duplicate_labels")?, u("ambiguous_resolved")?, u("ambiguous_dropped")?, u("masked_neurons")?);
+        // Tables written before preprocess recorded it have no `resampling` column.
+        let resampling = batch.column_by_name("resampling").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
         for r in 0..batch.num_rows() {
             out.push((
                 ds.value(r).to_string(),
@@ -213,6 +218,7 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
                     ambiguous_resolved: ares.value(r),
                     ambiguous_dropped: adrop.value(r),
                     masked_neurons: masked.value(r),
+                    resampling: resampling.as_ref().map_or_else(String::new, |c| c.value(r).to_string()),
                 },
             ));
         }

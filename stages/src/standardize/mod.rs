@@ -285,6 +285,7 @@ impl RawWorm {
                 ambiguous_resolved: map.ambiguous_resolved,
                 ambiguous_dropped: map.ambiguous_dropped,
                 masked_neurons: masked,
+                resampling: String::new(),
             },
         }))
     }
