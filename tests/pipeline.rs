@@ -113,11 +113,28 @@ fn the_default_pipeline_runs_end_to_end() {
 #[test]
 fn the_paper_pipeline_plans() {
     let paper = repo("pipelines/paper.toml");
-    let out = std::process::Command::new(common::wormflow_bin()).args(["-f", paper.to_str().unwrap(), "status"]).output().unwrap();
-    let stdout = common::text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", common::text(&out.stderr));
-    assert!(stdout.contains("563 nodes: 3 stale, 560 waiting"), "{stdout}");
-    assert!(stdout.contains("train_size[hidden=4096,model=lstm]"), "{stdout}");
+    let out = std::process::Command::new(common::wormflow_bin()).args(["-f", paper.to_str().unwrap(), "status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let ids: Vec<String> = common::Events::parse(&common::text(&out.stdout)).0.iter().map(|e| e["node"].as_str().unwrap().to_string()).collect();
+    let count = |stage: &str| ids.iter().filter(|id| id.split('[').next() == Some(stage)).count();
+    // Data scaling: 6 models × the study's 19 worm counts × 3 draws, and the full pool once
+    // per initialisation seed — never three identical samples of all worms.
+    assert_eq!((count("sample"), count("sample_all")), (19 * 3, 1));
+    assert!(!ids.iter().any(|id| id.starts_with("sample[") && id.contains("n_worms=0")), "the full pool is drawn once");
+    assert_eq!((count("train_data"), count("train_data_all")), (6 * 19 * 3, 6 * 3));
+    // Model scaling: 5 architectures × the study's 30 sizes × 2 repeats; Linear is a point.
+    assert_eq!((count("train_size"), count("train_linear")), (5 * 30 * 2, 2));
+    assert!(!ids.iter().any(|id| id.starts_with("train_size[") && id.contains("model=linear")));
+    assert!(ids.contains(&"train_size[hidden=8192,model=lstm,seed=1]".to_string()), "{ids:?}");
+    // Fig. 6: data scaling (9 worm counts) and model scaling (10 sizes) on both synthetic sets.
+    assert_eq!((count("synth_train"), count("synth_train_size")), (2 * 9 * 3, 2 * 3 * 10));
+    for data in ["sines", "random_walk"] {
+        assert!(ids.contains(&format!("synth_fit_data[data={data}]")) && ids.contains(&format!("synth_fit_size[data={data}]")), "{data}");
+    }
+    let doc: toml::Value = toml::from_str(&std::fs::read_to_string(&paper).unwrap()).unwrap();
+    let synth = &doc["stages"]["synth"]["params"];
+    assert_eq!((synth["n_worms"].as_integer(), synth["n_steps"].as_integer(), synth["n_observed"].as_integer()), (Some(200), Some(1500), Some(50)));
+    assert_eq!(doc["stages"]["evaluate_generation"]["params"]["generate_dataset"].as_str(), Some("Uzel2022"), "Fig. 7 generates from Uzel 2022");
     let dag = std::process::Command::new(common::wormflow_bin()).args(["-f", paper.to_str().unwrap(), "dag"]).output().unwrap();
     let dag = common::text(&dag.stdout);
     for source in ["kato2015", "nichols2017", "skora2018", "kaplan2020", "yemini2021", "uzel2022", "flavell2023", "leifer2023"] {

@@ -22,13 +22,13 @@ use crate::stage::Stage;
 pub use crate::model_size::MODELS;
 use crate::model_size::{hidden_for_target, n_params, Counting, LINEAR_WIDTH};
 
-/// The hidden size a train node uses: `hidden`, else matched to `params_target`, else (Linear)
-/// the study's 302.
+/// The hidden size a train node uses: `hidden`, else (Linear) the study's 302, else matched
+/// to `params_target`.
 pub fn hidden_size(p: &TrainParams) -> Result<i64> {
     Ok(match (p.model.as_str(), p.hidden, p.params_target) {
         ("baseline", _, _) => 0,
         (_, h, _) if h > 0 => h,
-        ("linear", 0, 0) => LINEAR_WIDTH,
+        ("linear", _, _) => LINEAR_WIDTH,
         (model, _, target) => hidden_for_target(model, target, p.params_counting)?,
     })
 }
@@ -41,8 +41,8 @@ pub struct Evaluate;
 pub struct TrainParams {
     /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention
     pub model: String,
-    /// Hidden size; or 0 to pick it from `params_target` (Linear: 0 = the study's fixed
-    /// width of 302).
+    /// Hidden size; or 0 to pick it from `params_target`. Linear has no hidden size in the
+    /// study: 0 is its fixed width of 302, and `params_target` never widens it.
     pub hidden: i64,
     /// Parameter budget (when hidden = 0): the smallest hidden size whose count reaches it.
     pub params_target: i64,
@@ -113,6 +113,8 @@ pub struct EvaluateParams {
     pub horizon: i64,
     /// Worms shown in the generation figure.
     pub generate_worms: usize,
+    /// Generate from worms of this source dataset only ("" = any; Fig. 7 uses "Uzel2022").
+    pub generate_dataset: String,
     /// Context steps before generating (as many are generated).
     pub context: i64,
     pub batch_size: i64,
@@ -123,7 +125,7 @@ pub struct EvaluateParams {
 
 impl Default for EvaluateParams {
     fn default() -> Self {
-        EvaluateParams { horizon: 50, generate_worms: 3, context: 180, batch_size: 256, device: "auto".into(), clamp: true }
+        EvaluateParams { horizon: 50, generate_worms: 3, generate_dataset: String::new(), context: 180, batch_size: 256, device: "auto".into(), clamp: true }
     }
 }
 

@@ -233,7 +233,7 @@ fn write_generation(
 ) -> Result<()> {
     let (mut worm_col, mut neuron_col, mut step_col, mut truth_col, mut gen_col) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut shown = 0;
-    for w in worms {
+    for w in worms.iter().filter(|w| p.generate_dataset.is_empty() || w.dataset == p.generate_dataset) {
         if shown >= p.generate_worms {
             break;
         }
