@@ -11,7 +11,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("sample", &["src/sample.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
     ("evaluate", &["../torch/src/evaluate.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/table.rs", "src/windows.rs", "../torch/src/train.rs", "src/parquet_io.rs"]),
     ("fit", &["src/fit.rs", "src/rng.rs", "src/parquet_io.rs", "src/metrics.rs"]),
-    ("report", &["src/report", "src/metrics.rs", "src/parquet_io.rs", "src/torch_stages.rs", "src/model_size.rs"]),
+    ("report", &["src/report", "src/metrics.rs", "src/parquet_io.rs", "src/torch_stages.rs", "src/model_size.rs", "src/fit.rs"]),
     ("train", &["../torch/src/train.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
 ];
 

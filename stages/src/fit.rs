@@ -51,21 +51,45 @@ impl Default for Params {
     }
 }
 
+/// JSON has no NaN: serde_json writes it as null; read null back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// `fits.json`, written and read through this one type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FitsDoc {
+    /// "train_steps" or "n_params".
+    pub x: String,
+    /// How the slope intervals were made.
+    pub ci: String,
+    pub fits: Vec<LineFit>,
+    pub points: Vec<Point>,
+    #[serde(default)]
+    pub left_out: Vec<LeftOut>,
+}
+
 /// One evaluated model: where it sits on the x axis and how it did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
     /// The evaluate node it comes from.
     pub node: String,
     pub model: String,
     pub dataset: String,
     pub x: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub baseline: f64,
+    #[serde(default)]
     pub learning: Learning,
+    /// Whether the model predicted the change from the current step (`residual`).
+    #[serde(default)]
+    pub residual: bool,
 }
 
 /// An evaluation a fit did not count, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeftOut {
     pub node: String,
     pub model: String,
@@ -74,19 +98,25 @@ pub struct LeftOut {
     pub note: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LineFit {
     pub model: String,
     pub dataset: String,
     pub x: String,
     pub slope: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub slope_lo: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub slope_hi: f64,
     pub intercept: f64,
+    /// NaN (null in JSON) when the losses do not vary: the line is flat.
+    #[serde(deserialize_with = "nan_if_null")]
     pub r2: f64,
     pub n_points: usize,
     /// Evaluations of this model left out because its training failed.
+    #[serde(default)]
     pub n_left_out: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean_ratio: f64,
 }
 
@@ -142,6 +172,11 @@ pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) 
     })
 }
 
+/// Read a fit node's `fits.json`.
+pub fn read_fits(path: &std::path::Path) -> Result<FitsDoc> {
+    serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("{}: not a fits.json of this wormflow", path.display()))
+}
+
 /// The points of every input's eval.json, and the evaluations left out as failed training.
 pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_failed: bool) -> Result<(Vec<Point>, Vec<LeftOut>)> {
     let (mut points, mut left_out) = (Vec::new(), Vec::new());
@@ -169,6 +204,7 @@ pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_fail
             loss: v["val_loss"].as_f64().unwrap_or(f64::NAN),
             baseline: v["baseline_loss"].as_f64().unwrap_or(f64::NAN),
             learning,
+            residual: e["residual"].as_bool().unwrap_or(false),
         };
         points.push(point("all", &e));
         if by_dataset {
@@ -223,13 +259,17 @@ impl Stage for Fit {
             ("n_left_out", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_left_out as u64).collect::<Vec<_>>())) as ArrayRef),
             ("mean_ratio", f64s(|f| f.mean_ratio)),
         ])?)?;
-        let doc = json!({"x": p.x, "ci": "95% percentile bootstrap over the sweep's points", "fits": fits, "points": points, "left_out": left_out});
+        let n_fits = fits.len();
+        let warning = (!left_out.is_empty()).then(|| {
+            let nodes: Vec<String> = left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();
+            format!("left out {} failed training runs: {}; `keep_failed = true` counts them", left_out.len(), nodes.join(", "))
+        });
+        let doc = FitsDoc { x: p.x.clone(), ci: "95% percentile bootstrap over the sweep's points".into(), fits, points, left_out };
         std::fs::write(ctx.out_dir.join("fits.json"), serde_json::to_vec_pretty(&doc)?)?;
         let mut prov = Map::new();
-        prov.insert("fits".into(), json!(fits.len()));
-        if !left_out.is_empty() {
-            let nodes: Vec<String> = left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();
-            prov.insert(wormflow_api::WARNINGS.into(), json!([format!("left out {} failed training runs: {}; `keep_failed = true` counts them", left_out.len(), nodes.join(", "))]));
+        prov.insert("fits".into(), json!(n_fits));
+        if let Some(w) = warning {
+            prov.insert(wormflow_api::WARNINGS.into(), json!([w]));
         }
         Ok(prov)
     }
@@ -248,7 +288,7 @@ mod tests {
             .map(|i| {
                 let steps = 1000.0 * 1.6f64.powi(i);
                 let loss = 3.0 * steps.powf(b) * 10f64.powf(noise.sample(&mut rng));
-                Point { node: format!("e{i}"), model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0, learning: Learning::Learned }
+                Point { node: format!("e{i}"), model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0, learning: Learning::Learned, residual: false }
             })
             .collect();
         let refs: Vec<&Point> = points.iter().collect();

@@ -83,6 +83,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         "hidden": hidden,
         "n_params": card["n_params"],
         "n_params_study": card["n_params_study"],
+        "residual": residual,
         "learning": card["learning"],
         "learning_note": card["learning_note"],
         "train_steps": summary["train_steps"],

@@ -7,6 +7,7 @@
 //! (4C), model scaling (5B), synthetic sets vs Baseline (6), generated vs true activity (7),
 //! k-step-ahead error, and training curves; tables of fits and evaluations.
 
+mod findings;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -79,9 +80,12 @@ impl Stage for Report {
         figures.extend(kstep_figure(&evals));
         figures.extend(generation_figure(&evals, p.generation_neurons)?);
         figures.extend(training_figure(&trains)?);
-        let html = render_html(&p.title, &figures, &fits, &evals);
+        let typed: Vec<(&str, crate::fit::FitsDoc)> =
+            fits.iter().map(|(i, _)| Ok((i.node.as_str(), crate::fit::read_fits(&i.dir.join("fits.json"))?))).collect::<Result<_>>()?;
+        let findings = findings::findings(&typed);
+        let html = render_html(&p.title, &findings, &figures, &fits, &evals);
         std::fs::write(ctx.out_dir.join("report.html"), html)?;
-        std::fs::write(ctx.out_dir.join("summary.md"), summary_md(&p.title, &fits, &evals))?;
+        std::fs::write(ctx.out_dir.join("summary.md"), summary_md(&p.title, &findings, &fits, &evals))?;
         let mut prov = Map::new();
         prov.insert("figures".into(), json!(figures.len()));
         Ok(prov)
@@ -310,13 +314,19 @@ fn html_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String
     s
 }
 
-fn render_html(title: &str, figures: &[Figure], fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
+fn render_html(title: &str, findings: &[String], figures: &[Figure], fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
     let mut s = String::new();
     let title = svg::esc(title);
     let _ = write!(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}figure{{margin:1.5em 0}}figcaption{{font-size:0.9em;color:#555}}table{{border-collapse:collapse;font-size:0.85em}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head><body>\n<h1>{title}</h1>\n"
     );
+    if !findings.is_empty() {
+        s.push_str("<h2>Findings</h2>\n");
+        for f in findings {
+            let _ = writeln!(s, "<p>{}</p>", svg::esc(f));
+        }
+    }
     for f in figures {
         let _ = writeln!(s, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", svg::esc(f.id), f.svg, svg::esc(&f.caption));
     }
@@ -338,10 +348,11 @@ fn md_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     s
 }
 
-fn summary_md(title: &str, fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
+fn summary_md(title: &str, findings: &[String], fits: &[(&InputNode, Value)], evals: &[(&InputNode, Value)]) -> String {
     let left_out = left_out_rows(fits);
     let left_out = if left_out.is_empty() { String::new() } else { format!("## Left out of the fits: training failed\n\n{}\n", md_table(LEFT_OUT_HEADER, &left_out)) };
-    format!("# {title}\n\n## Scaling fits\n\n{}\n{left_out}## Evaluations\n\n{}", md_table(FIT_HEADER, &fit_rows(fits)), md_table(EVAL_HEADER, &eval_rows(evals)))
+    let findings = if findings.is_empty() { String::new() } else { format!("## Findings\n\n{}\n\n", findings.join("\n\n")) };
+    format!("# {title}\n\n{findings}## Scaling fits\n\n{}\n{left_out}## Evaluations\n\n{}", md_table(FIT_HEADER, &fit_rows(fits)), md_table(EVAL_HEADER, &eval_rows(evals)))
 }
 
 #[cfg(test)]
@@ -350,7 +361,7 @@ mod tests {
 
     #[test]
     fn the_title_is_escaped() {
-        let html = render_html("<script>alert(1)</script> & co", &[], &[], &[]);
+        let html = render_html("<script>alert(1)</script> & co", &[], &[], &[], &[]);
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>"));
         assert!(html.contains("<h1>&lt;script&gt;"));
