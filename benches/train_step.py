@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The PyTorch reference for benches/train_step.rs: the same architecture, batch, window and
-optimizer, timed the same way. usage: train_step.py MODEL HIDDEN THREADS DEVICE
-→ prints "<seconds per step> <parameter count>"."""
+"""The PyTorch reference for benches/train_step.rs: the same architectures as wormflow's
+(the study's: CTRNN leak logit starting at 1, Transformer with √H scaling and dropout 0.1
+in train mode), batch, window and optimizer, timed the same way.
+usage: train_step.py MODEL HIDDEN THREADS DEVICE → prints "<seconds per step> <parameter count>"."""
 import math
 import sys
 import time
@@ -25,6 +26,9 @@ def positions(t, h, device):
     return torch.where(i.remainder(2) == 0, angle.sin(), angle.cos())
 
 
+DROPOUT = 0.1
+
+
 class Attention(nn.Module):
     def __init__(self, h):
         super().__init__()
@@ -33,7 +37,7 @@ class Attention(nn.Module):
     def forward(self, x):
         b, t, h = x.shape
         q, k, v = self.in_proj(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=DROPOUT if self.training else 0.0, is_causal=True)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, h))
 
 
@@ -52,7 +56,7 @@ class Ctrnn(nn.Module):
         super().__init__()
         self.embedding, self.norm = nn.Linear(N, h), nn.LayerNorm(h)
         self.input, self.recurrent = nn.Linear(h, h), nn.Linear(h, h)
-        self.leak, self.readout = nn.Parameter(torch.zeros(h)), nn.Linear(h, N)
+        self.leak, self.readout = nn.Parameter(torch.ones(h)), nn.Linear(h, N)
 
     def forward(self, x):
         drive = self.input(self.norm(self.embedding(x)))
@@ -75,9 +79,10 @@ class Transformer(nn.Module):
 
     def forward(self, x):
         e = self.embedding(x)
-        z = e + positions(e.shape[1], e.shape[2], e.device)
-        z = z + self.attention(self.norm1(z))
-        z = z + self.ff2(torch.relu(self.ff1(self.norm2(z))))
+        drop = lambda t: F.dropout(t, DROPOUT, self.training)
+        z = drop(e * math.sqrt(e.shape[2]) + positions(e.shape[1], e.shape[2], e.device))
+        z = z + drop(self.attention(self.norm1(z)))
+        z = z + drop(self.ff2(drop(torch.relu(self.ff1(self.norm2(z))))))
         return self.readout(z)
 
 
