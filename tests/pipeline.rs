@@ -16,9 +16,13 @@ fn repo(rel: &str) -> PathBuf {
 /// need it).
 const REDUCED: &[&str] = &[
     "--set", "stages.train_data.params.epochs=2",
+    "--set", "stages.train_residual.params.epochs=2",
     "--set", "stages.train_size.params.epochs=2",
+    "--set", "stages.train_linear.params.epochs=2",
     "--set", "stages.evaluate_data.params.horizon=5",
+    "--set", "stages.evaluate_residual.params.horizon=5",
     "--set", "stages.evaluate_size.params.horizon=5",
+    "--set", "stages.evaluate_linear.params.horizon=5",
 ];
 
 fn run(ws: &Workspace, extra: &[&str]) -> common::Events {
@@ -51,7 +55,16 @@ fn the_default_pipeline_runs_end_to_end() {
         assert_eq!(figure.matches("</svg>").count(), 1, "{id}: a closed SVG");
         assert!(figure.contains("<circle") || figure.contains("<path"), "{id}: no data drawn");
     }
-    assert!(ws.read("results/report/summary.md").contains("## Scaling fits"));
+    // Both regimes side by side, and the Findings say which is which.
+    assert_eq!(eval(&ws, "evaluate_data[model=ctrnn,n_worms=13]")["residual"], false);
+    assert_eq!(eval(&ws, "evaluate_residual[model=ctrnn,n_worms=13]")["residual"], true);
+    assert_eq!(eval(&ws, "evaluate_linear")["n_params"], 183_012, "Linear is the study's 302 → 302 → 302");
+    let summary = ws.read("results/report/summary.md");
+    assert!(summary.contains("## Scaling fits") && summary.contains("## Findings"), "{summary}");
+    for said in ["Data scaling (fit_data, the study's architecture", "Data scaling (fit_residual, the residual variant", "Model scaling (fit_size", "Against the paper's Fig. 4B", "Per source, with the most data"] {
+        assert!(summary.contains(said), "{said:?} missing from the Findings:\n{summary}");
+    }
+    assert!(html.contains("<h2>Findings</h2>"));
     let where_ = ws.ok(&["report"]);
     assert!(where_.contains("results/report/report.html"), "{where_}");
 
@@ -98,7 +111,7 @@ fn the_default_pipeline_runs_end_to_end() {
     // the model-scaling fit and the report — nothing else.
     let ev = run(&ws, &["--set", "stages.train_size.matrix.hidden=[8, 24, 48]", "--set", "stages.evaluate_size.matrix.hidden=[8, 24, 48]"]);
     let mut expected: Vec<String> = Vec::new();
-    for m in ["attention", "ctrnn", "feedforward", "linear", "lstm", "transformer"] {
+    for m in ["attention", "ctrnn", "feedforward", "lstm", "transformer"] {
         expected.push(format!("evaluate_size[hidden=48,model={m}]"));
         expected.push(format!("train_size[hidden=48,model={m}]"));
     }

@@ -157,7 +157,7 @@ impl Stage for Train {
         if p.threads < 0 {
             return Err(format!("params.threads must be ≥ 0 (0 = the node's share of the cores); got {}", p.threads));
         }
-        if !(p.diverged_above > 1.0) {
+        if p.diverged_above.is_nan() || p.diverged_above <= 1.0 {
             return Err(format!("params.diverged_above must be > 1 (a multiple of the untrained model's validation loss); got {}", p.diverged_above));
         }
         if p.grad_clip.is_nan() || p.grad_clip < 0.0 || p.weight_decay.is_nan() || p.weight_decay < 0.0 {

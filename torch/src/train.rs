@@ -250,7 +250,11 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         Some(note) => (Learning::Diverged, note),
         None if best_epoch == 0 => (
             Learning::NeverImproved,
-            format!("no epoch of {} beat the untrained model's validation loss {initial:.4e}; the stored weights are the initial ones", metrics.len() - 1),
+            format!(
+                "no epoch of {} beat the untrained model's validation loss {initial:.4e}; the stored weights are the initial ones{}",
+                metrics.len() - 1,
+                if p.residual { " (for a residual model: exactly the Baseline, which on data nothing can predict is the expected result)" } else { "" }
+            ),
         ),
         None => (Learning::Learned, String::new()),
     };

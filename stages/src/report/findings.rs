@@ -64,13 +64,14 @@ fn paragraph(node: &str, doc: &FitsDoc) -> String {
             let _ = write!(s, "{} cannot be told from no scaling (interval contains 0). ", flat.join(", "));
         }
     }
-    if data_scaling {
+    // The paper's slopes are of the study's architecture: a residual fit is not compared.
+    if data_scaling && doc.points.iter().all(|p| !p.residual) {
         s.push_str(&paper_comparison(&overall));
     }
     s.push_str(&against_baseline(&overall));
     s.push_str(&per_source(&doc.points));
     if !doc.left_out.is_empty() {
-        let _ = write!(s, " Left out because training failed: {}.", doc.left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str().replace('_', " "))).collect::<Vec<_>>().join(", "));
+        let _ = write!(s, "{}Left out because training failed: {}.", if s.ends_with(' ') { "" } else { " " }, doc.left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str().replace('_', " "))).collect::<Vec<_>>().join(", "));
     }
     s.trim_end().to_string()
 }
@@ -171,5 +172,9 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} missing from: {text}");
         }
+        // A residual fit is not held against the paper's slopes (they are of the study's architecture).
+        let residual = FitsDoc { x: "train_steps".into(), ci: String::new(), fits: vec![fit("ctrnn", -0.003, -0.004, -0.002, 0.99)], points: vec![point("ctrnn", "all", 1.0, 0.04, true)], left_out: vec![] };
+        let text = &findings(&[("fit_residual", residual)])[0];
+        assert!(text.contains("the residual variant") && !text.contains("paper"), "{text}");
     }
 }

@@ -330,12 +330,12 @@ fn render_html(title: &str, findings: &[String], figures: &[Figure], fits: &[(&I
     for f in figures {
         let _ = writeln!(s, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", svg::esc(f.id), f.svg, svg::esc(&f.caption));
     }
-    let _ = write!(s, "<h2>Scaling fits</h2>{}\n", html_table(FIT_HEADER, &fit_rows(fits)));
+    let _ = writeln!(s, "<h2>Scaling fits</h2>{}", html_table(FIT_HEADER, &fit_rows(fits)));
     let left_out = left_out_rows(fits);
     if !left_out.is_empty() {
-        let _ = write!(s, "<h2>Left out of the fits: training failed</h2>{}\n", html_table(LEFT_OUT_HEADER, &left_out));
+        let _ = writeln!(s, "<h2>Left out of the fits: training failed</h2>{}", html_table(LEFT_OUT_HEADER, &left_out));
     }
-    let _ = write!(s, "<h2>Evaluations</h2>{}\n", html_table(EVAL_HEADER, &eval_rows(evals)));
+    let _ = writeln!(s, "<h2>Evaluations</h2>{}", html_table(EVAL_HEADER, &eval_rows(evals)));
     s.push_str("<p>Made by wormflow. Each number comes from a content-addressed node; <code>wormflow show NODE</code> gives its provenance.</p></body></html>\n");
     s
 }
