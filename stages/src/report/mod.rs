@@ -22,7 +22,7 @@ use wormflow_api::{InputNode, StageContext};
 use crate::metrics::read_epochs;
 use crate::parquet_io::read_batches;
 use crate::stage::Stage;
-use svg::{color, fmt_num, Chart, Series};
+use svg::{color, fmt_num, fmt_sig, Chart, Series};
 
 pub struct Report;
 
@@ -110,6 +110,12 @@ fn scaling_figures(node: &InputNode, doc: &Value) -> Vec<Figure> {
     let mut chart = Chart::new(&format!("{title} — {}", node.node), x_label, "validation loss (MSE)");
     chart.x_log = true;
     chart.y_log = true;
+    // The Baseline's loss on the same validation windows (one value: they are fixed).
+    let mut baselines: Vec<f64> = points.iter().filter(|q| q["dataset"] == "all").filter_map(|q| q["baseline"].as_f64()).filter(|b| b.is_finite()).collect();
+    baselines.sort_by(f64::total_cmp);
+    if let Some(&b) = baselines.get(baselines.len() / 2) {
+        chart.reference = Some((b, format!("Baseline {}", fmt_sig(b, 4))));
+    }
     for ((i, m), pts) in &by_model {
         let c = color(*i);
         chart.series.push(Series::new(m.clone(), pts.clone(), c));
@@ -274,7 +280,7 @@ fn eval_rows(evals: &[(&InputNode, Value)]) -> Vec<[String; 7]> {
     evals
         .iter()
         .map(|(node, e)| {
-            let n = |k: &str| e[k].as_f64().map(fmt_num).unwrap_or_default();
+            let n = |k: &str| e[k].as_f64().map(|v| fmt_sig(v, 4)).unwrap_or_default();
             let learning = e["learning"].as_str().unwrap_or("learned").replace('_', " ");
             [node.node.clone(), e["model"].as_str().unwrap_or_default().to_string(), e["n_params"].to_string(), e["train_steps"].to_string(), n("val_loss"), n("ratio"), learning]
         })

@@ -103,7 +103,6 @@ impl Chart {
         let _ = write!(s, r#"<rect x="0" y="0" width="{W}" height="{H}" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#, LEFT, esc(&self.title));
         let _ = write!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>"##, W - LEFT - RIGHT, H - TOP - BOTTOM);
         // Ticks.
-        let label = |v: f64, log: bool| if log { fmt_num(10f64.powf(v)) } else { fmt_num(v) };
         match &self.x_categories {
             Some(cats) => {
                 for (i, c) in cats.iter().enumerate() {
@@ -112,21 +111,22 @@ impl Chart {
                 }
             }
             None => {
-                for v in ticks(x0, x1, self.x_log) {
+                for (v, label) in ticks(x0, x1, self.x_log) {
                     let x = px(v);
-                    let _ = write!(s, r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##, H - BOTTOM, H - BOTTOM + 5.0, H - BOTTOM + 17.0, label(v, self.x_log));
+                    let _ = write!(s, r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##, H - BOTTOM, H - BOTTOM + 5.0, H - BOTTOM + 17.0);
                 }
             }
         }
-        for v in ticks(y0, y1, self.y_log) {
+        for (v, label) in ticks(y0, y1, self.y_log) {
             let y = py(v);
-            let _ = write!(s, r##"<line x1="{:.1}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="#444"/><line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 5.0, W - RIGHT, LEFT - 7.0, y + 4.0, label(v, self.y_log));
+            let _ = write!(s, r##"<line x1="{:.1}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="#444"/><line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##, LEFT - 5.0, W - RIGHT, LEFT - 7.0, y + 4.0);
         }
         let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, (LEFT + W - RIGHT) / 2.0, H - 12.0, esc(&self.x_label));
         let _ = write!(s, r#"<text transform="translate(16,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#, (TOP + H - BOTTOM) / 2.0, esc(&self.y_label));
         if let Some((r, name)) = &self.reference {
+            // Labelled inside the plot, at its left end: the right margin is the legend's.
             let y = py(self.ty(*r));
-            let _ = write!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}">{}</text>"##, W - RIGHT, W - RIGHT + 6.0, y + 4.0, esc(name));
+            let _ = write!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#000">{}</text>"##, W - RIGHT, LEFT + 4.0, y - 3.0, esc(name));
         }
         for (k, series) in self.series.iter().enumerate() {
             let pts: Vec<(f64, f64, usize)> = series
@@ -163,24 +163,72 @@ impl Chart {
     }
 }
 
-/// About five round tick positions in [lo, hi] (on a log axis: whole decades when possible).
-fn ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
-    if log && hi - lo >= 1.0 {
-        return (lo.ceil() as i64..=hi.floor() as i64).map(|d| d as f64).collect();
+/// Round tick positions in axis units (log10 of the value on a log axis) with labels that
+/// tell them apart: decades on a log axis spanning several, else 1-2-5 or 1…9 multiples of
+/// powers of ten, else evenly spaced round values; never a "-0".
+fn ticks(lo: f64, hi: f64, log: bool) -> Vec<(f64, String)> {
+    if !log {
+        return labelled(&linear_ticks(lo, hi)).into_iter().collect();
     }
-    let span = hi - lo;
-    let raw = span / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(mag * 10.0);
-    let mut out = Vec::new();
-    let mut v = (lo / step).ceil() * step;
-    while v <= hi + 1e-12 {
-        out.push(v);
-        v += step;
-    }
-    out
+    let (a, b) = (10f64.powf(lo), 10f64.powf(hi));
+    labelled(&log_ticks(lo, hi, a, b)).into_iter().map(|(v, l)| (v.log10(), l)).collect()
 }
 
+/// About five round values in [lo, hi], steps of 1, 2, 2.5 or 5 × a power of ten.
+fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = hi - lo;
+    let mag = 10f64.powf((span / 5.0).log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(mag * 10.0);
+    let first = (lo / step).ceil() as i64;
+    (first..).map(|k| k as f64 * step).take_while(|v| *v <= hi + step * 1e-9).collect()
+}
+
+/// Tick values (not logs) for a log axis from 10^lo to 10^hi = [a, b].
+fn log_ticks(lo: f64, hi: f64, a: f64, b: f64) -> Vec<f64> {
+    let decades: Vec<i32> = (lo.ceil() as i32..=hi.floor() as i32).collect();
+    if decades.len() >= 2 {
+        let every = decades.len().div_ceil(7);
+        return decades.iter().step_by(every).map(|&d| 10f64.powi(d)).collect();
+    }
+    for multiples in [&[1.0, 2.0, 5.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0][..]] {
+        let values: Vec<f64> = (lo.floor() as i32..=hi.ceil() as i32)
+            .flat_map(|d| multiples.iter().map(move |m| m * 10f64.powi(d)))
+            .filter(|v| *v >= a * (1.0 - 1e-9) && *v <= b * (1.0 + 1e-9))
+            .collect();
+        if values.len() >= 3 {
+            return values;
+        }
+    }
+    linear_ticks(a, b).into_iter().filter(|v| *v > 0.0).collect()
+}
+
+/// Labels with as many digits as it takes for neighbouring ticks to differ.
+fn labelled(values: &[f64]) -> Vec<(f64, String)> {
+    let gap = values.windows(2).map(|w| (w[1] - w[0]).abs()).fold(f64::INFINITY, f64::min);
+    let biggest = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scientific = biggest >= 1e5 || (biggest > 0.0 && biggest < 1e-3);
+    // A value within a millionth of a step of 0 is 0 (a sum of steps, not "-1e-17").
+    let clean = |v: f64| if gap.is_finite() && v.abs() < gap * 1e-6 { 0.0 } else { v };
+    for digits in 0..=10usize {
+        let labels: Vec<String> = values
+            .iter()
+            .map(|&v| {
+                let v = clean(v);
+                let text = if scientific && v != 0.0 { format!("{v:.digits$e}") } else { format!("{v:.digits$}") };
+                if text.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { "0".to_string() } else { text }
+            })
+            .collect();
+        let distinct = labels.windows(2).all(|w| w[0] != w[1]);
+        // Each label reads as its value (0.1 must not print as "0"), to 1 %.
+        let faithful = values.iter().zip(&labels).all(|(&v, l)| clean(v) == 0.0 || l.parse::<f64>().is_ok_and(|p| (p - v).abs() <= 0.01 * v.abs()));
+        if (distinct && faithful) || digits == 10 {
+            return values.iter().copied().zip(labels).collect();
+        }
+    }
+    unreachable!("the loop returns at 10 digits")
+}
+
+/// A number for a label or a table cell: three decimals at most, scientific outside 1e-3…1e5.
 pub fn fmt_num(v: f64) -> String {
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e5).contains(&a) {
@@ -189,5 +237,45 @@ pub fn fmt_num(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// `v` to `digits` significant digits (losses in tables: 0.04312, not 0.043).
+pub fn fmt_sig(v: f64, digits: usize) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return fmt_num(v);
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if !(-3..5).contains(&magnitude) {
+        return format!("{v:.*e}", digits.saturating_sub(1));
+    }
+    let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(lo: f64, hi: f64, log: bool) -> Vec<String> {
+        ticks(lo, hi, log).into_iter().map(|t| t.1).collect()
+    }
+
+    #[test]
+    fn tick_labels_tell_neighbours_apart_and_are_round() {
+        // A log axis over 0.0425 … 0.0435 (all real-data models near the Baseline).
+        let l = labels(0.0425f64.log10(), 0.0435f64.log10(), true);
+        assert!(l.len() >= 3 && l.windows(2).all(|w| w[0] != w[1]), "{l:?}");
+        // Training steps 2,000 … 8,000: round multiples, not 2512, 3981, 6310.
+        assert_eq!(labels(2000f64.log10(), 8000f64.log10(), true), ["2000", "3000", "4000", "5000", "6000", "7000", "8000"]);
+        // Decades below 1 keep their digits.
+        assert_eq!(labels(0.05f64.log10(), 3f64.log10(), true), ["0.1", "1.0"]);
+        // Parameters 5,000 … 300,000: at least two ticks.
+        assert!(labels(5e3f64.log10(), 3e5f64.log10(), true).len() >= 2);
+        // Never "-0" on a linear axis through 0.
+        let l = labels(-0.061, 0.0071, false);
+        assert!(l.contains(&"0".to_string()) && !l.iter().any(|t| t == "-0" || t.starts_with("-0.0000")), "{l:?}");
+        assert_eq!(labels(0.0, 1.0, false), ["0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+        assert_eq!((fmt_sig(0.043127, 4), fmt_sig(1.45107, 4), fmt_sig(3.4e11, 4)), ("0.04313".into(), "1.451".into(), "3.400e11".into()));
     }
 }
