@@ -470,9 +470,28 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
         bail!("no report yet: add a stage of kind \"report\" and run `wormflow run`");
     }
     if open {
-        std::process::Command::new("xdg-open").arg(&found[0]).status().context("cannot run xdg-open; open the file above in a browser")?;
+        open_in_browser(&found[0])?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Open `path` with `$BROWSER` (a command, as in Python's `webbrowser`) or else `xdg-open`;
+/// an error unless the opener ran and said it succeeded.
+fn open_in_browser(path: &std::path::Path) -> Result<()> {
+    let browser = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty());
+    let (program, args): (String, Vec<String>) = match &browser {
+        Some(b) => {
+            let mut words = b.split_whitespace().map(str::to_string);
+            (words.next().unwrap_or_default(), words.collect())
+        }
+        None => ("xdg-open".into(), Vec::new()),
+    };
+    let status = std::process::Command::new(&program).args(&args).arg(path).status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("could not open {} in a browser: `{program}` exited with {s}; set $BROWSER to a browser command, or open the file above yourself", path.display()),
+        Err(e) => bail!("could not open {} in a browser: cannot run `{program}` ({e}); set $BROWSER to a browser command, or open the file above yourself", path.display()),
+    }
 }
 
 fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {

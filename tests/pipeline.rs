@@ -67,6 +67,11 @@ fn the_default_pipeline_runs_end_to_end() {
     assert!(html.contains("<h2>Findings</h2>"));
     let where_ = ws.ok(&["report"]);
     assert!(where_.contains("results/report/report.html"), "{where_}");
+    // `report --open` succeeds only when a browser was started, and says so when none was.
+    let opened = ws.cmd(&["report", "--open"]).env("BROWSER", "true").output().unwrap();
+    assert!(opened.status.success(), "{}", common::text(&opened.stderr));
+    let failed = ws.cmd(&["report", "--open"]).env("BROWSER", "false").output().unwrap();
+    assert!(!failed.status.success() && common::text(&failed.stderr).contains("could not open"), "{}", common::text(&failed.stderr));
 
     // A second run executes nothing.
     let second = run(&ws, &[]);
