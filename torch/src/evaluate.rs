@@ -52,7 +52,7 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
 
     let mut vs = nn::VarStore::new(device);
     let residual = card["residual"].as_bool().unwrap_or(false);
-    let options = models::Options { hidden, residual: residual && arch != "baseline", dropout: 0.0 }; // evaluation: no dropout
+    let options = models::Options { hidden, residual, dropout: 0.0 }; // evaluation: no dropout
     let model = models::build(&arch, options, &vs.root())?;
     if arch != "baseline" {
         let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;

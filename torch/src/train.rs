@@ -85,9 +85,8 @@ pub fn seeded_build(model: &str, options: Options, vs: &nn::VarStore, seed: u64)
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed as i64);
-    let residual = options.residual && model != "baseline";
-    let built = models::build(model, Options { residual, ..options }, &vs.root())?;
-    if residual {
+    let built = models::build(model, options, &vs.root())?;
+    if options.residual {
         // Start exactly at the Baseline: a residual model's readout begins at zero.
         tch::no_grad(|| {
             for (name, mut t) in vs.variables() {
