@@ -13,9 +13,9 @@ ARGS ?=
 # outside the clone. On a machine whose python already has torch 2.11 (e.g. a GPU box with
 # torch 2.11.0+cu130), use it instead: make build TORCH_PYTHON=python3
 TORCH_VERSION := 2.11.0
-# What the tests' Python checks import beside torch (the study's models, numpy's resampler)
-# and the bench's references (scipy).
-PY_TEST_PACKAGES := numpy==2.4.6 scipy==1.17.1 pyarrow==26.0.1
+# What the tests' Python checks import beside torch (the study's models, numpy's resampler,
+# results/ read by polars, pyarrow, pandas and safetensors) and the bench's references (scipy).
+PY_TEST_PACKAGES := numpy==2.4.6 scipy==1.17.1 pyarrow==26.0.1 polars==2.1.0 pandas==3.1.1 safetensors==0.7.0
 VENV ?= $(HOME)/.cache/wormflow/venv
 TORCH_PYTHON ?= $(VENV)/bin/python
 export LIBTORCH_USE_PYTORCH := 1
@@ -37,7 +37,7 @@ torch:
 	  echo "installing torch==$(TORCH_VERSION) into $(VENV) (about 4.6 GB, a few minutes)"; \
 	  python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
-	@"$(TORCH_PYTHON)" -c "import numpy, scipy, pyarrow" 2>/dev/null || "$(TORCH_PYTHON)" -m pip install --quiet $(PY_TEST_PACKAGES)
+	@"$(TORCH_PYTHON)" -c "import numpy, scipy, pyarrow, polars, pandas, safetensors" 2>/dev/null || "$(TORCH_PYTHON)" -m pip install --quiet $(PY_TEST_PACKAGES)
 
 ## build: the release binary at $(BIN)
 build: setup

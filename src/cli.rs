@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// Where nodes run: here (local) or as Slurm jobs (slurm; see [slurm] in pipeline.toml).
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     pub executor: Executor,
+    /// With --set: show this run's results in results/ too. Without it a --set run stores
+    /// its results (later runs with the same --set reuse them) but results/, `status`,
+    /// `explain` and `report` keep describing the pipeline as its file says.
+    #[arg(long)]
+    pub results: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +119,33 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// A sweep as a table: one row per node of each STAGE — its matrix axes, chosen params
+    /// and metrics (loss, ratio to the Baseline, per source, epochs, parameters, …).
+    Compare {
+        #[arg(required = true)]
+        stages: Vec<String>,
+        /// Params to add as columns, e.g. --params lr,epochs (a node's own, else the nearest
+        /// upstream node's: an evaluation's lr is its training's).
+        #[arg(long, value_delimiter = ',')]
+        params: Vec<String>,
+        /// Sort by these columns, e.g. --sort ratio or --sort=-val_loss (descending).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        sort: Vec<String>,
+        /// Keep the rows where this SQL expression holds, e.g. --where 'model == "lstm" and ratio < 1'.
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: Option<String>,
+        /// Print CSV.
+        #[arg(long, conflicts_with_all = ["json", "parquet"])]
+        csv: bool,
+        /// Print JSON (an array of row objects).
+        #[arg(long, conflicts_with = "parquet")]
+        json: bool,
+        /// Write the table to this Parquet file (with several stages: STAGE.parquet beside it).
+        #[arg(long, value_name = "FILE")]
+        parquet: Option<PathBuf>,
+    },
+    /// What differs between two nodes: params, inputs and metrics.
+    Diff { a: String, b: String },
     /// Copy the current results of the pipeline (or of NODEs and what they need) to a remote.
     Push {
         nodes: Vec<String>,
@@ -275,6 +307,13 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Gc { dry_run, forget } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run, forget),
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
+        Command::Compare { stages, params, sort, filter, csv, json, parquet } => {
+            use wormflow_stages::sweep::Format;
+            let format = if *csv { Format::Csv } else if *json { Format::Json } else if parquet.is_some() { Format::Parquet } else { Format::Text };
+            let args = crate::compare::CompareArgs { stages, params, sort, filter: filter.as_deref(), format, output: parquet.as_ref() };
+            crate::compare::compare(&plan(registry, &cli.file, &cli.set)?, &args)
+        }
+        Command::Diff { a, b } => crate::compare::diff(&plan(registry, &cli.file, &cli.set)?, a, b),
         Command::Push { nodes, remote } | Command::Pull { nodes, remote } => {
             let pushing = matches!(cli.command, Command::Push { .. });
             let p = plan(registry, &cli.file, &cli.set)?;
@@ -304,7 +343,11 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
         Executor::Slurm => Some(Slurm::new(p.settings()?, &p.file, &p.overrides)?),
         Executor::Local => None,
     };
-    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm, pipeline: Some(p.file.clone()) };
+    let show_results = p.overrides.is_empty() || args.results;
+    if !show_results {
+        reporter.warn("--set: results are stored but not shown in results/ (which keeps showing the pipeline as its file says); add --results to show them");
+    }
+    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm, pipeline: Some(p.file.clone()), show_results };
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
 }
 
@@ -392,7 +435,7 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
         let results_damage = match state {
-            NodeState::Fresh { action, .. } => crate::results::damage(&p.workspace, node, action),
+            NodeState::Fresh { action, .. } => crate::results::damage(&p.workspace, &p.graph.nodes[i], action),
             _ => None,
         };
         let detail = match state {
@@ -461,7 +504,7 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
     for (i, node) in p.graph.nodes.iter().enumerate() {
         let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else { continue };
         if action.outputs.iter().any(|o| o.path == "report.html") {
-            let path = crate::results::dir_of(&p.workspace, &node.id).join("report.html");
+            let path = crate::results::dir_of(&p.workspace, node).join("report.html");
             println!("{}{}", path.display(), if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" });
             found.push(path);
         }

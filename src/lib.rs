@@ -4,6 +4,7 @@
 //! come from a [`kinds::Registry`] filled by the binary (see `main.rs`).
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod dag;
 pub mod exec;

@@ -1,5 +1,8 @@
-//! `results/<node id>/` in the workspace: each node's latest outputs as files that open in
-//! ordinary tools under their own names.
+//! `results/` in the workspace: each node's latest outputs as files that open in ordinary
+//! tools under their own names, in Hive-style folders — `results/<stage>/<file>` for a
+//! stage without a matrix, `results/<stage>/<axis>=<value>/…/<file>` (axes by name, values
+//! escaped as Hive does) for a matrix stage — so a sweep reads as one table with its axes
+//! as columns: `pl.scan_parquet("results/evaluate_size/**/eval.parquet", hive_partitioning=True)`.
 //!
 //! They are copies of the store's objects (reflinks where the file system can share the
 //! blocks), never links: a user who edits or deletes a file in results/ can never damage
@@ -12,20 +15,64 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::store::{escape_node_id, unique_suffix, ActionRecord, Store, OBJECT_MTIME};
+use serde_json::Value;
+
+use crate::graph::NodeRecipe;
+use crate::hash::Hash;
+use crate::store::{unique_suffix, ActionRecord, Store, OBJECT_MTIME};
 
 /// Marker link inside each results directory naming the key it shows; lets a no-op run
 /// skip nodes whose files are current with one `readlink` and a `stat` per file.
 const KEY_MARKER: &str = ".wormflow-key";
 
-pub fn dir_of(workspace: &Path, node: &str) -> PathBuf {
-    workspace.join("results").join(escape_node_id(node))
+/// Where a node's files are shown.
+pub fn dir_of(workspace: &Path, node: &NodeRecipe) -> PathBuf {
+    let mut dir = workspace.join("results").join(&node.stage);
+    for (axis, value) in &node.matrix {
+        dir.push(format!("{axis}={}", hive_value(value)));
+    }
+    dir
+}
+
+/// Longest escaped value kept whole in a folder name (file systems allow 255 bytes).
+const MAX_VALUE: usize = 200;
+
+/// A matrix value as a Hive partition value: strings as written, numbers and booleans as
+/// JSON writes them; the characters Hive escapes (and control characters) as %XX, which
+/// polars and pyarrow decode; "" as Hive's null partition.
+fn hive_value(v: &Value) -> String {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if raw.is_empty() {
+        return "__HIVE_DEFAULT_PARTITION__".into();
+    }
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_control() || "\"#%'*/:=?\\{[]^".contains(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.len() <= MAX_VALUE {
+        return out;
+    }
+    let mut cut = MAX_VALUE - 18;
+    while !out.is_char_boundary(cut) || out[..cut].ends_with('%') || out[..cut.saturating_sub(1)].ends_with('%') {
+        cut -= 1;
+    }
+    format!("{}~{}", &out[..cut], &Hash::of_bytes(raw.as_bytes()).hex()[..16])
 }
 
 /// What is wrong with `results/<node>/` for this action, if anything: another result shown,
 /// or files edited or removed by hand. (`node` may differ from the record's own node: two
 /// nodes with one recipe share one result.)
-pub fn damage(workspace: &Path, node: &str, action: &ActionRecord) -> Option<String> {
+pub fn damage(workspace: &Path, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
     let dir = dir_of(workspace, node);
     if !fs::read_link(dir.join(KEY_MARKER)).is_ok_and(|t| t.as_os_str() == action.key.hex().as_str()) {
         return Some("shows another result".into());
@@ -44,7 +91,7 @@ pub fn damage(workspace: &Path, node: &str, action: &ActionRecord) -> Option<Str
 /// Make `results/<node>/` show the action's outputs. Returns what had to be repaired
 /// (None when it was current or newly made). Best effort: a workspace that cannot hold the
 /// files does not fail the run.
-pub fn link(workspace: &Path, store: &Store, node: &str, action: &ActionRecord) -> Option<String> {
+pub fn link(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
     let why = damage(workspace, node, action)?;
     let dir = dir_of(workspace, node);
     let existed = dir.exists() && why != "shows another result";
@@ -96,5 +143,23 @@ fn make_writable(dir: &Path) {
             let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o755));
             make_writable(&entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hive_values_escape_what_hive_escapes() {
+        assert_eq!(hive_value(&json!("lstm")), "lstm");
+        assert_eq!(hive_value(&json!(24)), "24");
+        assert_eq!(hive_value(&json!(0.5)), "0.5");
+        assert_eq!(hive_value(&json!(true)), "true");
+        assert_eq!(hive_value(&json!("a/b=c d")), "a%2Fb%3Dc d");
+        assert_eq!(hive_value(&json!("")), "__HIVE_DEFAULT_PARTITION__");
+        let long = hive_value(&json!("x".repeat(300)));
+        assert!(long.len() <= MAX_VALUE && long.contains('~'));
     }
 }

@@ -65,7 +65,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
             let key = resolver.key(i, &inputs)?.key;
             match store.cached_action(&key) {
                 Some(action) => {
-                    relink(workspace, store, &graph.nodes[i].id, &action);
+                    relink(workspace, store, &graph.nodes[i], &action);
                     outputs[i] = Some(action.output_hash);
                 }
                 None => ask.push((i, key)),
@@ -78,7 +78,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
         for ((i, _), rec) in ask.iter().zip(found) {
             match rec {
                 Some(action) => {
-                    relink(workspace, store, &graph.nodes[*i].id, &action);
+                    relink(workspace, store, &graph.nodes[*i], &action);
                     outputs[*i] = Some(action.output_hash);
                 }
                 None => missing.push(graph.nodes[*i].id.clone()),
@@ -93,8 +93,13 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     Ok(())
 }
 
-fn relink(workspace: &Path, store: &Store, node: &str, action: &crate::store::ActionRecord) {
+fn relink(workspace: &Path, store: &Store, node: &crate::graph::NodeRecipe, action: &crate::store::ActionRecord) {
     if let Some(repaired) = crate::results::link(workspace, store, node, action) {
-        eprintln!("warning: {node}: results/ {repaired}; restored it from the store");
+        eprintln!("warning: {}: results/ {repaired}; restored it from the store", node.id);
+    }
+    if store.read_ref(&node.id) != Some(action.key) {
+        if let Err(e) = store.write_ref(&node.id, &action.key) {
+            eprintln!("warning: {}: {e:#}", node.id);
+        }
     }
 }

@@ -157,7 +157,7 @@ fn a_corrupted_object_is_found_by_verify_and_recomputed_by_run() {
     ws.run_events(&[]);
     ws.ok(&["verify"]);
     // Flip one byte of train[lr=0.1]'s output object.
-    let target = ws.object_of("results/train[lr=0.1]/lr.txt");
+    let target = ws.object_of("results/train/lr=0.1/lr.txt");
     flip_first_byte(&target);
     let out = ws.wf(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
@@ -170,7 +170,7 @@ fn a_corrupted_object_is_found_by_verify_and_recomputed_by_run() {
     assert_eq!(ev.ran(), ["train[lr=0.1]"]);
     assert_eq!(ev.cached(), ["report", "train[lr=0.01]"]);
     ws.ok(&["verify"]);
-    assert_eq!(ws.read("results/train[lr=0.1]/lr.txt"), "0.1\n");
+    assert_eq!(ws.read("results/train/lr=0.1/lr.txt"), "0.1\n");
 }
 
 #[test]

@@ -169,13 +169,15 @@ fn mixed_datasets_follow_source_proportions_over_many_seeds() {
     assert_eq!(split.len(), 13);
     let mut per_source: BTreeMap<String, f64> = BTreeMap::new();
     for s in &seeds {
-        let summary: Value = serde_json::from_str(&ws.read(&format!("results/sample[s={s}]/sample.json"))).unwrap();
-        assert_eq!(summary["n_worms"], 3);
-        for (d, c) in summary["per_dataset"].as_object().unwrap() {
-            *per_source.entry(d.clone()).or_default() += c.as_f64().unwrap();
-        }
+        let summary: wormflow_stages::summaries::SampleSummary = wormflow_stages::summaries::read(&ws.file(&format!("results/sample/s={s}/sample.parquet"))).unwrap();
+        assert_eq!(summary.n_worms, 3);
         // Windows are inside their worm's half.
-        let windows = read_windows(&ws.file(&format!("results/sample[s={s}]/windows.parquet"))).unwrap();
+        let windows = read_windows(&ws.file(&format!("results/sample/s={s}/windows.parquet"))).unwrap();
+        let trained: std::collections::BTreeSet<(&str, &str)> = windows.iter().filter(|w| w.set == "train").map(|w| (w.dataset.as_str(), w.worm.as_str())).collect();
+        assert_eq!(trained.len(), 3);
+        for (d, _) in trained {
+            *per_source.entry(d.to_string()).or_default() += 1.0;
+        }
         for w in &windows {
             let row = split.iter().find(|r| r.worm == w.worm && r.dataset == w.dataset).unwrap();
             let (a, b) = if w.set == "train" { row.train } else { row.val };

@@ -194,7 +194,7 @@ fn a_failed_node_stores_nothing_and_its_dependents_are_skipped() {
     let failure = ev.0.iter().find(|e| e["event"] == "failed").unwrap();
     assert!(failure["error"].as_str().unwrap().contains("exited with status 1"), "{failure}");
     assert_eq!(ws.action_count(), 5);
-    assert!(!ws.file("results/src[n=2]").exists());
+    assert!(!ws.file("results/src/n=2").exists());
     // Without --keep-going, nothing new starts after the failure.
     let ws = Workspace::new(&failing);
     let out = ws.wf(&["run", "--json", "-j", "1", "src"]);
@@ -292,4 +292,27 @@ fn watch_reruns_what_an_edit_made_stale() {
     let stderr = common::text(&out.stderr);
     assert!(stderr.contains("re-expanded 1 stage(s) / 3 node(s)"), "{stderr}");
     assert_eq!(ws.read("results/total/total.txt").trim(), "24");
+}
+
+#[test]
+fn a_set_run_leaves_results_status_and_explain_describing_the_file() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    let ev = ws.run_events(&["--set", "stages.double.params.factor=4"]);
+    assert_eq!(ev.ran(), ["double[n=1]", "double[n=2]", "double[n=3]", "total"]);
+    // Stored, but results/ still shows the file's pipeline, and status/explain agree.
+    assert_eq!(ws.read("results/total/total.txt").trim(), "12");
+    assert!(ws.ok(&["status"]).contains("8 fresh"), "{}", ws.ok(&["status"]));
+    assert!(ws.ok(&["explain", "total"]).contains("up to date"));
+    // An edit of the file is explained against what results/ shows (factor 2), not the
+    // --set run's factor 4.
+    ws.write("pipeline.toml", &PIPELINE.replace("factor = 2", "factor = 3"));
+    let why = ws.ok(&["explain", "double[n=1]"]);
+    assert!(why.contains("params.factor") && why.contains("2 → 3"), "{why}");
+    // The same --set again finds its results stored; with --results it shows them.
+    let ev = ws.run_events(&["--set", "stages.double.params.factor=4", "--results"]);
+    assert!(ev.ran().is_empty(), "{:?}", ev.ran());
+    assert_eq!(ws.read("results/total/total.txt").trim(), "24");
+    // Matrix nodes live in Hive-style folders.
+    assert_eq!(ws.read("results/double/n=2/d.txt").trim(), "8");
 }

@@ -25,14 +25,51 @@ const REDUCED: &[&str] = &[
     "--set", "stages.evaluate_linear.params.horizon=5",
 ];
 
+/// A reduced run whose results results/ shows (`--results`: it has `--set` overrides).
 fn run(ws: &Workspace, extra: &[&str]) -> common::Events {
     let mut args: Vec<&str> = REDUCED.to_vec();
+    args.push("--results");
     args.extend_from_slice(extra);
     ws.run_events(&args)
 }
 
+/// An evaluation's one-row eval.parquet, as JSON for field-by-name checks.
 fn eval(ws: &Workspace, node: &str) -> Value {
-    serde_json::from_str(&ws.read(&format!("results/{node}/eval.json"))).unwrap()
+    let e: wormflow_stages::summaries::Evaluation = wormflow_stages::summaries::read(&ws.file(&format!("{}/eval.parquet", common::results_dir(node)))).unwrap();
+    serde_json::to_value(e).unwrap()
+}
+
+/// The venv's Python (torch, numpy, polars, pyarrow, pandas, safetensors: `make torch`).
+fn python() -> Option<PathBuf> {
+    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wormflow/venv"));
+    let py = venv.join("bin/python");
+    py.exists().then_some(py)
+}
+
+/// Render report.html from results/ in a real headless Chromium: a non-empty screenshot,
+/// and a DOM that holds the figures as SVG (not the page's source as text) and their titles.
+fn check_report_in_chromium(ws: &Workspace, titles: &[&str]) {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success())) else {
+        assert!(common::service_missing("chromium", "tests/services/install.sh installs Debian's chromium"), "no chromium");
+        return;
+    };
+    let page = format!("file://{}", ws.file("results/report/report.html").display());
+    let profile = tempfile::tempdir().unwrap();
+    let shot = ws.file("report.png");
+    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+    let browse = |extra: &[String]| {
+        let out = std::process::Command::new(chromium).args(flags).arg(format!("--user-data-dir={}", profile.path().display())).args(extra).arg(&page).output().unwrap();
+        assert!(out.status.success(), "chromium: {}", common::text(&out.stderr));
+        common::text(&out.stdout)
+    };
+    browse(&[format!("--screenshot={}", shot.display()), "--window-size=1100,2400".into()]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.len() > 50_000 && png.starts_with(b"\x89PNG"), "screenshot of {} bytes", png.len());
+    let dom = browse(&["--dump-dom".into()]);
+    assert!(dom.contains("<svg") && !dom.contains("&lt;svg") && !dom.contains("&lt;!DOCTYPE"), "Chromium did not render the page as HTML");
+    for t in titles {
+        assert!(dom.contains(t), "the rendered page lacks the figure title {t:?}");
+    }
 }
 
 #[test]
@@ -65,6 +102,35 @@ fn the_default_pipeline_runs_end_to_end() {
         assert!(summary.contains(said), "{said:?} missing from the Findings:\n{summary}");
     }
     assert!(html.contains("<h2>Findings</h2>"));
+    assert!(html.contains("<h2>Which neurons are predictable</h2>"), "per-neuron answers");
+    for id in ["data-scaling-ratio", "model-scaling-ratio", "kstep-synthetic"] {
+        assert!(html.contains(&format!("<figure id=\"{id}\">")), "figure {id} missing");
+    }
+    check_report_in_chromium(&ws, &["Data scaling (Fig. 4B)", "Model scaling (Fig. 5B)", "Per-dataset data-scaling slopes (Fig. 4C)", "Synthetic data (Fig. 6)", "Generation (Fig. 7)", "Training curves", "Error k steps ahead, recorded data"]);
+
+    // results/ as a user's tools read it: Hive folders scanned as one table (polars,
+    // pyarrow), int64 indices, generation tables that concatenate, origin metadata.
+    match python() {
+        Some(py) => {
+            let out = std::process::Command::new(py).arg(repo("tests/results_readers.py")).arg(ws.file("results")).output().unwrap();
+            assert!(out.status.success(), "{}{}", common::text(&out.stdout), common::text(&out.stderr));
+        }
+        None => assert!(common::service_missing("the test venv", "make torch installs it")),
+    }
+
+    // The sweep as a table, on polars, sortable and filterable.
+    let table = ws.ok(&["compare", "evaluate_size", "--params", "lr,epochs", "--sort", "ratio", "--where", "model == \"lstm\""]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("evaluate_size (3 of 15 nodes)"), "{table}");
+    for col in ["node", "hidden", "model", "params.lr", "params.epochs", "val_loss", "ratio", "epochs_run", "best_epoch", "n_params", "learning", "ratio[Kato2015]"] {
+        assert!(lines[1].split_whitespace().any(|c| c == col), "column {col} missing: {}", lines[1]);
+    }
+    let csv = ws.ok(&["compare", "evaluate_size", "--csv", "--sort=-val_loss"]);
+    assert_eq!(csv.lines().count(), 16, "{csv}");
+    let json: Value = serde_json::from_str(&ws.ok(&["compare", "evaluate_size", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 15);
+    let diff = ws.ok(&["diff", "evaluate_size[hidden=8,model=lstm]", "evaluate_size[hidden=64,model=lstm]"]);
+    assert!(diff.contains("hidden") && diff.contains("8 → 64") && diff.contains("n_params"), "{diff}");
     let where_ = ws.ok(&["report"]);
     assert!(where_.contains("results/report/report.html"), "{where_}");
     // `report --open` succeeds only when a browser was started, and says so when none was.
@@ -111,6 +177,12 @@ fn the_default_pipeline_runs_end_to_end() {
     let ev = run(&ws, &["--set", "stages.report.params.title=Another title"]);
     assert_eq!(ev.ran(), ["report"]);
     assert!(ws.read("results/report/report.html").contains("Another title"));
+    // Without --results a --set run stores its results but leaves results/ alone.
+    let mut args: Vec<&str> = REDUCED.to_vec();
+    args.extend(["--set", "stages.report.params.title=A third title"]);
+    let ev = ws.run_events(&args);
+    assert_eq!(ev.ran(), ["report"]);
+    assert!(ws.read("results/report/report.html").contains("Another title"), "results/ shows the pipeline's own runs");
 
     // Editing one hidden size of the model sweep reruns those models, their evaluations,
     // the model-scaling fit and the report — nothing else.

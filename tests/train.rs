@@ -29,8 +29,14 @@ params = {{ model = "${{matrix.model}}", threads = 1, {train} }}
     )
 }
 
+/// train's model card (model.parquet) as JSON, for field-by-name checks.
+fn card_of(ws: &Workspace, model: &str) -> Value {
+    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(&ws.file(&format!("results/train/model={model}/model.parquet"))).unwrap();
+    serde_json::to_value(card).unwrap()
+}
+
 fn best_val(ws: &Workspace, model: &str) -> f64 {
-    let card: Value = serde_json::from_str(&ws.read(&format!("results/train[model={model}]/model.json"))).unwrap();
+    let card: Value = card_of(&ws, model);
     card["best_val_loss"].as_f64().unwrap()
 }
 
@@ -57,9 +63,9 @@ fn sines_are_learned_and_random_walks_are_not_beaten() {
 fn a_model_overfits_four_windows() {
     let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 48, epochs = 250, batch_size = 4, lr = 0.01, early_stopping = 1000, plateau_patience = 1000"));
     ws.run_events(&["train[model=lstm]"]);
-    let card: Value = serde_json::from_str(&ws.read("results/train[model=lstm]/model.json")).unwrap();
+    let card: Value = card_of(&ws, "lstm");
     assert_eq!(card["train_windows"], 4);
-    let metrics = read_epochs(&ws.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    let metrics = read_epochs(&ws.file("results/train/model=lstm/metrics.parquet")).unwrap();
     let last = metrics.last().unwrap();
     assert!(last.train_loss < 0.02, "train loss after {} epochs: {}", last.epoch, last.train_loss);
 }
@@ -69,7 +75,7 @@ fn a_warm_up_ramps_the_learning_rate() {
     // 4 windows, batch 4: one optimizer step per epoch.
     let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 8, epochs = 3, batch_size = 4, lr = 0.01, warmup_steps = 2, early_stopping = 100"));
     ws.run_events(&["train[model=lstm]"]);
-    let metrics = read_epochs(&ws.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    let metrics = read_epochs(&ws.file("results/train/model=lstm/metrics.parquet")).unwrap();
     let lrs: Vec<f64> = metrics.iter().map(|e| e.lr).collect();
     assert_eq!(lrs, [0.01, 0.005, 0.01, 0.01], "epoch 0 (untrained), then steps 1/2, 2/2, full");
 }
@@ -85,12 +91,12 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     for ws in [&a, &b, &other_seed] {
         ws.run_events(&models.map(|m| format!("train[model={m}]")).each_ref().map(String::as_str));
     }
-    let weights = |ws: &Workspace, m: &str| std::fs::read(ws.file(&format!("results/train[model={m}]/weights.safetensors"))).unwrap();
+    let weights = |ws: &Workspace, m: &str| std::fs::read(ws.file(&format!("results/train/model={m}/weights.safetensors"))).unwrap();
     for m in models {
         assert!(weights(&a, m) == weights(&b, m), "{m}: same seed, same weights");
         assert!(weights(&a, m) != weights(&other_seed, m), "{m}: another seed, other weights");
     }
-    let card: Value = serde_json::from_str(&a.read("results/train[model=lstm]/model.json")).unwrap();
+    let card: Value = card_of(&a, "lstm");
     assert_eq!(card["architecture"], "lstm");
     assert_eq!(card["hidden"], 12);
     assert_eq!(card["n_params"], 8 * 144 + 615 * 12 + 302);
@@ -98,10 +104,10 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     assert_eq!(card["learning"], "learned");
     assert_eq!(card["device"], "cpu");
     assert!(card["torch"].as_str().unwrap().starts_with("2.11"), "{card}");
-    let card: Value = serde_json::from_str(&a.read("results/train[model=transformer]/model.json")).unwrap();
+    let card: Value = card_of(&a, "transformer");
     assert_eq!((card["n_params"].as_i64(), card["n_params_study"].as_i64()), (Some(6 * 144 + 615 * 12 + 302), Some(12 * 144 + 627 * 12 + 302)));
     assert_eq!(card["dropout"], 0.1);
-    let metrics = read_epochs(&a.file("results/train[model=lstm]/metrics.parquet")).unwrap();
+    let metrics = read_epochs(&a.file("results/train/model=lstm/metrics.parquet")).unwrap();
     assert_eq!(metrics.len(), 5, "epoch 0 (untrained) and 4 epochs");
     assert!(metrics.iter().all(|m| m.val_loss.is_finite() && m.lr > 0.0));
     // The weights file is plain safetensors: header length, JSON header with our names.
@@ -111,6 +117,13 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     for name in ["embedding.weight", "embedding.bias", "embedding_norm.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "readout.weight"] {
         assert!(header.get(name).is_some(), "{name} missing from {header}");
     }
+    // …and says where it comes from.
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["wormflow.node"], "train[model=lstm]", "{meta}");
+    assert_eq!(meta["wormflow.stage"], "train");
+    assert_eq!(meta["wormflow.key"].as_str().unwrap().len(), 64);
+    let params: Value = serde_json::from_str(meta["wormflow.params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["hidden"], 12);
 }
 
 #[test]
@@ -136,7 +149,8 @@ needs = ["evaluate"]
     ));
     let ev = ws.run_events(&[]);
     let diverged = ev.ran().into_iter().find(|n| n.starts_with("train[") && n.contains("lr=10")).expect("the lr = 10 node ran");
-    let card: Value = serde_json::from_str(&ws.read(&format!("results/{diverged}/model.json"))).unwrap();
+    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(&ws.file(&format!("{}/model.parquet", common::results_dir(&diverged)))).unwrap();
+    let card = serde_json::to_value(card).unwrap();
     assert_eq!(card["learning"], "diverged", "{card}");
     assert!(card["learning_note"].as_str().unwrap().contains("× the untrained model's"), "{card}");
     // The run's summary names it; so does the fit, which left it out.
@@ -161,7 +175,7 @@ fn a_killed_training_run_resumes_with_finished_nodes_cached() {
     let mut child = ws.cmd(&["run", "--json", "-j", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     // Wait until at least one train node finished, then kill -9.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !ws.file("results/train[model=baseline]").exists() {
+    while !ws.file("results/train/model=baseline").exists() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

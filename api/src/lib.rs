@@ -30,9 +30,40 @@ pub struct InputNode {
     pub stage_dir: PathBuf,
 }
 
+/// Who made a file: written into every Parquet file's and safetensors file's key-value
+/// metadata, so a file copied out of results/ still says where it came from.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The node's id, e.g. `train[model=lstm]`.
+    pub node: String,
+    /// The stage (as named in pipeline.toml) and its kind.
+    pub stage: String,
+    pub kind: String,
+    /// The node's key in the store (hex): the name of its action record.
+    pub key: String,
+    /// The wormflow version that ran it.
+    pub wormflow_version: String,
+}
+
+impl Origin {
+    /// Key-value pairs under `wormflow.*`, with the node's resolved params as JSON.
+    pub fn metadata(&self, params: &Value) -> Vec<(String, String)> {
+        vec![
+            ("wormflow.node".into(), self.node.clone()),
+            ("wormflow.stage".into(), self.stage.clone()),
+            ("wormflow.kind".into(), self.kind.clone()),
+            ("wormflow.key".into(), self.key.clone()),
+            ("wormflow.version".into(), self.wormflow_version.clone()),
+            ("wormflow.params".into(), params.to_string()),
+        ]
+    }
+}
+
 /// Everything a stage may use while it runs.
 pub struct StageContext<'a> {
     pub node: &'a str,
+    /// Where the node's files come from (for their metadata).
+    pub origin: &'a Origin,
     /// Fully resolved parameters (defaults merged, matrix values substituted).
     pub params: &'a Value,
     /// Inputs in the order of `needs`, instances of a matrixed input in matrix order.
@@ -52,6 +83,11 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
+    /// The key-value metadata every file the stage writes should carry (see [`Origin`]).
+    pub fn file_metadata(&self) -> Vec<(String, String)> {
+        self.origin.metadata(self.params)
+    }
+
     /// Inputs coming from one upstream stage.
     pub fn inputs_of<'b>(&'b self, stage: &'b str) -> impl Iterator<Item = &'b InputNode> + 'b {
         self.inputs.iter().filter(move |i| i.stage == stage)

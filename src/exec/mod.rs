@@ -37,6 +37,10 @@ pub struct RunOptions {
     pub slurm: Option<slurm::Slurm>,
     /// The pipeline file, whose reach is recorded in the store's roots for `gc`.
     pub pipeline: Option<std::path::PathBuf>,
+    /// Whether results/ (and each node's ref, what `status` and `explain` compare with)
+    /// show this run's results: not for a run with `--set` overrides unless asked, so
+    /// results/ always shows the pipeline as its file says.
+    pub show_results: bool,
 }
 
 /// Set by Ctrl-C: stop starting nodes, cancel running ones (and their Slurm jobs).
@@ -112,16 +116,24 @@ impl<'a> Schedule<'a> {
         }
     }
 
-    /// Node `i` has its result: link it and release the dependents whose inputs are all done.
-    fn done(&mut self, i: usize, action: ActionRecord, workspace: &Path, store: &Store, reporter: &Reporter) {
+    /// Node `i` has its result: show it in results/ (when `shown` is the workspace) and
+    /// release the dependents whose inputs are all done.
+    fn done(&mut self, i: usize, action: ActionRecord, shown: Option<&Path>, store: &Store, reporter: &Reporter) {
         self.slots[i] = Slot::Done;
         let node = &self.graph.nodes[i].id;
         for message in wormflow_api::warnings_of(&action.provenance) {
             reporter.warn(&format!("{node}: {message}"));
             self.summary.warnings.push((node.clone(), message));
         }
-        if let Some(repaired) = crate::results::link(workspace, store, node, &action) {
-            reporter.warn(&format!("{node}: results/ {repaired}; restored it from the store"));
+        if let Some(workspace) = shown {
+            if let Some(repaired) = crate::results::link(workspace, store, &self.graph.nodes[i], &action) {
+                reporter.warn(&format!("{node}: results/ {repaired}; restored it from the store"));
+            }
+            if store.read_ref(node) != Some(action.key) {
+                if let Err(e) = store.write_ref(node, &action.key) {
+                    reporter.warn(&format!("{node}: {e:#}"));
+                }
+            }
         }
         self.results[i] = Some(action);
         for &d in &self.graph.dependents[i] {
@@ -181,6 +193,7 @@ pub fn run_local(
     let resolver = Resolver::new(graph, store, workspace);
     reporter.begin(mask.iter().filter(|m| **m).count());
     let mut s = Schedule::new(graph, mask, opts.keep_going);
+    let shown = opts.show_results.then_some(workspace);
     let mut running = 0usize;
     let cancel = AtomicBool::new(false);
     let monitor_stop = AtomicBool::new(false);
@@ -244,7 +257,7 @@ pub fn run_local(
                     if let Some(action) = store.cached_action(&parts.key) {
                         s.summary.cached += 1;
                         reporter.cached(&node.id, &parts.key, &action);
-                        s.done(i, action, workspace, store, reporter);
+                        s.done(i, action, shown, store, reporter);
                         continue;
                     }
                 }
@@ -276,17 +289,17 @@ pub fn run_local(
                 Ok(Outcome::Ran(action, secs)) => {
                     s.summary.ran += 1;
                     reporter.done(id, &action, secs);
-                    s.done(i, action, workspace, store, reporter);
+                    s.done(i, action, shown, store, reporter);
                 }
                 Ok(Outcome::FoundStored(action)) => {
                     s.summary.cached += 1;
                     reporter.cached(id, &action.key, &action);
-                    s.done(i, action, workspace, store, reporter);
+                    s.done(i, action, shown, store, reporter);
                 }
                 Ok(Outcome::Pulled(action)) => {
                     s.summary.pulled += 1;
                     reporter.pulled(id, &action);
-                    s.done(i, action, workspace, store, reporter);
+                    s.done(i, action, shown, store, reporter);
                 }
                 Err(e) => s.failed(i, reporter, &format!("{e:#}")),
             }
@@ -335,8 +348,16 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     let inputs = work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
     let threads = job.threads.max(1);
+    let origin = wormflow_api::Origin {
+        node: node.id.clone(),
+        stage: node.stage.clone(),
+        kind: node.kind.clone(),
+        key: job.parts.key.hex(),
+        wormflow_version: env!("CARGO_PKG_VERSION").into(),
+    };
     let ctx = StageContext {
         node: &node.id,
+        origin: &origin,
         params: &node.params,
         inputs: &inputs,
         out_dir: &work.out,

@@ -436,11 +436,10 @@ impl Store {
         self.action_path(key).exists()
     }
 
-    /// Point the node's ref at the result, then record it (written last, atomically): a
-    /// ref that cannot be written leaves no record, so nothing counts as done that did
-    /// not finish; a ref to a record that is not there yet is harmless.
+    /// Record a result (written last, atomically, so nothing counts as done that did not
+    /// finish). The node's ref — the result results/ shows — is moved by the run that
+    /// shows it (exec::Schedule::done), not here: a `--set` run stores without moving it.
     pub fn write_action(&self, rec: &ActionRecord) -> Result<()> {
-        self.write_ref(&rec.node, &rec.key)?;
         let path = self.action_path(&rec.key);
         fs::create_dir_all(path.parent().expect("action paths have a parent"))?;
         let mut bytes = serde_json::to_vec_pretty(rec)?;

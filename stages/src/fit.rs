@@ -7,7 +7,7 @@
 //! trained model; resampled with replacement, `bootstrap` times, seeded). Also reported:
 //! R² and the mean loss as a fraction of the Baseline's on the same windows.
 //!
-//! Models whose training failed (eval.json `learning` = `diverged` or `never_improved`) are
+//! Models whose training failed (eval.parquet `learning` = `diverged` or `never_improved`) are
 //! not points of a law: they are left out unless `keep_failed = true`, and listed.
 //!
 //! Outputs `fits.parquet` (model, dataset, x, slope, slope_lo, slope_hi, intercept, r2,
@@ -15,20 +15,18 @@
 //! the evaluations left out with why).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
-use arrow::record_batch::RecordBatch;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use wormflow_api::StageContext;
 
 use crate::metrics::Learning;
-use crate::parquet_io::write_batch;
+use crate::parquet_io;
 use crate::rng::stream;
 use crate::stage::Stage;
+use crate::summaries::{self, DatasetLoss, Evaluation};
 
 pub struct Fit;
 
@@ -112,10 +110,10 @@ pub struct LineFit {
     /// NaN (null in JSON) when the losses do not vary: the line is flat.
     #[serde(deserialize_with = "nan_if_null")]
     pub r2: f64,
-    pub n_points: usize,
+    pub n_points: i64,
     /// Evaluations of this model left out because its training failed.
     #[serde(default)]
-    pub n_left_out: usize,
+    pub n_left_out: i64,
     #[serde(deserialize_with = "nan_if_null")]
     pub mean_ratio: f64,
 }
@@ -166,7 +164,7 @@ pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) 
         slope_hi: pct(0.975),
         intercept: a,
         r2,
-        n_points: points.len(),
+        n_points: points.len() as i64,
         n_left_out: 0,
         mean_ratio: points.iter().map(|p| p.loss / p.baseline).sum::<f64>() / points.len() as f64,
     })
@@ -177,39 +175,41 @@ pub fn read_fits(path: &std::path::Path) -> Result<FitsDoc> {
     serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("{}: not a fits.json of this wormflow", path.display()))
 }
 
-/// The points of every input's eval.json, and the evaluations left out as failed training.
+/// The points of every input's evaluation (eval.parquet, by_dataset.parquet), and the
+/// evaluations left out as failed training.
 pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_failed: bool) -> Result<(Vec<Point>, Vec<LeftOut>)> {
     let (mut points, mut left_out) = (Vec::new(), Vec::new());
     for input in ctx.inputs {
-        let path = input.dir.join("eval.json");
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let e: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
-        let x = e[x_name].as_f64().with_context(|| format!("{}: eval.json has no number {x_name:?}", input.node))?;
-        let model = e["model"].as_str().unwrap_or_default().to_string();
-        if model == "baseline" {
-            continue; // the Baseline is the reference, not a point of a scaling law
-        }
-        // Evaluations from before `learning` was recorded count as learned.
-        let learning: Learning = serde_json::from_value(e["learning"].clone()).unwrap_or_default();
-        if learning.is_failure() && !keep_failed {
-            let note = e["learning_note"].as_str().unwrap_or_default().to_string();
-            left_out.push(LeftOut { node: input.node.clone(), model, x, learning, note });
+        let path = input.dir.join("eval.parquet");
+        if !path.exists() {
             continue;
         }
-        let point = |dataset: &str, v: &Value| Point {
+        let e: Evaluation = summaries::read(&path)?;
+        let x = match x_name {
+            "train_steps" => e.train_steps as f64,
+            _ => e.n_params as f64,
+        };
+        if e.model == "baseline" {
+            continue; // the Baseline is the reference, not a point of a scaling law
+        }
+        if e.learning.is_failure() && !keep_failed {
+            left_out.push(LeftOut { node: input.node.clone(), model: e.model.clone(), x, learning: e.learning, note: e.learning_note.clone() });
+            continue;
+        }
+        let point = |dataset: &str, loss: f64, baseline: f64| Point {
             node: input.node.clone(),
-            model: model.clone(),
+            model: e.model.clone(),
             dataset: dataset.into(),
             x,
-            loss: v["val_loss"].as_f64().unwrap_or(f64::NAN),
-            baseline: v["baseline_loss"].as_f64().unwrap_or(f64::NAN),
-            learning,
-            residual: e["residual"].as_bool().unwrap_or(false),
+            loss,
+            baseline,
+            learning: e.learning,
+            residual: e.residual,
         };
-        points.push(point("all", &e));
+        points.push(point("all", e.val_loss, e.baseline_loss));
         if by_dataset {
-            for (d, v) in e["per_dataset"].as_object().into_iter().flatten() {
-                points.push(point(d, v));
+            for d in parquet_io::read_rows::<DatasetLoss>(&input.dir.join("by_dataset.parquet"))? {
+                points.push(point(&d.dataset, d.val_loss, d.baseline_loss));
             }
         }
     }
@@ -242,23 +242,9 @@ impl Stage for Fit {
         }
         let mut fits: Vec<LineFit> = groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
         for f in &mut fits {
-            f.n_left_out = left_out.iter().filter(|l| l.model == f.model).count();
+            f.n_left_out = left_out.iter().filter(|l| l.model == f.model).count() as i64;
         }
-        let f64s = |f: fn(&LineFit) -> f64| Arc::new(Float64Array::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
-        let strs = |f: fn(&LineFit) -> &str| Arc::new(StringArray::from(fits.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
-        write_batch(&ctx.out_dir.join("fits.parquet"), RecordBatch::try_from_iter([
-            ("model", strs(|f| &f.model)),
-            ("dataset", strs(|f| &f.dataset)),
-            ("x", strs(|f| &f.x)),
-            ("slope", f64s(|f| f.slope)),
-            ("slope_lo", f64s(|f| f.slope_lo)),
-            ("slope_hi", f64s(|f| f.slope_hi)),
-            ("intercept", f64s(|f| f.intercept)),
-            ("r2", f64s(|f| f.r2)),
-            ("n_points", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_points as u64).collect::<Vec<_>>())) as ArrayRef),
-            ("n_left_out", Arc::new(UInt64Array::from(fits.iter().map(|f| f.n_left_out as u64).collect::<Vec<_>>())) as ArrayRef),
-            ("mean_ratio", f64s(|f| f.mean_ratio)),
-        ])?)?;
+        crate::parquet_io::write_rows(&ctx.out_dir.join("fits.parquet"), &fits, &ctx.file_metadata())?;
         let n_fits = fits.len();
         let warning = (!left_out.is_empty()).then(|| {
             let nodes: Vec<String> = left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();

@@ -15,6 +15,8 @@ pub mod rng;
 pub mod sample;
 pub mod split;
 pub mod stage;
+pub mod summaries;
+pub mod sweep;
 pub mod standardize;
 pub mod synthesize;
 pub mod table;

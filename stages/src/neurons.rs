@@ -51,6 +51,18 @@ pub fn index_of(name: &str) -> Option<usize> {
     table().index.get(name).copied()
 }
 
+/// A neuron's class with left and right pooled: the name without its final L or R when the
+/// mirror neuron exists (AVAL, AVAR → AVA; SMDDL → SMDD), else the name itself (AVL, DVA).
+pub fn class_of(name: &str) -> &str {
+    let Some(stem) = name.strip_suffix('L').or_else(|| name.strip_suffix('R')) else { return name };
+    let mirror = if name.ends_with('L') { format!("{stem}R") } else { format!("{stem}L") };
+    if index_of(&mirror).is_some() {
+        stem
+    } else {
+        name
+    }
+}
+
 /// The neurotransmitter of a neuron as neurons.csv gives it ("ACh", "GABA", "Glu", …).
 pub fn transmitter(i: usize) -> &'static str {
     &table().transmitter[i]
@@ -146,6 +158,19 @@ mod tests {
         assert!(names().windows(2).all(|w| w[0] < w[1]));
         assert_eq!(index_of("ADAL"), Some(0));
         assert_eq!(transmitter(index_of("DD1").unwrap()), "GABA");
+    }
+
+    #[test]
+    fn classes_pool_left_and_right_only_where_both_exist() {
+        assert_eq!(class_of("AVAL"), "AVA");
+        assert_eq!(class_of("AVAR"), "AVA");
+        assert_eq!(class_of("SMDDL"), "SMDD");
+        assert_eq!(class_of("AVL"), "AVL"); // no AVR
+        assert_eq!(class_of("DVA"), "DVA");
+        assert_eq!(class_of("VB2"), "VB2");
+        let classes: std::collections::BTreeSet<&str> = names().iter().map(|n| class_of(n)).collect();
+        // 302 neurons, about 100 of them left/right pairs.
+        assert!((190..=215).contains(&classes.len()), "{} classes", classes.len());
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Stage for Preprocess {
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
         let out: Vec<Worm> = pool.install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
-        write_dataset(ctx.out_dir, &out)?;
+        write_dataset(ctx.out_dir, &out, &ctx.file_metadata())?;
         let masked: u32 = out.iter().map(|w| w.info.masked_neurons).sum::<u32>() - worms.iter().map(|w| w.info.masked_neurons).sum::<u32>();
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(out.len()));

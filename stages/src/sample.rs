@@ -8,9 +8,8 @@
 //! Windows: `n_windows` per worm per half, each `window + 1` steps (L inputs and the
 //! one-step-ahead target), `equidistant` (first at the half's start, last ending at its
 //! end) or `random` (uniform starts, seeded). Windows never cross the split. A half shorter
-//! than one window gets none; such worms are listed in `sample.json`.
-
-use std::collections::BTreeMap;
+//! than one window gets none; such halves are counted in `sample.parquet`
+//! (`n_too_short`) and named in a warning.
 
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -20,6 +19,7 @@ use wormflow_api::StageContext;
 
 use crate::rng::stream;
 use crate::stage::Stage;
+use crate::summaries::SampleSummary;
 use crate::windows::{read_split, write_windows, SplitRow, Window};
 
 pub struct Sample;
@@ -77,7 +77,7 @@ impl Stage for Sample {
                 }
                 let starts = window_starts(half, len, p.n_windows, &p.mode, p.seed, i as u64, set);
                 if starts.is_empty() {
-                    too_short.push(json!({"dataset": w.dataset, "worm": w.worm, "set": set, "steps": half.1 - half.0}));
+                    too_short.push(format!("{}/{} {set} half ({} steps)", w.dataset, w.worm, half.1 - half.0));
                 }
                 windows.extend(starts.into_iter().map(|start| Window {
                     set: set.into(),
@@ -91,22 +91,24 @@ impl Stage for Sample {
         if !windows.iter().any(|w| w.set == "train") {
             bail!("no training window fits: every chosen worm's training half is shorter than window + 1 = {len} steps; lower params.window");
         }
-        write_windows(&ctx.out_dir.join("windows.parquet"), &windows)?;
+        write_windows(&ctx.out_dir.join("windows.parquet"), &windows, &ctx.file_metadata())?;
         let train: Vec<&SplitRow> = pool.iter().zip(&chosen).filter(|(_, c)| **c).map(|(w, _)| w).collect();
-        let mut per_dataset: BTreeMap<&str, u64> = BTreeMap::new();
-        for w in &train {
-            *per_dataset.entry(&w.dataset).or_default() += 1;
-        }
-        let summary = json!({
-            "n_worms": train.len(),
-            "train_steps": train.iter().map(|w| w.train.1 - w.train.0).sum::<u64>(),
-            "train_worms": train.iter().map(|w| format!("{}/{}", w.dataset, w.worm)).collect::<Vec<_>>(),
-            "per_dataset": per_dataset,
-            "too_short": too_short,
-        });
-        std::fs::write(ctx.out_dir.join("sample.json"), serde_json::to_vec_pretty(&summary)?)?;
+        let count = |set: &str| windows.iter().filter(|w| w.set == set).count() as i64;
+        let summary = SampleSummary {
+            n_worms: train.len() as i64,
+            train_steps: train.iter().map(|w| (w.train.1 - w.train.0) as i64).sum(),
+            n_train_windows: count("train"),
+            n_val_windows: count("val"),
+            window_length: len as i64,
+            n_too_short: too_short.len() as i64,
+        };
+        crate::summaries::write(&ctx.out_dir.join("sample.parquet"), &summary, &ctx.file_metadata())?;
         let mut prov = Map::new();
         prov.insert("windows".into(), json!(windows.len()));
+        if !too_short.is_empty() {
+            let w = format!("{} half(s) shorter than one window of {len} steps got no window: {}", too_short.len(), too_short.join(", "));
+            prov.insert(wormflow_api::WARNINGS.into(), json!([w]));
+        }
         Ok(prov)
     }
 }

@@ -49,7 +49,7 @@ impl Stage for Split {
         if rows.is_empty() {
             bail!("no recordings among the inputs; `needs` should name a preprocess stage");
         }
-        write_split(&ctx.out_dir.join("split.parquet"), &rows)?;
+        write_split(&ctx.out_dir.join("split.parquet"), &rows, &ctx.file_metadata())?;
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(rows.len()));
         Ok(prov)

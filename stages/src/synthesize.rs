@@ -136,7 +136,7 @@ impl Stage for Synthesize {
                 })
                 .collect()
         });
-        write_dataset(ctx.out_dir, &worms)?;
+        write_dataset(ctx.out_dir, &worms, &ctx.file_metadata())?;
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(worms.len()));
         Ok(prov)

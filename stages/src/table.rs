@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float32Array, Float64Array, ListBuilder, StringArray, StringBuilder,
-    UInt32Array, UInt64Array,
+    Int64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -83,9 +83,9 @@ fn recording_schema() -> Arc<Schema> {
 }
 
 /// Write `recordings.parquet`: one row group per worm.
-pub fn write_recordings(path: &Path, worms: &[Worm]) -> Result<()> {
+pub fn write_recordings(path: &Path, worms: &[Worm], metadata: &parquet_io::Metadata) -> Result<()> {
     let schema = recording_schema();
-    let mut w = parquet_io::writer(path, schema.clone())?;
+    let mut w = parquet_io::writer(path, schema.clone(), metadata)?;
     for worm in worms {
         let n = worm.n_steps();
         let mut cols: Vec<ArrayRef> = vec![
@@ -161,7 +161,7 @@ pub fn read_recordings(dir: &Path) -> Result<Vec<Worm>> {
 }
 
 /// Write `worms.parquet`.
-pub fn write_worms(path: &Path, worms: &[Worm]) -> Result<()> {
+pub fn write_worms(path: &Path, worms: &[Worm], metadata: &parquet_io::Metadata) -> Result<()> {
     let mut labelled = ListBuilder::new(StringBuilder::new());
     for w in worms {
         for name in w.labelled() {
@@ -169,26 +169,27 @@ pub fn write_worms(path: &Path, worms: &[Worm]) -> Result<()> {
         }
         labelled.append(true);
     }
-    let u32s = |f: fn(&WormInfo) -> u32| Arc::new(UInt32Array::from(worms.iter().map(|w| f(&w.info)).collect::<Vec<_>>())) as ArrayRef;
+    // Counts as signed Int64, as in every table (see parquet_io).
+    let counts = |f: fn(&WormInfo) -> u32| Arc::new(Int64Array::from(worms.iter().map(|w| f(&w.info) as i64).collect::<Vec<_>>())) as ArrayRef;
     let strs = |f: fn(&Worm) -> &str| Arc::new(StringArray::from(worms.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
     let batch = RecordBatch::try_from_iter([
         ("dataset", strs(|w| &w.dataset)),
         ("worm", strs(|w| &w.worm)),
-        ("n_steps", Arc::new(UInt64Array::from(worms.iter().map(|w| w.n_steps() as u64).collect::<Vec<_>>())) as ArrayRef),
+        ("n_steps", Arc::new(Int64Array::from(worms.iter().map(|w| w.n_steps() as i64).collect::<Vec<_>>())) as ArrayRef),
         ("dt", Arc::new(Float64Array::from(worms.iter().map(Worm::median_dt).collect::<Vec<_>>())) as ArrayRef),
-        ("n_labelled", Arc::new(UInt32Array::from(worms.iter().map(|w| w.labelled().len() as u32).collect::<Vec<_>>())) as ArrayRef),
+        ("n_labelled", Arc::new(Int64Array::from(worms.iter().map(|w| w.labelled().len() as i64).collect::<Vec<_>>())) as ArrayRef),
         ("labelled", Arc::new(labelled.finish()) as ArrayRef),
         ("source_file", strs(|w| &w.info.source_file)),
         ("citation", strs(|w| &w.info.citation)),
         ("time_is_estimated", Arc::new(BooleanArray::from(worms.iter().map(|w| w.info.time_is_estimated).collect::<Vec<_>>())) as ArrayRef),
-        ("unknown_labels", u32s(|i| i.unknown_labels)),
-        ("duplicate_labels", u32s(|i| i.duplicate_labels)),
-        ("ambiguous_resolved", u32s(|i| i.ambiguous_resolved)),
-        ("ambiguous_dropped", u32s(|i| i.ambiguous_dropped)),
-        ("masked_neurons", u32s(|i| i.masked_neurons)),
+        ("unknown_labels", counts(|i| i.unknown_labels)),
+        ("duplicate_labels", counts(|i| i.duplicate_labels)),
+        ("ambiguous_resolved", counts(|i| i.ambiguous_resolved)),
+        ("ambiguous_dropped", counts(|i| i.ambiguous_dropped)),
+        ("masked_neurons", counts(|i| i.masked_neurons)),
         ("resampling", strs(|w| &w.info.resampling)),
     ])?;
-    parquet_io::write_batch(path, batch)
+    parquet_io::write_batch(path, batch, metadata)
 }
 
 /// (dataset, worm, info) rows of a `worms.parquet`.
@@ -200,7 +201,7 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
         let src = column::<StringArray>(&batch, "source_file", path)?;
         let cit = column::<StringArray>(&batch, "citation", path)?;
         let est = column::<BooleanArray>(&batch, "time_is_estimated", path)?;
-        let u = |name: &str| column::<UInt32Array>(&batch, name, path);
+        let u = |name: &str| column::<Int64Array>(&batch, name, path);
         let (unk, dup, ares, adrop, masked) =
             (u("unknown_labels")?, u("duplicate_labels")?, u("ambiguous_resolved")?, u("ambiguous_dropped")?, u("masked_neurons")?);
         // Tables written before preprocess recorded it have no `resampling` column.
@@ -213,11 +214,11 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
                     source_file: src.value(r).to_string(),
                     citation: cit.value(r).to_string(),
                     time_is_estimated: est.value(r),
-                    unknown_labels: unk.value(r),
-                    duplicate_labels: dup.value(r),
-                    ambiguous_resolved: ares.value(r),
-                    ambiguous_dropped: adrop.value(r),
-                    masked_neurons: masked.value(r),
+                    unknown_labels: unk.value(r) as u32,
+                    duplicate_labels: dup.value(r) as u32,
+                    ambiguous_resolved: ares.value(r) as u32,
+                    ambiguous_dropped: adrop.value(r) as u32,
+                    masked_neurons: masked.value(r) as u32,
                     resampling: resampling.as_ref().map_or_else(String::new, |c| c.value(r).to_string()),
                 },
             ));
@@ -227,7 +228,7 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
 }
 
 /// Write both tables of a set of worms into `dir`.
-pub fn write_dataset(dir: &Path, worms: &[Worm]) -> Result<()> {
-    write_recordings(&dir.join("recordings.parquet"), worms)?;
-    write_worms(&dir.join("worms.parquet"), worms)
+pub fn write_dataset(dir: &Path, worms: &[Worm], metadata: &parquet_io::Metadata) -> Result<()> {
+    write_recordings(&dir.join("recordings.parquet"), worms, metadata)?;
+    write_worms(&dir.join("worms.parquet"), worms, metadata)
 }

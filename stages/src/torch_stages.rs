@@ -238,6 +238,7 @@ fn device_memory(device: &str) -> (f64, &'static str) {
 pub struct Job {
     pub kind: String,
     pub node: String,
+    pub origin: wormflow_api::Origin,
     pub params: Value,
     pub inputs: Vec<InputNode>,
     pub out_dir: PathBuf,
@@ -268,6 +269,7 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     let job = Job {
         kind: kind.into(),
         node: ctx.node.into(),
+        origin: ctx.origin.clone(),
         params: params.clone(),
         inputs: ctx.inputs.to_vec(),
         out_dir: ctx.out_dir.into(),

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{ArrayRef, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 
 use crate::parquet_io;
@@ -37,8 +37,14 @@ fn strings<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> ArrayRef {
     Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
 }
 
-fn u64s<T>(rows: &[T], f: impl Fn(&T) -> u64) -> ArrayRef {
-    Arc::new(UInt64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+/// Indices are stored as signed Int64 (see parquet_io): `start - 1` must not wrap for a
+/// pandas or polars user.
+fn i64s<T>(rows: &[T], f: impl Fn(&T) -> u64) -> ArrayRef {
+    Arc::new(Int64Array::from(rows.iter().map(|r| f(r) as i64).collect::<Vec<_>>()))
+}
+
+fn index(a: &Int64Array, r: usize, name: &str, path: &Path) -> Result<u64> {
+    u64::try_from(a.value(r)).ok().with_context(|| format!("{}: row {r} has a negative {name}", path.display()))
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
@@ -47,45 +53,43 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'
         .with_context(|| format!("{}: missing or mistyped column {name:?}", path.display()))
 }
 
-pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
+pub fn write_split(path: &Path, rows: &[SplitRow], metadata: &parquet_io::Metadata) -> Result<()> {
     parquet_io::write_batch(path, RecordBatch::try_from_iter([
         ("dataset", strings(rows, |r| &r.dataset)),
         ("worm", strings(rows, |r| &r.worm)),
-        ("n_steps", u64s(rows, |r| r.n_steps)),
-        ("train_start", u64s(rows, |r| r.train.0)),
-        ("train_end", u64s(rows, |r| r.train.1)),
-        ("val_start", u64s(rows, |r| r.val.0)),
-        ("val_end", u64s(rows, |r| r.val.1)),
-    ])?)
+        ("n_steps", i64s(rows, |r| r.n_steps)),
+        ("train_start", i64s(rows, |r| r.train.0)),
+        ("train_end", i64s(rows, |r| r.train.1)),
+        ("val_start", i64s(rows, |r| r.val.0)),
+        ("val_end", i64s(rows, |r| r.val.1)),
+    ])?, metadata)
 }
 
 pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
     let mut out = Vec::new();
     for b in parquet_io::read_batches(path)? {
         let (ds, wm) = (col::<StringArray>(&b, "dataset", path)?, col::<StringArray>(&b, "worm", path)?);
-        let u = |n: &str| col::<UInt64Array>(&b, n, path);
-        let (n, ts, te, vs, ve) = (u("n_steps")?, u("train_start")?, u("train_end")?, u("val_start")?, u("val_end")?);
+        let names = ["n_steps", "train_start", "train_end", "val_start", "val_end"];
+        let cols = names.iter().map(|n| col::<Int64Array>(&b, n, path)).collect::<Result<Vec<_>>>()?;
         for r in 0..b.num_rows() {
-            out.push(SplitRow {
-                dataset: ds.value(r).into(),
-                worm: wm.value(r).into(),
-                n_steps: n.value(r),
-                train: (ts.value(r), te.value(r)),
-                val: (vs.value(r), ve.value(r)),
-            });
+            let mut v = [0u64; 5];
+            for (k, c) in cols.iter().enumerate() {
+                v[k] = index(c, r, names[k], path)?;
+            }
+            out.push(SplitRow { dataset: ds.value(r).into(), worm: wm.value(r).into(), n_steps: v[0], train: (v[1], v[2]), val: (v[3], v[4]) });
         }
     }
     Ok(out)
 }
 
-pub fn write_windows(path: &Path, rows: &[Window]) -> Result<()> {
+pub fn write_windows(path: &Path, rows: &[Window], metadata: &parquet_io::Metadata) -> Result<()> {
     parquet_io::write_batch(path, RecordBatch::try_from_iter([
         ("set", strings(rows, |r| &r.set)),
         ("dataset", strings(rows, |r| &r.dataset)),
         ("worm", strings(rows, |r| &r.worm)),
-        ("start", u64s(rows, |r| r.start)),
-        ("length", u64s(rows, |r| r.length)),
-    ])?)
+        ("start", i64s(rows, |r| r.start)),
+        ("length", i64s(rows, |r| r.length)),
+    ])?, metadata)
 }
 
 pub fn read_windows(path: &Path) -> Result<Vec<Window>> {
@@ -93,14 +97,14 @@ pub fn read_windows(path: &Path) -> Result<Vec<Window>> {
     for b in parquet_io::read_batches(path)? {
         let s = |n: &str| col::<StringArray>(&b, n, path);
         let (set, ds, wm) = (s("set")?, s("dataset")?, s("worm")?);
-        let (start, len) = (col::<UInt64Array>(&b, "start", path)?, col::<UInt64Array>(&b, "length", path)?);
+        let (start, len) = (col::<Int64Array>(&b, "start", path)?, col::<Int64Array>(&b, "length", path)?);
         for r in 0..b.num_rows() {
             out.push(Window {
                 set: set.value(r).into(),
                 dataset: ds.value(r).into(),
                 worm: wm.value(r).into(),
-                start: start.value(r),
-                length: len.value(r),
+                start: index(start, r, "start", path)?,
+                length: index(len, r, "length", path)?,
             });
         }
     }

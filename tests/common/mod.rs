@@ -89,6 +89,15 @@ impl Workspace {
     }
 }
 
+/// Where results/ shows a node: `train[lr=10.0,model=x]` → `results/train/lr=10.0/model=x`
+/// (for ids whose values need no quoting).
+pub fn results_dir(node: &str) -> String {
+    match node.split_once('[') {
+        Some((stage, rest)) => format!("results/{stage}/{}", rest.trim_end_matches(']').replace(',', "/")),
+        None => format!("results/{node}"),
+    }
+}
+
 pub fn count_files(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
     rd.filter_map(Result::ok)

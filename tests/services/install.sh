@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers the tests start on loopback: s3s-fs (an S3-compatible server,
-# from crates.io, into ~/.cache/wormflow/tools) and Slurm + munge (Debian packages; needs
-# root). Idempotent. Exit status 1 when something could not be installed — the tests that
+# from crates.io, into ~/.cache/wormflow/tools), Slurm + munge and chromium (Debian
+# packages; need root). Idempotent. Exit status 1 when something could not be installed — the tests that
 # need it then say so loudly and skip.
 set -uo pipefail
 tools="${WORMFLOW_TOOLS:-$HOME/.cache/wormflow/tools}"
@@ -23,6 +23,20 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     }
   else
     echo "!!! Slurm is not installed and cannot be here (needs root and apt-get): the Slurm tests will be skipped" >&2
+    status=1
+  fi
+fi
+# A real headless browser for the report test (Debian's chromium).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium (Debian package) for the report's browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || {
+      echo "!!! could not install chromium: the report's browser check will be skipped" >&2
+      status=1
+    }
+  else
+    echo "!!! chromium is not installed and cannot be here (needs root and apt-get): the report's browser check will be skipped" >&2
     status=1
   fi
 fi

@@ -1,35 +1,38 @@
 //! The `evaluate` kind's work (run by the `wormflow-torch` helper; params and checks are in
 //! torch_stages.rs): how good a trained model is, on the fixed validation set.
 //!
-//! Inputs: a train node (weights.safetensors, model.json), a preprocess node (recordings) and
-//! a sample node (windows.parquet, sample.json). Outputs:
-//! - `eval.json`: model, hidden, n_params, train_steps, val_loss (masked MSE), the Baseline's
-//!   loss on the same windows and their ratio, both per source dataset too.
-//! - `kstep.parquet`: k-step-ahead error (k = 1…`horizon`): from each validation window's
-//!   first L + 1 − horizon steps the model generates `horizon` steps autoregressively (its
-//!   predictions fed back); columns k, mse, baseline_mse (the last context step repeated).
-//! - `generation.parquet` (Fig. 7): for up to `generate_worms` worms, `context` steps of the
-//!   validation half as context, then as many generated with the study's sliding context (the
-//!   last L steps, L the training window length) and, with `clamp`, each step clamped to its
-//!   context's range as the study's `generate`; columns worm, neuron, step, truth,
-//!   generated (null during the context).
+//! Inputs: a train node (weights.safetensors, model.parquet), a preprocess node
+//! (recordings) and a sample node (windows.parquet, sample.parquet). Outputs, each a typed
+//! row of `wormflow_stages::summaries`:
+//! - `eval.parquet` (one row, [`Evaluation`]): the model, its training's outcome, val_loss
+//!   (masked MSE pooled over every recorded (window, step, neuron) element), the
+//!   Baseline's loss on the same elements and their ratio.
+//! - `by_dataset.parquet` ([`DatasetLoss`]): the same per source dataset.
+//! - `neurons.parquet` ([`NeuronError`]): per worm × recorded neuron, one-step MSE, the
+//!   Baseline's, the target's variance and the variance explained.
+//! - `kstep.parquet` ([`KStepError`]): k-step-ahead error (k = 1…`horizon`) per source: from
+//!   each validation window's first L + 1 − horizon steps the model generates `horizon`
+//!   steps autoregressively (its predictions fed back); the Baseline repeats the last
+//!   context step.
+//! - `generation.parquet` (Fig. 7, [`GeneratedStep`]): for up to `generate_worms` worms,
+//!   `context` steps of the validation half as context, then as many generated with the
+//!   study's sliding context (the last L steps, L the training window length) and, with
+//!   `clamp`, each step clamped to its context's range as the study's `generate`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
-use arrow::record_batch::RecordBatch;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use tch::{nn, Device, Kind, Tensor};
 use wormflow_api::StageContext;
 
 use crate::models::{self, Model};
-use wormflow_stages::neurons::{self, N_NEURONS};
-use wormflow_stages::parquet_io::write_batch;
-use wormflow_stages::table::{read_recordings, Worm};
 use crate::tensors::{predict, window_set, WindowSet};
 use crate::train::pick_device;
+use wormflow_stages::neurons::{self, N_NEURONS};
+use wormflow_stages::parquet_io::write_rows;
+use wormflow_stages::summaries::{self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError, SampleSummary};
+use wormflow_stages::table::{read_recordings, Worm};
 pub use wormflow_stages::torch_stages::EvaluateParams as Params;
 use wormflow_stages::windows::{read_split, read_windows};
 
@@ -37,66 +40,163 @@ use wormflow_stages::windows::{read_split, read_windows};
 pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let device = pick_device(&p.device)?;
     tch::set_num_threads(ctx.threads as i32);
+    let meta = ctx.file_metadata();
     let find = |file: &str| ctx.inputs.iter().find(|i| i.dir.join(file).exists()).map(|i| i.dir.join(file));
-    let card_path = find("model.json").context("evaluate needs a train node (model.json) among its inputs")?;
-    let card: Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
-    let arch = card["architecture"].as_str().context("model.json has no architecture")?.to_string();
-    let hidden = card["hidden"].as_i64().unwrap_or(0);
+    let card: ModelCard = summaries::read(&find("model.parquet").context("evaluate needs a train node (model.parquet) among its inputs")?)?;
     let recordings_dir = find("recordings.parquet").context("evaluate needs a preprocess node among its inputs")?;
     let worms = read_recordings(recordings_dir.parent().expect("a directory"))?;
     let windows = read_windows(&find("windows.parquet").context("evaluate needs a sample node among its inputs")?)?;
-    let summary: Value = match find("sample.json") {
-        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
-        None => Value::Null,
-    };
+    let sample: Option<SampleSummary> = find("sample.parquet").map(|p| summaries::read(&p)).transpose()?;
 
     let mut vs = nn::VarStore::new(device);
-    let residual = card["residual"].as_bool().unwrap_or(false);
-    let options = models::Options { hidden, residual, dropout: 0.0 }; // evaluation: no dropout
-    let model = models::build(&arch, options, &vs.root())?;
-    if arch != "baseline" {
+    let options = models::Options { hidden: card.hidden, residual: card.residual, dropout: 0.0 }; // evaluation: no dropout
+    let model = models::build(&card.architecture, options, &vs.root())?;
+    if card.architecture != "baseline" {
         let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
         vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;
     }
     let baseline = models::build("baseline", models::Options { hidden: 0, residual: false, dropout: 0.0 }, &vs.root())?;
     let val = window_set(&worms, &windows, "val", device)?;
-    let (loss, per_ds) = losses(&*model, &val, p.batch_size);
-    let (base, base_ds) = losses(&*baseline, &val, p.batch_size);
-    let per_dataset: Map<String, Value> = per_ds
-        .iter()
-        .map(|(d, l)| (d.clone(), json!({"val_loss": l, "baseline_loss": base_ds[d], "ratio": l / base_ds[d]})))
-        .collect();
+    let errors = one_step_errors(&*model, &*baseline, &val, p.batch_size);
+    let (loss, base) = errors.pooled();
+    write_rows(&ctx.out_dir.join("by_dataset.parquet"), &errors.by_dataset(), &meta)?;
+    write_rows(&ctx.out_dir.join("neurons.parquet"), &errors.by_neuron(), &meta)?;
     (ctx.progress)(0.3, "k-step errors");
-    let kstep = kstep_errors(&*model, &val, p.horizon, p.batch_size)?;
-    write_kstep(&ctx.out_dir.join("kstep.parquet"), &kstep)?;
+    write_rows(&ctx.out_dir.join("kstep.parquet"), &kstep_errors(&*model, &val, p.horizon, p.batch_size)?, &meta)?;
     (ctx.progress)(0.7, "generation");
-    let split_path = find("split.parquet");
-    let starts = match split_path {
+    let starts = match find("split.parquet") {
         Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
         None => val_starts(&windows),
     };
     // The sliding context is the training window length L (as the study's BLOCK_SIZE).
     let window = val.x.size()[1];
-    write_generation(&ctx.out_dir.join("generation.parquet"), &*model, &worms, &starts, p, window, device)?;
-    let eval = json!({
-        "model": arch,
-        "hidden": hidden,
-        "n_params": card["n_params"],
-        "n_params_study": card["n_params_study"],
-        "residual": residual,
-        "learning": card["learning"],
-        "learning_note": card["learning_note"],
-        "train_steps": summary["train_steps"],
-        "n_worms": summary["n_worms"],
-        "val_loss": loss,
-        "baseline_loss": base,
-        "ratio": loss / base,
-        "per_dataset": per_dataset,
-    });
-    std::fs::write(ctx.out_dir.join("eval.json"), serde_json::to_vec_pretty(&eval)?)?;
+    write_rows(&ctx.out_dir.join("generation.parquet"), &generation(&*model, &worms, &starts, p, window, device)?, &meta)?;
+    let eval = Evaluation {
+        model: card.architecture.clone(),
+        hidden: card.hidden,
+        residual: card.residual,
+        n_params: card.n_params,
+        n_params_study: card.n_params_study,
+        learning: card.learning,
+        learning_note: card.learning_note.clone(),
+        epochs_run: card.epochs_run,
+        best_epoch: card.best_epoch,
+        steps: card.steps,
+        train_steps: sample.as_ref().map_or(0, |s| s.train_steps),
+        n_worms: sample.as_ref().map_or(0, |s| s.n_worms),
+        val_loss: loss,
+        baseline_loss: base,
+        ratio: loss / base,
+    };
+    summaries::write(&ctx.out_dir.join("eval.parquet"), &eval, &meta)?;
     let mut prov = Map::new();
     prov.insert("val_loss".into(), json!(loss));
     Ok(prov)
+}
+
+/// Sums of one-step errors per (dataset, worm, neuron), for the model and the Baseline.
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    sse: f64,
+    baseline_sse: f64,
+    /// Σ y and Σ y² of the targets, for their variance.
+    sum: f64,
+    sum_sq: f64,
+    n: f64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.sse += o.sse;
+        self.baseline_sse += o.baseline_sse;
+        self.sum += o.sum;
+        self.sum_sq += o.sum_sq;
+        self.n += o.n;
+    }
+}
+
+struct OneStepErrors {
+    /// (dataset, worm, neuron slot) → sums over the worm's validation windows.
+    cells: BTreeMap<(String, String, usize), Sums>,
+    windows_per_dataset: BTreeMap<String, i64>,
+}
+
+impl OneStepErrors {
+    fn pooled(&self) -> (f64, f64) {
+        let mut all = Sums::default();
+        self.cells.values().for_each(|c| all.add(c));
+        (all.sse / all.n, all.baseline_sse / all.n)
+    }
+
+    fn by_dataset(&self) -> Vec<DatasetLoss> {
+        let mut per: BTreeMap<&str, Sums> = BTreeMap::new();
+        for ((d, _, _), c) in &self.cells {
+            per.entry(d).or_default().add(c);
+        }
+        per.into_iter()
+            .map(|(d, c)| DatasetLoss {
+                dataset: d.to_string(),
+                n_windows: self.windows_per_dataset[d],
+                val_loss: c.sse / c.n,
+                baseline_loss: c.baseline_sse / c.n,
+                ratio: c.sse / c.baseline_sse,
+            })
+            .collect()
+    }
+
+    fn by_neuron(&self) -> Vec<NeuronError> {
+        self.cells
+            .iter()
+            .map(|((d, w, slot), c)| {
+                let name = &neurons::names()[*slot];
+                let variance = (c.sum_sq / c.n - (c.sum / c.n).powi(2)).max(0.0);
+                let (mse, baseline_mse) = (c.sse / c.n, c.baseline_sse / c.n);
+                NeuronError {
+                    dataset: d.clone(),
+                    worm: w.clone(),
+                    neuron: name.clone(),
+                    class: neurons::class_of(name).to_string(),
+                    n_values: c.n as i64,
+                    mse,
+                    baseline_mse,
+                    variance,
+                    variance_explained: 1.0 - mse / variance,
+                    baseline_variance_explained: 1.0 - baseline_mse / variance,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One pass over the validation windows: squared errors of the model and the Baseline and
+/// the targets' moments, per window and neuron, brought to the host once per batch (each
+/// transfer is a device sync).
+fn one_step_errors(model: &dyn Model, baseline: &dyn Model, set: &WindowSet, batch: i64) -> OneStepErrors {
+    tch::no_grad(|| {
+        let mut out = OneStepErrors { cells: BTreeMap::new(), windows_per_dataset: BTreeMap::new() };
+        let steps = set.x.size()[1] as f64;
+        let mut start = 0;
+        while start < set.len() {
+            let n = batch.min(set.len() - start);
+            let (x, y, mask) = (set.x.narrow(0, start, n), set.y.narrow(0, start, n), set.mask.narrow(0, start, n));
+            let per_neuron = |t: Tensor| to_host(t.sum_dim_intlist([1i64].as_slice(), false, Kind::Double).flatten(0, -1));
+            let sse = per_neuron((predict(model, &x, &mask, false) - &y).square());
+            let base = per_neuron((predict(baseline, &x, &mask, false) - &y).square());
+            let (sum, sum_sq) = (per_neuron(y.shallow_clone()), per_neuron(y.square()));
+            let recorded = to_host(mask.to_kind(Kind::Double).flatten(0, -1));
+            for b in 0..n as usize {
+                let i = start as usize + b;
+                *out.windows_per_dataset.entry(set.datasets[i].clone()).or_default() += 1;
+                for slot in (0..N_NEURONS).filter(|&s| recorded[b * N_NEURONS + s] > 0.0) {
+                    let k = b * N_NEURONS + slot;
+                    let cell = Sums { sse: sse[k], baseline_sse: base[k], sum: sum[k], sum_sq: sum_sq[k], n: steps };
+                    out.cells.entry((set.datasets[i].clone(), set.worms[i].clone(), slot)).or_default().add(&cell);
+                }
+            }
+            start += n;
+        }
+        out
+    })
 }
 
 /// Where each worm's validation half starts, from the windows when no split is given.
@@ -107,39 +207,6 @@ fn val_starts(windows: &[wormflow_stages::windows::Window]) -> BTreeMap<(String,
         *e = (*e).min(w.start);
     }
     m
-}
-
-/// Masked MSE overall and per source dataset.
-fn losses(model: &dyn Model, set: &WindowSet, batch: i64) -> (f64, BTreeMap<String, f64>) {
-    tch::no_grad(|| {
-        let mut per: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        let mut start = 0;
-        while start < set.len() {
-            let n = batch.min(set.len() - start);
-            let mask = set.mask.narrow(0, start, n);
-            let pred = predict(model, &set.x.narrow(0, start, n), &mask, false);
-            let y = set.y.narrow(0, start, n);
-            // Per-window sums, brought to the host once per batch (not once per window:
-            // each transfer is a device sync).
-            let (sse, count) = per_window_sse(&pred, &y, &mask);
-            for (i, (s, c)) in sse.into_iter().zip(count).enumerate() {
-                let e = per.entry(set.datasets[start as usize + i].clone()).or_default();
-                e.0 += s;
-                e.1 += c;
-            }
-            start += n;
-        }
-        let (s, c) = per.values().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        (s / c, per.into_iter().map(|(d, (s, c))| (d, s / c)).collect())
-    })
-}
-
-/// Squared error and recorded values of each window in a batch (B, T, 302), on the host.
-fn per_window_sse(pred: &Tensor, y: &Tensor, mask: &Tensor) -> (Vec<f64>, Vec<f64>) {
-    let steps = pred.size()[1] as f64;
-    let sse = ((pred - y).square() * mask).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
-    let count = mask.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double) * steps;
-    (to_host(sse), to_host(count))
 }
 
 /// A 1-D double tensor as a Vec on the host (one device sync).
@@ -177,17 +244,17 @@ fn rollout(model: &dyn Model, context: &Tensor, mask: &Tensor, steps: i64, how: 
 }
 
 /// (k, model mse, baseline mse) for k = 1..=horizon.
-fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) -> Result<Vec<(i64, f64, f64)>> {
+fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) -> Result<Vec<KStepError>> {
     let steps = set.x.size()[1] + 1; // L + 1 steps per window
     if horizon >= steps - 1 {
         bail!("horizon {horizon} leaves no context in windows of {steps} steps; lower params.horizon");
     }
     let context_len = steps - horizon;
     let full = Tensor::cat(&[set.x.shallow_clone(), set.y.narrow(1, set.y.size()[1] - 1, 1)], 1); // all L + 1 steps
+    let h = horizon as usize;
     tch::no_grad(|| {
-        let mut sse = vec![0.0; horizon as usize];
-        let mut base = vec![0.0; horizon as usize];
-        let mut count = 0.0;
+        // dataset → (model sse per k, Baseline sse per k, recorded values per k)
+        let mut per: BTreeMap<&str, (Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
         let mut start = 0;
         while start < set.len() {
             let n = batch.min(set.len() - start);
@@ -198,41 +265,39 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
             // k-step errors: unclamped, the window never longer than the training windows.
             let gen = rollout(model, &context, &mask, horizon, Rollout { window: steps - 1, clamp: false });
             let last = context.narrow(1, context_len - 1, 1);
-            count += mask.sum(Kind::Double).double_value(&[]);
-            // One (horizon,) vector per batch for the model and for the Baseline.
-            let per_k = |pred: &Tensor| {
-                to_host(((pred - &truth).square() * &mask).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double))
-            };
-            for (k, (m, b)) in per_k(&gen).into_iter().zip(per_k(&last.expand_as(&truth))).enumerate() {
-                sse[k] += m;
-                base[k] += b;
+            // One (n, horizon) block per batch for the model and for the Baseline.
+            let per_k = |pred: &Tensor| to_host(((pred - &truth).square() * &mask).sum_dim_intlist([2i64].as_slice(), false, Kind::Double).flatten(0, -1));
+            let (model_sse, base_sse) = (per_k(&gen), per_k(&last.expand_as(&truth)));
+            let recorded = to_host(mask.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double));
+            for b in 0..n as usize {
+                let e = per.entry(&set.datasets[start as usize + b]).or_insert_with(|| (vec![0.0; h], vec![0.0; h], 0.0));
+                for k in 0..h {
+                    e.0[k] += model_sse[b * h + k];
+                    e.1[k] += base_sse[b * h + k];
+                }
+                e.2 += recorded[b];
             }
             start += n;
         }
-        Ok((0..horizon).map(|k| (k + 1, sse[k as usize] / count, base[k as usize] / count)).collect())
+        Ok(per
+            .into_iter()
+            .flat_map(|(d, (m, b, count))| {
+                (0..h).map(move |k| KStepError { dataset: d.to_string(), k: k as i64 + 1, n_values: count as i64, mse: m[k] / count, baseline_mse: b[k] / count })
+            })
+            .collect())
     })
 }
 
-fn write_kstep(path: &std::path::Path, rows: &[(i64, f64, f64)]) -> Result<()> {
-    let batch = RecordBatch::try_from_iter([
-        ("k", Arc::new(UInt64Array::from(rows.iter().map(|r| r.0 as u64).collect::<Vec<_>>())) as ArrayRef),
-        ("mse", Arc::new(Float64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
-        ("baseline_mse", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
-    ])?;
-    write_batch(path, batch)
-}
-
 /// Context from the start of each worm's validation half, then as many generated steps.
-fn write_generation(
-    path: &std::path::Path,
+fn generation(
     model: &dyn Model,
     worms: &[Worm],
     val_start: &BTreeMap<(String, String), u64>,
     p: &Params,
     window: i64,
     device: Device,
-) -> Result<()> {
-    let (mut worm_col, mut neuron_col, mut step_col, mut truth_col, mut gen_col) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+) -> Result<Vec<GeneratedStep>> {
+    let mut rows = Vec::new();
     let mut shown = 0;
     for w in worms.iter().filter(|w| p.generate_dataset.is_empty() || w.dataset == p.generate_dataset) {
         if shown >= p.generate_worms {
@@ -262,19 +327,16 @@ fn write_generation(
         for (n, trace) in w.traces.iter().enumerate() {
             let Some(t) = trace else { continue };
             for k in 0..len {
-                worm_col.push(format!("{}/{}", w.dataset, w.worm));
-                neuron_col.push(neurons::names()[n].clone());
-                step_col.push(k as u64);
-                truth_col.push(t[start + k] as f64);
-                gen_col.push((k >= p.context as usize).then(|| gen[(k - p.context as usize) * N_NEURONS + n] as f64));
+                rows.push(GeneratedStep {
+                    dataset: w.dataset.clone(),
+                    worm: w.worm.clone(),
+                    neuron: neurons::names()[n].clone(),
+                    step: k as i64,
+                    truth: t[start + k] as f64,
+                    generated: (k >= p.context as usize).then(|| gen[(k - p.context as usize) * N_NEURONS + n] as f64),
+                });
             }
         }
     }
-    write_batch(path, RecordBatch::try_from_iter([
-        ("worm", Arc::new(StringArray::from(worm_col)) as ArrayRef),
-        ("neuron", Arc::new(StringArray::from(neuron_col)) as ArrayRef),
-        ("step", Arc::new(UInt64Array::from(step_col)) as ArrayRef),
-        ("truth", Arc::new(Float64Array::from(truth_col)) as ArrayRef),
-        ("generated", Arc::new(Float64Array::from(gen_col)) as ArrayRef),
-    ])?)
+    Ok(rows)
 }

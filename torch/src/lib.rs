@@ -8,3 +8,4 @@ pub mod evaluate;
 pub mod models;
 pub mod tensors;
 pub mod train;
+pub mod weights;

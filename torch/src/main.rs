@@ -65,6 +65,7 @@ fn run(path: &str) -> anyhow::Result<()> {
     };
     let ctx = StageContext {
         node: &job.node,
+        origin: &job.origin,
         params: &job.params,
         inputs: &job.inputs,
         out_dir: &job.out_dir,

@@ -22,8 +22,9 @@ pub struct WindowSet {
     pub y: Tensor,
     /// (N, 1, 302): 1 where the neuron is recorded in the window's worm.
     pub mask: Tensor,
-    /// Source dataset of each window.
+    /// Source dataset and worm of each window.
     pub datasets: Vec<String>,
+    pub worms: Vec<String>,
 }
 
 impl WindowSet {
@@ -77,6 +78,7 @@ pub fn window_set(worms: &[Worm], windows: &[Window], set: &str, device: Device)
         y: all.narrow(1, 1, steps as i64 - 1),
         mask: Tensor::from_slice(&mask).view([n, 1, N_NEURONS as i64]).to_device(device),
         datasets: chosen.iter().map(|w| w.dataset.clone()).collect(),
+        worms: chosen.iter().map(|w| w.worm.clone()).collect(),
     })
 }
 

@@ -11,7 +11,8 @@
 //!
 //! Outputs: `weights.safetensors` (tensor names as `wormflow show` lists them, e.g.
 //! `embedding.weight`, `lstm.weight_ih_l0`; loadable with `safetensors.torch.load_file`),
-//! `metrics.parquet` (epoch, train_loss, val_loss, lr, seconds), `model.json`.
+//! `metrics.parquet` (epoch, train_loss, val_loss, lr, seconds; row 0 the untrained model),
+//! `model.parquet` (the model card, `summaries::ModelCard`).
 //! On CPU the same inputs, seed and threads give byte-identical weights.
 
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ use crate::models::{self, Counting, Model, Options};
 pub use wormflow_stages::torch_stages::TrainParams as Params;
 pub use wormflow_stages::metrics::{Epoch, Learning};
 use wormflow_stages::rng::stream;
+use wormflow_stages::summaries::{self, ModelCard};
 use wormflow_stages::table::read_recordings;
 use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
 use wormflow_stages::windows::read_windows;
@@ -138,6 +140,8 @@ pub struct Outcome {
     pub metrics: Vec<Epoch>,
     pub best_val: f64,
     pub best_epoch: u64,
+    /// Optimizer steps taken.
+    pub steps: u64,
     pub learning: Learning,
     /// What the losses did, in words, when the run did not learn.
     pub learning_note: String,
@@ -165,7 +169,7 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
 fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
     let val = loss_over(model, &data.val, 256);
     let train = loss_over(model, &data.train, 256);
-    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, learning: Learning::NotTrained, learning_note: String::new(), weights: Vec::new() }
+    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, steps: 0, learning: Learning::NotTrained, learning_note: String::new(), weights: Vec::new() }
 }
 
 fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
@@ -218,7 +222,7 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         let train_loss = sum / seen as f64;
         let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
         // The learning rate the epoch's last step used (below lr while warming up).
-        metrics.push(Epoch { epoch, train_loss, val_loss, lr: warmed(lr, step), seconds: clock.elapsed().as_secs_f64() });
+        metrics.push(Epoch { epoch: epoch as i64, train_loss, val_loss, lr: warmed(lr, step), seconds: clock.elapsed().as_secs_f64() });
         (ctx.progress)(epoch as f64 / p.epochs as f64, &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"));
         if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial {
             diverged = Some(format!(
@@ -257,37 +261,37 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         ),
         None => (Learning::Learned, String::new()),
     };
-    Ok(Outcome { metrics, best_val, best_epoch, learning, learning_note, weights })
+    Ok(Outcome { metrics, best_val, best_epoch, steps: step, learning, learning_note, weights })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_params: i64, device: Device, threads: i64, data: &TrainingData) -> Result<()> {
-    let named: Vec<(&str, &Tensor)> = o.weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    Tensor::write_safetensors(&named, ctx.out_dir.join("weights.safetensors"))?;
-    wormflow_stages::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics)?;
-    let card = json!({
-        "architecture": p.model,
-        "hidden": hidden,
-        "residual": p.residual,
-        "n_params": n_params,
-        "n_params_study": models::n_params(&p.model, hidden, Counting::Study)?,
-        "params_target": p.params_target,
-        "params_counting": p.params_counting,
-        "dropout": p.dropout,
-        "device": device_name(device),
-        "torch": env!("WORMFLOW_TORCH_VERSION"),
-        "seed": p.seed,
-        "threads": threads,
-        "epochs_run": o.metrics.last().map_or(0, |m| m.epoch),
-        "best_epoch": o.best_epoch,
-        "best_val_loss": o.best_val,
-        "learning": o.learning,
-        "learning_note": o.learning_note,
-        "train_windows": data.train.len(),
-        "val_windows": data.val.len(),
-        "window": data.train.x.size()[1],
-        "note": "n_params counts parameters the forward pass uses; n_params_study what the study's code registers (the paper's Table II); see the README's model card",
-    });
-    std::fs::write(ctx.out_dir.join("model.json"), serde_json::to_vec_pretty(&card)?)?;
+    let meta = ctx.file_metadata();
+    crate::weights::write(&ctx.out_dir.join("weights.safetensors"), &o.weights, &meta)?;
+    wormflow_stages::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics, &meta)?;
+    let card = ModelCard {
+        architecture: p.model.clone(),
+        hidden,
+        residual: p.residual,
+        n_params,
+        n_params_study: models::n_params(&p.model, hidden, Counting::Study)?,
+        params_target: p.params_target,
+        params_counting: p.params_counting,
+        dropout: p.dropout,
+        device: device_name(device),
+        torch: env!("WORMFLOW_TORCH_VERSION").into(),
+        seed: p.seed as i64,
+        threads,
+        epochs_run: o.metrics.last().map_or(0, |m| m.epoch),
+        best_epoch: o.best_epoch as i64,
+        best_val_loss: o.best_val,
+        learning: o.learning,
+        learning_note: o.learning_note.clone(),
+        train_windows: data.train.len(),
+        val_windows: data.val.len(),
+        window: data.train.x.size()[1],
+        steps: o.steps as i64,
+    };
+    summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())
 }

@@ -1,5 +1,12 @@
 //! Minimal self-contained SVG charts (no scripts, no external fonts): scatter/line series
-//! on linear or log10 axes, optional error bars, categorical x labels, a legend.
+//! on linear or log10 axes, error bars, shaded bands, categorical x labels, and a legend
+//! below the plot that shows each series' line style and marker and grows the figure
+//! instead of overlapping the plot or being cut at its edge.
+//!
+//! Hand-written rather than plotters' SVG backend: plotters draws text as positioned
+//! glyph runs without the `<title>` tooltips, puts no class or text on series a test or a
+//! screen reader can find, and its log axes label 2512/3981/6310; these ~300 lines give
+//! 1-2-5 ticks, inline-SVG output the report embeds as is, and escaping in one place.
 
 use std::fmt::Write;
 
@@ -18,11 +25,13 @@ pub struct Series {
     pub markers: bool,
     pub dashed: bool,
     pub color: &'static str,
+    /// (x, low, high): a shaded band (e.g. a fit's 95% interval) under the series.
+    pub band: Option<Vec<(f64, f64, f64)>>,
 }
 
 impl Series {
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>, color: &'static str) -> Series {
-        Series { name: name.into(), points, errors: None, line: false, markers: true, dashed: false, color }
+        Series { name: name.into(), points, errors: None, line: false, markers: true, dashed: false, color, band: None }
     }
 }
 
@@ -42,7 +51,11 @@ pub struct Chart {
 const W: f64 = 640.0;
 const H: f64 = 380.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
+const RIGHT: f64 = 24.0;
+/// Legend rows below the x-axis label.
+const LEGEND_ROW: f64 = 16.0;
+/// Approximate width of a character at font-size 11 (sans-serif), for the legend layout.
+const CHAR_W: f64 = 6.4;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 52.0;
 
@@ -87,6 +100,9 @@ impl Chart {
         if let Some((r, _)) = &self.reference {
             ys.push(self.ty(*r));
         }
+        for b in self.series.iter().filter_map(|s| s.band.as_ref()).flatten() {
+            ys.extend([self.ty(b.1), self.ty(b.2)].into_iter().filter(|v| v.is_finite()));
+        }
         let range = |v: &[f64]| {
             let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
             if !lo.is_finite() { (0.0, 1.0) } else if hi - lo < 1e-12 { (lo - 0.5, hi + 0.5) } else { let pad = 0.06 * (hi - lo); (lo - pad, hi + pad) }
@@ -98,9 +114,16 @@ impl Chart {
         let (y0, y1) = range(&ys);
         let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
         let py = |y: f64| H - BOTTOM - (y - y0) / (y1 - y0) * (H - TOP - BOTTOM);
+        // Legend: equal columns wide enough for the longest name, as many rows as needed.
+        let named: Vec<&Series> = self.series.iter().filter(|s| !s.name.is_empty()).collect();
+        let col_w = named.iter().map(|s| s.name.chars().count() as f64 * CHAR_W + 40.0).fold(0.0, f64::max);
+        let width = W.max(LEFT + col_w + 10.0);
+        let per_row = (((width - LEFT) / col_w.max(1.0)).floor() as usize).max(1);
+        let rows = named.len().div_ceil(per_row);
+        let height = H + rows as f64 * LEGEND_ROW + if rows > 0 { 6.0 } else { 0.0 };
         let mut s = String::new();
-        let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#);
-        let _ = write!(s, r#"<rect x="0" y="0" width="{W}" height="{H}" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#, LEFT, esc(&self.title));
+        let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#);
+        let _ = write!(s, r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#, LEFT, esc(&self.title));
         let _ = write!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>"##, W - LEFT - RIGHT, H - TOP - BOTTOM);
         // Ticks.
         match &self.x_categories {
@@ -128,7 +151,16 @@ impl Chart {
             let y = py(self.ty(*r));
             let _ = write!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#000">{}</text>"##, W - RIGHT, LEFT + 4.0, y - 3.0, esc(name));
         }
-        for (k, series) in self.series.iter().enumerate() {
+        for series in &self.series {
+            let Some(band) = &series.band else { continue };
+            let pts: Vec<(f64, f64, f64)> = band.iter().map(|&(x, lo, hi)| (self.tx(x), self.ty(lo), self.ty(hi))).filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite()).collect();
+            if pts.len() > 1 {
+                let upper = pts.iter().map(|p| format!("{:.1},{:.1}", px(p.0), py(p.2.min(y1).max(y0))));
+                let lower = pts.iter().rev().map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1.min(y1).max(y0))));
+                let _ = write!(s, r#"<polygon points="{}" fill="{}" fill-opacity="0.15" stroke="none"/>"#, upper.chain(lower).collect::<Vec<_>>().join(" "), series.color);
+            }
+        }
+        for series in &self.series {
             let pts: Vec<(f64, f64, usize)> = series
                 .points
                 .iter()
@@ -152,8 +184,18 @@ impl Chart {
                     let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3.2" fill="{}"><title>{}: ({}, {})</title></circle>"#, px(x), py(y), series.color, esc(&series.name), fmt_num(series.points[i].0), fmt_num(series.points[i].1));
                 }
             }
-            let ly = TOP + 14.0 * k as f64 + 6.0;
-            let _ = write!(s, r#"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"#, W - RIGHT + 10.0, ly, series.color, W - RIGHT + 24.0, ly + 9.0, esc(&series.name));
+        }
+        for (k, series) in named.iter().enumerate() {
+            // Each entry: a short stretch of the series' line (dashed if it is) and marker.
+            let (lx, ly) = (LEFT + (k % per_row) as f64 * col_w, H + (k / per_row) as f64 * LEGEND_ROW + 4.0);
+            let dash = if series.dashed { r#" stroke-dasharray="5 3""# } else { "" };
+            if series.line || !series.markers {
+                let _ = write!(s, r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="1.6"{dash}/>"#, lx + 24.0, series.color);
+            }
+            if series.markers {
+                let _ = write!(s, r#"<circle cx="{:.1}" cy="{ly:.1}" r="3.2" fill="{}"/>"#, lx + 12.0, series.color);
+            }
+            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, lx + 30.0, ly + 4.0, esc(&series.name));
         }
         if xs.is_empty() {
             let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#888">no data</text>"##, (LEFT + W - RIGHT) / 2.0, H / 2.0);

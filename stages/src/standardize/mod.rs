@@ -129,7 +129,7 @@ impl Stage for Standardize {
         if worms.is_empty() {
             bail!("no worm with any labelled neuron in {} files matching {pattern:?}: {}", files.len(), Value::Array(dropped));
         }
-        write_dataset(ctx.out_dir, &worms)?;
+        write_dataset(ctx.out_dir, &worms, &ctx.file_metadata())?;
         std::fs::write(ctx.out_dir.join("dropped.json"), serde_json::to_vec_pretty(&dropped)?)?;
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(worms.len()));

@@ -1,0 +1,178 @@
+//! `wormflow compare STAGE…` and `wormflow diff NODE NODE`: a sweep as a table and what
+//! sets two nodes apart. The engine finds each node's stored result; the table itself is
+//! built with polars by `wormflow_stages::sweep` (the report's tables use the same code).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use wormflow_stages::sweep::{self, Format, SweepNode};
+
+use crate::cli::Planned;
+use crate::status::Resolver;
+use crate::store::Store;
+
+/// What `compare` was asked for.
+pub struct CompareArgs<'a> {
+    pub stages: &'a [String],
+    pub params: &'a [String],
+    pub sort: &'a [String],
+    pub filter: Option<&'a str>,
+    pub format: Format,
+    /// Where the Parquet table goes (required for Format::Parquet).
+    pub output: Option<&'a PathBuf>,
+}
+
+/// A param of node `i` by name: its own, else the nearest upstream node's that has it
+/// (an evaluation's `lr` is its train node's).
+fn param_of(p: &Planned, i: usize, name: &str) -> Value {
+    let mut queue = VecDeque::from([i]);
+    let mut seen = vec![false; p.graph.nodes.len()];
+    while let Some(j) = queue.pop_front() {
+        if std::mem::replace(&mut seen[j], true) {
+            continue;
+        }
+        if let Some(v) = p.graph.nodes[j].params.get(name) {
+            return v.clone();
+        }
+        queue.extend(p.graph.inputs[j].iter().copied());
+    }
+    Value::Null
+}
+
+/// The sweep nodes of `indices` that have a stored result (current, else the latest).
+fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String]) -> (Vec<SweepNode>, Vec<String>) {
+    let resolver = Resolver::new(&p.graph, store, &p.workspace);
+    let states = resolver.states(Some(&p.graph.with_ancestors(indices)));
+    let (mut nodes, mut never) = (Vec::new(), Vec::new());
+    for &i in indices {
+        let node = &p.graph.nodes[i];
+        let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else {
+            never.push(node.id.clone());
+            continue;
+        };
+        nodes.push(SweepNode {
+            stage: node.stage.clone(),
+            node: node.id.clone(),
+            state: if fresh { "fresh" } else { "stale" }.into(),
+            matrix: node.matrix.clone(),
+            params: params.iter().map(|name| (name.clone(), param_of(p, i, name))).collect(),
+            files: action.outputs.iter().map(|o| (o.path.clone(), store.object_path(&o.hash))).collect(),
+        });
+    }
+    (nodes, never)
+}
+
+pub fn compare(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    let mut out = std::io::stdout().lock();
+    for (k, stage) in args.stages.iter().enumerate() {
+        let indices: Vec<usize> = p.graph.nodes.iter().enumerate().filter(|(_, n)| &n.stage == stage).map(|(i, _)| i).collect();
+        if indices.is_empty() {
+            let mut names: Vec<&str> = p.graph.nodes.iter().map(|n| n.stage.as_str()).collect();
+            names.dedup();
+            bail!("no stage {stage:?} in {}; its stages: {}", p.file.display(), names.join(", "));
+        }
+        let (nodes, never) = sweep_nodes(p, &store, &indices, args.params);
+        let table = sweep::table(&nodes).with_context(|| format!("stage {stage}"))?;
+        let mut table = sweep::select(table, args.filter, args.sort).with_context(|| format!("stage {stage}"))?;
+        match (args.format, args.output) {
+            (Format::Parquet, Some(path)) => {
+                let path = if args.stages.len() > 1 { path.with_file_name(format!("{stage}.parquet")) } else { path.clone() };
+                let mut file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                sweep::write(&mut table, Format::Parquet, &mut file)?;
+                eprintln!("{stage}: {} rows → {}", table.height(), path.display());
+            }
+            (Format::Parquet, None) => bail!("--parquet needs a file: --parquet sweep.parquet"),
+            (Format::Text, _) => {
+                if k > 0 {
+                    writeln!(out)?;
+                }
+                writeln!(out, "{stage} ({} of {} nodes)", table.height(), indices.len())?;
+                sweep::write(&mut table, Format::Text, &mut out)?;
+            }
+            (format, _) => sweep::write(&mut table, format, &mut out)?,
+        }
+        if !never.is_empty() {
+            eprintln!("{stage}: {} nodes never built (`wormflow run {stage}`): {}", never.len(), abbreviated(&never));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn abbreviated(items: &[String]) -> String {
+    match items.len() {
+        0..=4 => items.join(", "),
+        n => format!("{}, … and {} more", items[..3].join(", "), n - 3),
+    }
+}
+
+/// Top-level params and matrix values as `params.x` / `matrix.x` → value.
+fn flat_params(node: &crate::graph::NodeRecipe) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if let Value::Object(o) = &node.params {
+        for (k, v) in o {
+            m.insert(format!("params.{k}"), crate::hash::canonical_json(v));
+        }
+    }
+    m
+}
+
+pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
+    let index = |id: &str| p.graph.index.get(id).copied().with_context(|| format!("no node {id:?}; `wormflow dag` lists the nodes"));
+    let (ia, ib) = (index(a)?, index(b)?);
+    let store = Store::open_existing(&p.store_root);
+    let (na, nb) = (&p.graph.nodes[ia], &p.graph.nodes[ib]);
+    let mut lines = Vec::new();
+    if na.kind != nb.kind {
+        lines.push(format!("kind             {} → {}", na.kind, nb.kind));
+    }
+    let (pa, pb) = (flat_params(na), flat_params(nb));
+    for k in pa.keys().chain(pb.keys().filter(|k| !pa.contains_key(*k))) {
+        let (x, y) = (pa.get(k).map_or("(none)", String::as_str), pb.get(k).map_or("(none)", String::as_str));
+        if x != y {
+            lines.push(format!("{k:<16} {x} → {y}"));
+        }
+    }
+    let (nodes, never) = sweep_nodes(p, &store, &[ia, ib], &[]);
+    if nodes.len() == 2 {
+        let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+        let states = resolver.states(Some(&p.graph.with_ancestors(&[ia, ib])));
+        let inputs = |i: usize| resolver.current_or_latest(i, states[i].as_ref()).map(|(act, _)| act.inputs).unwrap_or_default();
+        let (ua, ub) = (inputs(ia), inputs(ib));
+        for (x, y) in ua.iter().zip(&ub) {
+            if x.node != y.node || x.output_hash != y.output_hash {
+                lines.push(format!("input            {} ({}) → {} ({})", x.node, x.output_hash.short(), y.node, y.output_hash.short()));
+            }
+        }
+        if ua.len() != ub.len() {
+            lines.push(format!("inputs           {} → {}", ua.len(), ub.len()));
+        }
+        let table = sweep::table(&nodes)?;
+        let text = sweep::text_rows(&table, &table.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>())?;
+        for (k, name) in table.get_column_names().iter().enumerate() {
+            let name = name.as_str();
+            if name == "node" || name.starts_with("params.") || text[0][k] == text[1][k] {
+                continue;
+            }
+            lines.push(format!("{name:<16} {} → {}", blank(&text[0][k]), blank(&text[1][k])));
+        }
+    } else {
+        lines.push(format!("(no metrics: never built: {})", never.join(", ")));
+    }
+    println!("{a} → {b}");
+    if lines.is_empty() {
+        println!("  no differences");
+    }
+    for l in lines {
+        println!("  {l}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn blank(s: &str) -> &str {
+    if s.is_empty() { "(none)" } else { s }
+}
