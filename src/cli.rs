@@ -343,7 +343,9 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
         Executor::Slurm => Some(Slurm::new(p.settings()?, &p.file, &p.overrides)?),
         Executor::Local => None,
     };
-    let show_results = p.overrides.is_empty() || args.results;
+    // Overrides of where results are shared or jobs run change no result.
+    let changes_results = |o: &String| !(o.starts_with("remotes.") || o.starts_with("slurm."));
+    let show_results = args.results || !p.overrides.iter().any(changes_results);
     if !show_results {
         reporter.warn("--set: results are stored but not shown in results/ (which keeps showing the pipeline as its file says); add --results to show them");
     }

@@ -67,6 +67,14 @@ fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String])
 }
 
 pub fn compare(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
+    match print_tables(p, args) {
+        // `wormflow compare … | head` closed the pipe: what was wanted was printed.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let mut out = std::io::stdout().lock();
     for (k, stage) in args.stages.iter().enumerate() {
@@ -126,15 +134,15 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
     let (ia, ib) = (index(a)?, index(b)?);
     let store = Store::open_existing(&p.store_root);
     let (na, nb) = (&p.graph.nodes[ia], &p.graph.nodes[ib]);
-    let mut lines = Vec::new();
+    let mut lines: Vec<(String, String)> = Vec::new();
     if na.kind != nb.kind {
-        lines.push(format!("kind             {} → {}", na.kind, nb.kind));
+        lines.push(("kind".to_string(), format!("{} → {}", na.kind, nb.kind)));
     }
     let (pa, pb) = (flat_params(na), flat_params(nb));
     for k in pa.keys().chain(pb.keys().filter(|k| !pa.contains_key(*k))) {
         let (x, y) = (pa.get(k).map_or("(none)", String::as_str), pb.get(k).map_or("(none)", String::as_str));
         if x != y {
-            lines.push(format!("{k:<16} {x} → {y}"));
+            lines.push((k.clone(), format!("{x} → {y}")));
         }
     }
     let (nodes, never) = sweep_nodes(p, &store, &[ia, ib], &[]);
@@ -145,11 +153,11 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
         let (ua, ub) = (inputs(ia), inputs(ib));
         for (x, y) in ua.iter().zip(&ub) {
             if x.node != y.node || x.output_hash != y.output_hash {
-                lines.push(format!("input            {} ({}) → {} ({})", x.node, x.output_hash.short(), y.node, y.output_hash.short()));
+                lines.push(("input".into(), format!("{} ({}) → {} ({})", x.node, x.output_hash.short(), y.node, y.output_hash.short())));
             }
         }
         if ua.len() != ub.len() {
-            lines.push(format!("inputs           {} → {}", ua.len(), ub.len()));
+            lines.push(("inputs".into(), format!("{} → {}", ua.len(), ub.len())));
         }
         let table = sweep::table(&nodes)?;
         let text = sweep::text_rows(&table, &table.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>())?;
@@ -158,17 +166,18 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
             if name == "node" || name.starts_with("params.") || text[0][k] == text[1][k] {
                 continue;
             }
-            lines.push(format!("{name:<16} {} → {}", blank(&text[0][k]), blank(&text[1][k])));
+            lines.push((name.to_string(), format!("{} → {}", blank(&text[0][k]), blank(&text[1][k]))));
         }
     } else {
-        lines.push(format!("(no metrics: never built: {})", never.join(", ")));
+        lines.push(("metrics".into(), format!("none: never built: {}", never.join(", "))));
     }
     println!("{a} → {b}");
     if lines.is_empty() {
         println!("  no differences");
     }
-    for l in lines {
-        println!("  {l}");
+    let width = lines.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    for (k, change) in lines {
+        println!("  {k:<width$}  {change}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,13 +37,14 @@ pub fn dir_of(workspace: &Path, node: &NodeRecipe) -> PathBuf {
 /// Longest escaped value kept whole in a folder name (file systems allow 255 bytes).
 const MAX_VALUE: usize = 200;
 
-/// A matrix value as a Hive partition value: strings as written, numbers and booleans as
-/// JSON writes them; the characters Hive escapes (and control characters) as %XX, which
+/// A matrix value as a Hive partition value: as in the node id (strings as written unless
+/// they would read as another value — `"1"` beside the number 1 — numbers and booleans as
+/// JSON writes them); the characters Hive escapes (and control characters) as %XX, which
 /// polars and pyarrow decode; "" as Hive's null partition.
 fn hive_value(v: &Value) -> String {
     let raw = match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) if s.is_empty() => String::new(),
+        other => crate::graph::id_value(other),
     };
     if raw.is_empty() {
         return "__HIVE_DEFAULT_PARTITION__".into();
@@ -157,7 +158,8 @@ mod tests {
         assert_eq!(hive_value(&json!(24)), "24");
         assert_eq!(hive_value(&json!(0.5)), "0.5");
         assert_eq!(hive_value(&json!(true)), "true");
-        assert_eq!(hive_value(&json!("a/b=c d")), "a%2Fb%3Dc d");
+        assert_eq!(hive_value(&json!("a/b d")), "a%2Fb d");
+        assert_eq!(hive_value(&json!("1")), "%221%22", "the string \"1\" is not the number 1");
         assert_eq!(hive_value(&json!("")), "__HIVE_DEFAULT_PARTITION__");
         let long = hive_value(&json!("x".repeat(300)));
         assert!(long.len() <= MAX_VALUE && long.contains('~'));

@@ -203,7 +203,7 @@ fn stats(v: &[f32]) -> (f64, f64) {
 fn preprocess_properties_on_real_worms() {
     // z-score only: mean 0, std 1 per neuron.
     let ws = Workspace::new(&pool_pipeline(""));
-    ws.run_events(&["--set", "stages.preprocess.params.smooth_alpha=1.0", "--set", "stages.preprocess.params.resample_dt=0"]);
+    ws.run_events(&["--results", "--set", "stages.preprocess.params.smooth_alpha=1.0", "--set", "stages.preprocess.params.resample_dt=0"]);
     let raw = [read_recordings(&ws.file("results/std_dag")).unwrap(), read_recordings(&ws.file("results/std_generic")).unwrap()].concat();
     let z = read_recordings(&ws.file("results/preprocess")).unwrap();
     assert_eq!(z.len(), 13);
@@ -214,7 +214,7 @@ fn preprocess_properties_on_real_worms() {
         }
     }
     // Smoothing equals the formula on the z-scored values.
-    ws.run_events(&["--set", "stages.preprocess.params.resample_dt=0"]);
+    ws.run_events(&["--results", "--set", "stages.preprocess.params.resample_dt=0"]);
     let smooth = read_recordings(&ws.file("results/preprocess")).unwrap();
     for (zw, sw) in z.iter().zip(&smooth) {
         for (zt, st) in zw.traces.iter().zip(&sw.traces) {

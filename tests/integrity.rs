@@ -76,9 +76,9 @@ fn matrix_values_never_share_a_node_id() {
     let mut ran = ev.ran();
     ran.sort();
     assert_eq!(ran, ["g[a=\"1\"]", "g[a=\"1,b=2\"]"]);
-    let dirs: Vec<_> = std::fs::read_dir(ws.file("results")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let dirs: Vec<_> = std::fs::read_dir(ws.file("results/g")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(dirs.len(), 2, "{dirs:?}");
-    let mut values: Vec<String> = dirs.iter().map(|d| ws.read(&format!("results/{}/v", d.to_string_lossy()))).collect();
+    let mut values: Vec<String> = dirs.iter().map(|d| ws.read(&format!("results/g/{}/v", d.to_string_lossy()))).collect();
     values.sort();
     assert_eq!(values, ["1", "1,b=2"]);
 }
@@ -95,9 +95,9 @@ fn long_names_are_refused_or_shortened() {
     let ws = Workspace::new(&format!("[pipeline]\nname = \"t\"\n[stages.g]\nkind = \"command\"\nmatrix = {{ x = [\"{value}\"] }}\nparams = {{ cmd = \"echo x > $WORMFLOW_OUT/a\" }}\n"));
     ws.run_events(&[]);
     assert!(ws.ok(&["status"]).contains("1 fresh"));
-    let dir = std::fs::read_dir(ws.file("results")).unwrap().next().unwrap().unwrap();
-    assert!(dir.file_name().len() <= 200);
-    assert_eq!(ws.read(&format!("results/{}/a", dir.file_name().to_string_lossy())), "x\n");
+    let dir = std::fs::read_dir(ws.file("results/g")).unwrap().next().unwrap().unwrap();
+    assert!(dir.file_name().len() <= 204, "x= and at most 200 bytes of value");
+    assert_eq!(ws.read(&format!("results/g/{}/a", dir.file_name().to_string_lossy())), "x\n");
 }
 
 #[test]

@@ -209,7 +209,7 @@ fn bad_training_input_is_explained() {
 
     // An empty window table.
     let ws = Workspace::new("");
-    wormflow_stages::windows::write_windows(&ws.file("windows.parquet"), &[]).unwrap();
+    wormflow_stages::windows::write_windows(&ws.file("windows.parquet"), &[], &[]).unwrap();
     ws.write(
         "pipeline.toml",
         &base.replace(

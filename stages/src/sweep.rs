@@ -119,13 +119,18 @@ fn requote(text: &str) -> String {
     out
 }
 
+/// Longest text cell on a terminal (a `learning_note` is a paragraph); CSV, JSON and
+/// Parquet keep every character.
+const MAX_TEXT_CELL: usize = 48;
+
 /// The table as aligned text: numbers right-aligned (floats to 4 significant digits),
-/// text left-aligned, nulls blank.
+/// text left-aligned and cut at MAX_TEXT_CELL characters with "…", nulls blank.
 pub fn to_text(df: &DataFrame) -> String {
     let columns = df.columns();
     let mut cells: Vec<Vec<String>> = vec![columns.iter().map(|c| c.name().to_string()).collect()];
+    let shorten = |s: String| if s.chars().count() > MAX_TEXT_CELL { s.chars().take(MAX_TEXT_CELL - 1).chain(['…']).collect() } else { s };
     for r in 0..df.height() {
-        cells.push(columns.iter().map(|c| cell(&c.get(r).unwrap_or(AnyValue::Null))).collect());
+        cells.push(columns.iter().map(|c| shorten(cell(&c.get(r).unwrap_or(AnyValue::Null)))).collect());
     }
     let widths: Vec<usize> = (0..columns.len()).map(|k| cells.iter().map(|row| row[k].chars().count()).max().unwrap_or(0)).collect();
     let numeric: Vec<bool> = columns.iter().map(|c| c.dtype().is_primitive_numeric()).collect();
@@ -145,8 +150,8 @@ pub fn to_text(df: &DataFrame) -> String {
 fn cell(v: &AnyValue) -> String {
     match v {
         AnyValue::Null => String::new(),
-        AnyValue::Float64(x) => crate::report::fmt_sig(*x, 4),
-        AnyValue::Float32(x) => crate::report::fmt_sig(*x as f64, 4),
+        AnyValue::Float64(x) => float_cell(*x),
+        AnyValue::Float32(x) => float_cell(*x as f64),
         AnyValue::String(s) => s.to_string(),
         AnyValue::StringOwned(s) => s.to_string(),
         AnyValue::Boolean(b) => b.to_string(),
@@ -164,7 +169,7 @@ pub fn text_rows(df: &DataFrame, columns: &[&str]) -> Result<Vec<Vec<String>>> {
 /// Per dataset, the `n` neuron classes with the highest and the `n` with the lowest mean
 /// variance explained (over the worms that recorded them; left and right of one worm
 /// count as two values): rows of dataset, rank ("most 1", …, "least 1"), class, worms,
-/// variance explained and the Baseline's.
+/// variance explained, the Baseline's, and the mean MSE / the Baseline's MSE.
 pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Result<Vec<Vec<String>>> {
     let df = df!(
         "dataset" => rows.iter().map(|r| r.dataset.as_str()).collect::<Vec<_>>(),
@@ -172,21 +177,22 @@ pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Resul
         "class" => rows.iter().map(|r| r.class.as_str()).collect::<Vec<_>>(),
         "ve" => rows.iter().map(|r| r.variance_explained).collect::<Vec<_>>(),
         "baseline_ve" => rows.iter().map(|r| r.baseline_variance_explained).collect::<Vec<_>>(),
+        "ratio" => rows.iter().map(|r| r.mse / r.baseline_mse).collect::<Vec<_>>(),
     )?;
     let ranked = df
         .lazy()
         .filter(col("ve").is_finite())
         .group_by([col("dataset"), col("class")])
-        .agg([col("worm").n_unique().alias("worms"), col("ve").mean(), col("baseline_ve").mean()])
+        .agg([col("worm").n_unique().alias("worms"), col("ve").mean(), col("baseline_ve").mean(), col("ratio").mean()])
         .sort_by_exprs([col("dataset"), col("ve"), col("class")], SortMultipleOptions::default().with_order_descending_multi([false, true, false]))
         .collect()?;
-    let text = text_rows(&ranked, &["dataset", "class", "worms", "ve", "baseline_ve"])?;
+    let text = text_rows(&ranked, &["dataset", "class", "worms", "ve", "baseline_ve", "ratio"])?;
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
         let end = (start..text.len()).find(|&i| text[i][0] != text[start][0]).unwrap_or(text.len());
         let group = &text[start..end];
-        let row = |rank: String, r: &Vec<String>| vec![r[0].clone(), rank, r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()];
+        let row = |rank: String, r: &Vec<String>| [&r[..1], &[rank][..], &r[1..]].concat();
         if group.len() <= 2 * n {
             out.extend(group.iter().enumerate().map(|(i, r)| row(format!("{}", i + 1), r)));
         } else {
@@ -196,6 +202,13 @@ pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Resul
         start = end;
     }
     Ok(out)
+}
+
+/// 4 significant digits (losses: 0.03612), or the number as written when that is
+/// shorter (a learning rate of 0.001, not 0.001000).
+fn float_cell(x: f64) -> String {
+    let (short, sig) = (x.to_string(), crate::report::fmt_sig(x, 4));
+    if short.len() <= sig.len() { short } else { sig }
 }
 
 /// Output formats of a sweep table.

@@ -279,13 +279,14 @@ fn synthetic_figure(evals: &[Eval], synthetic: &[String]) -> Option<Figure> {
     Some(Figure { id: "synthetic", caption: "Validation loss divided by the Baseline's (copy the current step) on synthetic worms: below 1 the model predicts better than no change. Random Walk: nothing should beat it.".into(), svg: chart.render() })
 }
 
-/// The evaluation with the lowest validation loss of each model among `evals` (the one a
-/// figure shows for that model), in model order.
+/// The evaluation of each model among `evals` that beats the Baseline by the most (the
+/// one a figure shows for that model; by ratio, not loss, which differs in scale between
+/// data sets), in model order.
 fn best_per_model<'a, 'b>(evals: &'b [&'b Eval<'a>]) -> Vec<&'b Eval<'a>> {
     let mut best: BTreeMap<(usize, &str), &Eval> = BTreeMap::new();
     for e in evals.iter().filter(|e| e.eval.model != "baseline") {
         let slot = best.entry((model_index(&e.eval.model), e.eval.model.as_str())).or_insert(e);
-        if e.eval.val_loss < slot.eval.val_loss {
+        if e.eval.ratio < slot.eval.ratio {
             *slot = e;
         }
     }
@@ -305,7 +306,8 @@ fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
         }
         let mut chart = Chart::new(&format!("Error k steps ahead, {kind} data (autoregressive)"), "k (steps ahead)", "MSE");
         chart.y_log = true;
-        let mut baseline = Vec::new();
+        // The Baseline of each distinct set of data the chosen evaluations ran on.
+        let mut baselines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for e in &chosen {
             let rows: Vec<KStepError> = parquet_io::read_rows(&e.input.dir.join("kstep.parquet"))?;
             // Pool the datasets of this kind, weighted by their recorded values.
@@ -316,13 +318,16 @@ fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
                 *p = (p.0 + r.mse * n, p.1 + r.baseline_mse * n, p.2 + n);
             }
             let pts = pooled.iter().map(|(&k, p)| (k as f64, p.0 / p.2)).collect();
-            if baseline.is_empty() {
-                baseline = pooled.iter().map(|(&k, p)| (k as f64, p.1 / p.2)).collect();
-            }
+            let data: Vec<&str> = e.by_dataset.iter().map(|b| b.dataset.as_str()).filter(|d| on_kind(d)).collect();
+            baselines.entry(data.join(", ")).or_insert_with(|| pooled.iter().map(|(&k, p)| (k as f64, p.1 / p.2)).collect());
             chart.series.push(Series { line: true, markers: false, ..Series::new(format!("{} ({})", e.eval.model, e.input.node), pts, color(model_index(&e.eval.model))) });
         }
-        chart.series.push(Series { line: true, markers: false, dashed: true, ..Series::new("Baseline (repeat the last step)", baseline, "#000") });
-        out.push(Figure { id, caption: format!("Mean squared error of k-step-ahead predictions on {kind} validation windows, the model fed its own predictions; per model its evaluation with the lowest one-step loss."), svg: chart.render() });
+        let several = baselines.len() > 1;
+        for (data, pts) in baselines {
+            let name = if several { format!("Baseline on {data} (repeat the last step)") } else { "Baseline (repeat the last step)".into() };
+            chart.series.push(Series { line: true, markers: false, dashed: true, ..Series::new(name, pts, "#000") });
+        }
+        out.push(Figure { id, caption: format!("Mean squared error of k-step-ahead predictions on {kind} validation windows, the model fed its own predictions; per model its evaluation with the lowest one-step loss relative to the Baseline."), svg: chart.render() });
     }
     Ok(out)
 }
@@ -385,9 +390,10 @@ fn training_figure(trains: &[Trained]) -> Option<Figure> {
 
 fn fit_table(fits: &[(&InputNode, FitsDoc)]) -> Table {
     let mut rows = Vec::new();
-    for (_, doc) in fits {
+    for (node, doc) in fits {
         for f in &doc.fits {
             rows.push(vec![
+                node.node.clone(),
                 f.x.clone(),
                 f.model.clone(),
                 f.dataset.clone(),
@@ -402,8 +408,8 @@ fn fit_table(fits: &[(&InputNode, FitsDoc)]) -> Table {
             ]);
         }
     }
-    let header = ["x", "model", "dataset", "slope [95% CI]", "R²", "points", "loss / Baseline"];
-    Table { title: "Scaling fits".into(), note: String::new(), header: header.map(String::from).to_vec(), rows, text_columns: 3 }
+    let header = ["fit", "x", "model", "dataset", "slope [95% CI]", "R²", "points", "loss / Baseline"];
+    Table { title: "Scaling fits".into(), note: String::new(), header: header.map(String::from).to_vec(), rows, text_columns: 4 }
 }
 
 /// Evaluations the fits left out because training failed, with what happened.
@@ -449,10 +455,10 @@ fn neuron_table(evals: &[Eval], synthetic: &[String]) -> Result<Option<Table>> {
     let rows: Vec<NeuronError> = rows.into_iter().filter(|r| !synthetic.contains(&r.dataset)).collect();
     let ranked = sweep::neuron_classes(&rows, 5)?;
     let note = format!(
-        "From {} ({}, loss {}× the Baseline's). Variance explained: 1 − MSE / variance of the neuron's validation targets, per worm, averaged over the worms that recorded the class (left and right pooled); the Baseline is copying the current step. Every neuron of every worm is in {}/neurons.parquet.",
-        best.input.node, best.eval.model, fmt_sig(best.eval.ratio, 4), best.input.node
+        "From {} ({}, loss {}× the Baseline's), one step ahead on the validation windows. Variance explained: 1 − MSE / variance of the neuron's targets, per worm, averaged over the worms that recorded the class (left and right pooled); the Baseline copies the current step, so the last column says where the model adds to that. Every neuron of every worm is in that node's neurons.parquet.",
+        best.input.node, best.eval.model, fmt_sig(best.eval.ratio, 4)
     );
-    let header = ["dataset", "rank", "class", "worms", "variance explained", "Baseline's"];
+    let header = ["dataset", "rank", "class", "worms", "variance explained", "Baseline's", "MSE / Baseline's"];
     Ok(Some(Table { title: "Which neurons are predictable".into(), note, header: header.map(String::from).to_vec(), rows: ranked, text_columns: 3 }))
 }
 

@@ -117,7 +117,9 @@ impl Chart {
         // Legend: equal columns wide enough for the longest name, as many rows as needed.
         let named: Vec<&Series> = self.series.iter().filter(|s| !s.name.is_empty()).collect();
         let col_w = named.iter().map(|s| s.name.chars().count() as f64 * CHAR_W + 40.0).fold(0.0, f64::max);
-        let width = W.max(LEFT + col_w + 10.0);
+        // Wide enough for the longest legend entry and for the title (14px bold).
+        let title_w = self.title.chars().count() as f64 * CHAR_W * 1.35;
+        let width = W.max(LEFT + col_w + 10.0).max(LEFT + title_w + 10.0);
         let per_row = (((width - LEFT) / col_w.max(1.0)).floor() as usize).max(1);
         let rows = named.len().div_ceil(per_row);
         let height = H + rows as f64 * LEGEND_ROW + if rows > 0 { 6.0 } else { 0.0 };
