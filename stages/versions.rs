@@ -8,11 +8,11 @@ const KINDS: &[(&str, &[&str])] = &[
     ("standardize", &["src/standardize", "src/table.rs", "src/parquet_io.rs", "src/neurons.rs", "src/h5.rs", "../data/neurons.csv"]),
     ("preprocess", &["src/preprocess.rs", "src/table.rs", "src/parquet_io.rs", "src/neurons.rs"]),
     ("split", &["src/split.rs", "src/windows.rs", "src/table.rs", "src/parquet_io.rs"]),
-    ("sample", &["src/sample.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
-    ("evaluate", &["../torch/src/evaluate.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/table.rs", "src/windows.rs", "../torch/src/train.rs", "src/parquet_io.rs"]),
-    ("fit", &["src/fit.rs", "src/rng.rs", "src/parquet_io.rs", "src/metrics.rs"]),
-    ("report", &["src/report", "src/metrics.rs", "src/parquet_io.rs", "src/torch_stages.rs", "src/model_size.rs", "src/fit.rs"]),
-    ("train", &["../torch/src/train.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs"]),
+    ("sample", &["src/sample.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs", "src/summaries.rs", "src/metrics.rs", "src/model_size.rs"]),
+    ("evaluate", &["../torch/src/evaluate.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/table.rs", "src/windows.rs", "../torch/src/train.rs", "src/parquet_io.rs", "src/summaries.rs", "src/metrics.rs", "src/neurons.rs", "../torch/src/weights.rs"]),
+    ("fit", &["src/fit.rs", "src/rng.rs", "src/parquet_io.rs", "src/metrics.rs", "src/summaries.rs", "src/model_size.rs"]),
+    ("report", &["src/report", "templates", "src/metrics.rs", "src/parquet_io.rs", "src/torch_stages.rs", "src/model_size.rs", "src/fit.rs", "src/summaries.rs", "src/sweep.rs", "src/neurons.rs"]),
+    ("train", &["../torch/src/train.rs", "src/torch_stages.rs", "src/model_size.rs", "../torch/src/models", "../torch/src/tensors.rs", "src/metrics.rs", "src/table.rs", "src/windows.rs", "src/parquet_io.rs", "src/rng.rs", "src/summaries.rs", "../torch/src/weights.rs"]),
 ];
 
 /// Files that cannot change any stage's outputs (plumbing); read by tests/versions.rs.

@@ -61,7 +61,7 @@ fn a_pipeline_runs_through_slurm() {
     let submitted = ev.nodes("submitted");
     assert_eq!(submitted, ["count", "evaluate", "pre", "sample", "split", "train"], "{:?}", ev.0);
     assert_eq!(ev.ran().len(), 7, "{:?}", ev.0);
-    assert!(ws.read("results/count/files.txt").contains("eval.json"));
+    assert!(ws.read("results/count/files.txt").contains("eval.parquet"));
     // Each job ran `wormflow exec KEY` with its kind's resources.
     let train_key = ev.0.iter().find(|e| e["event"] == "done" && e["node"] == "train").unwrap()["key"].as_str().unwrap().to_string();
     let script = ws.read(&format!("cache/slurm/{train_key}.sh"));
@@ -70,7 +70,7 @@ fn a_pipeline_runs_through_slurm() {
     assert!(ws.run_events(&["--executor", "slurm"]).ran().is_empty());
     let local = Workspace::new(&tiny_science_pipeline(&extra));
     local.run_events(&[]);
-    for file in ["weights.safetensors", "model.json"] {
+    for file in ["weights.safetensors", "model.parquet"] {
         let hash = |w: &Workspace| blake3::hash(&std::fs::read(w.file(&format!("results/train/{file}"))).unwrap()).to_hex().to_string();
         assert_eq!(hash(&local), hash(&ws), "{file} differs between a Slurm job and a local run");
     }
