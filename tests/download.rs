@@ -193,7 +193,7 @@ fn a_slow_server_reports_progress() {
     let fractions: Vec<f64> = ev.0.iter().filter(|e| e["event"] == "progress").map(|e| e["fraction"].as_f64().unwrap()).collect();
     assert!(fractions.len() >= 3, "progress events: {fractions:?}");
     assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
-    let last = ev.0.iter().filter(|e| e["event"] == "progress").last().unwrap();
+    let last = ev.0.iter().rfind(|e| e["event"] == "progress").unwrap();
     assert!(last["message"].as_str().unwrap().contains("MB"), "{last}");
 }
 

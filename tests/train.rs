@@ -36,7 +36,7 @@ fn card_of(ws: &Workspace, model: &str) -> Value {
 }
 
 fn best_val(ws: &Workspace, model: &str) -> f64 {
-    let card: Value = card_of(&ws, model);
+    let card: Value = card_of(ws, model);
     card["best_val_loss"].as_f64().unwrap()
 }
 
