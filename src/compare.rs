@@ -118,7 +118,8 @@ fn abbreviated(items: &[String]) -> String {
     }
 }
 
-/// Top-level params and matrix values as `params.x` / `matrix.x` → value.
+/// A node's top-level params as `params.x` → canonical JSON (matrix values are already
+/// substituted into them, and the sweep table's axis columns show them too).
 fn flat_params(node: &crate::graph::NodeRecipe) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     if let Value::Object(o) = &node.params {

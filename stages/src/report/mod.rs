@@ -4,9 +4,12 @@
 //! train nodes (metrics.parquet, model.parquet). Pages are askama templates
 //! (stages/templates/), which HTML-escape every value unless marked `safe` (the SVG).
 //!
-//! Figures: data scaling per model with fit lines (paper Fig. 4B), per-dataset slopes
-//! (4C), model scaling (5B), synthetic sets vs Baseline (6), generated vs true activity (7),
-//! k-step-ahead error, and training curves; tables of fits and evaluations.
+//! Figures: data scaling per model with fit lines and slope bands, and the same as a ratio
+//! to the Baseline (paper Fig. 4B); per-dataset slopes (4C); model scaling (5B, both views);
+//! synthetic sets vs Baseline (6); generated vs true activity (7); k-step-ahead error on
+//! recorded and synthetic data; training curves. Tables: fits, what the fits left out, the
+//! most and least predictable neuron classes per source, and the evaluations (built by
+//! `sweep`, as `wormflow compare`).
 
 mod findings;
 mod svg;
