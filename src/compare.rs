@@ -13,7 +13,7 @@ use wormflow_stages::sweep::{self, Format, SweepNode};
 
 use crate::cli::Planned;
 use crate::status::Resolver;
-use crate::store::Store;
+use crate::store::{ActionRecord, Store};
 
 /// What `compare` was asked for.
 pub struct CompareArgs<'a> {
@@ -43,25 +43,33 @@ fn param_of(p: &Planned, i: usize, name: &str) -> Value {
     Value::Null
 }
 
-/// The sweep nodes of `indices` that have a stored result (current, else the latest).
-fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String]) -> (Vec<SweepNode>, Vec<String>) {
+/// Each node's stored result (the current one, else the latest) and whether it is current.
+fn stored(p: &Planned, store: &Store, indices: &[usize]) -> Vec<Option<(ActionRecord, bool)>> {
     let resolver = Resolver::new(&p.graph, store, &p.workspace);
     let states = resolver.states(Some(&p.graph.with_ancestors(indices)));
+    indices.iter().map(|&i| resolver.current_or_latest(i, states[i].as_ref())).collect()
+}
+
+fn sweep_node(p: &Planned, store: &Store, i: usize, action: &ActionRecord, fresh: bool, params: &[String]) -> SweepNode {
+    let node = &p.graph.nodes[i];
+    SweepNode {
+        stage: node.stage.clone(),
+        node: node.id.clone(),
+        state: if fresh { "fresh" } else { "stale" }.into(),
+        matrix: node.matrix.clone(),
+        params: params.iter().map(|name| (name.clone(), param_of(p, i, name))).collect(),
+        files: action.outputs.iter().map(|o| (o.path.clone(), store.object_path(&o.hash))).collect(),
+    }
+}
+
+/// The sweep nodes of `indices` that have a stored result, and the ids of those never built.
+fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String]) -> (Vec<SweepNode>, Vec<String>) {
     let (mut nodes, mut never) = (Vec::new(), Vec::new());
-    for &i in indices {
-        let node = &p.graph.nodes[i];
-        let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else {
-            never.push(node.id.clone());
-            continue;
-        };
-        nodes.push(SweepNode {
-            stage: node.stage.clone(),
-            node: node.id.clone(),
-            state: if fresh { "fresh" } else { "stale" }.into(),
-            matrix: node.matrix.clone(),
-            params: params.iter().map(|name| (name.clone(), param_of(p, i, name))).collect(),
-            files: action.outputs.iter().map(|o| (o.path.clone(), store.object_path(&o.hash))).collect(),
-        });
+    for (&i, result) in indices.iter().zip(stored(p, store, indices)) {
+        match result {
+            Some((action, fresh)) => nodes.push(sweep_node(p, store, i, &action, fresh, params)),
+            None => never.push(p.graph.nodes[i].id.clone()),
+        }
     }
     (nodes, never)
 }
@@ -146,20 +154,17 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
             lines.push((k.clone(), format!("{x} → {y}")));
         }
     }
-    let (nodes, never) = sweep_nodes(p, &store, &[ia, ib], &[]);
-    if nodes.len() == 2 {
-        let resolver = Resolver::new(&p.graph, &store, &p.workspace);
-        let states = resolver.states(Some(&p.graph.with_ancestors(&[ia, ib])));
-        let inputs = |i: usize| resolver.current_or_latest(i, states[i].as_ref()).map(|(act, _)| act.inputs).unwrap_or_default();
-        let (ua, ub) = (inputs(ia), inputs(ib));
-        for (x, y) in ua.iter().zip(&ub) {
+    let results = stored(p, &store, &[ia, ib]);
+    if let [Some((ra, fa)), Some((rb, fb))] = &results[..] {
+        for (x, y) in ra.inputs.iter().zip(&rb.inputs) {
             if x.node != y.node || x.output_hash != y.output_hash {
                 lines.push(("input".into(), format!("{} ({}) → {} ({})", x.node, x.output_hash.short(), y.node, y.output_hash.short())));
             }
         }
-        if ua.len() != ub.len() {
-            lines.push(("inputs".into(), format!("{} → {}", ua.len(), ub.len())));
+        if ra.inputs.len() != rb.inputs.len() {
+            lines.push(("inputs".into(), format!("{} → {}", ra.inputs.len(), rb.inputs.len())));
         }
+        let nodes = [sweep_node(p, &store, ia, ra, *fa, &[]), sweep_node(p, &store, ib, rb, *fb, &[])];
         let table = sweep::table(&nodes)?;
         let text = sweep::text_rows(&table, &table.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>())?;
         for (k, name) in table.get_column_names().iter().enumerate() {
@@ -170,6 +175,7 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
             lines.push((name.to_string(), format!("{} → {}", blank(&text[0][k]), blank(&text[1][k]))));
         }
     } else {
+        let never: Vec<&str> = [(a, &results[0]), (b, &results[1])].into_iter().filter(|(_, r)| r.is_none()).map(|(id, _)| id).collect();
         lines.push(("metrics".into(), format!("none: never built: {}", never.join(", "))));
     }
     println!("{a} → {b}");

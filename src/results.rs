@@ -18,8 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::graph::NodeRecipe;
-use crate::hash::Hash;
-use crate::store::{unique_suffix, ActionRecord, Store, OBJECT_MTIME};
+use crate::store::{shorten_name, unique_suffix, ActionRecord, Store, OBJECT_MTIME};
 
 /// Marker link inside each results directory naming the key it shows; lets a no-op run
 /// skip nodes whose files are current with one `readlink` and a `stat` per file.
@@ -60,14 +59,7 @@ fn hive_value(v: &Value) -> String {
             out.push(c);
         }
     }
-    if out.len() <= MAX_VALUE {
-        return out;
-    }
-    let mut cut = MAX_VALUE - 18;
-    while !out.is_char_boundary(cut) || out[..cut].ends_with('%') || out[..cut.saturating_sub(1)].ends_with('%') {
-        cut -= 1;
-    }
-    format!("{}~{}", &out[..cut], &Hash::of_bytes(raw.as_bytes()).hex()[..16])
+    shorten_name(out, &raw, MAX_VALUE)
 }
 
 /// What is wrong with `results/<node>/` for this action, if anything: another result shown,
@@ -89,10 +81,25 @@ pub fn damage(workspace: &Path, node: &NodeRecipe, action: &ActionRecord) -> Opt
     (!changed.is_empty()).then(|| changed.join(", "))
 }
 
+/// Make the action the node's shown result: its files in results/ and the node's ref (what
+/// `status` and `explain` compare with). Returns warnings for the user; never fails.
+pub fn show(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(repaired) = link(workspace, store, node, action) {
+        warnings.push(format!("results/ {repaired}; restored it from the store"));
+    }
+    if store.read_ref(&node.id) != Some(action.key) {
+        if let Err(e) = store.write_ref(&node.id, &action.key) {
+            warnings.push(format!("{e:#}"));
+        }
+    }
+    warnings
+}
+
 /// Make `results/<node>/` show the action's outputs. Returns what had to be repaired
 /// (None when it was current or newly made). Best effort: a workspace that cannot hold the
 /// files does not fail the run.
-pub fn link(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
+fn link(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
     let why = damage(workspace, node, action)?;
     let dir = dir_of(workspace, node);
     let existed = dir.exists() && why != "shows another result";

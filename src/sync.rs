@@ -94,12 +94,7 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
 }
 
 fn relink(workspace: &Path, store: &Store, node: &crate::graph::NodeRecipe, action: &crate::store::ActionRecord) {
-    if let Some(repaired) = crate::results::link(workspace, store, node, action) {
-        eprintln!("warning: {}: results/ {repaired}; restored it from the store", node.id);
-    }
-    if store.read_ref(&node.id) != Some(action.key) {
-        if let Err(e) = store.write_ref(&node.id, &action.key) {
-            eprintln!("warning: {}: {e:#}", node.id);
-        }
+    for w in crate::results::show(workspace, store, node, action) {
+        eprintln!("warning: {}: {w}", node.id);
     }
 }

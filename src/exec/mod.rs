@@ -126,13 +126,8 @@ impl<'a> Schedule<'a> {
             self.summary.warnings.push((node.clone(), message));
         }
         if let Some(workspace) = shown {
-            if let Some(repaired) = crate::results::link(workspace, store, &self.graph.nodes[i], &action) {
-                reporter.warn(&format!("{node}: results/ {repaired}; restored it from the store"));
-            }
-            if store.read_ref(node) != Some(action.key) {
-                if let Err(e) = store.write_ref(node, &action.key) {
-                    reporter.warn(&format!("{node}: {e:#}"));
-                }
+            for w in crate::results::show(workspace, store, &self.graph.nodes[i], &action) {
+                reporter.warn(&format!("{node}: {w}"));
             }
         }
         self.results[i] = Some(action);

@@ -148,16 +148,21 @@ const MAX_NAME: usize = 200;
 /// A file name for a node id: readable, but with `/`, `%` and control characters escaped,
 /// and shortened (with a hash of the id) when too long for a file name.
 pub fn escape_node_id(id: &str) -> String {
-    let full = escape_bytes(id);
-    if full.len() <= MAX_NAME {
-        return full;
+    shorten_name(escape_bytes(id), id, MAX_NAME)
+}
+
+/// `escaped` (a %XX-escaped form of `raw`) as a name of at most `max` bytes: whole when it
+/// fits, else a readable prefix — never cut inside a character or a %XX escape — then `~`
+/// and 16 hex digits of the hash of `raw`, so distinct values keep distinct names.
+pub fn shorten_name(escaped: String, raw: &str, max: usize) -> String {
+    if escaped.len() <= max {
+        return escaped;
     }
-    let mut cut = MAX_NAME - 18;
-    // Never cut inside a %XX escape.
-    while full.as_bytes()[cut - 1] == b'%' || full.as_bytes()[cut - 2] == b'%' {
+    let mut cut = max - 18;
+    while !escaped.is_char_boundary(cut) || escaped.as_bytes()[cut - 1] == b'%' || escaped.as_bytes()[cut - 2] == b'%' {
         cut -= 1;
     }
-    format!("{}~{}", &full[..cut], &Hash::of_bytes(id.as_bytes()).hex()[..16])
+    format!("{}~{}", &escaped[..cut], &Hash::of_bytes(raw.as_bytes()).hex()[..16])
 }
 
 fn escape_bytes(id: &str) -> String {

@@ -40,7 +40,7 @@ fn regime(points: &[Point]) -> &'static str {
 }
 
 /// One paragraph per fit node.
-pub fn findings(fits: &[(&str, FitsDoc)]) -> Vec<String> {
+pub fn findings(fits: &[(&str, &FitsDoc)]) -> Vec<String> {
     fits.iter().filter(|(_, doc)| !doc.points.is_empty()).map(|(node, doc)| paragraph(node, doc)).collect()
 }
 
@@ -159,7 +159,7 @@ mod tests {
             points: vec![point("ctrnn", "all", 1.0, 1.0, false), point("ctrnn", "Kato2015", 1.0, 0.06, false), point("ctrnn", "Kato2015", 2.0, 0.04, false)],
             left_out: vec![],
         };
-        let text = &findings(&[("fit_data", doc)])[0];
+        let text = &findings(&[("fit_data", &doc)])[0];
         for expected in [
             "the study's architecture",
             "CTRNN -0.75 [-1.04, -0.45]",
@@ -174,7 +174,7 @@ mod tests {
         }
         // A residual fit is not held against the paper's slopes (they are of the study's architecture).
         let residual = FitsDoc { x: "train_steps".into(), ci: String::new(), fits: vec![fit("ctrnn", -0.003, -0.004, -0.002, 0.99)], points: vec![point("ctrnn", "all", 1.0, 0.04, true)], left_out: vec![] };
-        let text = &findings(&[("fit_residual", residual)])[0];
+        let text = &findings(&[("fit_residual", &residual)])[0];
         assert!(text.contains("the residual variant") && !text.contains("paper"), "{text}");
     }
 }

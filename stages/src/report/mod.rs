@@ -140,7 +140,7 @@ impl Stage for Report {
         figures.extend(kstep_figures(&evals, &p.synthetic)?);
         figures.extend(generation_figure(&evals, p.generation_neurons)?);
         figures.extend(training_figure(&trains));
-        let named: Vec<(&str, FitsDoc)> = fits.iter().map(|(i, d)| (i.node.as_str(), d.clone())).collect();
+        let named: Vec<(&str, &FitsDoc)> = fits.iter().map(|(i, d)| (i.node.as_str(), d)).collect();
         let findings = findings::findings(&named);
         let mut tables = vec![fit_table(&fits)];
         tables.extend(left_out_table(&fits));
