@@ -47,8 +47,10 @@ build: setup
 run: build
 	$(BIN) run $(ARGS)
 
-## test: unit and integration tests (real binary, real pipelines)
+## test: formatting, lints, then unit and integration tests (real binary, real pipelines)
 test: build services
+	cargo fmt --all --check
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
 	cargo test --release --locked --workspace
 
 ## services: the servers the tests start themselves (s3s-fs; Slurm + munge when root)

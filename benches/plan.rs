@@ -12,7 +12,10 @@ fn pipeline(depth: usize, width: usize, value: &str) -> String {
     let values: Vec<String> = (0..width).map(|i| i.to_string()).collect();
     let mut s = String::from("[pipeline]\nname = \"bench\"\n\n");
     for d in 0..depth {
-        s += &format!("[stages.s{d}]\nkind = \"command\"\nmatrix = {{ i = [{}] }}\n", values.join(", "));
+        s += &format!(
+            "[stages.s{d}]\nkind = \"command\"\nmatrix = {{ i = [{}] }}\n",
+            values.join(", ")
+        );
         if d > 0 {
             s += &format!("needs = [\"s{}\"]\n", d - 1);
         }
@@ -36,7 +39,8 @@ fn main() {
     let g2 = graph(&db, src).clone().expect("plans");
     let again = t.elapsed();
     let after = COUNTERS.snapshot();
-    let changed = g.nodes.iter().zip(&g2.nodes).filter(|(a, b)| a.recipe_hash != b.recipe_hash).count();
+    let changed =
+        g.nodes.iter().zip(&g2.nodes).filter(|(a, b)| a.recipe_hash != b.recipe_hash).count();
     println!("first plan: {} nodes in {:.1} ms", g.nodes.len(), first.as_secs_f64() * 1e3);
     println!(
         "after editing one value: re-planned in {:.1} ms; re-expanded {} of 10 stages, {} of {} nodes ({} recipes changed); parsed {}x",

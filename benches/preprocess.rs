@@ -19,13 +19,27 @@ fn dataset() -> Vec<Worm> {
     (0..284)
         .map(|w| {
             let n_steps = 2500 + rng.random_range(0..1000);
-            let t: Vec<f64> = (0..n_steps).map(|k| k as f64 * 0.6 + rng.random_range(0.0..0.01)).collect();
+            let t: Vec<f64> =
+                (0..n_steps).map(|k| k as f64 * 0.6 + rng.random_range(0.0..0.01)).collect();
             let mut traces = vec![None; N_NEURONS];
             for slot in rand::seq::index::sample(&mut rng, N_NEURONS, 100) {
                 let mut x = rng.random_range(-1.0..1.0f32);
-                traces[slot] = Some((0..n_steps).map(|_| { x += rng.random_range(-0.1..0.1f32); x }).collect());
+                traces[slot] = Some(
+                    (0..n_steps)
+                        .map(|_| {
+                            x += rng.random_range(-0.1..0.1f32);
+                            x
+                        })
+                        .collect(),
+                );
             }
-            Worm { dataset: "Bench".into(), worm: format!("w{w}"), t, traces, info: WormInfo::default() }
+            Worm {
+                dataset: "Bench".into(),
+                worm: format!("w{w}"),
+                t,
+                traces,
+                info: WormInfo::default(),
+            }
         })
         .collect()
 }
@@ -65,7 +79,11 @@ fn main() {
         .args([p.smooth_alpha.to_string(), p.resample_dt.to_string()])
         .output()
         .expect("run the numpy reference");
-    assert!(numpy.status.success(), "numpy reference failed: {}", String::from_utf8_lossy(&numpy.stderr));
+    assert!(
+        numpy.status.success(),
+        "numpy reference failed: {}",
+        String::from_utf8_lossy(&numpy.stderr)
+    );
     let numpy_s: f64 = String::from_utf8_lossy(&numpy.stdout).trim().parse().unwrap();
 
     // Best of three runs (the first also pays for fresh pages from the OS).
@@ -75,7 +93,9 @@ fn main() {
         let mut out = Vec::new();
         for _ in 0..3 {
             let start = Instant::now();
-            out = pool.install(|| worms.par_iter().map(|w| preprocess_worm(w, &p).unwrap()).collect::<Vec<Worm>>());
+            out = pool.install(|| {
+                worms.par_iter().map(|w| preprocess_worm(w, &p).unwrap()).collect::<Vec<Worm>>()
+            });
             best = best.min(start.elapsed().as_secs_f64());
         }
         (best, out)
@@ -97,15 +117,25 @@ fn main() {
         let ours: Vec<&Vec<f32>> = w.traces.iter().flatten().collect();
         for r in 0..rows {
             for (c, col) in ours.iter().enumerate().take(cols) {
-                let theirs = f32::from_le_bytes(bytes[pos + 4 * (r * cols + c)..pos + 4 * (r * cols + c) + 4].try_into().unwrap());
+                let theirs = f32::from_le_bytes(
+                    bytes[pos + 4 * (r * cols + c)..pos + 4 * (r * cols + c) + 4]
+                        .try_into()
+                        .unwrap(),
+                );
                 max_diff = max_diff.max((theirs as f64 - col[r] as f64).abs());
             }
         }
         pos += 4 * rows * cols;
     }
-    println!("preprocess of 284 worms × ~3000 steps × 100 neurons ({:.1} M values)", values as f64 / 1e6);
+    println!(
+        "preprocess of 284 worms × ~3000 steps × 100 neurons ({:.1} M values)",
+        values as f64 / 1e6
+    );
     println!("  numpy/scipy (reference) {numpy_s:7.3} s");
     println!("  wormflow, 1 thread     {one:8.3} s   speed-up {:6.1}x", numpy_s / one);
-    println!("  wormflow, {cores} threads    {all:8.3} s   speed-up {:6.1}x   (target ≥ 10x)", numpy_s / all);
+    println!(
+        "  wormflow, {cores} threads    {all:8.3} s   speed-up {:6.1}x   (target ≥ 10x)",
+        numpy_s / all
+    );
     println!("  max |difference|       {max_diff:.2e}   (target ≤ 1e-5)");
 }

@@ -19,7 +19,11 @@ use crate::status::{NodeState, Resolver};
 use crate::store::{gc, verify, Store};
 
 #[derive(Parser)]
-#[command(name = "wormflow", version, about = "Cached, incremental pipelines for C. elegans neural-activity models")]
+#[command(
+    name = "wormflow",
+    version,
+    about = "Cached, incremental pipelines for C. elegans neural-activity models"
+)]
 pub struct Cli {
     /// The pipeline file (its directory is the workspace).
     #[arg(short = 'f', long = "file", global = true, default_value = "pipeline.toml")]
@@ -206,7 +210,10 @@ fn workspace_of(file: &Path) -> PathBuf {
 
 fn read_pipeline(file: &Path) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| {
-        format!("cannot read {}; run wormflow in a directory with a pipeline.toml, or pass -f FILE", file.display())
+        format!(
+            "cannot read {}; run wormflow in a directory with a pipeline.toml, or pass -f FILE",
+            file.display()
+        )
     })
 }
 
@@ -219,7 +226,13 @@ pub fn plan(registry: &Registry, file: &Path, overrides: &[String]) -> Result<Pl
 pub fn planned(file: &Path, overrides: &[String], graph: Arc<Graph>) -> Result<Planned> {
     let workspace = workspace_of(file);
     let store_root = store_location(file, &workspace, &graph.pipeline.store)?;
-    Ok(Planned { workspace, graph, store_root, file: file.to_path_buf(), overrides: overrides.to_vec() })
+    Ok(Planned {
+        workspace,
+        graph,
+        store_root,
+        file: file.to_path_buf(),
+        overrides: overrides.to_vec(),
+    })
 }
 
 /// Where `store = "…"` points: relative to the workspace, `~/…` under $HOME. It may not
@@ -228,10 +241,15 @@ pub fn planned(file: &Path, overrides: &[String], graph: Arc<Graph>) -> Result<P
 fn store_location(file: &Path, workspace: &Path, store: &str) -> Result<PathBuf> {
     let bad = |why: String| anyhow!("{}: [pipeline] store = {store:?} {why}", file.display());
     let root = if store == "~" || store.starts_with("~/") {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| bad("starts with ~, but $HOME is not set; give the full path".into()))?;
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("starts with ~, but $HOME is not set; give the full path".into()))?;
         PathBuf::from(home).join(store.trim_start_matches('~').trim_start_matches('/'))
     } else if store.starts_with('~') {
-        return Err(bad("names another user's home (~user), which wormflow does not expand; give the full path".into()));
+        return Err(bad(
+            "names another user's home (~user), which wormflow does not expand; give the full path"
+                .into(),
+        ));
     } else if store.is_empty() {
         return Err(bad("is empty; give a directory, e.g. store = \"cache\"".into()));
     } else {
@@ -240,7 +258,9 @@ fn store_location(file: &Path, workspace: &Path, store: &str) -> Result<PathBuf>
     let root = lexically_normal(&root);
     let results = workspace.join("results");
     if root == workspace {
-        return Err(bad("is the workspace itself; use a directory of its own, e.g. store = \"cache\"".into()));
+        return Err(bad(
+            "is the workspace itself; use a directory of its own, e.g. store = \"cache\"".into(),
+        ));
     }
     if root.starts_with(&results) || results.starts_with(&root) {
         return Err(bad(format!("overlaps the results directory {}; choose a directory outside it, e.g. store = \"cache\"", results.display())));
@@ -291,7 +311,11 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             crate::signals::install().context("cannot install signal handlers")?;
             let summary = run_once(&p, &store, registry, args)?;
             if let Some(sig) = crate::signals::received() {
-                eprintln!("interrupted by {}: {} nodes finished and are stored; run again to continue", crate::signals::name(sig), summary.ran + summary.cached + summary.pulled);
+                eprintln!(
+                    "interrupted by {}: {} nodes finished and are stored; run again to continue",
+                    crate::signals::name(sig),
+                    summary.ran + summary.cached + summary.pulled
+                );
                 return Ok(ExitCode::from((128 + sig) as u8));
             }
             Ok(exit_for(&summary))
@@ -303,14 +327,33 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             print!("{}", crate::dag::render(&p.graph, *format));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { node, rows } => crate::show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows),
-        Command::Gc { dry_run, forget } => gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run, forget),
+        Command::Show { node, rows } => {
+            crate::show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows)
+        }
+        Command::Gc { dry_run, forget } => {
+            gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run, forget)
+        }
         Command::Verify { repair } => verify_cmd(&plan(registry, &cli.file, &cli.set)?, *repair),
         Command::Report { open } => report_cmd(&plan(registry, &cli.file, &cli.set)?, *open),
         Command::Compare { stages, params, sort, filter, csv, json, parquet } => {
             use wormflow_stages::sweep::Format;
-            let format = if *csv { Format::Csv } else if *json { Format::Json } else if parquet.is_some() { Format::Parquet } else { Format::Text };
-            let args = crate::compare::CompareArgs { stages, params, sort, filter: filter.as_deref(), format, output: parquet.as_ref() };
+            let format = if *csv {
+                Format::Csv
+            } else if *json {
+                Format::Json
+            } else if parquet.is_some() {
+                Format::Parquet
+            } else {
+                Format::Text
+            };
+            let args = crate::compare::CompareArgs {
+                stages,
+                params,
+                sort,
+                filter: filter.as_deref(),
+                format,
+                output: parquet.as_ref(),
+            };
             crate::compare::compare(&plan(registry, &cli.file, &cli.set)?, &args)
         }
         Command::Diff { a, b } => crate::compare::diff(&plan(registry, &cli.file, &cli.set)?, a, b),
@@ -327,16 +370,27 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { key } => exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, key),
-        Command::Watch { args, max_runs } => crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs),
+        Command::Watch { args, max_runs } => {
+            crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs)
+        }
     }
 }
 
-pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs) -> Result<RunSummary> {
+pub fn run_once(
+    p: &Planned,
+    store: &Store,
+    registry: &Registry,
+    args: &RunArgs,
+) -> Result<RunSummary> {
     let reporter = Reporter::new(args.json);
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let pull = match (args.pull, &args.remote) {
         (true, name) => Some(Arc::new(p.remote(name.as_deref(), false)?)),
-        (false, Some(_)) => bail!("--remote names the remote for --pull; add --pull (or use `wormflow pull`)"),
+        (false, Some(_)) => {
+            bail!("--remote names the remote for --pull; add --pull (or use `wormflow pull`)")
+        }
         (false, None) => None,
     };
     let slurm = match args.executor {
@@ -349,25 +403,45 @@ pub fn run_once(p: &Planned, store: &Store, registry: &Registry, args: &RunArgs)
     if !show_results {
         reporter.warn("--set: results are stored but not shown in results/ (which keeps showing the pipeline as its file says); add --results to show them");
     }
-    let opts = RunOptions { jobs, keep_going: args.keep_going, targets: args.nodes.clone(), force: args.force.clone(), pull, slurm, pipeline: Some(p.file.clone()), show_results };
+    let opts = RunOptions {
+        jobs,
+        keep_going: args.keep_going,
+        targets: args.nodes.clone(),
+        force: args.force.clone(),
+        pull,
+        slurm,
+        pipeline: Some(p.file.clone()),
+        show_results,
+    };
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
 }
 
 /// `wormflow exec KEY`: run the node a Slurm job was submitted for, after checking that
 /// the pipeline still gives it the same key.
 fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
-    let key: crate::hash::Hash = key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
+    let key: crate::hash::Hash =
+        key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
     let store = Store::open(&p.store_root)?;
     let spec_path = crate::exec::slurm::job_file(&store, &key, "json");
     let spec: crate::exec::slurm::JobSpec = serde_json::from_slice(
         &std::fs::read(&spec_path).with_context(|| format!("no job description at {}; `wormflow exec` runs nodes submitted by `run --executor slurm`", spec_path.display()))?,
     )
     .with_context(|| format!("{} is damaged", spec_path.display()))?;
-    let &i = p.graph.index.get(&spec.node).ok_or_else(|| anyhow!("node {} is no longer in {}; resubmit", spec.node, p.file.display()))?;
+    let &i = p.graph.index.get(&spec.node).ok_or_else(|| {
+        anyhow!("node {} is no longer in {}; resubmit", spec.node, p.file.display())
+    })?;
     let _lock = store.lock_shared()?;
     let mut inputs = Vec::new();
     for (&j, k) in p.graph.inputs[i].iter().zip(&spec.inputs) {
-        let action = store.cached_action(k).ok_or_else(|| anyhow!("{}: input {} (result {}) is not in the store {}; is it on a shared path?", spec.node, p.graph.nodes[j].id, k.short(), store.root.display()))?;
+        let action = store.cached_action(k).ok_or_else(|| {
+            anyhow!(
+                "{}: input {} (result {}) is not in the store {}; is it on a shared path?",
+                spec.node,
+                p.graph.nodes[j].id,
+                k.short(),
+                store.root.display()
+            )
+        })?;
         inputs.push((j, action));
     }
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
@@ -376,14 +450,19 @@ fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
     if parts.key != key {
         bail!("{}: the pipeline changed since this job was submitted (key {} now, {} then); nothing run", spec.node, parts.key.short(), key.short());
     }
-    let threads = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // JSON events into the job's output: the driver forwards the progress ones.
     let reporter = Reporter::new(true);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
     match crate::exec::execute(&resolver, registry, &reporter, job, &cancel, None)? {
         crate::exec::Outcome::Ran(action, secs) => reporter.done(&spec.node, &action, secs),
-        crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => reporter.cached(&spec.node, &action.key, &action),
+        crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => {
+            reporter.cached(&spec.node, &action.key, &action)
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -400,7 +479,8 @@ fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
     let mask = p.graph.targets(&args.nodes).map_err(|e| anyhow!(e))?;
-    let forced: HashSet<usize> = p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
+    let forced: HashSet<usize> =
+        p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
     let states = resolver.states(Some(&mask));
     let mut would = 0;
     for (i, state) in states.iter().enumerate() {
@@ -410,12 +490,18 @@ fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
             NodeState::Fresh { .. } if forced.contains(&i) => vec!["forced".into()],
             NodeState::Fresh { .. } => continue,
             NodeState::Stale { reasons, .. } => reasons.clone(),
-            NodeState::Waiting { inputs } => vec![format!("may run after {} (runs only if their output changes)", inputs.join(", "))],
+            NodeState::Waiting { inputs } => vec![format!(
+                "may run after {} (runs only if their output changes)",
+                inputs.join(", ")
+            )],
             NodeState::Error(e) => vec![format!("error: {e}")],
         };
         would += 1;
         if args.json {
-            println!("{}", serde_json::json!({"event": "would-run", "node": node, "state": state.label(), "reasons": reasons}));
+            println!(
+                "{}",
+                serde_json::json!({"event": "would-run", "node": node, "state": state.label(), "reasons": reasons})
+            );
         } else {
             println!("would run {node}: {}", reasons.join("; "));
         }
@@ -437,12 +523,16 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
         let results_damage = match state {
-            NodeState::Fresh { action, .. } => crate::results::damage(&p.workspace, &p.graph.nodes[i], action),
+            NodeState::Fresh { action, .. } => {
+                crate::results::damage(&p.workspace, &p.graph.nodes[i], action)
+            }
             _ => None,
         };
         let detail = match state {
             NodeState::Fresh { key, .. } => match &results_damage {
-                Some(why) => format!("{}; results/ {why} (`wormflow run` restores it)", key.short()),
+                Some(why) => {
+                    format!("{}; results/ {why} (`wormflow run` restores it)", key.short())
+                }
                 None => key.short(),
             },
             NodeState::Stale { reasons, .. } => reasons.join("; "),
@@ -451,8 +541,14 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
             NodeState::Error(e) => e.clone(),
         };
         if json {
-            println!("{}", serde_json::json!({"node": node, "state": state.label(), "detail": detail}));
-        } else if !matches!(state, NodeState::Fresh { .. }) || p.graph.nodes.len() <= 200 || results_damage.is_some() {
+            println!(
+                "{}",
+                serde_json::json!({"node": node, "state": state.label(), "detail": detail})
+            );
+        } else if !matches!(state, NodeState::Fresh { .. })
+            || p.graph.nodes.len() <= 200
+            || results_damage.is_some()
+        {
             println!("{:<7} {node:<width$}  {detail}", state.label());
         }
     }
@@ -473,7 +569,12 @@ pub fn abbreviated(names: &[String], keep: usize) -> String {
 
 fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
     let Some(&i) = p.graph.index.get(node) else {
-        bail!("{}", p.graph.select(&[node.to_string()]).err().unwrap_or_else(|| format!("{node:?} is a stage, not a node; name one of its nodes (see `wormflow dag`)")));
+        bail!(
+            "{}",
+            p.graph.select(&[node.to_string()]).err().unwrap_or_else(|| format!(
+                "{node:?} is a stage, not a node; name one of its nodes (see `wormflow dag`)"
+            ))
+        );
     };
     let store = Store::open_existing(&p.store_root);
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
@@ -504,10 +605,16 @@ fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {
     let states = resolver.states(None);
     let mut found = Vec::new();
     for (i, node) in p.graph.nodes.iter().enumerate() {
-        let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else { continue };
+        let Some((action, fresh)) = resolver.current_or_latest(i, states[i].as_ref()) else {
+            continue;
+        };
         if action.outputs.iter().any(|o| o.path == "report.html") {
             let path = crate::results::dir_of(&p.workspace, node).join("report.html");
-            println!("{}{}", path.display(), if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" });
+            println!(
+                "{}{}",
+                path.display(),
+                if fresh { "" } else { "  (stale: `wormflow run` brings it up to date)" }
+            );
             found.push(path);
         }
     }
@@ -546,12 +653,19 @@ fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {
     for f in forget {
         let id = pipeline_id(f);
         if id == this {
-            bail!("--forget {}: that is the pipeline gc runs for; its results are what it keeps", f.display());
+            bail!(
+                "--forget {}: that is the pipeline gc runs for; its results are what it keeps",
+                f.display()
+            );
         }
         let verb = if dry_run { "would forget" } else { "forgot" };
         match dry_run {
-            true if Roots::read(&store, &id).is_some() => println!("{verb} the results of {}", id.display()),
-            false if Roots::forget(&store, &id)? => println!("{verb} the results of {}", id.display()),
+            true if Roots::read(&store, &id).is_some() => {
+                println!("{verb} the results of {}", id.display())
+            }
+            false if Roots::forget(&store, &id)? => {
+                println!("{verb} the results of {}", id.display())
+            }
             _ => println!("{} has no results recorded in this store", id.display()),
         }
     }
@@ -587,13 +701,19 @@ fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {
                 continue;
             }
             if !roots.pipeline.exists() {
-                kept_for.push((format!("{} (file gone; its results are released)", roots.pipeline.display()), 0));
+                kept_for.push((
+                    format!("{} (file gone; its results are released)", roots.pipeline.display()),
+                    0,
+                ));
                 if !dry_run {
                     let _ = std::fs::remove_file(&path);
                 }
                 continue;
             }
-            kept_for.push((format!("{} (last run {})", roots.pipeline.display(), roots.updated), roots.nodes.len()));
+            kept_for.push((
+                format!("{} (last run {})", roots.pipeline.display(), roots.updated),
+                roots.nodes.len(),
+            ));
             keep.actions.extend(roots.nodes.values().copied());
             keep.jobs.extend(roots.nodes.values().copied());
         }
@@ -602,7 +722,10 @@ fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {
     let r = gc::collect(&store, keep, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
     if dry_run && !r.removed_nodes.is_empty() {
-        println!("{verb} the results of {} node records no pipeline reaches:", r.removed_nodes.len());
+        println!(
+            "{verb} the results of {} node records no pipeline reaches:",
+            r.removed_nodes.len()
+        );
         for n in &r.removed_nodes {
             println!("  {n}");
         }
@@ -619,7 +742,10 @@ fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<ExitCode> {
         r.objects_kept
     );
     if r.job_files_removed > 0 {
-        println!("{verb} {} Slurm job files of nodes no longer in the pipeline", r.job_files_removed);
+        println!(
+            "{verb} {} Slurm job files of nodes no longer in the pipeline",
+            r.job_files_removed
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -645,7 +771,11 @@ fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
         if r.is_clean() {
             "all intact".to_string()
         } else if r.repaired {
-            format!("removed {} corrupt objects and {} records; `wormflow run` recomputes them", r.corrupt_objects.len(), r.broken_actions.len())
+            format!(
+                "removed {} corrupt objects and {} records; `wormflow run` recomputes them",
+                r.corrupt_objects.len(),
+                r.broken_actions.len()
+            )
         } else {
             "damage found; run `wormflow verify --repair`, then `wormflow run`".to_string()
         }

@@ -50,7 +50,14 @@ fn stored(p: &Planned, store: &Store, indices: &[usize]) -> Vec<Option<(ActionRe
     indices.iter().map(|&i| resolver.current_or_latest(i, states[i].as_ref())).collect()
 }
 
-fn sweep_node(p: &Planned, store: &Store, i: usize, action: &ActionRecord, fresh: bool, params: &[String]) -> SweepNode {
+fn sweep_node(
+    p: &Planned,
+    store: &Store,
+    i: usize,
+    action: &ActionRecord,
+    fresh: bool,
+    params: &[String],
+) -> SweepNode {
     let node = &p.graph.nodes[i];
     SweepNode {
         stage: node.stage.clone(),
@@ -58,12 +65,21 @@ fn sweep_node(p: &Planned, store: &Store, i: usize, action: &ActionRecord, fresh
         state: if fresh { "fresh" } else { "stale" }.into(),
         matrix: node.matrix.clone(),
         params: params.iter().map(|name| (name.clone(), param_of(p, i, name))).collect(),
-        files: action.outputs.iter().map(|o| (o.path.clone(), store.object_path(&o.hash))).collect(),
+        files: action
+            .outputs
+            .iter()
+            .map(|o| (o.path.clone(), store.object_path(&o.hash)))
+            .collect(),
     }
 }
 
 /// The sweep nodes of `indices` that have a stored result, and the ids of those never built.
-fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String]) -> (Vec<SweepNode>, Vec<String>) {
+fn sweep_nodes(
+    p: &Planned,
+    store: &Store,
+    indices: &[usize],
+    params: &[String],
+) -> (Vec<SweepNode>, Vec<String>) {
     let (mut nodes, mut never) = (Vec::new(), Vec::new());
     for (&i, result) in indices.iter().zip(stored(p, store, indices)) {
         match result {
@@ -77,7 +93,14 @@ fn sweep_nodes(p: &Planned, store: &Store, indices: &[usize], params: &[String])
 pub fn compare(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
     match print_tables(p, args) {
         // `wormflow compare … | head` closed the pipe: what was wanted was printed.
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => Ok(ExitCode::SUCCESS),
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
         other => other,
     }
 }
@@ -86,7 +109,14 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let mut out = std::io::stdout().lock();
     for (k, stage) in args.stages.iter().enumerate() {
-        let indices: Vec<usize> = p.graph.nodes.iter().enumerate().filter(|(_, n)| &n.stage == stage).map(|(i, _)| i).collect();
+        let indices: Vec<usize> = p
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| &n.stage == stage)
+            .map(|(i, _)| i)
+            .collect();
         if indices.is_empty() {
             let mut names: Vec<&str> = p.graph.nodes.iter().map(|n| n.stage.as_str()).collect();
             names.dedup();
@@ -94,11 +124,17 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
         }
         let (nodes, never) = sweep_nodes(p, &store, &indices, args.params);
         let table = sweep::table(&nodes).with_context(|| format!("stage {stage}"))?;
-        let mut table = sweep::select(table, args.filter, args.sort).with_context(|| format!("stage {stage}"))?;
+        let mut table = sweep::select(table, args.filter, args.sort)
+            .with_context(|| format!("stage {stage}"))?;
         match (args.format, args.output) {
             (Format::Parquet, Some(path)) => {
-                let path = if args.stages.len() > 1 { path.with_file_name(format!("{stage}.parquet")) } else { path.clone() };
-                let mut file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                let path = if args.stages.len() > 1 {
+                    path.with_file_name(format!("{stage}.parquet"))
+                } else {
+                    path.clone()
+                };
+                let mut file = std::fs::File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
                 sweep::write(&mut table, Format::Parquet, &mut file)?;
                 eprintln!("{stage}: {} rows → {}", table.height(), path.display());
             }
@@ -113,7 +149,11 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
             (format, _) => sweep::write(&mut table, format, &mut out)?,
         }
         if !never.is_empty() {
-            eprintln!("{stage}: {} nodes never built (`wormflow run {stage}`): {}", never.len(), abbreviated(&never));
+            eprintln!(
+                "{stage}: {} nodes never built (`wormflow run {stage}`): {}",
+                never.len(),
+                abbreviated(&never)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -139,7 +179,13 @@ fn flat_params(node: &crate::graph::NodeRecipe) -> BTreeMap<String, String> {
 }
 
 pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
-    let index = |id: &str| p.graph.index.get(id).copied().with_context(|| format!("no node {id:?}; `wormflow dag` lists the nodes"));
+    let index = |id: &str| {
+        p.graph
+            .index
+            .get(id)
+            .copied()
+            .with_context(|| format!("no node {id:?}; `wormflow dag` lists the nodes"))
+    };
     let (ia, ib) = (index(a)?, index(b)?);
     let store = Store::open_existing(&p.store_root);
     let (na, nb) = (&p.graph.nodes[ia], &p.graph.nodes[ib]);
@@ -149,7 +195,10 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
     }
     let (pa, pb) = (flat_params(na), flat_params(nb));
     for k in pa.keys().chain(pb.keys().filter(|k| !pa.contains_key(*k))) {
-        let (x, y) = (pa.get(k).map_or("(none)", String::as_str), pb.get(k).map_or("(none)", String::as_str));
+        let (x, y) = (
+            pa.get(k).map_or("(none)", String::as_str),
+            pb.get(k).map_or("(none)", String::as_str),
+        );
         if x != y {
             lines.push((k.clone(), format!("{x} → {y}")));
         }
@@ -158,24 +207,44 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
     if let [Some((ra, fa)), Some((rb, fb))] = &results[..] {
         for (x, y) in ra.inputs.iter().zip(&rb.inputs) {
             if x.node != y.node || x.output_hash != y.output_hash {
-                lines.push(("input".into(), format!("{} ({}) → {} ({})", x.node, x.output_hash.short(), y.node, y.output_hash.short())));
+                lines.push((
+                    "input".into(),
+                    format!(
+                        "{} ({}) → {} ({})",
+                        x.node,
+                        x.output_hash.short(),
+                        y.node,
+                        y.output_hash.short()
+                    ),
+                ));
             }
         }
         if ra.inputs.len() != rb.inputs.len() {
             lines.push(("inputs".into(), format!("{} → {}", ra.inputs.len(), rb.inputs.len())));
         }
-        let nodes = [sweep_node(p, &store, ia, ra, *fa, &[]), sweep_node(p, &store, ib, rb, *fb, &[])];
+        let nodes =
+            [sweep_node(p, &store, ia, ra, *fa, &[]), sweep_node(p, &store, ib, rb, *fb, &[])];
         let table = sweep::table(&nodes)?;
-        let text = sweep::text_rows(&table, &table.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>())?;
+        let text = sweep::text_rows(
+            &table,
+            &table.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )?;
         for (k, name) in table.get_column_names().iter().enumerate() {
             let name = name.as_str();
             if name == "node" || name.starts_with("params.") || text[0][k] == text[1][k] {
                 continue;
             }
-            lines.push((name.to_string(), format!("{} → {}", blank(&text[0][k]), blank(&text[1][k]))));
+            lines.push((
+                name.to_string(),
+                format!("{} → {}", blank(&text[0][k]), blank(&text[1][k])),
+            ));
         }
     } else {
-        let never: Vec<&str> = [(a, &results[0]), (b, &results[1])].into_iter().filter(|(_, r)| r.is_none()).map(|(id, _)| id).collect();
+        let never: Vec<&str> = [(a, &results[0]), (b, &results[1])]
+            .into_iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| id)
+            .collect();
         lines.push(("metrics".into(), format!("none: never built: {}", never.join(", "))));
     }
     println!("{a} → {b}");
@@ -190,5 +259,9 @@ pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
 }
 
 fn blank(s: &str) -> &str {
-    if s.is_empty() { "(none)" } else { s }
+    if s.is_empty() {
+        "(none)"
+    } else {
+        s
+    }
 }

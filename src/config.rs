@@ -47,7 +47,11 @@ impl SourceMap<'_> {
         (line, col)
     }
 
-    pub fn error(&self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) -> ConfigError {
+    pub fn error(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line_col: span.map(|s| self.line_col(s.start)),
@@ -180,18 +184,30 @@ impl Settings {
             let span = decl.span();
             let decl = decl.into_inner();
             if decl.url.is_empty() {
-                return Err(map.error(Some(span), format!("remotes.{name}.url is empty; give a directory or s3://bucket/prefix")));
+                return Err(map.error(
+                    Some(span),
+                    format!("remotes.{name}.url is empty; give a directory or s3://bucket/prefix"),
+                ));
             }
-            if decl.url.contains("://") && !decl.url.starts_with("s3://") && !decl.url.starts_with("file://") {
+            if decl.url.contains("://")
+                && !decl.url.starts_with("s3://")
+                && !decl.url.starts_with("file://")
+            {
                 return Err(map.error(Some(span), format!("remotes.{name}.url {:?}: only directories, file:// and s3:// URLs are supported", decl.url)));
             }
-            if !decl.url.starts_with("s3://") && (decl.endpoint.is_some() || decl.region.is_some()) {
-                return Err(map.error(Some(span), format!("remotes.{name}: endpoint and region apply to s3:// remotes only")));
+            if !decl.url.starts_with("s3://") && (decl.endpoint.is_some() || decl.region.is_some())
+            {
+                return Err(map.error(
+                    Some(span),
+                    format!("remotes.{name}: endpoint and region apply to s3:// remotes only"),
+                ));
             }
             remotes.insert(name, decl);
         }
         if remotes.values().filter(|r| r.default).count() > 1 {
-            return Err(map.error(None, "more than one remote has default = true; keep one".to_string()));
+            return Err(
+                map.error(None, "more than one remote has default = true; keep one".to_string())
+            );
         }
         let slurm = raw.slurm.map(|s| s.into_inner()).unwrap_or_default();
         Ok(Settings { file: file.to_path_buf(), remotes, slurm })
@@ -263,7 +279,11 @@ pub struct RawStage {
 ///
 /// The value is read as TOML (`5`, `1e-3`, `"lstm"`, `[1, 2]`); anything that does not parse
 /// as TOML is taken as a bare string, so `--set stages.train.params.model=lstm` works.
-pub fn apply_overrides(file: &Path, text: &str, overrides: &[String]) -> Result<String, ConfigError> {
+pub fn apply_overrides(
+    file: &Path,
+    text: &str,
+    overrides: &[String],
+) -> Result<String, ConfigError> {
     if overrides.is_empty() {
         return Ok(text.to_string());
     }
@@ -275,7 +295,9 @@ pub fn apply_overrides(file: &Path, text: &str, overrides: &[String]) -> Result<
         let (path, value) = ov.split_once('=').ok_or_else(|| ConfigError {
             file: file.to_path_buf(),
             line_col: None,
-            message: format!("--set {ov:?}: expected PATH=VALUE, e.g. stages.train.params.epochs=5"),
+            message: format!(
+                "--set {ov:?}: expected PATH=VALUE, e.g. stages.train.params.epochs=5"
+            ),
         })?;
         let value = parse_override_value(value.trim());
         let keys: Vec<&str> = path.trim().split('.').collect();
@@ -312,7 +334,11 @@ pub fn apply_overrides(file: &Path, text: &str, overrides: &[String]) -> Result<
 /// An error located in text that a `--set` wrote names that `--set` argument instead of a
 /// line of the edited document (which the user never saw): inside the value it set, that
 /// argument; on any other line the overrides changed, all of them.
-pub fn attribute_to_overrides(err: ConfigError, original: &str, overrides: &[String]) -> ConfigError {
+pub fn attribute_to_overrides(
+    err: ConfigError,
+    original: &str,
+    overrides: &[String],
+) -> ConfigError {
     let Some((line, col)) = err.line_col else { return err };
     if overrides.is_empty() {
         return err;
@@ -329,26 +355,36 @@ pub fn attribute_to_overrides(err: ConfigError, original: &str, overrides: &[Str
         let Some(span) = item.and_then(|i| i.span()) else { continue };
         let (start, end) = (map.line_col(span.start), map.line_col(span.end));
         if (line, col) >= start && (line, col) <= end {
-            return ConfigError { file: err.file, line_col: None, message: format!("--set {ov:?}: {}", err.message) };
+            return ConfigError {
+                file: err.file,
+                line_col: None,
+                message: format!("--set {ov:?}: {}", err.message),
+            };
         }
     }
     if edited.lines().nth(line - 1) != original.lines().nth(line - 1) {
         let all: Vec<String> = overrides.iter().map(|o| format!("--set {o:?}")).collect();
-        return ConfigError { file: err.file, line_col: None, message: format!("{} (in the pipeline as changed by {})", err.message, all.join(" ")) };
+        return ConfigError {
+            file: err.file,
+            line_col: None,
+            message: format!("{} (in the pipeline as changed by {})", err.message, all.join(" ")),
+        };
     }
     err
 }
 
 fn parse_override_value(raw: &str) -> toml_edit::Value {
-    raw.parse::<toml_edit::Value>()
-        .unwrap_or_else(|_| toml_edit::Value::from(raw.to_string()))
+    raw.parse::<toml_edit::Value>().unwrap_or_else(|_| toml_edit::Value::from(raw.to_string()))
 }
 
 /// Read the raw document; syntax errors and unknown keys come back located.
 pub fn parse_raw(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     let map = SourceMap { file, text };
     if let Err(e) = toml::from_str::<toml::Table>(text) {
-        return Err(map.error(e.span(), format!("malformed TOML: {} (see https://toml.io for the syntax)", e.message().trim())));
+        return Err(map.error(
+            e.span(),
+            format!("malformed TOML: {} (see https://toml.io for the syntax)", e.message().trim()),
+        ));
     }
     toml::from_str::<RawConfig>(text).map_err(|e| {
         let msg = e.message().trim().to_string();
@@ -410,7 +446,12 @@ mod tests {
     #[test]
     fn overrides_edit_in_place() {
         let text = "[pipeline]\nname = \"x\"\n\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"true\", n = 1 }\n";
-        let out = apply_overrides(Path::new("p"), text, &["stages.a.params.n=5".into(), "stages.a.params.m=lstm".into()]).unwrap();
+        let out = apply_overrides(
+            Path::new("p"),
+            text,
+            &["stages.a.params.n=5".into(), "stages.a.params.m=lstm".into()],
+        )
+        .unwrap();
         let raw = parse_raw(Path::new("p"), &out).unwrap();
         let a = &raw.stages["a"].get_ref().params;
         assert_eq!(a["n"].get_ref(), &toml::Value::Integer(5));

@@ -8,22 +8,37 @@ pub fn render(graph: &Graph, format: DagFormat) -> String {
     match format {
         DagFormat::Text => {
             for (i, node) in graph.nodes.iter().enumerate() {
-                let inputs: Vec<&str> = graph.inputs[i].iter().map(|&j| graph.nodes[j].id.as_str()).collect();
+                let inputs: Vec<&str> =
+                    graph.inputs[i].iter().map(|&j| graph.nodes[j].id.as_str()).collect();
                 if inputs.is_empty() {
                     out.push_str(&format!("{} ({})\n", node.id, node.kind));
                 } else {
-                    out.push_str(&format!("{} ({}) <- {}\n", node.id, node.kind, inputs.join(", ")));
+                    out.push_str(&format!(
+                        "{} ({}) <- {}\n",
+                        node.id,
+                        node.kind,
+                        inputs.join(", ")
+                    ));
                 }
             }
         }
         DagFormat::Dot => {
-            out.push_str("digraph wormflow {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+            out.push_str(
+                "digraph wormflow {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+            );
             for node in &graph.nodes {
-                out.push_str(&format!("  {:?} [label={:?}];\n", node.id, format!("{}\n{}", node.id, node.kind)));
+                out.push_str(&format!(
+                    "  {:?} [label={:?}];\n",
+                    node.id,
+                    format!("{}\n{}", node.id, node.kind)
+                ));
             }
             for (i, ins) in graph.inputs.iter().enumerate() {
                 for &j in ins {
-                    out.push_str(&format!("  {:?} -> {:?};\n", graph.nodes[j].id, graph.nodes[i].id));
+                    out.push_str(&format!(
+                        "  {:?} -> {:?};\n",
+                        graph.nodes[j].id, graph.nodes[i].id
+                    ));
                 }
             }
             out.push_str("}\n");

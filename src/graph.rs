@@ -78,7 +78,9 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
     let mut stages = BTreeMap::new();
     for (name, stage) in raw.stages {
         let pos = span(stage.span());
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(map.error(Some(stage.span()), format!(
                 "stage name {name:?} may only use letters, digits, '_' and '-' (it names directories and environment variables); rename it"
             )));
@@ -92,7 +94,9 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
         // Stages whose names differ only in '-' vs '_' or in case would share one
         // WORMFLOW_INPUT_<STAGE> variable.
         let env = crate::exec::command::input_env_name(&name);
-        if let Some(other) = stages.keys().find(|o: &&String| crate::exec::command::input_env_name(o) == env) {
+        if let Some(other) =
+            stages.keys().find(|o: &&String| crate::exec::command::input_env_name(o) == env)
+        {
             return Err(map.error(Some(stage.span()), format!(
                 "stages {other:?} and {name:?} would both pass their output as ${env}; rename one of them"
             )));
@@ -114,7 +118,9 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 )));
             }
             for (axis, values) in m.into_inner() {
-                if axis.is_empty() || !axis.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if axis.is_empty()
+                    || !axis.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
                     return Err(map.error(Some(values.span()), format!(
                         "stages.{name}.matrix: axis name {axis:?} may only use letters, digits, '_' and '-' (it is part of node ids); rename it"
                     )));
@@ -144,16 +150,23 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 matrix.push((axis, vs));
             }
         }
-        stages.insert(name.clone(), Arc::new(StageDecl {
-            name,
-            pos,
-            kind: stage.kind.get_ref().clone(),
-            kind_pos: span(stage.kind.span()),
-            needs: stage.needs.into_iter().map(|n| (n.get_ref().clone(), span(n.span()))).collect(),
-            params,
-            matrix,
-            matrix_pos,
-        }));
+        stages.insert(
+            name.clone(),
+            Arc::new(StageDecl {
+                name,
+                pos,
+                kind: stage.kind.get_ref().clone(),
+                kind_pos: span(stage.kind.span()),
+                needs: stage
+                    .needs
+                    .into_iter()
+                    .map(|n| (n.get_ref().clone(), span(n.span())))
+                    .collect(),
+                params,
+                matrix,
+                matrix_pos,
+            }),
+        );
     }
     let p = raw.pipeline.into_inner();
     Ok(Declarations {
@@ -187,7 +200,11 @@ pub fn id_value(v: &Value) -> String {
             let ambiguous = s.is_empty()
                 || s.chars().any(|c| matches!(c, ',' | '=' | '[' | ']' | '"') || c.is_control())
                 || serde_json::from_str::<Value>(s).is_ok_and(|parsed| !parsed.is_string());
-            if ambiguous { Value::String(s.clone()).to_string() } else { s.clone() }
+            if ambiguous {
+                Value::String(s.clone()).to_string()
+            } else {
+                s.clone()
+            }
         }
         other => other.to_string(),
     }
@@ -231,14 +248,37 @@ pub fn check_needs(decls: &Declarations) -> Result<Vec<String>, ConfigError> {
             if !decls.stages.contains_key(need) {
                 let hint = closest(need, decls.stages.keys().map(String::as_str))
                     .map(|c| format!("; did you mean {c:?}?"))
-                    .unwrap_or_else(|| format!("; defined stages: {}", decls.stages.keys().cloned().collect::<Vec<_>>().join(", ")));
-                return Err(err(decls, *pos, format!("stage {:?} needs {need:?}, which is not a stage{hint}", stage.name)));
+                    .unwrap_or_else(|| {
+                        format!(
+                            "; defined stages: {}",
+                            decls.stages.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    });
+                return Err(err(
+                    decls,
+                    *pos,
+                    format!("stage {:?} needs {need:?}, which is not a stage{hint}", stage.name),
+                ));
             }
             if need == &stage.name {
-                return Err(err(decls, *pos, format!("stage {:?} needs itself: a cycle {0} → {0}; remove it from `needs`", stage.name)));
+                return Err(err(
+                    decls,
+                    *pos,
+                    format!(
+                        "stage {:?} needs itself: a cycle {0} → {0}; remove it from `needs`",
+                        stage.name
+                    ),
+                ));
             }
             if stage.needs.iter().filter(|(n, _)| n == need).count() > 1 {
-                return Err(err(decls, *pos, format!("stage {:?} needs {need:?} twice; list each stage once in `needs`", stage.name)));
+                return Err(err(
+                    decls,
+                    *pos,
+                    format!(
+                        "stage {:?} needs {need:?} twice; list each stage once in `needs`",
+                        stage.name
+                    ),
+                ));
             }
         }
     }
@@ -309,21 +349,32 @@ pub fn expand_stage(
     needed: &[NeededStage],
     registry: &Registry,
 ) -> Result<Vec<NodeRecipe>, ConfigError> {
-    let e = |pos: Pos, message: String| ConfigError { file: decls_file.to_path_buf(), line_col: pos, message };
+    let e = |pos: Pos, message: String| ConfigError {
+        file: decls_file.to_path_buf(),
+        line_col: pos,
+        message,
+    };
     let name = &stage.name;
     let kind = registry.get(&stage.kind).ok_or_else(|| {
-        let hint = closest(&stage.kind, registry.names()).map(|c| format!("did you mean {c:?}? ")).unwrap_or_default();
-        e(stage.kind_pos, format!(
-            "stages.{name}: unknown kind {:?}; {hint}known kinds: {}",
-            stage.kind,
-            registry.names().collect::<Vec<_>>().join(", ")
-        ))
+        let hint = closest(&stage.kind, registry.names())
+            .map(|c| format!("did you mean {c:?}? "))
+            .unwrap_or_default();
+        e(
+            stage.kind_pos,
+            format!(
+                "stages.{name}: unknown kind {:?}; {hint}known kinds: {}",
+                stage.kind,
+                registry.names().collect::<Vec<_>>().join(", ")
+            ),
+        )
     })?;
     let defaults = kind.defaults();
     if !kind.accepts_any_params() {
         for (k, _, pos) in &stage.params {
             if !defaults.contains_key(k) {
-                let hint = closest(k, defaults.keys().map(String::as_str)).map(|c| format!("did you mean {c:?}? ")).unwrap_or_default();
+                let hint = closest(k, defaults.keys().map(String::as_str))
+                    .map(|c| format!("did you mean {c:?}? "))
+                    .unwrap_or_default();
                 return Err(e(*pos, format!(
                     "stages.{name}.params.{k}: kind {:?} has no parameter {k:?}; {hint}its parameters: {}",
                     stage.kind,
@@ -344,10 +395,13 @@ pub fn expand_stage(
                 .filter(|(k, v)| before.matrix.get(*k) != Some(*v))
                 .map(|(k, v)| format!("{k} = {v} and {k} = {}", before.matrix[k]))
                 .collect();
-            return Err(e(stage.matrix_pos, format!(
+            return Err(e(
+                stage.matrix_pos,
+                format!(
                 "stages.{name}.matrix: the values {} both name the node {id}; make them distinct",
                 differs.join("; ")
-            )));
+            ),
+            ));
         }
         ids.insert(id.clone(), nodes.len());
         let mut params: Map<String, Value> = defaults.clone();
@@ -355,7 +409,8 @@ pub fn expand_stage(
             params.insert("seed".into(), Value::from(pipeline.seed));
         }
         for (k, v, pos) in &stage.params {
-            let v = substitute(v, &combo, pipeline).map_err(|msg| e(*pos, format!("stages.{name}.params.{k}: {msg}")))?;
+            let v = substitute(v, &combo, pipeline)
+                .map_err(|msg| e(*pos, format!("stages.{name}.params.{k}: {msg}")))?;
             params.insert(k.clone(), v);
         }
         let params = Value::Object(params);
@@ -370,7 +425,11 @@ pub fn expand_stage(
                     pairing.stage, pairing.stage
                 )));
             };
-            inputs.push(InputRef { stage: pairing.stage.clone(), nodes: matched.clone(), gathered: pairing.gathered });
+            inputs.push(InputRef {
+                stage: pairing.stage.clone(),
+                nodes: matched.clone(),
+                gathered: pairing.gathered,
+            });
         }
         let deps = kind.file_deps(&params);
         let mut h = Hasher::new("wormflow-recipe-1");
@@ -411,13 +470,20 @@ struct Pairing<'a> {
 impl<'a> Pairing<'a> {
     fn new(needed: &'a NeededStage, own_matrix: &[(String, Vec<Value>)]) -> Pairing<'a> {
         let own_axes: Vec<&String> = own_matrix.iter().map(|(a, _)| a).collect();
-        let shared_axes: Vec<String> = needed.matrix.iter().map(|(a, _)| a).filter(|a| own_axes.contains(a)).cloned().collect();
+        let shared_axes: Vec<String> = needed
+            .matrix
+            .iter()
+            .map(|(a, _)| a)
+            .filter(|a| own_axes.contains(a))
+            .cloned()
+            .collect();
         let mut by_shared_values: HashMap<Vec<&'a Value>, Vec<String>> = HashMap::new();
         for other in combinations(&needed.matrix) {
             let key: Vec<&'a Value> = shared_axes
                 .iter()
                 .map(|a| {
-                    let (_, values) = needed.matrix.iter().find(|(x, _)| x == a).expect("shared axis");
+                    let (_, values) =
+                        needed.matrix.iter().find(|(x, _)| x == a).expect("shared axis");
                     values.iter().find(|v| **v == other[a]).expect("value of the axis")
                 })
                 .collect();
@@ -434,7 +500,11 @@ impl<'a> Pairing<'a> {
 
 /// Replace `${matrix.AXIS}`, `${pipeline.seed}` and `${pipeline.name}` in string values.
 /// A string that is exactly one placeholder takes the value's type (`"${matrix.n}"` → 3).
-pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &PipelineDecl) -> Result<Value, String> {
+pub fn substitute(
+    v: &Value,
+    combo: &BTreeMap<String, Value>,
+    pipeline: &PipelineDecl,
+) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) if s.contains("${") => {
             let lookup = |name: &str| -> Result<Value, String> {
@@ -457,10 +527,16 @@ pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &Pipelin
                 }
             };
             let trimmed = s.trim();
-            if trimmed.starts_with("${") && !s.contains("$${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
+            if trimmed.starts_with("${")
+                && !s.contains("$${")
+                && trimmed.ends_with('}')
+                && trimmed.matches("${").count() == 1
+            {
                 let value = lookup(&trimmed[2..trimmed.len() - 1])?;
                 return Ok(match value {
-                    Value::Number(n) => n.as_f64().map(normalise_float).transpose()?.unwrap_or(Value::Number(n)),
+                    Value::Number(n) => {
+                        n.as_f64().map(normalise_float).transpose()?.unwrap_or(Value::Number(n))
+                    }
                     other => other,
                 });
             }
@@ -475,14 +551,19 @@ pub fn substitute(v: &Value, combo: &BTreeMap<String, Value>, pipeline: &Pipelin
                     continue;
                 }
                 out.push_str(&rest[..start]);
-                let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {s:?}"))? + start;
+                let end = rest[start..]
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?
+                    + start;
                 out.push_str(&render_value(&lookup(&rest[start + 2..end])?));
                 rest = &rest[end + 1..];
             }
             out.push_str(rest);
             Value::String(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, combo, pipeline)).collect::<Result<_, _>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter().map(|x| substitute(x, combo, pipeline)).collect::<Result<_, _>>()?,
+        ),
         Value::Object(m) => {
             let mut o = Map::new();
             for (k, x) in m {
@@ -509,8 +590,10 @@ pub struct Graph {
 
 impl Graph {
     pub fn build(pipeline: PipelineDecl, per_stage: Vec<Arc<Vec<Arc<NodeRecipe>>>>) -> Graph {
-        let nodes: Vec<Arc<NodeRecipe>> = per_stage.iter().flat_map(|v| v.iter().cloned()).collect();
-        let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        let nodes: Vec<Arc<NodeRecipe>> =
+            per_stage.iter().flat_map(|v| v.iter().cloned()).collect();
+        let index: HashMap<String, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
         let inputs: Vec<Vec<usize>> = nodes
             .iter()
             .map(|n| n.inputs.iter().flat_map(|r| r.nodes.iter().map(|id| index[id])).collect())
@@ -532,7 +615,8 @@ impl Graph {
                 out.push(i);
                 continue;
             }
-            let of_stage: Vec<usize> = (0..self.nodes.len()).filter(|&i| &self.nodes[i].stage == s).collect();
+            let of_stage: Vec<usize> =
+                (0..self.nodes.len()).filter(|&i| &self.nodes[i].stage == s).collect();
             if of_stage.is_empty() {
                 let stages = self.nodes.iter().map(|n| n.stage.as_str());
                 let hint = closest(s, stages.chain(self.nodes.iter().map(|n| n.id.as_str())))

@@ -41,7 +41,9 @@ impl fmt::Debug for Hash {
 impl FromStr for Hash {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        blake3::Hash::from_hex(s).map(|h| Hash(*h.as_bytes())).map_err(|_| format!("{s:?} is not a blake3 hex digest"))
+        blake3::Hash::from_hex(s)
+            .map(|h| Hash(*h.as_bytes()))
+            .map_err(|_| format!("{s:?} is not a blake3 hex digest"))
     }
 }
 

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{apply_overrides, parse_raw, ConfigError, SourceMap};
-use crate::graph::{check_needs, declarations, expand_stage, Declarations, Graph, NeededStage, NodeRecipe, StageDecl};
+use crate::graph::{
+    check_needs, declarations, expand_stage, Declarations, Graph, NeededStage, NodeRecipe,
+    StageDecl,
+};
 use crate::kinds::Registry;
 
 #[salsa::db]
@@ -97,20 +100,33 @@ pub fn parsed(db: &dyn Db, src: PipelineSource) -> Result<Arc<Declarations>, Con
 
 /// One stage's declaration; equal after an unrelated edit, so dependents stay memoised.
 #[salsa::tracked(returns(ref))]
-fn stage_decl<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Option<Arc<StageDecl>> {
+fn stage_decl<'db>(
+    db: &'db dyn Db,
+    src: PipelineSource,
+    name: StageName<'db>,
+) -> Option<Arc<StageDecl>> {
     parsed(db, src).as_ref().ok()?.stages.get(name.name(db)).cloned()
 }
 
 /// A stage's matrix: all that its consumers' expansion depends on.
 #[salsa::tracked(returns(ref))]
-fn stage_matrix<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Vec<(String, Vec<serde_json::Value>)> {
+fn stage_matrix<'db>(
+    db: &'db dyn Db,
+    src: PipelineSource,
+    name: StageName<'db>,
+) -> Vec<(String, Vec<serde_json::Value>)> {
     stage_decl(db, src, name).as_ref().map(|d| d.matrix.clone()).unwrap_or_default()
 }
 
 #[salsa::tracked(returns(ref))]
-fn stage_nodes<'db>(db: &'db dyn Db, src: PipelineSource, name: StageName<'db>) -> Result<Arc<Vec<Arc<NodeRecipe>>>, ConfigError> {
+fn stage_nodes<'db>(
+    db: &'db dyn Db,
+    src: PipelineSource,
+    name: StageName<'db>,
+) -> Result<Arc<Vec<Arc<NodeRecipe>>>, ConfigError> {
     COUNTERS.stage_expansions.fetch_add(1, Ordering::Relaxed);
-    let decl = stage_decl(db, src, name).clone().expect("stage_nodes is called for declared stages");
+    let decl =
+        stage_decl(db, src, name).clone().expect("stage_nodes is called for declared stages");
     let needed: Vec<NeededStage> = decl
         .needs
         .iter()
@@ -143,7 +159,8 @@ fn stage_order(db: &dyn Db, src: PipelineSource) -> Result<Vec<String>, ConfigEr
 
 #[salsa::tracked(returns(ref))]
 pub fn graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigError> {
-    build_graph(db, src).map_err(|e| crate::config::attribute_to_overrides(e, src.text(db), src.overrides(db)))
+    build_graph(db, src)
+        .map_err(|e| crate::config::attribute_to_overrides(e, src.text(db), src.overrides(db)))
 }
 
 fn build_graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigError> {
@@ -157,7 +174,12 @@ fn build_graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigErr
 }
 
 /// Plan once, outside any long-lived database (the CLI's usual path).
-pub fn plan_once(registry: Registry, file: PathBuf, text: String, overrides: Vec<String>) -> Result<Arc<Graph>, ConfigError> {
+pub fn plan_once(
+    registry: Registry,
+    file: PathBuf,
+    text: String,
+    overrides: Vec<String>,
+) -> Result<Arc<Graph>, ConfigError> {
     let db = PlanDb::new(registry);
     let src = PipelineSource::new(&db, file, text, overrides);
     graph(&db, src).clone()

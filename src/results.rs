@@ -67,13 +67,19 @@ fn hive_value(v: &Value) -> String {
 /// nodes with one recipe share one result.)
 pub fn damage(workspace: &Path, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
     let dir = dir_of(workspace, node);
-    if !fs::read_link(dir.join(KEY_MARKER)).is_ok_and(|t| t.as_os_str() == action.key.hex().as_str()) {
+    if !fs::read_link(dir.join(KEY_MARKER))
+        .is_ok_and(|t| t.as_os_str() == action.key.hex().as_str())
+    {
         return Some("shows another result".into());
     }
     let mut changed = Vec::new();
     for o in &action.outputs {
         match fs::symlink_metadata(dir.join(&o.path)) {
-            Ok(m) if m.is_file() && m.len() == o.size && m.mtime() == OBJECT_MTIME as i64 && m.mtime_nsec() == 0 => {}
+            Ok(m)
+                if m.is_file()
+                    && m.len() == o.size
+                    && m.mtime() == OBJECT_MTIME as i64
+                    && m.mtime_nsec() == 0 => {}
             Ok(_) => changed.push(format!("{} was edited", o.path)),
             Err(_) => changed.push(format!("{} was removed", o.path)),
         }
@@ -83,7 +89,12 @@ pub fn damage(workspace: &Path, node: &NodeRecipe, action: &ActionRecord) -> Opt
 
 /// Make the action the node's shown result: its files in results/ and the node's ref (what
 /// `status` and `explain` compare with). Returns warnings for the user; never fails.
-pub fn show(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Vec<String> {
+pub fn show(
+    workspace: &Path,
+    store: &Store,
+    node: &NodeRecipe,
+    action: &ActionRecord,
+) -> Vec<String> {
     let mut warnings = Vec::new();
     if let Some(repaired) = link(workspace, store, node, action) {
         warnings.push(format!("results/ {repaired}; restored it from the store"));
@@ -99,7 +110,12 @@ pub fn show(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionR
 /// Make `results/<node>/` show the action's outputs. Returns what had to be repaired
 /// (None when it was current or newly made). Best effort: a workspace that cannot hold the
 /// files does not fail the run.
-fn link(workspace: &Path, store: &Store, node: &NodeRecipe, action: &ActionRecord) -> Option<String> {
+fn link(
+    workspace: &Path,
+    store: &Store,
+    node: &NodeRecipe,
+    action: &ActionRecord,
+) -> Option<String> {
     let why = damage(workspace, node, action)?;
     let dir = dir_of(workspace, node);
     let existed = dir.exists() && why != "shows another result";
@@ -122,7 +138,12 @@ fn replace(dir: &Path, store: &Store, action: &ActionRecord) -> std::io::Result<
     result
 }
 
-fn fill_and_swap(dir: &Path, fresh: &Path, store: &Store, action: &ActionRecord) -> std::io::Result<()> {
+fn fill_and_swap(
+    dir: &Path,
+    fresh: &Path,
+    store: &Store,
+    action: &ActionRecord,
+) -> std::io::Result<()> {
     let parent = dir.parent().expect("results dir has a parent");
     fs::create_dir_all(fresh)?;
     for o in &action.outputs {

@@ -29,7 +29,11 @@ pub fn show(p: &Planned, node: &str, rows: usize) -> Result<ExitCode> {
 
 fn print_action(store: &Store, a: &ActionRecord, current: bool, rows: usize) {
     println!("node     {}", a.node);
-    println!("key      {}{}", a.key, if current { "" } else { "  (STALE: an older result; the pipeline changed since)" });
+    println!(
+        "key      {}{}",
+        a.key,
+        if current { "" } else { "  (STALE: an older result; the pipeline changed since)" }
+    );
     println!("kind     {} (version {})", a.kind, a.stage_version);
     println!("params   {}", crate::hash::canonical_json(&a.params));
     for inp in &a.inputs {
@@ -41,7 +45,11 @@ fn print_action(store: &Store, a: &ActionRecord, current: bool, rows: usize) {
     for (k, v) in &a.provenance {
         println!("{:<8} {}", k, v);
     }
-    println!("outputs  ({} files, {} bytes)", a.outputs.len(), a.outputs.iter().map(|o| o.size).sum::<u64>());
+    println!(
+        "outputs  ({} files, {} bytes)",
+        a.outputs.len(),
+        a.outputs.iter().map(|o| o.size).sum::<u64>()
+    );
     for o in &a.outputs {
         println!("  {:<40} {:>12}  {}", o.path, human_size(o.size), o.hash.short());
     }
@@ -61,7 +69,8 @@ fn preview_parquet(path: &std::path::Path, rows: usize) -> Result<String> {
     let n_cols = schema.fields().len();
     let shown = n_cols.min(MAX_COLUMNS);
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), 0..shown);
-    let reader = builder.with_projection(mask).with_batch_size(rows.max(1)).with_limit(rows).build()?;
+    let reader =
+        builder.with_projection(mask).with_batch_size(rows.max(1)).with_limit(rows).build()?;
     let batches: Vec<_> = reader.collect::<Result<_, _>>()?;
     let mut text = arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
     text.push_str(&format!("\n{total_rows} rows × {n_cols} columns"));

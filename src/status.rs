@@ -58,7 +58,10 @@ impl<'a> Resolver<'a> {
     }
 
     pub fn save_stat_cache(&self) {
-        self.stat_cache.lock().expect("stat cache lock").save(&self.store.root.join("statcache.json"));
+        self.stat_cache
+            .lock()
+            .expect("stat cache lock")
+            .save(&self.store.root.join("statcache.json"));
     }
 
     /// The key of node `i`, given the output hashes of its inputs (in `graph.inputs[i]` order).
@@ -132,7 +135,11 @@ impl<'a> Resolver<'a> {
 
     /// The node's result for its current key if stored (true), else its latest stored
     /// result (false), else None.
-    pub fn current_or_latest(&self, i: usize, state: Option<&NodeState>) -> Option<(ActionRecord, bool)> {
+    pub fn current_or_latest(
+        &self,
+        i: usize,
+        state: Option<&NodeState>,
+    ) -> Option<(ActionRecord, bool)> {
         match state {
             Some(NodeState::Fresh { action, .. }) => Some(((**action).clone(), true)),
             _ => self.store.latest_action(&self.graph.nodes[i].id).map(|a| (a, false)),
@@ -147,19 +154,28 @@ impl<'a> Resolver<'a> {
         };
         if let Some(p) = parts {
             if p.key == last.key {
-                return vec!["the stored output is missing or damaged (run `wormflow verify`)".into()];
+                return vec![
+                    "the stored output is missing or damaged (run `wormflow verify`)".into()
+                ];
             }
         }
         describe_changes(node, parts, &last)
     }
 }
 
-fn describe_changes(node: &NodeRecipe, parts: Option<&KeyParts>, last: &ActionRecord) -> Vec<String> {
+fn describe_changes(
+    node: &NodeRecipe,
+    parts: Option<&KeyParts>,
+    last: &ActionRecord,
+) -> Vec<String> {
     let mut reasons = Vec::new();
     if node.kind != last.kind {
         reasons.push(format!("kind changed: {} → {}", last.kind, node.kind));
     } else if node.version != last.stage_version {
-        reasons.push(format!("stage code `{}` changed (version {} → {})", node.kind, last.stage_version, node.version));
+        reasons.push(format!(
+            "stage code `{}` changed (version {} → {})",
+            node.kind, last.stage_version, node.version
+        ));
     }
     let mut before = Vec::new();
     let mut after = Vec::new();
@@ -178,14 +194,21 @@ fn describe_changes(node: &NodeRecipe, parts: Option<&KeyParts>, last: &ActionRe
         }
     }
     let last_nodes: Vec<&str> = last.inputs.iter().map(|r| r.node.as_str()).collect();
-    let now_nodes: Vec<&str> = node.inputs.iter().flat_map(|r| r.nodes.iter().map(String::as_str)).collect();
+    let now_nodes: Vec<&str> =
+        node.inputs.iter().flat_map(|r| r.nodes.iter().map(String::as_str)).collect();
     if last_nodes != now_nodes {
-        let added: Vec<&str> = now_nodes.iter().filter(|n| !last_nodes.contains(n)).copied().collect();
-        let removed: Vec<&str> = last_nodes.iter().filter(|n| !now_nodes.contains(n)).copied().collect();
+        let added: Vec<&str> =
+            now_nodes.iter().filter(|n| !last_nodes.contains(n)).copied().collect();
+        let removed: Vec<&str> =
+            last_nodes.iter().filter(|n| !now_nodes.contains(n)).copied().collect();
         if added.is_empty() && removed.is_empty() {
             reasons.push("inputs reordered".into());
         } else {
-            reasons.push(format!("inputs changed (added: [{}], removed: [{}])", added.join(", "), removed.join(", ")));
+            reasons.push(format!(
+                "inputs changed (added: [{}], removed: [{}])",
+                added.join(", "),
+                removed.join(", ")
+            ));
         }
     }
     match parts {
@@ -199,7 +222,9 @@ fn describe_changes(node: &NodeRecipe, parts: Option<&KeyParts>, last: &ActionRe
             }
             for d in &p.deps {
                 match last.deps.iter().find(|r| r.path == d.path) {
-                    Some(old) if old.hash != d.hash => reasons.push(format!("file {} changed", d.path)),
+                    Some(old) if old.hash != d.hash => {
+                        reasons.push(format!("file {} changed", d.path))
+                    }
                     None => reasons.push(format!("file {} added to deps", d.path)),
                     _ => {}
                 }
@@ -208,7 +233,10 @@ fn describe_changes(node: &NodeRecipe, parts: Option<&KeyParts>, last: &ActionRe
         None => reasons.push("inputs will be rebuilt first".into()),
     }
     if reasons.is_empty() {
-        reasons.push("the key changed for a reason not recorded (e.g. an older wormflow wrote the result)".into());
+        reasons.push(
+            "the key changed for a reason not recorded (e.g. an older wormflow wrote the result)"
+                .into(),
+        );
     }
     reasons
 }

@@ -5,16 +5,22 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 
+use crate::cli::abbreviated;
 use crate::graph::Graph;
 use crate::hash::Hash;
-use crate::cli::abbreviated;
 use crate::remote::{Direction, Remote, Transfer};
 use crate::status::{NodeState, Resolver};
 use crate::store::Store;
 
 /// Push the current results of the selected nodes (with everything they need: a node's key
 /// cannot be computed without its inputs' outputs). Nodes not built here are listed.
-pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
+pub fn push(
+    graph: &Graph,
+    store: &Store,
+    workspace: &Path,
+    remote: &Remote,
+    nodes: &[String],
+) -> Result<()> {
     let mask = graph.targets(nodes).map_err(|e| anyhow!(e))?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
@@ -31,7 +37,11 @@ pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     remote.push(store, &records, &transfer)?;
     eprintln!("{}", transfer.summary(&remote.name));
     if !not_built.is_empty() {
-        eprintln!("not pushed: {} nodes have no current result here (run them first): {}", not_built.len(), abbreviated(&not_built, 5));
+        eprintln!(
+            "not pushed: {} nodes have no current result here (run them first): {}",
+            not_built.len(),
+            abbreviated(&not_built, 5)
+        );
     }
     Ok(())
 }
@@ -41,7 +51,13 @@ pub fn push(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
 ///
 /// Works in waves: every node whose inputs are settled is keyed, the remote is asked for
 /// all their records at once, and all their objects are fetched together.
-pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nodes: &[String]) -> Result<()> {
+pub fn pull(
+    graph: &Graph,
+    store: &Store,
+    workspace: &Path,
+    remote: &Remote,
+    nodes: &[String],
+) -> Result<()> {
     let mask = graph.targets(nodes).map_err(|e| anyhow!(e))?;
     let _lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
@@ -51,14 +67,18 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     let mut settled: Vec<bool> = mask.iter().map(|m| !m).collect();
     let mut missing = Vec::new();
     loop {
-        let wave: Vec<usize> = (0..n).filter(|&i| !settled[i] && graph.inputs[i].iter().all(|&j| settled[j])).collect();
+        let wave: Vec<usize> = (0..n)
+            .filter(|&i| !settled[i] && graph.inputs[i].iter().all(|&j| settled[j]))
+            .collect();
         if wave.is_empty() {
             break;
         }
         let mut ask = Vec::new();
         for &i in &wave {
             settled[i] = true;
-            let Some(inputs) = graph.inputs[i].iter().map(|&j| outputs[j]).collect::<Option<Vec<Hash>>>() else {
+            let Some(inputs) =
+                graph.inputs[i].iter().map(|&j| outputs[j]).collect::<Option<Vec<Hash>>>()
+            else {
                 missing.push(graph.nodes[i].id.clone());
                 continue;
             };
@@ -88,12 +108,22 @@ pub fn pull(graph: &Graph, store: &Store, workspace: &Path, remote: &Remote, nod
     resolver.save_stat_cache();
     eprintln!("{}", transfer.summary(&remote.name));
     if !missing.is_empty() {
-        eprintln!("{} nodes are not on {} (or need nodes that are not): {}", missing.len(), remote.name, abbreviated(&missing, 5));
+        eprintln!(
+            "{} nodes are not on {} (or need nodes that are not): {}",
+            missing.len(),
+            remote.name,
+            abbreviated(&missing, 5)
+        );
     }
     Ok(())
 }
 
-fn relink(workspace: &Path, store: &Store, node: &crate::graph::NodeRecipe, action: &crate::store::ActionRecord) {
+fn relink(
+    workspace: &Path,
+    store: &Store,
+    node: &crate::graph::NodeRecipe,
+    action: &crate::store::ActionRecord,
+) {
     for w in crate::results::show(workspace, store, node, action) {
         eprintln!("warning: {}: {w}", node.id);
     }

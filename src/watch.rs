@@ -15,9 +15,16 @@ use crate::kinds::Registry;
 use crate::plan::{self, PipelineSource, PlanDb, COUNTERS};
 use crate::store::Store;
 
-pub fn watch(registry: &Registry, file: &Path, overrides: &[String], args: &RunArgs, max_runs: Option<usize>) -> Result<ExitCode> {
+pub fn watch(
+    registry: &Registry,
+    file: &Path,
+    overrides: &[String],
+    args: &RunArgs,
+    max_runs: Option<usize>,
+) -> Result<ExitCode> {
     let mut db = PlanDb::new(registry.clone());
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let src = PipelineSource::new(&db, file.to_path_buf(), text, overrides.to_vec());
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |e| {
@@ -39,9 +46,10 @@ pub fn watch(registry: &Registry, file: &Path, overrides: &[String], args: &RunA
                     after[1] - before[1],
                     after[2] - before[2]
                 );
-                match crate::cli::planned(file, overrides, graph)
-                    .and_then(|p| Store::open(&p.store_root).and_then(|store| run_once(&p, &store, registry, args)))
-                {
+                match crate::cli::planned(file, overrides, graph).and_then(|p| {
+                    Store::open(&p.store_root)
+                        .and_then(|store| run_once(&p, &store, registry, args))
+                }) {
                     Ok(_) => {}
                     Err(e) => eprintln!("error: {e:#}"),
                 }
@@ -55,7 +63,9 @@ pub fn watch(registry: &Registry, file: &Path, overrides: &[String], args: &RunA
         // Wait for a change to the pipeline file, then let the editor finish writing.
         loop {
             let event = rx.recv().context("file watcher stopped")?;
-            let touches_file = event.as_ref().is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == name.as_deref()));
+            let touches_file = event
+                .as_ref()
+                .is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == name.as_deref()));
             if touches_file {
                 std::thread::sleep(Duration::from_millis(100));
                 while rx.try_recv().is_ok() {}

@@ -10,14 +10,20 @@ include!("versions.rs");
 fn hash_path(h: &mut blake3::Hasher, path: &Path) {
     println!("cargo:rerun-if-changed={}", path.display());
     if path.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path).expect("readable source dir").map(|e| e.expect("entry").path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .expect("readable source dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
         entries.sort();
         for e in entries {
             hash_path(h, &e);
         }
     } else {
         h.update(path.to_string_lossy().as_bytes());
-        h.update(&std::fs::read(path).unwrap_or_else(|e| panic!("build.rs: cannot read {}: {e}", path.display())));
+        h.update(
+            &std::fs::read(path)
+                .unwrap_or_else(|e| panic!("build.rs: cannot read {}: {e}", path.display())),
+        );
     }
 }
 

@@ -61,7 +61,10 @@ fn unknown_kind_suggests_the_closest() {
 #[test]
 fn needs_naming_a_missing_stage_suggests_the_closest() {
     let bad = GOOD.replace("needs = [\"train\"]", "needs = [\"trian\"]");
-    rejected(&bad, &["pipeline.toml:11:10", "needs \"trian\", which is not a stage", "did you mean \"train\""]);
+    rejected(
+        &bad,
+        &["pipeline.toml:11:10", "needs \"trian\", which is not a stage", "did you mean \"train\""],
+    );
 }
 
 #[test]
@@ -78,15 +81,24 @@ fn a_cycle_is_printed() {
 #[test]
 fn matrix_placeholder_without_axis_is_located() {
     let bad = GOOD.replace("echo ${matrix.lr}", "echo ${matrix.rate}");
-    rejected(&bad, &["pipeline.toml:7:", "stages.train.params.cmd", "no axis \"rate\"", "axes: lr"]);
+    rejected(
+        &bad,
+        &["pipeline.toml:7:", "stages.train.params.cmd", "no axis \"rate\"", "axes: lr"],
+    );
     let bad = GOOD.replace("cat $WORMFLOW_INPUT_TRAIN", "echo ${matrix.lr} $WORMFLOW_INPUT_TRAIN");
     rejected(&bad, &["stages.report.params.cmd", "this stage has no matrix"]);
 }
 
 #[test]
 fn empty_matrix_is_rejected() {
-    rejected(&GOOD.replace("matrix = { lr = [0.1, 0.01] }", "matrix = { lr = [] }"), &["pipeline.toml:6:", "matrix.lr is an empty list"]);
-    rejected(&GOOD.replace("matrix = { lr = [0.1, 0.01] }", "matrix = {}"), &["pipeline.toml:6:", "stages.train.matrix is empty"]);
+    rejected(
+        &GOOD.replace("matrix = { lr = [0.1, 0.01] }", "matrix = { lr = [] }"),
+        &["pipeline.toml:6:", "matrix.lr is an empty list"],
+    );
+    rejected(
+        &GOOD.replace("matrix = { lr = [0.1, 0.01] }", "matrix = {}"),
+        &["pipeline.toml:6:", "stages.train.matrix is empty"],
+    );
 }
 
 #[test]
@@ -107,7 +119,10 @@ fn failing_node(cmd: &str, expect: &[&str]) {
     assert_eq!(out.status.code(), Some(1));
     let ev = Events::parse(&common::text(&out.stdout));
     assert_eq!(ev.nodes("failed"), ["bad"]);
-    let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"].as_str().unwrap().to_string();
+    let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for e in expect {
         assert!(err.contains(e), "expected {e:?} in {err}");
     }
@@ -120,7 +135,10 @@ fn failing_node(cmd: &str, expect: &[&str]) {
 
 #[test]
 fn a_failing_command_is_reported_with_its_stderr() {
-    failing_node("echo boom >&2; exit 3", &["bad: command", "exited with status 3", "boom", "nothing was stored"]);
+    failing_node(
+        "echo boom >&2; exit 3",
+        &["bad: command", "exited with status 3", "boom", "nothing was stored"],
+    );
 }
 
 #[test]
@@ -138,13 +156,19 @@ fn a_missing_required_output_is_an_error() {
     let ws = Workspace::new("[pipeline]\nname = \"f\"\n[stages.s]\nkind = \"command\"\nparams = { cmd = \"echo > $WORMFLOW_OUT/a\", outputs = [\"a\", \"model.json\"] }\n");
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(common::text(&out.stdout).contains("did not write \\\"model.json\\\""), "{}", common::text(&out.stdout));
+    assert!(
+        common::text(&out.stdout).contains("did not write \\\"model.json\\\""),
+        "{}",
+        common::text(&out.stdout)
+    );
     assert_eq!(ws.action_count(), 0);
 }
 
 #[test]
 fn an_unwritable_store_is_reported() {
-    let ws = Workspace::new(&GOOD.replace("name = \"bad-input\"", "name = \"bad-input\"\nstore = \"blocker/cache\""));
+    let ws = Workspace::new(
+        &GOOD.replace("name = \"bad-input\"", "name = \"bad-input\"\nstore = \"blocker/cache\""),
+    );
     ws.write("blocker", "a file where the store's parent directory should be");
     let stderr = ws.bad(&["run"]);
     assert!(stderr.contains("blocker/cache"), "{stderr}");

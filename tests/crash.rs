@@ -77,7 +77,8 @@ fn two_runs_at_once_share_the_work() {
     let second = spawn_run(&ws);
     let (a, b) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
-    let (ea, eb) = (Events::parse(&common::text(&a.stdout)), Events::parse(&common::text(&b.stdout)));
+    let (ea, eb) =
+        (Events::parse(&common::text(&a.stdout)), Events::parse(&common::text(&b.stdout)));
     // Each run saw every node, and every node ran exactly once in total.
     assert_eq!(ea.ran().len() + ea.cached().len(), N_NODES);
     assert_eq!(eb.ran().len() + eb.cached().len(), N_NODES);

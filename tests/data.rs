@@ -16,13 +16,26 @@ fn repo(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
 }
 
-const DAG_UIDS: [&str; 7] =
-    ["2022-07-26-31", "2022-07-26-38", "2022-07-27-31", "2022-07-27-38", "2022-07-27-45", "2022-08-02-31", "2022-08-02-38"];
+const DAG_UIDS: [&str; 7] = [
+    "2022-07-26-31",
+    "2022-07-26-38",
+    "2022-07-27-31",
+    "2022-07-27-38",
+    "2022-07-27-45",
+    "2022-08-02-31",
+    "2022-08-02-38",
+];
 
 fn dag_pipeline() -> String {
-    let mut files: Vec<String> = DAG_UIDS.iter().map(|u| format!("{{ url = \"{}\" }}", repo(&format!("data/dag2023/{u}-data.h5")))).collect();
+    let mut files: Vec<String> = DAG_UIDS
+        .iter()
+        .map(|u| format!("{{ url = \"{}\" }}", repo(&format!("data/dag2023/{u}-data.h5"))))
+        .collect();
     for f in ["2022-01-16-01-data.h5", "2022-05-02-01-data.h5"] {
-        files.push(format!("{{ url = \"{}\" }}", repo(&format!("tests/fixtures/dag2023_no_id/{f}"))));
+        files.push(format!(
+            "{{ url = \"{}\" }}",
+            repo(&format!("tests/fixtures/dag2023_no_id/{f}"))
+        ));
     }
     files.push(format!("{{ url = \"{}\" }}", repo("data/dag2023/NeuroPAL_labels_dict.json")));
     format!(
@@ -51,7 +64,9 @@ fn expected_labelled(labels: &Value, uid: &str) -> usize {
     let mut n = count.values().filter(|c| **c == 1).count();
     for (_, l) in cols.iter().filter(|(_, l)| l.contains('?')) {
         let hit = neurons::names().iter().find(|name| {
-            name.len() == l.len() && !used.contains(*name) && l.chars().zip(name.chars()).all(|(a, b)| a == '?' || a == b)
+            name.len() == l.len()
+                && !used.contains(*name)
+                && l.chars().zip(name.chars()).all(|(a, b)| a == '?' || a == b)
         });
         if let Some(h) = hit {
             used.insert(h.clone());
@@ -68,8 +83,15 @@ fn dag2023_nine_files_give_seven_labelled_worms() {
     let worms = read_recordings(&ws.file("results/std")).unwrap();
     assert_eq!(worms.iter().map(|w| w.worm.as_str()).collect::<Vec<_>>(), DAG_UIDS);
     let dropped: Value = serde_json::from_str(&ws.read("results/std/dropped.json")).unwrap();
-    assert_eq!(dropped.as_array().unwrap().len(), 2, "the two recordings without identities are dropped: {dropped}");
-    let labels: Value = serde_json::from_slice(&std::fs::read(repo("data/dag2023/NeuroPAL_labels_dict.json")).unwrap()).unwrap();
+    assert_eq!(
+        dropped.as_array().unwrap().len(),
+        2,
+        "the two recordings without identities are dropped: {dropped}"
+    );
+    let labels: Value = serde_json::from_slice(
+        &std::fs::read(repo("data/dag2023/NeuroPAL_labels_dict.json")).unwrap(),
+    )
+    .unwrap();
     for w in &worms {
         assert_eq!(w.labelled().len(), expected_labelled(&labels, &w.worm), "worm {}", w.worm);
         assert_eq!(w.t[0], 0.0);
@@ -103,12 +125,15 @@ fn generic_pipeline(files: &[String]) -> String {
 
 #[test]
 fn kato2015_and_flavell2023_generic_h5() {
-    let kato: Vec<String> = (1..=5).map(|i| repo(&format!("data/kato2015/WT_NoStim_worm{i}.h5"))).collect();
+    let kato: Vec<String> =
+        (1..=5).map(|i| repo(&format!("data/kato2015/WT_NoStim_worm{i}.h5"))).collect();
     let ws = Workspace::new(&generic_pipeline(&kato));
     ws.run_events(&[]);
     let worms = read_recordings(&ws.file("results/std")).unwrap();
     assert_eq!(worms.iter().map(|w| w.labelled().len()).collect::<Vec<_>>(), [38, 44, 32, 47, 31]);
-    assert!(worms.iter().all(|w| w.info.time_is_estimated && w.dataset == "Kato2015" && w.t[0] == 0.0));
+    assert!(worms
+        .iter()
+        .all(|w| w.info.time_is_estimated && w.dataset == "Kato2015" && w.t[0] == 0.0));
     assert!(worms[0].info.citation.contains("Kato"));
 
     let ws = Workspace::new(&generic_pipeline(&[repo("data/flavell2023/2022-08-02-01.h5")]));
@@ -124,9 +149,16 @@ fn kato2015_and_flavell2023_generic_h5() {
 
 /// The default-like pool: 13 real worms from 3 sources, preprocessed and split.
 fn pool_pipeline(extra: &str) -> String {
-    let mut dag: Vec<String> = DAG_UIDS.iter().map(|u| format!("{{ url = \"{}\" }}", repo(&format!("data/dag2023/{u}-data.h5")))).collect();
+    let mut dag: Vec<String> = DAG_UIDS
+        .iter()
+        .map(|u| format!("{{ url = \"{}\" }}", repo(&format!("data/dag2023/{u}-data.h5"))))
+        .collect();
     dag.push(format!("{{ url = \"{}\" }}", repo("data/dag2023/NeuroPAL_labels_dict.json")));
-    let kato: Vec<String> = (1..=5).map(|i| format!("{{ url = \"{}\" }}", repo(&format!("data/kato2015/WT_NoStim_worm{i}.h5")))).collect();
+    let kato: Vec<String> = (1..=5)
+        .map(|i| {
+            format!("{{ url = \"{}\" }}", repo(&format!("data/kato2015/WT_NoStim_worm{i}.h5")))
+        })
+        .collect();
     format!(
         r#"[pipeline]
 name = "pool"
@@ -169,11 +201,19 @@ fn mixed_datasets_follow_source_proportions_over_many_seeds() {
     assert_eq!(split.len(), 13);
     let mut per_source: BTreeMap<String, f64> = BTreeMap::new();
     for s in &seeds {
-        let summary: wormflow_stages::summaries::SampleSummary = wormflow_stages::summaries::read(&ws.file(&format!("results/sample/s={s}/sample.parquet"))).unwrap();
+        let summary: wormflow_stages::summaries::SampleSummary = wormflow_stages::summaries::read(
+            &ws.file(&format!("results/sample/s={s}/sample.parquet")),
+        )
+        .unwrap();
         assert_eq!(summary.n_worms, 3);
         // Windows are inside their worm's half.
-        let windows = read_windows(&ws.file(&format!("results/sample/s={s}/windows.parquet"))).unwrap();
-        let trained: std::collections::BTreeSet<(&str, &str)> = windows.iter().filter(|w| w.set == "train").map(|w| (w.dataset.as_str(), w.worm.as_str())).collect();
+        let windows =
+            read_windows(&ws.file(&format!("results/sample/s={s}/windows.parquet"))).unwrap();
+        let trained: std::collections::BTreeSet<(&str, &str)> = windows
+            .iter()
+            .filter(|w| w.set == "train")
+            .map(|w| (w.dataset.as_str(), w.worm.as_str()))
+            .collect();
         assert_eq!(trained.len(), 3);
         for (d, _) in trained {
             *per_source.entry(d.to_string()).or_default() += 1.0;
@@ -183,12 +223,19 @@ fn mixed_datasets_follow_source_proportions_over_many_seeds() {
             let (a, b) = if w.set == "train" { row.train } else { row.val };
             assert!(w.start >= a && w.start + w.length <= b, "{w:?} outside {a}..{b}");
         }
-        assert_eq!(windows.iter().filter(|w| w.set == "val").count(), 13 * 4, "validation is every worm");
+        assert_eq!(
+            windows.iter().filter(|w| w.set == "val").count(),
+            13 * 4,
+            "validation is every worm"
+        );
     }
     for (source, size) in [("Dag2023", 7.0), ("Kato2015", 5.0), ("Flavell2023", 1.0)] {
         let mean = per_source.get(source).copied().unwrap_or(0.0) / seeds.len() as f64;
         let expected = 3.0 * size / 13.0;
-        assert!((mean - expected).abs() < 0.2, "{source}: {mean:.3} worms per draw, expected {expected:.3}");
+        assert!(
+            (mean - expected).abs() < 0.2,
+            "{source}: {mean:.3} worms per draw, expected {expected:.3}"
+        );
     }
 }
 
@@ -203,8 +250,18 @@ fn stats(v: &[f32]) -> (f64, f64) {
 fn preprocess_properties_on_real_worms() {
     // z-score only: mean 0, std 1 per neuron.
     let ws = Workspace::new(&pool_pipeline(""));
-    ws.run_events(&["--results", "--set", "stages.preprocess.params.smooth_alpha=1.0", "--set", "stages.preprocess.params.resample_dt=0"]);
-    let raw = [read_recordings(&ws.file("results/std_dag")).unwrap(), read_recordings(&ws.file("results/std_generic")).unwrap()].concat();
+    ws.run_events(&[
+        "--results",
+        "--set",
+        "stages.preprocess.params.smooth_alpha=1.0",
+        "--set",
+        "stages.preprocess.params.resample_dt=0",
+    ]);
+    let raw = [
+        read_recordings(&ws.file("results/std_dag")).unwrap(),
+        read_recordings(&ws.file("results/std_generic")).unwrap(),
+    ]
+    .concat();
     let z = read_recordings(&ws.file("results/preprocess")).unwrap();
     assert_eq!(z.len(), 13);
     for w in &z {
@@ -237,20 +294,41 @@ fn preprocess_properties_on_real_worms() {
         assert!(w.traces.iter().flatten().all(|t| t.iter().all(|v| v.is_finite())));
     }
     // The study's resampling rule, as an independent numpy implementation computes it.
-    let python = std::env::var_os("VIRTUAL_ENV").map(|v| std::path::PathBuf::from(v).join("bin/python")).unwrap_or_else(|| "python3".into());
+    let python = std::env::var_os("VIRTUAL_ENV")
+        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|| "python3".into());
     let check = std::process::Command::new(python)
         .arg(repo("tests/resample_numpy.py"))
-        .args(["results/preprocess/recordings.parquet", "results/std_dag/recordings.parquet", "results/std_generic/recordings.parquet"].map(|f| ws.file(f)))
+        .args(
+            [
+                "results/preprocess/recordings.parquet",
+                "results/std_dag/recordings.parquet",
+                "results/std_generic/recordings.parquet",
+            ]
+            .map(|f| ws.file(f)),
+        )
         .output()
         .expect("run tests/resample_numpy.py");
     let report = common::text(&check.stdout);
     println!("{report}");
-    assert!(check.status.success(), "wormflow's resampling differs from numpy's:\n{report}{}", common::text(&check.stderr));
-    assert_eq!(report.matches("block mean of 6").count(), 13, "Dag 2023 (1.67 Hz), Kato 2015 (≈2.9 Hz) and Flavell 2023 all downsample: {report}");
+    assert!(
+        check.status.success(),
+        "wormflow's resampling differs from numpy's:\n{report}{}",
+        common::text(&check.stderr)
+    );
+    assert_eq!(
+        report.matches("block mean of 6").count(),
+        13,
+        "Dag 2023 (1.67 Hz), Kato 2015 (≈2.9 Hz) and Flavell 2023 all downsample: {report}"
+    );
     let first = std::fs::read(ws.file("results/preprocess/recordings.parquet")).unwrap();
     let again = Workspace::new(&pool_pipeline(""));
     again.run_events(&["-j", "1"]);
-    assert_eq!(first, std::fs::read(again.file("results/preprocess/recordings.parquet")).unwrap(), "same input ⇒ same bytes");
+    assert_eq!(
+        first,
+        std::fs::read(again.file("results/preprocess/recordings.parquet")).unwrap(),
+        "same input ⇒ same bytes"
+    );
 }
 
 #[test]
@@ -266,24 +344,34 @@ fn synthetic_sets_are_reproducible_by_seed() {
         let file = format!("results/{stage}/recordings.parquet");
         let bytes = std::fs::read(a.file(&file)).unwrap();
         assert_eq!(bytes, std::fs::read(b.file(&file)).unwrap(), "{stage}: same seed, same bytes");
-        assert_ne!(bytes, std::fs::read(c.file(&file)).unwrap(), "{stage}: another seed, other data");
+        assert_ne!(
+            bytes,
+            std::fs::read(c.file(&file)).unwrap(),
+            "{stage}: another seed, other data"
+        );
     }
     let sines = read_recordings(&a.file("results/sines")).unwrap();
     assert_eq!(sines.len(), 5);
     assert!(sines.iter().all(|w| w.labelled().len() == 50 && w.n_steps() == 300));
     // A neuron observed in two worms has the same frequency but its own phase.
-    let shared = (0..302).find(|&i| sines[0].traces[i].is_some() && sines[1].traces[i].is_some()).unwrap();
+    let shared =
+        (0..302).find(|&i| sines[0].traces[i].is_some() && sines[1].traces[i].is_some()).unwrap();
     assert_ne!(sines[0].traces[shared], sines[1].traces[shared]);
     let wired = read_recordings(&a.file("results/wired")).unwrap();
     let trace = wired[0].traces.iter().flatten().next().unwrap();
     let (_, s) = stats(trace);
-    assert!(s > 0.01 && trace.iter().all(|v| v.is_finite()), "the connectome network moves: std {s}");
+    assert!(
+        s > 0.01 && trace.iter().all(|v| v.is_finite()),
+        "the connectome network moves: std {s}"
+    );
 }
 
 /// Write a generic-h5 worm: traces (T × N), time, names.
 fn write_generic(path: &std::path::Path, traces: &[f64], t: &[f64], names: &[&str]) {
     let mut b = hdf5_pure::FileBuilder::new();
-    b.create_dataset("traces").with_f64_data(traces).with_shape(&[t.len() as u64, names.len() as u64]);
+    b.create_dataset("traces")
+        .with_f64_data(traces)
+        .with_shape(&[t.len() as u64, names.len() as u64]);
     b.create_dataset("time").with_f64_data(t);
     b.create_dataset("neuron_names").with_vlen_strings(names);
     b.set_attr("dataset", hdf5_pure::AttrValue::VarLenString("Fixture".into()));
@@ -301,7 +389,10 @@ fn standardize_fails(setup: impl Fn(&Workspace) -> String, params: &str, expect:
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", common::text(&out.stderr));
     let ev = Events::parse(&common::text(&out.stdout));
-    let failed = ev.0.iter().find(|e| e["event"] == "failed").unwrap_or_else(|| panic!("no failure: {:?}", ev.0));
+    let failed =
+        ev.0.iter()
+            .find(|e| e["event"] == "failed")
+            .unwrap_or_else(|| panic!("no failure: {:?}", ev.0));
     let msg = failed["error"].as_str().unwrap();
     for e in expect {
         assert!(msg.contains(e), "expected {e:?} in {msg}");
@@ -314,11 +405,26 @@ fn standardize_fails(setup: impl Fn(&Workspace) -> String, params: &str, expect:
 fn bad_recordings_are_refused_with_clear_errors() {
     let ok_t = [0.0, 0.5, 1.0, 1.5];
     // Missing file.
-    standardize_fails(|_| "no/such/file.h5".into(), "format = \"generic-h5\"", &["get: depends on the file \"no/such/file.h5\"", "cannot be read"]);
+    standardize_fails(
+        |_| "no/such/file.h5".into(),
+        "format = \"generic-h5\"",
+        &["get: depends on the file \"no/such/file.h5\"", "cannot be read"],
+    );
     // Wrong format: a Flavell file read as generic-h5.
-    standardize_fails(|_| repo("data/dag2023/2022-07-26-31-data.h5"), "format = \"generic-h5\"", &["no readable dataset \"traces\"", "check `format`"]);
+    standardize_fails(
+        |_| repo("data/dag2023/2022-07-26-31-data.h5"),
+        "format = \"generic-h5\"",
+        &["no readable dataset \"traces\"", "check `format`"],
+    );
     // Not HDF5 at all.
-    standardize_fails(|ws| { ws.write("x.h5", "not hdf5"); "x.h5".into() }, "format = \"generic-h5\"", &["x.h5", "cannot read as HDF5"]);
+    standardize_fails(
+        |ws| {
+            ws.write("x.h5", "not hdf5");
+            "x.h5".into()
+        },
+        "format = \"generic-h5\"",
+        &["x.h5", "cannot read as HDF5"],
+    );
     // HDF5 without the expected dataset.
     standardize_fails(
         |ws| {
@@ -332,24 +438,51 @@ fn bad_recordings_are_refused_with_clear_errors() {
     );
     // NaN and Inf inside a labelled trace.
     standardize_fails(
-        |ws| { write_generic(&ws.file("n.h5"), &[1.0, 2.0, f64::NAN, 3.0, 0.0, 1.0, 4.0, 2.0], &ok_t, &["AVAL", "AVAR"]); "n.h5".into() },
+        |ws| {
+            write_generic(
+                &ws.file("n.h5"),
+                &[1.0, 2.0, f64::NAN, 3.0, 0.0, 1.0, 4.0, 2.0],
+                &ok_t,
+                &["AVAL", "AVAR"],
+            );
+            "n.h5".into()
+        },
         "format = \"generic-h5\"",
         &["neuron AVAL", "NaN at frame 1", "nan = \"interpolate\""],
     );
     standardize_fails(
-        |ws| { write_generic(&ws.file("i.h5"), &[1.0, 2.0, 3.0, f64::INFINITY, 0.0, 1.0, 4.0, 2.0], &ok_t, &["AVAL", "AVAR"]); "i.h5".into() },
+        |ws| {
+            write_generic(
+                &ws.file("i.h5"),
+                &[1.0, 2.0, 3.0, f64::INFINITY, 0.0, 1.0, 4.0, 2.0],
+                &ok_t,
+                &["AVAL", "AVAR"],
+            );
+            "i.h5".into()
+        },
         "format = \"generic-h5\"",
         &["neuron AVAR", "infinite at frame 1"],
     );
     // Zero-length recording.
     standardize_fails(
-        |ws| { write_generic(&ws.file("z.h5"), &[], &[], &["AVAL"]); "z.h5".into() },
+        |ws| {
+            write_generic(&ws.file("z.h5"), &[], &[], &["AVAL"]);
+            "z.h5".into()
+        },
         "format = \"generic-h5\"",
         &["recording is empty"],
     );
     // Non-monotonic time stamps.
     standardize_fails(
-        |ws| { write_generic(&ws.file("t.h5"), &[1.0, 2.0, 3.0, 4.0], &[0.0, 0.5, 0.4, 1.0], &["AVAL"]); "t.h5".into() },
+        |ws| {
+            write_generic(
+                &ws.file("t.h5"),
+                &[1.0, 2.0, 3.0, 4.0],
+                &[0.0, 0.5, 0.4, 1.0],
+                &["AVAL"],
+            );
+            "t.h5".into()
+        },
         "format = \"generic-h5\"",
         &["not increasing at frame 2"],
     );
@@ -357,7 +490,11 @@ fn bad_recordings_are_refused_with_clear_errors() {
     standardize_fails(
         |ws| {
             ws.write("labels.json", "{\"2022-07-26-38\": {}}");
-            std::fs::copy(repo("data/dag2023/2022-07-26-31-data.h5"), ws.file("2022-07-26-31-data.h5")).unwrap();
+            std::fs::copy(
+                repo("data/dag2023/2022-07-26-31-data.h5"),
+                ws.file("2022-07-26-31-data.h5"),
+            )
+            .unwrap();
             "2022-07-26-31-data.h5\" }, { url = \"labels.json".into()
         },
         "format = \"flavell-h5\", labels = \"labels.json\"",
@@ -368,11 +505,19 @@ fn bad_recordings_are_refused_with_clear_errors() {
 #[test]
 fn nan_gaps_can_be_interpolated_on_request() {
     let ws = Workspace::new("");
-    write_generic(&ws.file("n.h5"), &[1.0, 2.0, f64::NAN, 3.0, 5.0, 1.0, 7.0, 2.0], &[0.0, 0.5, 1.0, 1.5], &["AVAL", "AVAR"]);
+    write_generic(
+        &ws.file("n.h5"),
+        &[1.0, 2.0, f64::NAN, 3.0, 5.0, 1.0, 7.0, 2.0],
+        &[0.0, 0.5, 1.0, 1.5],
+        &["AVAL", "AVAR"],
+    );
     ws.write("pipeline.toml", "[pipeline]\nname = \"n\"\n[stages.get]\nkind = \"download\"\nparams = { files = [{ url = \"n.h5\" }] }\n[stages.std]\nkind = \"standardize\"\nneeds = [\"get\"]\nparams = { format = \"generic-h5\", nan = \"interpolate\" }\n");
     ws.run_events(&[]);
     let w = &read_recordings(&ws.file("results/std")).unwrap()[0];
-    assert_eq!(w.traces[neurons::index_of("AVAL").unwrap()].as_deref(), Some(&[1.0f32, 3.0, 5.0, 7.0][..]));
+    assert_eq!(
+        w.traces[neurons::index_of("AVAL").unwrap()].as_deref(),
+        Some(&[1.0f32, 3.0, 5.0, 7.0][..])
+    );
 }
 
 #[test]

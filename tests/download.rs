@@ -56,7 +56,12 @@ impl Server {
     }
 }
 
-fn serve(mut stream: TcpStream, routes: &[Route], log: &Mutex<Vec<String>>, cut_done: &Mutex<bool>) {
+fn serve(
+    mut stream: TcpStream,
+    routes: &[Route],
+    log: &Mutex<Vec<String>>,
+    cut_done: &Mutex<bool>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut first = String::new();
     if reader.read_line(&mut first).is_err() {
@@ -75,7 +80,9 @@ fn serve(mut stream: TcpStream, routes: &[Route], log: &Mutex<Vec<String>>, cut_
     }
     log.lock().unwrap().push(format!("GET {path} range={range_from:?}"));
     let Some(route) = routes.iter().find(|r| r.path == path) else {
-        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found");
+        let _ = stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        );
         return;
     };
     let from = range_from.unwrap_or(0).min(route.body.len());
@@ -91,7 +98,9 @@ fn serve(mut stream: TcpStream, routes: &[Route], log: &Mutex<Vec<String>>, cut_
         format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n", part.len())
     };
     let _ = stream.write_all(head.as_bytes());
-    let cut_now = route.cut_first && range_from.is_none() && !std::mem::replace(&mut *cut_done.lock().unwrap(), true);
+    let cut_now = route.cut_first
+        && range_from.is_none()
+        && !std::mem::replace(&mut *cut_done.lock().unwrap(), true);
     if cut_now {
         let _ = stream.write_all(&part[..part.len() / 2]);
         let _ = stream.flush();
@@ -128,7 +137,11 @@ fn route(path: &'static str, body: Vec<u8>) -> Route {
 fn a_good_file_is_fetched_and_pinned() {
     let data = body(300_000, 1);
     let server = Server::start(vec![route("/good.bin", data.clone())]);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/good.bin"), b3(&data))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", blake3 = \"{}\" }}",
+        server.url("/good.bin"),
+        b3(&data)
+    )));
     let ev = ws.run_events(&[]);
     assert_eq!(ev.ran(), ["get"]);
     assert_eq!(std::fs::read(ws.file("results/get/good.bin")).unwrap(), data);
@@ -139,7 +152,10 @@ fn a_good_file_is_fetched_and_pinned() {
     // sha256 is accepted too.
     use sha2::Digest;
     let sha: String = sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", sha256 = \"{sha}\", path = \"x/y.bin\" }}", server.url("/good.bin"))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", sha256 = \"{sha}\", path = \"x/y.bin\" }}",
+        server.url("/good.bin")
+    )));
     ws.run_events(&[]);
     assert_eq!(std::fs::read(ws.file("results/get/x/y.bin")).unwrap(), data);
 }
@@ -147,11 +163,18 @@ fn a_good_file_is_fetched_and_pinned() {
 #[test]
 fn a_404_is_reported_and_nothing_stored() {
     let server = Server::start(vec![]);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/missing.h5"), b3(b"x"))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", blake3 = \"{}\" }}",
+        server.url("/missing.h5"),
+        b3(b"x")
+    )));
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let ev = Events::parse(&common::text(&out.stdout));
-    let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"].as_str().unwrap().to_string();
+    let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(err.contains("HTTP 404") && err.contains("/missing.h5"), "{err}");
     assert_eq!(server.requests().len(), 1, "a 404 is not retried");
     assert_eq!(ws.action_count(), 0);
@@ -161,13 +184,21 @@ fn a_404_is_reported_and_nothing_stored() {
 fn a_cut_connection_is_resumed_with_range() {
     let data = body(400_000, 2);
     let server = Server::start(vec![Route { cut_first: true, ..route("/cut.bin", data.clone()) }]);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/cut.bin"), b3(&data))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", blake3 = \"{}\" }}",
+        server.url("/cut.bin"),
+        b3(&data)
+    )));
     ws.run_events(&[]);
     assert_eq!(std::fs::read(ws.file("results/get/cut.bin")).unwrap(), data);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[0], "GET /cut.bin range=None");
-    assert_eq!(reqs[1], format!("GET /cut.bin range=Some({})", data.len() / 2), "the retry asks for the rest");
+    assert_eq!(
+        reqs[1],
+        format!("GET /cut.bin range=Some({})", data.len() / 2),
+        "the retry asks for the rest"
+    );
 }
 
 #[test]
@@ -175,7 +206,10 @@ fn a_wrong_checksum_stores_nothing() {
     let data = body(10_000, 3);
     let server = Server::start(vec![route("/wrong.bin", data.clone())]);
     let pin = b3(b"something else");
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{pin}\" }}", server.url("/wrong.bin"))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", blake3 = \"{pin}\" }}",
+        server.url("/wrong.bin")
+    )));
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = common::text(&out.stdout);
@@ -188,9 +222,17 @@ fn a_wrong_checksum_stores_nothing() {
 fn a_slow_server_reports_progress() {
     let data = body(200_000, 4);
     let server = Server::start(vec![Route { slow: true, ..route("/slow.bin", data.clone()) }]);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/slow.bin"), b3(&data))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", blake3 = \"{}\" }}",
+        server.url("/slow.bin"),
+        b3(&data)
+    )));
     let ev = ws.run_events(&[]);
-    let fractions: Vec<f64> = ev.0.iter().filter(|e| e["event"] == "progress").map(|e| e["fraction"].as_f64().unwrap()).collect();
+    let fractions: Vec<f64> =
+        ev.0.iter()
+            .filter(|e| e["event"] == "progress")
+            .map(|e| e["fraction"].as_f64().unwrap())
+            .collect();
     assert!(fractions.len() >= 3, "progress events: {fractions:?}");
     assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
     let last = ev.0.iter().rfind(|e| e["event"] == "progress").unwrap();
@@ -201,7 +243,10 @@ fn a_slow_server_reports_progress() {
 fn mirrors_are_used_first_and_checked() {
     let data = body(5_000, 5);
     let server = Server::start(vec![route("/f.bin", data.clone())]);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/f.bin"), b3(&data))).replace("retries = 3", "retries = 3, mirrors = [\"mirror\"]"));
+    let ws = Workspace::new(
+        &pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\" }}", server.url("/f.bin"), b3(&data)))
+            .replace("retries = 3", "retries = 3, mirrors = [\"mirror\"]"),
+    );
     std::fs::create_dir_all(ws.file("mirror")).unwrap();
     std::fs::write(ws.file("mirror/f.bin"), &data).unwrap();
     ws.run_events(&[]);
@@ -270,7 +315,11 @@ fn archives_are_extracted_and_zip_slip_refused() {
     assert_eq!(ws.read("results/get/good/worms/b.h5"), "bbb");
     assert_eq!(ws.read("results/get/good/z/c.json"), "{}");
     for (path, bytes) in [("/evil.tar.gz", &evil_tgz), ("/evil.zip", &evil_zip)] {
-        let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", blake3 = \"{}\", extract = true }}", server.url(path), b3(bytes))));
+        let ws = Workspace::new(&pipeline(&format!(
+            "{{ url = \"{}\", blake3 = \"{}\", extract = true }}",
+            server.url(path),
+            b3(bytes)
+        )));
         let out = ws.wf(&["run", "--json"]);
         assert_eq!(out.status.code(), Some(1), "{path}");
         let stdout = common::text(&out.stdout);
@@ -291,7 +340,8 @@ fn unpinned_urls_are_rejected_at_plan_time() {
 fn allow_unpinned_fetches_once_and_writes_the_pins() {
     let data = body(50_000, 7);
     let server = Server::start(vec![route("/first.bin", data.clone())]);
-    let text = pipeline(&format!("{{ url = \"{}\" }}", server.url("/first.bin"))).replace("retries = 3", "allow_unpinned = true, retries = 3");
+    let text = pipeline(&format!("{{ url = \"{}\" }}", server.url("/first.bin")))
+        .replace("retries = 3", "allow_unpinned = true, retries = 3");
     let ws = Workspace::new(&text);
     assert_eq!(ws.run_events(&[]).ran(), ["get"]);
     assert_eq!(std::fs::read(ws.file("results/get/first.bin")).unwrap(), data);

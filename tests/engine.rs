@@ -31,7 +31,16 @@ kind = "command"
 params = { cmd = "echo side > $WORMFLOW_OUT/side.txt" }
 "#;
 
-const ALL: [&str; 8] = ["double[n=1]", "double[n=2]", "double[n=3]", "side", "src[n=1]", "src[n=2]", "src[n=3]", "total"];
+const ALL: [&str; 8] = [
+    "double[n=1]",
+    "double[n=2]",
+    "double[n=3]",
+    "side",
+    "src[n=1]",
+    "src[n=2]",
+    "src[n=3]",
+    "total",
+];
 
 #[test]
 fn fresh_run_runs_everything_and_a_second_run_nothing() {
@@ -44,7 +53,11 @@ fn fresh_run_runs_everything_and_a_second_run_nothing() {
     assert_eq!(second.cached(), ALL);
     // Without --json the user is told in words.
     let out = ws.wf(&["run"]);
-    assert!(common::text(&out.stderr).contains("Nothing to do: all 8 nodes are up to date"), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains("Nothing to do: all 8 nodes are up to date"),
+        "{}",
+        common::text(&out.stderr)
+    );
 }
 
 #[test]
@@ -67,7 +80,12 @@ fn set_overrides_act_like_edits() {
     // The override is not persisted: without it, the original results are still stored.
     assert!(ws.run_events(&[]).ran().is_empty());
     // An override can extend a matrix too.
-    let ev = ws.run_events(&["--set", "stages.src.matrix.n=[1, 2, 3, 4]", "--set", "stages.double.matrix.n=[1, 2, 3, 4]"]);
+    let ev = ws.run_events(&[
+        "--set",
+        "stages.src.matrix.n=[1, 2, 3, 4]",
+        "--set",
+        "stages.double.matrix.n=[1, 2, 3, 4]",
+    ]);
     assert_eq!(ev.ran(), ["double[n=4]", "src[n=4]", "total"]);
 }
 
@@ -165,7 +183,11 @@ fn file_deps_are_hashed_by_content() {
     std::fs::remove_file(ws.file("step.sh")).unwrap();
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(common::text(&out.stdout).contains("depends on the file \\\"step.sh\\\""), "{}", common::text(&out.stdout));
+    assert!(
+        common::text(&out.stdout).contains("depends on the file \\\"step.sh\\\""),
+        "{}",
+        common::text(&out.stdout)
+    );
 }
 
 #[test]
@@ -178,12 +200,19 @@ fn force_reruns_a_cached_node_and_targets_limit_the_run() {
     assert_eq!(ev.cached(), ["src[n=2]"]);
     let out = ws.wf(&["run", "sorc"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(common::text(&out.stderr).contains("did you mean \"src"), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains("did you mean \"src"),
+        "{}",
+        common::text(&out.stderr)
+    );
 }
 
 #[test]
 fn a_failed_node_stores_nothing_and_its_dependents_are_skipped() {
-    let failing = PIPELINE.replace("echo ${matrix.n} > $WORMFLOW_OUT/n.txt", "test ${matrix.n} != 2 && echo ${matrix.n} > $WORMFLOW_OUT/n.txt");
+    let failing = PIPELINE.replace(
+        "echo ${matrix.n} > $WORMFLOW_OUT/n.txt",
+        "test ${matrix.n} != 2 && echo ${matrix.n} > $WORMFLOW_OUT/n.txt",
+    );
     let ws = Workspace::new(&failing);
     let out = ws.wf(&["run", "--json", "--keep-going", "-j", "1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -237,7 +266,10 @@ fn dag_renders_text_dot_and_mermaid() {
     let dot = ws.ok(&["dag", "--format", "dot"]);
     assert!(dot.starts_with("digraph") && dot.contains("\"double[n=1]\" -> \"total\";"), "{dot}");
     let mermaid = ws.ok(&["dag", "--format", "mermaid"]);
-    assert!(mermaid.starts_with("flowchart LR") && mermaid.matches("-->").count() == 6, "{mermaid}");
+    assert!(
+        mermaid.starts_with("flowchart LR") && mermaid.matches("-->").count() == 6,
+        "{mermaid}"
+    );
 }
 
 #[test]
@@ -262,7 +294,12 @@ fn write_parquet(path: &std::path::Path) {
         ("AVAL", Arc::new(Float32Array::from(vec![0.5, 0.25, -1.0])) as arrow::array::ArrayRef),
     ])
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }

@@ -34,23 +34,62 @@ fn write_zimmer(path: &std::path::Path) {
     let mut refs = b.create_group("#refs#");
     // Worm 1: 5 steps × 3 traces (MATLAB T × N, stored N × T).
     let w1: Vec<f64> = (0..3).flat_map(|c| (0..5).map(move |r| (c * 10 + r) as f64)).collect();
-    refs.create_dataset("t1").with_f64_data(&w1).with_shape(&[3, 5]).set_attr("MATLAB_class", class("double"));
-    refs.create_dataset("v1").with_f64_data(&[0.0, 0.3, 0.6, 0.9, 1.2]).with_shape(&[1, 5]).set_attr("MATLAB_class", class("double"));
-    refs.create_dataset("n_aval").with_u16_data(&utf16("AVAL")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
-    refs.create_dataset("n_empty").with_u64_data(&[0, 0]).set_attr("MATLAB_class", class("double")).set_attr("MATLAB_empty", AttrValue::U8(1));
-    refs.create_dataset("n_riml").with_u16_data(&utf16("RIML")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
-    refs.create_dataset("n_cands").with_path_references(&["#refs#/n_empty", "#refs#/n_riml"]).set_attr("MATLAB_class", class("cell"));
-    refs.create_dataset("ids1").with_path_references(&["#refs#/n_aval", "#refs#/n_empty", "#refs#/n_cands"]).set_attr("MATLAB_class", class("cell"));
+    refs.create_dataset("t1")
+        .with_f64_data(&w1)
+        .with_shape(&[3, 5])
+        .set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("v1")
+        .with_f64_data(&[0.0, 0.3, 0.6, 0.9, 1.2])
+        .with_shape(&[1, 5])
+        .set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("n_aval")
+        .with_u16_data(&utf16("AVAL"))
+        .with_shape(&[4, 1])
+        .set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("n_empty")
+        .with_u64_data(&[0, 0])
+        .set_attr("MATLAB_class", class("double"))
+        .set_attr("MATLAB_empty", AttrValue::U8(1));
+    refs.create_dataset("n_riml")
+        .with_u16_data(&utf16("RIML"))
+        .with_shape(&[4, 1])
+        .set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("n_cands")
+        .with_path_references(&["#refs#/n_empty", "#refs#/n_riml"])
+        .set_attr("MATLAB_class", class("cell"));
+    refs.create_dataset("ids1")
+        .with_path_references(&["#refs#/n_aval", "#refs#/n_empty", "#refs#/n_cands"])
+        .set_attr("MATLAB_class", class("cell"));
     // Worm 2: 4 steps × 1 trace.
-    refs.create_dataset("t2").with_f64_data(&[5.0, 6.0, 7.0, 8.0]).with_shape(&[1, 4]).set_attr("MATLAB_class", class("double"));
-    refs.create_dataset("v2").with_f64_data(&[0.0, 0.5, 1.0, 1.5]).with_shape(&[1, 4]).set_attr("MATLAB_class", class("double"));
-    refs.create_dataset("n_ava").with_u16_data(&utf16("AVAR")).with_shape(&[4, 1]).set_attr("MATLAB_class", class("char"));
-    refs.create_dataset("ids2").with_path_references(&["#refs#/n_ava"]).set_attr("MATLAB_class", class("cell"));
+    refs.create_dataset("t2")
+        .with_f64_data(&[5.0, 6.0, 7.0, 8.0])
+        .with_shape(&[1, 4])
+        .set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("v2")
+        .with_f64_data(&[0.0, 0.5, 1.0, 1.5])
+        .with_shape(&[1, 4])
+        .set_attr("MATLAB_class", class("double"));
+    refs.create_dataset("n_ava")
+        .with_u16_data(&utf16("AVAR"))
+        .with_shape(&[4, 1])
+        .set_attr("MATLAB_class", class("char"));
+    refs.create_dataset("ids2")
+        .with_path_references(&["#refs#/n_ava"])
+        .set_attr("MATLAB_class", class("cell"));
     b.add_group(refs.finish());
     let mut s = b.create_group("WT_NoStim");
-    s.create_dataset("IDs").with_path_references(&["#refs#/ids1", "#refs#/ids2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
-    s.create_dataset("traces").with_path_references(&["#refs#/t1", "#refs#/t2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
-    s.create_dataset("timeVectorSeconds").with_path_references(&["#refs#/v1", "#refs#/v2"]).with_shape(&[2, 1]).set_attr("MATLAB_class", class("cell"));
+    s.create_dataset("IDs")
+        .with_path_references(&["#refs#/ids1", "#refs#/ids2"])
+        .with_shape(&[2, 1])
+        .set_attr("MATLAB_class", class("cell"));
+    s.create_dataset("traces")
+        .with_path_references(&["#refs#/t1", "#refs#/t2"])
+        .with_shape(&[2, 1])
+        .set_attr("MATLAB_class", class("cell"));
+    s.create_dataset("timeVectorSeconds")
+        .with_path_references(&["#refs#/v1", "#refs#/v2"])
+        .with_shape(&[2, 1])
+        .set_attr("MATLAB_class", class("cell"));
     b.add_group(s.finish());
     b.write(path).unwrap();
 }
@@ -59,14 +98,25 @@ fn write_zimmer(path: &std::path::Path) {
 fn zimmer_mat_cells_of_names_traces_and_times() {
     let ws = Workspace::new("");
     write_zimmer(&ws.file("WT_NoStim.mat"));
-    let worms = standardize(&ws, &["WT_NoStim.mat"], "format = \"zimmer-mat\", dataset = \"Kato2015\"");
+    let worms =
+        standardize(&ws, &["WT_NoStim.mat"], "format = \"zimmer-mat\", dataset = \"Kato2015\"");
     assert_eq!(worms.len(), 2);
     let w = &worms[0];
     assert_eq!(w.worm, "WT_NoStim_worm1");
-    assert_eq!(w.labelled(), ["AVAL", "RIML"], "empty entry skipped; first non-empty candidate taken");
+    assert_eq!(
+        w.labelled(),
+        ["AVAL", "RIML"],
+        "empty entry skipped; first non-empty candidate taken"
+    );
     // Column 0 (AVAL) over time is 0..5; column 2 (RIML) is 20..25 — transposed from N × T.
-    assert_eq!(w.traces[index_of("AVAL").unwrap()].as_deref(), Some(&[0.0f32, 1.0, 2.0, 3.0, 4.0][..]));
-    assert_eq!(w.traces[index_of("RIML").unwrap()].as_deref(), Some(&[20.0f32, 21.0, 22.0, 23.0, 24.0][..]));
+    assert_eq!(
+        w.traces[index_of("AVAL").unwrap()].as_deref(),
+        Some(&[0.0f32, 1.0, 2.0, 3.0, 4.0][..])
+    );
+    assert_eq!(
+        w.traces[index_of("RIML").unwrap()].as_deref(),
+        Some(&[20.0f32, 21.0, 22.0, 23.0, 24.0][..])
+    );
     assert_eq!(w.t, [0.0, 0.3, 0.6, 0.9, 1.2]);
     assert_eq!(worms[1].labelled(), ["AVAR"]);
     assert_eq!(worms[1].dataset, "Kato2015");
@@ -83,7 +133,12 @@ fn zimmer_mat_without_the_struct_fields_is_refused() {
     ws.write("pipeline.toml", "[pipeline]\nname = \"f\"\n[stages.get]\nkind = \"download\"\nparams = { files = [{ url = \"WT_Stim.mat\" }] }\n[stages.std]\nkind = \"standardize\"\nneeds = [\"get\"]\nparams = { format = \"zimmer-mat\" }\n");
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(common::text(&out.stdout).contains("none of the fields [\\\"IDs\\\", \\\"NeuronNames\\\", \\\"neuron_ID\\\"]"), "{}", common::text(&out.stdout));
+    assert!(
+        common::text(&out.stdout)
+            .contains("none of the fields [\\\"IDs\\\", \\\"NeuronNames\\\", \\\"neuron_ID\\\"]"),
+        "{}",
+        common::text(&out.stdout)
+    );
 }
 
 #[test]
@@ -92,7 +147,11 @@ fn leifer_text_files() {
     ws.write("0_gcamp.txt", "1.0 nan 3.0\n2.0 nan 4.0\n3.0 nan 5.5\n");
     ws.write("0_labels.txt", "AVA\n\nRIML\nEXTRA\n");
     ws.write("0_t.txt", "0.0e+00\n6.0e-01\n1.2e+00\n");
-    let worms = standardize(&ws, &["0_gcamp.txt", "0_labels.txt", "0_t.txt"], "format = \"leifer\", dataset = \"Leifer2023\"");
+    let worms = standardize(
+        &ws,
+        &["0_gcamp.txt", "0_labels.txt", "0_t.txt"],
+        "format = \"leifer\", dataset = \"Leifer2023\"",
+    );
     let w = &worms[0];
     assert_eq!(w.worm, "worm0");
     assert_eq!(w.labelled(), ["AVAL", "RIML"], "AVA without a side resolves to the free side");
@@ -110,7 +169,11 @@ fn flavell_json_wormwideweb() {
             "timestamp_confocal": [100.0, 100.6, 101.2],
             "labeled": {"1": {"label": "SAAD?"}, "3": {"label": "VB02"}}}"#,
     );
-    let worms = standardize(&ws, &["2023-01-01-01.json"], "format = \"flavell-json\", dataset = \"Flavell2023\"");
+    let worms = standardize(
+        &ws,
+        &["2023-01-01-01.json"],
+        "format = \"flavell-json\", dataset = \"Flavell2023\"",
+    );
     let w = &worms[0];
     assert_eq!(w.worm, "2023-01-01-01");
     assert_eq!(w.labelled(), ["SAADL", "VB2"]);
@@ -121,10 +184,19 @@ fn flavell_json_wormwideweb() {
 /// The study's HDF5 copy of an Atanas 2023 recording: root trace_array_F20 (time × neuron),
 /// neuropal_label ("missing" = unidentified; variable-length strings as Julia writes them,
 /// or fixed-length NUL-padded ones as h5py writes a numpy `S` array), timestamp_confocal.
-fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64], fixed_length: bool) {
-    let traces: Vec<f64> = (0..times.len()).flat_map(|r| (0..labels.len()).map(move |c| (c * 10 + r) as f64)).collect();
+fn write_flavell_2023_h5(
+    path: &std::path::Path,
+    labels: &[&str],
+    times: &[f64],
+    fixed_length: bool,
+) {
+    let traces: Vec<f64> = (0..times.len())
+        .flat_map(|r| (0..labels.len()).map(move |c| (c * 10 + r) as f64))
+        .collect();
     let mut b = FileBuilder::new();
-    b.create_dataset("trace_array_F20").with_f64_data(&traces).with_shape(&[times.len() as u64, labels.len() as u64]);
+    b.create_dataset("trace_array_F20")
+        .with_f64_data(&traces)
+        .with_shape(&[times.len() as u64, labels.len() as u64]);
     let names = b.create_dataset("neuropal_label");
     if fixed_length {
         names.with_ascii_strings_sized(labels, 8).unwrap();
@@ -138,18 +210,31 @@ fn write_flavell_2023_h5(path: &std::path::Path, labels: &[&str], times: &[f64],
 #[test]
 fn flavell_2023_reads_the_archives_json_and_h5_copies() {
     let ws = Workspace::new("");
-    write_flavell_2023_h5(&ws.file("2022-06-14-01.h5"), &["AVAL", "missing", "SAAD?", "SAAD?"], &[50.0, 50.6, 51.2], false);
+    write_flavell_2023_h5(
+        &ws.file("2022-06-14-01.h5"),
+        &["AVAL", "missing", "SAAD?", "SAAD?"],
+        &[50.0, 50.6, 51.2],
+        false,
+    );
     write_flavell_2023_h5(&ws.file("2022-06-14-02.h5"), &["missing", "RIMR"], &[0.0, 0.6], true);
     ws.write(
         "2023-01-01-01.json",
         r#"{"uid": "2023-01-01-01", "trace_array": [[1, 2], [3, 4]], "timestamp_confocal": [0.0, 0.6], "labeled": {"2": {"label": "RIML"}}}"#,
     );
     ws.write("README.txt", "not a recording");
-    let worms = standardize(&ws, &["2022-06-14-01.h5", "2022-06-14-02.h5", "2023-01-01-01.json", "README.txt"], "format = \"flavell-2023\", dataset = \"Flavell2023\"");
+    let worms = standardize(
+        &ws,
+        &["2022-06-14-01.h5", "2022-06-14-02.h5", "2023-01-01-01.json", "README.txt"],
+        "format = \"flavell-2023\", dataset = \"Flavell2023\"",
+    );
     assert_eq!(worms.len(), 3, "README.txt is outside the default *.{{json,h5}}");
     let h5 = &worms[0];
     assert_eq!(h5.worm, "2022-06-14-01");
-    assert_eq!(h5.labelled(), ["AVAL", "SAADL", "SAADR"], "\"missing\" is unidentified; the two SAAD? take both sides");
+    assert_eq!(
+        h5.labelled(),
+        ["AVAL", "SAADL", "SAADR"],
+        "\"missing\" is unidentified; the two SAAD? take both sides"
+    );
     // Column 0 (AVAL) over time is 0, 1, 2; column 3 (second SAAD?) is 30, 31, 32.
     assert_eq!(h5.traces[index_of("AVAL").unwrap()].as_deref(), Some(&[0.0f32, 1.0, 2.0][..]));
     assert_eq!(h5.traces[index_of("SAADR").unwrap()].as_deref(), Some(&[30.0f32, 31.0, 32.0][..]));
@@ -171,7 +256,10 @@ fn flavell_2023_h5_written_neuron_by_time_is_refused() {
     let out = ws.wf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = common::text(&out.stdout);
-    assert!(stdout.contains("w.h5: trace_array_F20 is 3 × 4 (time × neuron) but there are 3 labels"), "{stdout}");
+    assert!(
+        stdout.contains("w.h5: trace_array_F20 is 3 × 4 (time × neuron) but there are 3 labels"),
+        "{stdout}"
+    );
     assert!(!ws.file("results/std").exists());
 }
 
@@ -199,7 +287,12 @@ mod mat5 {
     }
 
     pub fn double(name: &str, data: &[f64]) -> Vec<u8> {
-        matrix(name, 6, &[1, data.len() as i32], &el(9, &data.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>()))
+        matrix(
+            name,
+            6,
+            &[1, data.len() as i32],
+            &el(9, &data.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>()),
+        )
     }
 
     pub fn chars(name: &str, s: &str) -> Vec<u8> {
@@ -222,7 +315,8 @@ mod mat5 {
     }
 
     pub fn file(vars: &[Vec<u8>]) -> Vec<u8> {
-        let mut header = format!("{:<116}", "MATLAB 5.0 MAT-file, written by wormflow tests").into_bytes();
+        let mut header =
+            format!("{:<116}", "MATLAB 5.0 MAT-file, written by wormflow tests").into_bytes();
         header.extend_from_slice(&[0; 8]);
         header.extend_from_slice(&0x0100u16.to_le_bytes());
         header.extend_from_slice(b"IM");
@@ -243,8 +337,18 @@ fn yemini_mat_v5_bilateral_and_unpaired_neurons() {
     let bytes = mat5::file(&[
         mat5::double("fps", &[2.0]),
         mat5::cell("files", &[mat5::chars("", "worm_a"), mat5::chars("", "worm_b")]),
-        mat5::cell("neurons", &[mat5::chars("", "AVA"), mat5::chars("", "RIS"), mat5::chars("", "SMDD")]),
-        mat5::compressed(mat5::cell("is_L", &[mat5::double("", &[1.0, 1.0, 0.0, 0.0]), mat5::double("", &[nan, nan]), mat5::double("", &[1.0, 0.0])])),
+        mat5::cell(
+            "neurons",
+            &[mat5::chars("", "AVA"), mat5::chars("", "RIS"), mat5::chars("", "SMDD")],
+        ),
+        mat5::compressed(mat5::cell(
+            "is_L",
+            &[
+                mat5::double("", &[1.0, 1.0, 0.0, 0.0]),
+                mat5::double("", &[nan, nan]),
+                mat5::double("", &[1.0, 0.0]),
+            ],
+        )),
         mat5::cell(
             "norm_traces",
             &[
@@ -255,12 +359,27 @@ fn yemini_mat_v5_bilateral_and_unpaired_neurons() {
         ),
     ]);
     std::fs::write(ws.file("Head_Activity_OH15500.mat"), bytes).unwrap();
-    let worms = standardize(&ws, &["Head_Activity_OH15500.mat"], "format = \"yemini-mat\", dataset = \"Yemini2021\"");
+    let worms = standardize(
+        &ws,
+        &["Head_Activity_OH15500.mat"],
+        "format = \"yemini-mat\", dataset = \"Yemini2021\"",
+    );
     assert_eq!(worms.len(), 2);
     let (a, b) = (&worms[0], &worms[1]);
     assert_eq!(a.worm, "worm_a");
     assert_eq!(a.labelled(), ["AVAL", "AVAR", "RIS", "SMDDL"]);
-    assert_eq!(b.labelled(), ["AVAL", "AVAR", "SMDDR"], "RIS has no trace in worm b; SMDD is_L = 0 → right");
-    assert_eq!(a.traces[index_of("AVAR").unwrap()].as_deref(), Some(&[110.0f32, 111.0, 112.0, 113.0, 114.0, 115.0][..]));
-    assert_eq!(a.t, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5], "leading zeros dropped, time = index / fps from 0");
+    assert_eq!(
+        b.labelled(),
+        ["AVAL", "AVAR", "SMDDR"],
+        "RIS has no trace in worm b; SMDD is_L = 0 → right"
+    );
+    assert_eq!(
+        a.traces[index_of("AVAR").unwrap()].as_deref(),
+        Some(&[110.0f32, 111.0, 112.0, 113.0, 114.0, 115.0][..])
+    );
+    assert_eq!(
+        a.t,
+        [0.0, 0.5, 1.0, 1.5, 2.0, 2.5],
+        "leading zeros dropped, time = index / fps from 0"
+    );
 }

@@ -67,7 +67,11 @@ fn matrix_values_never_share_a_node_id() {
         // Both compute the same thing (same recipe, so one key): the second finds it stored.
         let ev = ws.run_events(&[]);
         assert_eq!(ev.ran().len() + ev.cached().len(), 2, "{:?}", ev.0);
-        assert_eq!(common::count_files(&ws.file("results")), 2 * 2, "one dir (file + key marker) per node");
+        assert_eq!(
+            common::count_files(&ws.file("results")),
+            2 * 2,
+            "one dir (file + key marker) per node"
+        );
         verify_clean(&ws);
     }
     // Values holding the id's separators are quoted too: two nodes, two results.
@@ -76,9 +80,11 @@ fn matrix_values_never_share_a_node_id() {
     let mut ran = ev.ran();
     ran.sort();
     assert_eq!(ran, ["g[a=\"1\"]", "g[a=\"1,b=2\"]"]);
-    let dirs: Vec<_> = std::fs::read_dir(ws.file("results/g")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let dirs: Vec<_> =
+        std::fs::read_dir(ws.file("results/g")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(dirs.len(), 2, "{dirs:?}");
-    let mut values: Vec<String> = dirs.iter().map(|d| ws.read(&format!("results/g/{}/v", d.to_string_lossy()))).collect();
+    let mut values: Vec<String> =
+        dirs.iter().map(|d| ws.read(&format!("results/g/{}/v", d.to_string_lossy()))).collect();
     values.sort();
     assert_eq!(values, ["1", "1,b=2"]);
 }
@@ -117,7 +123,10 @@ fn rotted_bytes_are_caught_when_a_node_reads_them() {
     let ws = Workspace::new(&format!("{GEN}[stages.use]\nkind = \"command\"\nneeds = [\"gen\"]\nparams = {{ cmd = \"cat $WORMFLOW_INPUT_GEN/data.txt > $WORMFLOW_OUT/d\" }}\n"));
     ws.run_events(&[]);
     // Rot the object's bytes (same size) and put its mtime back: a stat sees nothing.
-    let object = walk_files(&ws.file("cache/objects")).into_iter().find(|p| std::fs::read(p).unwrap() == b"hello\n").unwrap();
+    let object = walk_files(&ws.file("cache/objects"))
+        .into_iter()
+        .find(|p| std::fs::read(p).unwrap() == b"hello\n")
+        .unwrap();
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&object, b"hellp\n").unwrap();
     let f = std::fs::File::open(&object).unwrap();
@@ -125,7 +134,10 @@ fn rotted_bytes_are_caught_when_a_node_reads_them() {
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o444)).unwrap();
     assert!(ws.ok(&["status"]).contains("2 fresh"), "status trusts the stat, by design");
     let out = exits(&ws, &["run", "--force", "use"], 1);
-    contains_all(&out, &["use: its input data.txt from gen is damaged in the store", "recomputes gen"]);
+    contains_all(
+        &out,
+        &["use: its input data.txt from gen is damaged in the store", "recomputes gen"],
+    );
     // The next run recomputes gen (its object is gone); use's result, made from the good
     // bytes, is current again.
     let ev = ws.run_events(&[]);
@@ -140,7 +152,10 @@ fn two_downloads_of_one_file_name_are_refused() {
     ws.write("a/x.h5", "a");
     ws.write("b/x.h5", "b");
     let err = ws.bad(&["run"]);
-    contains_all(&err, &["a/x.h5 and b/x.h5 would both be written to \"x.h5\"", "path = \"b/x.h5\""]);
+    contains_all(
+        &err,
+        &["a/x.h5 and b/x.h5 would both be written to \"x.h5\"", "path = \"b/x.h5\""],
+    );
     // With their own paths both arrive.
     ws.write("pipeline.toml", "[pipeline]\nname = \"t\"\n[stages.get]\nkind = \"download\"\nparams = { files = [{ url = \"a/x.h5\", path = \"a/x.h5\" }, { url = \"b/x.h5\", path = \"b/x.h5\" }] }\n");
     ws.run_events(&[]);
@@ -154,15 +169,24 @@ fn gc_keeps_what_another_pipeline_sharing_the_store_uses() {
     ws.run_events(&[]);
     ws.ok(&["-f", "other.toml", "run"]);
     let dry = ws.ok(&["gc", "-n"]);
-    contains_all(&dry, &["keeping 1 results for", "other.toml (last run", "would remove 0 action records"]);
+    contains_all(
+        &dry,
+        &["keeping 1 results for", "other.toml (last run", "would remove 0 action records"],
+    );
     ws.ok(&["gc"]);
-    assert!(ws.ok(&["-f", "other.toml", "status"]).contains("1 fresh"), "gc from pipeline.toml kept other.toml's result");
+    assert!(
+        ws.ok(&["-f", "other.toml", "status"]).contains("1 fresh"),
+        "gc from pipeline.toml kept other.toml's result"
+    );
     // An edit makes gen's old result garbage; the dry run names it and whom the rest is for.
     ws.write("pipeline.toml", &GEN.replace("hello", "hi"));
     ws.run_events(&[]);
     std::fs::remove_file(ws.file("cache/refs/gen")).unwrap();
     let dry = ws.ok(&["gc", "-n"]);
-    contains_all(&dry, &["would remove the results of 1 node records no pipeline reaches:", "  gen", "other.toml"]);
+    contains_all(
+        &dry,
+        &["would remove the results of 1 node records no pipeline reaches:", "  gen", "other.toml"],
+    );
     // A pipeline whose file is gone keeps nothing; --forget releases one explicitly.
     std::fs::rename(ws.file("other.toml"), ws.file("gone.toml")).unwrap();
     let out = ws.ok(&["gc"]);
@@ -180,7 +204,10 @@ fn an_edited_or_removed_results_file_is_reported_and_restored() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&file, "666\n").unwrap();
     verify_clean(&ws);
-    contains_all(&ws.ok(&["status"]), &["results/ data.txt was edited (`wormflow run` restores it)"]);
+    contains_all(
+        &ws.ok(&["status"]),
+        &["results/ data.txt was edited (`wormflow run` restores it)"],
+    );
     let out = exits(&ws, &["run"], 0);
     contains_all(&out, &["gen: results/ data.txt was edited; restored it from the store"]);
     assert_eq!(ws.read("results/gen/data.txt"), "hello\n");
@@ -211,7 +238,11 @@ fn an_output_dir_replaced_by_a_link_or_a_linked_user_file_is_never_taken() {
     let before = std::fs::metadata(ws.file("user.txt")).unwrap();
     ws.run_events(&[]);
     let after = std::fs::metadata(ws.file("user.txt")).unwrap();
-    assert_eq!((after.mode(), after.mtime()), (before.mode(), before.mtime()), "the user's file keeps its mode and mtime");
+    assert_eq!(
+        (after.mode(), after.mtime()),
+        (before.mode(), before.mtime()),
+        "the user's file keeps its mode and mtime"
+    );
     std::fs::write(ws.file("user.txt"), "edited\n").unwrap();
     verify_clean(&ws);
     assert_eq!(ws.read("results/link/u.txt"), "draft\n");
@@ -241,7 +272,11 @@ fn only_a_marked_store_is_written_collected_or_repaired() {
     for store in ["results", "results/cache", "."] {
         let ws = Workspace::new(&format!("[pipeline]\nname = \"t\"\nstore = \"{store}\"\n[stages.objects]\nkind = \"command\"\nparams = {{ cmd = \"echo x > $WORMFLOW_OUT/a\" }}\n"));
         let err = ws.bad(&["run"]);
-        assert!(err.contains("overlaps the results directory") || err.contains("is the workspace itself"), "{store}: {err}");
+        assert!(
+            err.contains("overlaps the results directory")
+                || err.contains("is the workspace itself"),
+            "{store}: {err}"
+        );
     }
     // A store made by wormflow carries the marker and works as before.
     let ws = Workspace::new(GEN);
@@ -257,11 +292,19 @@ fn a_remote_record_pointing_outside_is_refused() {
     ws.run_events(&[]);
     ws.ok(&["push"]);
     let record = walk_files(&remote.path().join("actions")).pop().unwrap();
-    let text = std::fs::read_to_string(&record).unwrap().replace("\"data.txt\"", "\"../../../escaped.txt\"");
+    let text = std::fs::read_to_string(&record)
+        .unwrap()
+        .replace("\"data.txt\"", "\"../../../escaped.txt\"");
     std::fs::write(&record, text).unwrap();
     let teammate = Workspace::new(&pipeline);
     let out = exits(&teammate, &["pull"], 2);
-    contains_all(&out, &["output path \"../../../escaped.txt\" has an empty, `.` or `..` part", "it was not imported"]);
+    contains_all(
+        &out,
+        &[
+            "output path \"../../../escaped.txt\" has an empty, `.` or `..` part",
+            "it was not imported",
+        ],
+    );
     let run = exits(&teammate, &["run", "--pull"], 0);
     contains_all(&run, &["not pulled", "running it here"]);
     assert!(!teammate.path().parent().unwrap().join("escaped.txt").exists());
@@ -280,8 +323,11 @@ fn sleeper(tag: u32) -> String {
 fn a_signal_to_wormflow_alone_stops_the_whole_command_and_exits_128_plus_it() {
     for (signal, code, tag) in [(libc::SIGINT, 130, 9871), (libc::SIGTERM, 143, 9873)] {
         let ws = Workspace::new(&sleeper(tag));
-        let mut child = ws.cmd(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        wait_for("the command's children", Duration::from_secs(20), || running(&format!("^sleep {}$", tag + 1)).len() == 1);
+        let mut child =
+            ws.cmd(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_for("the command's children", Duration::from_secs(20), || {
+            running(&format!("^sleep {}$", tag + 1)).len() == 1
+        });
         unsafe { libc::kill(child.id() as i32, signal) };
         let start = Instant::now();
         let status = child.wait().unwrap();
@@ -298,13 +344,23 @@ fn a_signal_to_wormflow_alone_stops_the_whole_command_and_exits_128_plus_it() {
 
 #[test]
 fn the_torch_helper_dies_with_its_parent() {
-    let ws = Workspace::new(&common::tiny_science_pipeline("").replace("epochs = 2", "epochs = 100000, early_stopping = 100000"));
+    let ws = Workspace::new(
+        &common::tiny_science_pipeline("")
+            .replace("epochs = 2", "epochs = 100000, early_stopping = 100000"),
+    );
     ws.run_events(&["sample"]);
     for kill_9 in [false, true] {
-        let mut child = ws.cmd(&["run", "--json", "-j", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = ws
+            .cmd(&["run", "--json", "-j", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let helper = || running(&format!("wormflow-torch {}", ws.path().display()));
         wait_for("the helper", Duration::from_secs(60), || !helper().is_empty());
-        unsafe { libc::kill(child.id() as i32, if kill_9 { libc::SIGKILL } else { libc::SIGTERM }) };
+        unsafe {
+            libc::kill(child.id() as i32, if kill_9 { libc::SIGKILL } else { libc::SIGTERM })
+        };
         let status = child.wait().unwrap();
         if !kill_9 {
             assert_eq!(status.code(), Some(143));
@@ -320,7 +376,10 @@ fn command_timeouts_and_background_processes_holding_its_output() {
     let start = Instant::now();
     let out = exits(&ws, &["run", "-k"], 1);
     assert!(start.elapsed() < Duration::from_secs(15), "nothing waits on the background sleep");
-    contains_all(&out, &["late: command `sleep 9876` ran past params.timeout_s = 1; its processes were stopped"]);
+    contains_all(
+        &out,
+        &["late: command `sleep 9876` ran past params.timeout_s = 1; its processes were stopped"],
+    );
     assert_eq!(ws.read("results/bg/a"), "x\n");
     assert!(running("^sleep 987[56]$").is_empty());
     let err = exits(&Workspace::new("[pipeline]\nname = \"t\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"true\", timeout_s = \"soon\" }\n"), &["run"], 2);
@@ -335,14 +394,23 @@ fn shell_variables_are_written_with_a_double_dollar() {
     ws.run_events(&[]);
     assert_eq!(ws.read("results/a/a"), "data home\n");
     let ws = Workspace::new("[pipeline]\nname = \"t\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"echo ${HOME}\" }\n");
-    contains_all(&ws.bad(&["run"]), &["unknown placeholder ${HOME}", "write $${HOME} for a literal ${HOME}"]);
+    contains_all(
+        &ws.bad(&["run"]),
+        &["unknown placeholder ${HOME}", "write $${HOME} for a literal ${HOME}"],
+    );
 }
 
 #[test]
 fn errors_from_set_values_name_the_set_argument() {
     let ws = Workspace::new("[pipeline]\nname = \"t\"\n\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"true\" }\n\n");
     let err = ws.bad(&["--set", "stages.zzz.kind=comand", "status"]);
-    contains_all(&err, &["--set \"stages.zzz.kind=comand\": stages.zzz: unknown kind \"comand\"", "did you mean \"command\""]);
+    contains_all(
+        &err,
+        &[
+            "--set \"stages.zzz.kind=comand\": stages.zzz: unknown kind \"comand\"",
+            "did you mean \"command\"",
+        ],
+    );
     assert!(!err.contains(":9:"), "{err}");
     let err = ws.bad(&["--set", "pipeline.seed=-1", "status"]);
     contains_all(&err, &["--set \"pipeline.seed=-1\""]);
@@ -351,7 +419,10 @@ fn errors_from_set_values_name_the_set_argument() {
 #[test]
 fn stages_sharing_an_input_variable_are_refused() {
     let ws = Workspace::new("[pipeline]\nname = \"t\"\n[stages.a-b]\nkind = \"command\"\nparams = { cmd = \"true\" }\n[stages.a_b]\nkind = \"command\"\nparams = { cmd = \"true\" }\n");
-    contains_all(&ws.bad(&["status"]), &["stages \"a-b\" and \"a_b\" would both pass their output as $WORMFLOW_INPUT_A_B"]);
+    contains_all(
+        &ws.bad(&["status"]),
+        &["stages \"a-b\" and \"a_b\" would both pass their output as $WORMFLOW_INPUT_A_B"],
+    );
 }
 
 #[test]
@@ -368,7 +439,9 @@ fn a_store_under_home_is_expanded() {
 
 #[test]
 fn verify_finds_a_record_under_another_key_and_directories_in_objects() {
-    let ws = Workspace::new(&format!("{GEN}[stages.b]\nkind = \"command\"\nparams = {{ cmd = \"echo b > $WORMFLOW_OUT/b\" }}\n"));
+    let ws = Workspace::new(&format!(
+        "{GEN}[stages.b]\nkind = \"command\"\nparams = {{ cmd = \"echo b > $WORMFLOW_OUT/b\" }}\n"
+    ));
     ws.run_events(&[]);
     let records = walk_files(&ws.file("cache/actions"));
     std::fs::copy(&records[0], &records[1]).unwrap();
@@ -403,7 +476,14 @@ fn verify_finds_a_record_under_another_key_and_directories_in_objects() {
 fn odd_outputs_are_explained() {
     let ws = Workspace::new("[pipeline]\nname = \"t\"\n[stages.latin]\nkind = \"command\"\nparams = { cmd = \"printf x > \\\"$WORMFLOW_OUT/$(printf 'caf\\\\351')\\\"\" }\n[stages.gone]\nkind = \"command\"\nparams = { cmd = \"rm -rf $WORMFLOW_OUT\" }\n");
     let out = exits(&ws, &["run", "-k"], 1);
-    contains_all(&out, &["latin: output \"caf", "is not UTF-8", "gone: its output directory ($WORMFLOW_OUT) was removed while it ran"]);
+    contains_all(
+        &out,
+        &[
+            "latin: output \"caf",
+            "is not UTF-8",
+            "gone: its output directory ($WORMFLOW_OUT) was removed while it ran",
+        ],
+    );
     assert_eq!(ws.action_count(), 0);
 }
 
@@ -413,10 +493,16 @@ fn training_params_are_checked_by_name_at_plan_time() {
         Workspace::new(&format!("[pipeline]\nname = \"t\"\n[stages.train]\nkind = \"train\"\nparams = {{ model = \"lstm\", {params} }}\n"))
     };
     for (params, expect) in [
-        ("hidden = 8, warmup_steps = -1", "params.warmup_steps: invalid value: integer `-1`, expected u64"),
+        (
+            "hidden = 8, warmup_steps = -1",
+            "params.warmup_steps: invalid value: integer `-1`, expected u64",
+        ),
         ("hidden = 8, epochs = 0", "params.epochs = 0 would store an untrained model"),
         ("hidden = 8, threads = -3", "params.threads must be ≥ 0"),
-        ("hidden = 100000, device = \"cpu\"", "params.hidden = 100000 makes a lstm of 8.006e10 parameters"),
+        (
+            "hidden = 100000, device = \"cpu\"",
+            "params.hidden = 100000 makes a lstm of 8.006e10 parameters",
+        ),
     ] {
         let err = train(params).bad(&["status"]);
         contains_all(&err, &["train: ", expect]);
@@ -428,23 +514,36 @@ fn training_params_are_checked_by_name_at_plan_time() {
 fn archives_are_unpacked_within_limits() {
     type Fill = Box<dyn Fn(&mut tar::Builder<flate2::write::GzEncoder<std::fs::File>>)>;
     let cases: [(&str, Fill, &str); 3] = [
-        ("bomb", Box::new(|b| add_file(b, "zeros.bin", &vec![0u8; 20 << 20])), "unpacks to more than"),
-        ("fifo", Box::new(|b| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Fifo);
-            h.set_size(0);
-            h.set_mode(0o644);
-            b.append_data(&mut h, "pipe", std::io::empty()).unwrap();
-        }), "archive entry \"pipe\" is a Fifo"),
-        ("dups", Box::new(|b| {
-            add_file(b, "a.txt", b"one");
-            add_file(b, "a.txt", b"two");
-        }), "a.txt is already in the output (listed twice in the archive"),
+        (
+            "bomb",
+            Box::new(|b| add_file(b, "zeros.bin", &vec![0u8; 20 << 20])),
+            "unpacks to more than",
+        ),
+        (
+            "fifo",
+            Box::new(|b| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_size(0);
+                h.set_mode(0o644);
+                b.append_data(&mut h, "pipe", std::io::empty()).unwrap();
+            }),
+            "archive entry \"pipe\" is a Fifo",
+        ),
+        (
+            "dups",
+            Box::new(|b| {
+                add_file(b, "a.txt", b"one");
+                add_file(b, "a.txt", b"two");
+            }),
+            "a.txt is already in the output (listed twice in the archive",
+        ),
     ];
     for (name, fill, expect) in cases {
         let ws = Workspace::new(&format!("[pipeline]\nname = \"t\"\n[stages.get]\nkind = \"download\"\nparams = {{ files = [{{ url = \"{name}.tar.gz\", extract = true }}] }}\n"));
         let file = std::fs::File::create(ws.file(&format!("{name}.tar.gz"))).unwrap();
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::best()));
+        let mut b =
+            tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::best()));
         fill(&mut b);
         b.into_inner().unwrap().finish().unwrap();
         let out = exits(&ws, &["run"], 1);

@@ -14,11 +14,20 @@ fn dir_remote(dir: &Path) -> String {
 
 /// Run with the test server's credentials.
 fn s3(ws: &Workspace, args: &[&str]) -> std::process::Output {
-    ws.cmd(args).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", S3_SECRET).output().unwrap()
+    ws.cmd(args)
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .output()
+        .unwrap()
 }
 
 fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed:\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stderr)
 }
 
@@ -26,7 +35,11 @@ fn ok(out: std::process::Output) -> String {
 fn remote_files(dir: &Path, sub: &str) -> Vec<std::path::PathBuf> {
     fn walk(d: &Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(d).into_iter().flatten().filter_map(Result::ok) {
-            if e.path().is_dir() { walk(&e.path(), out) } else { out.push(e.path()) }
+            if e.path().is_dir() {
+                walk(&e.path(), out)
+            } else {
+                out.push(e.path())
+            }
         }
     }
     let mut v = Vec::new();
@@ -37,17 +50,30 @@ fn remote_files(dir: &Path, sub: &str) -> Vec<std::path::PathBuf> {
 /// Every record on the remote has all its objects, and every object's bytes hash to its name.
 fn assert_remote_consistent(team: &Path) {
     for obj in remote_files(team, "objects") {
-        let name = format!("{}{}", obj.parent().unwrap().file_name().unwrap().to_string_lossy(), obj.file_name().unwrap().to_string_lossy());
+        let name = format!(
+            "{}{}",
+            obj.parent().unwrap().file_name().unwrap().to_string_lossy(),
+            obj.file_name().unwrap().to_string_lossy()
+        );
         if name.len() != 64 {
             continue; // not an object name (a server's own bookkeeping)
         }
-        assert_eq!(blake3::hash(&std::fs::read(&obj).unwrap()).to_hex().to_string(), name, "{} is not what its name says", obj.display());
+        assert_eq!(
+            blake3::hash(&std::fs::read(&obj).unwrap()).to_hex().to_string(),
+            name,
+            "{} is not what its name says",
+            obj.display()
+        );
     }
     for rec in remote_files(team, "actions") {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
         for o in v["outputs"].as_array().unwrap() {
             let h = o["hash"].as_str().unwrap();
-            assert!(team.join("objects").join(&h[..2]).join(&h[2..]).is_file(), "{} names object {h}, which is missing", rec.display());
+            assert!(
+                team.join("objects").join(&h[..2]).join(&h[2..]).is_file(),
+                "{} names object {h}, which is missing",
+                rec.display()
+            );
         }
     }
 }
@@ -60,7 +86,10 @@ fn teammates_share_results_through_a_directory() {
     assert_eq!(a.run_events(&[]).ran().len(), 6);
     let first = a.ok(&["push"]);
     let said = text(&a.wf(&["push"]).stderr);
-    assert!(said.contains("pushed 0 objects") && said.contains("already there"), "second push must be a no-op: {said}{first}");
+    assert!(
+        said.contains("pushed 0 objects") && said.contains("already there"),
+        "second push must be a no-op: {said}{first}"
+    );
     assert_remote_consistent(remote.path());
 
     // B: own store, pulls, runs nothing, has the same bytes.
@@ -87,7 +116,10 @@ fn a_damaged_remote_object_is_refused() {
     a.run_events(&[]);
     a.ok(&["push"]);
     // Flip a byte of the largest object on the remote (the model's weights).
-    let victim = remote_files(remote.path(), "objects").into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let victim = remote_files(remote.path(), "objects")
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[100] ^= 0xff;
     use std::os::unix::fs::PermissionsExt;
@@ -97,16 +129,32 @@ fn a_damaged_remote_object_is_refused() {
     let b = Workspace::new(&pipeline);
     let err = b.bad(&["pull"]);
     assert!(err.contains("the remote copy is damaged; refused"), "{err}");
-    let bad_name = format!("{}{}", victim.parent().unwrap().file_name().unwrap().to_string_lossy(), victim.file_name().unwrap().to_string_lossy());
-    assert!(!b.file("cache/objects").join(&bad_name[..2]).join(&bad_name[2..]).exists(), "the damaged object was imported");
-    assert!(!b.file("results/evaluate").exists(), "a result was recorded downstream of a damaged object");
+    let bad_name = format!(
+        "{}{}",
+        victim.parent().unwrap().file_name().unwrap().to_string_lossy(),
+        victim.file_name().unwrap().to_string_lossy()
+    );
+    assert!(
+        !b.file("cache/objects").join(&bad_name[..2]).join(&bad_name[2..]).exists(),
+        "the damaged object was imported"
+    );
+    assert!(
+        !b.file("results/evaluate").exists(),
+        "a result was recorded downstream of a damaged object"
+    );
     // run --pull says so, computes that node itself (same bytes: deterministic) and pulls the rest.
     let out = b.wf(&["run", "--pull", "--json"]);
     let ev = common::Events::parse(&text(&out.stdout));
     assert!(out.status.success());
     assert_eq!(ev.ran().len(), 1, "only the node with the damaged object runs here: {:?}", ev.0);
-    assert!(ev.0.iter().any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("damaged")), "{:?}", ev.0);
-    let good = std::fs::read(b.file("cache/objects").join(&bad_name[..2]).join(&bad_name[2..])).unwrap();
+    assert!(
+        ev.0.iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("damaged")),
+        "{:?}",
+        ev.0
+    );
+    let good =
+        std::fs::read(b.file("cache/objects").join(&bad_name[..2]).join(&bad_name[2..])).unwrap();
     assert_eq!(blake3::hash(&good).to_hex().to_string(), bad_name);
 }
 
@@ -119,12 +167,16 @@ fn remote_mistakes_are_reported() {
     let bare = Workspace::new(&tiny_science_pipeline(""));
     let err = bare.bad(&["pull"]);
     assert!(err.contains("no remote declared"), "{err}");
-    let bad = Workspace::new(&tiny_science_pipeline("[remotes.web]\nurl = \"https://example.org/store\"\n"));
+    let bad = Workspace::new(&tiny_science_pipeline(
+        "[remotes.web]\nurl = \"https://example.org/store\"\n",
+    ));
     let err = bad.bad(&["push"]);
     assert!(err.contains("only directories, file:// and s3:// URLs"), "{err}");
     let err = ws.bad(&["run", "--remote", "lab"]);
     assert!(err.contains("add --pull"), "{err}");
-    let typo = Workspace::new(&tiny_science_pipeline("[remotes.lab]\nurl = \"/nonexistent/wormflow-remote\"\n"));
+    let typo = Workspace::new(&tiny_science_pipeline(
+        "[remotes.lab]\nurl = \"/nonexistent/wormflow-remote\"\n",
+    ));
     let err = typo.bad(&["pull"]);
     assert!(err.contains("/nonexistent/wormflow-remote does not exist"), "{err}");
     assert!(!Path::new("/nonexistent/wormflow-remote").exists());
@@ -150,13 +202,26 @@ fn teammates_share_results_through_s3() {
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();
     std::fs::write(home.path().join(".aws/credentials"), format!("[default]\naws_access_key_id = x\n[lab]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n")).unwrap();
     let c = Workspace::new(&pipeline);
-    let out = c.cmd(&["pull"]).env("HOME", home.path()).env("AWS_PROFILE", "lab").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").output().unwrap();
+    let out = c
+        .cmd(&["pull"])
+        .env("HOME", home.path())
+        .env("AWS_PROFILE", "lab")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
     ok(out);
     assert!(c.run_events(&[]).ran().is_empty());
 
     // Two teammates pushing the same results at once: both succeed, the remote is sound.
     let race = ["--set", "remotes.s3.url=\"s3://wormflow/race\""];
-    let spawn = |ws: &Workspace| ws.cmd(&[race[0], race[1], "push"]).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", S3_SECRET).spawn().unwrap();
+    let spawn = |ws: &Workspace| {
+        ws.cmd(&[race[0], race[1], "push"])
+            .env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            .spawn()
+            .unwrap()
+    };
     let (mut p1, mut p2) = (spawn(&a), spawn(&b));
     assert!(p1.wait().unwrap().success() && p2.wait().unwrap().success());
     let raced = server.root.path().join("wormflow/race");
@@ -165,11 +230,17 @@ fn teammates_share_results_through_s3() {
 
     // Wrong credentials and an endpoint nobody listens on: clear errors, nothing changed.
     let before = b.store_snapshot();
-    let out = b.cmd(&["push"]).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", "wrong").output().unwrap();
+    let out = b
+        .cmd(&["push"])
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("the credentials were refused"), "{}", text(&out.stderr));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = s3(&b, &["push", "--set", &format!("remotes.s3.endpoint=\"http://127.0.0.1:{dead}\"")]);
+    let out =
+        s3(&b, &["push", "--set", &format!("remotes.s3.endpoint=\"http://127.0.0.1:{dead}\"")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("the endpoint cannot be reached"), "{}", text(&out.stderr));
     assert_eq!(before, b.store_snapshot());
@@ -186,7 +257,12 @@ fn an_interrupted_push_leaves_the_remote_consistent() {
     let a = Workspace::new(&pipeline);
     a.run_events(&[]);
     let team = server.root.path().join("wormflow/team");
-    let mut push = a.cmd(&["push"]).env("AWS_ACCESS_KEY_ID", S3_KEY).env("AWS_SECRET_ACCESS_KEY", S3_SECRET).spawn().unwrap();
+    let mut push = a
+        .cmd(&["push"])
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while remote_files(&team, "objects").is_empty() && t0.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(5));
@@ -194,7 +270,10 @@ fn an_interrupted_push_leaves_the_remote_consistent() {
     push.kill().unwrap();
     push.wait().unwrap();
     let records = remote_files(&team, "actions").len();
-    assert!(records < 8, "the push finished before it could be interrupted ({records} records); nothing was tested");
+    assert!(
+        records < 8,
+        "the push finished before it could be interrupted ({records} records); nothing was tested"
+    );
     assert_remote_consistent(&team);
     // The next push completes, and a teammate gets everything.
     ok(s3(&a, &["push"]));

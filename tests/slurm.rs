@@ -17,7 +17,11 @@ fn slurm_up() -> bool {
     let started = STARTED.get_or_init(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/slurm-up.sh");
         let out = Command::new("bash").arg(script).output().expect("run slurm-up.sh");
-        if out.status.success() { Ok(()) } else { Err(text(&out.stderr).trim().to_string()) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(text(&out.stderr).trim().to_string())
+        }
     });
     match started {
         Ok(()) => true,
@@ -27,7 +31,10 @@ fn slurm_up() -> bool {
 
 /// Read `run --json` events up to and including the first `event`; with the id of the
 /// Slurm job the run submitted by then.
-fn events_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, event: &str) -> (Vec<serde_json::Value>, String) {
+fn events_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    event: &str,
+) -> (Vec<serde_json::Value>, String) {
     let mut events = Vec::new();
     let mut job = String::new();
     for line in lines {
@@ -63,15 +70,26 @@ fn a_pipeline_runs_through_slurm() {
     assert_eq!(ev.ran().len(), 7, "{:?}", ev.0);
     assert!(ws.read("results/count/files.txt").contains("eval.parquet"));
     // Each job ran `wormflow exec KEY` with its kind's resources.
-    let train_key = ev.0.iter().find(|e| e["event"] == "done" && e["node"] == "train").unwrap()["key"].as_str().unwrap().to_string();
+    let train_key = ev.0.iter().find(|e| e["event"] == "done" && e["node"] == "train").unwrap()
+        ["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let script = ws.read(&format!("cache/slurm/{train_key}.sh"));
-    assert!(script.contains("--cpus-per-task=2") && script.contains(&format!("exec {train_key}")), "{script}");
+    assert!(
+        script.contains("--cpus-per-task=2") && script.contains(&format!("exec {train_key}")),
+        "{script}"
+    );
     // Same result as a local run, and nothing left to do.
     assert!(ws.run_events(&["--executor", "slurm"]).ran().is_empty());
     let local = Workspace::new(&tiny_science_pipeline(&extra));
     local.run_events(&[]);
     for file in ["weights.safetensors", "model.parquet"] {
-        let hash = |w: &Workspace| blake3::hash(&std::fs::read(w.file(&format!("results/train/{file}"))).unwrap()).to_hex().to_string();
+        let hash = |w: &Workspace| {
+            blake3::hash(&std::fs::read(w.file(&format!("results/train/{file}"))).unwrap())
+                .to_hex()
+                .to_string()
+        };
         assert_eq!(hash(&local), hash(&ws), "{file} differs between a Slurm job and a local run");
     }
 }
@@ -85,7 +103,12 @@ fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
         "[pipeline]\nname = \"cancel\"\n[stages.slow]\nkind = \"command\"\nparams = {{ cmd = \"sleep $WF_TEST_SLEEP; echo ok > $WORMFLOW_OUT/ok.txt\" }}\n{SLURM}"
     );
     let ws = Workspace::new(&pipeline);
-    let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "120").stdout(Stdio::piped()).spawn().unwrap();
+    let mut run = ws
+        .cmd(&["run", "--json", "--executor", "slurm"])
+        .env("WF_TEST_SLEEP", "120")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
     // Wait for the job to run, then kill it the way an admin would.
     let (mut events, job) = events_until(&mut lines, "start");
@@ -95,9 +118,14 @@ fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
     }
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(1));
-    let failed = events.iter().find(|e| e["event"] == "failed").unwrap_or_else(|| panic!("{events:?}"));
+    let failed =
+        events.iter().find(|e| e["event"] == "failed").unwrap_or_else(|| panic!("{events:?}"));
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains(&format!("slurm job {job} ended")) && error.contains("without storing a result"), "{error}");
+    assert!(
+        error.contains(&format!("slurm job {job} ended"))
+            && error.contains("without storing a result"),
+        "{error}"
+    );
     assert_eq!(ws.action_count(), 0, "a killed job stored something");
     // gc keeps the failed job's script, description and output: they are what one reads next.
     let job_files = || common::count_files(&ws.file("cache/slurm"));
@@ -106,7 +134,11 @@ fn a_cancelled_job_fails_its_node_and_a_rerun_completes() {
     assert!(!gc.contains("Slurm job files"), "{gc}");
     assert_eq!(job_files(), 3);
     // The rerun (now quick) completes.
-    let out = ws.cmd(&["run", "--json", "--executor", "slurm"]).env("WF_TEST_SLEEP", "0").output().unwrap();
+    let out = ws
+        .cmd(&["run", "--json", "--executor", "slurm"])
+        .env("WF_TEST_SLEEP", "0")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(Events::parse(&text(&out.stdout)).ran(), ["slow"]);
     assert_eq!(ws.read("results/slow/ok.txt"), "ok\n");
@@ -155,11 +187,13 @@ fn ctrl_c_cancels_the_drivers_jobs() {
         "[pipeline]\nname = \"interrupt\"\n[stages.slow]\nkind = \"command\"\nparams = {{ cmd = \"sleep 120; echo late > $WORMFLOW_OUT/x\" }}\n{SLURM}"
     );
     let ws = Workspace::new(&pipeline);
-    let mut run = ws.cmd(&["run", "--json", "--executor", "slurm"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut run =
+        ws.cmd(&["run", "--json", "--executor", "slurm"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
     let (_, job) = events_until(&mut lines, "submitted");
     assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
-    let rest: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    let rest: Vec<serde_json::Value> =
+        lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
     assert_eq!(run.wait().unwrap().code(), Some(130), "interrupted by SIGINT: 128 + 2");
     assert!(rest.iter().any(|e| e["event"] == "failed" && e["node"] == "slow"), "{rest:?}");
     let queue = Command::new("squeue").args(["-h", "-j", &job, "-o", "%i"]).output().unwrap();

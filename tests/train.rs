@@ -8,15 +8,32 @@ use serde_json::Value;
 use wormflow_stages::metrics::read_epochs;
 
 /// synthesize → preprocess → split → sample → train[model], for a synthetic model.
-fn pipeline(synth: &str, n_worms: u32, steps: u32, window: u32, n_windows: u32, train: &str) -> String {
+fn pipeline(
+    synth: &str,
+    n_worms: u32,
+    steps: u32,
+    window: u32,
+    n_windows: u32,
+    train: &str,
+) -> String {
     pipeline_observing(synth, n_worms, steps, 20, window, n_windows, train)
 }
 
-fn pipeline_observing(synth: &str, n_worms: u32, steps: u32, observed: u32, window: u32, n_windows: u32, train: &str) -> String {
+fn pipeline_observing(
+    synth: &str,
+    n_worms: u32,
+    steps: u32,
+    observed: u32,
+    window: u32,
+    n_windows: u32,
+    train: &str,
+) -> String {
     let front = common::synthetic_front(
         "train-test",
         3,
-        &format!(r#"model = "{synth}", n_worms = {n_worms}, n_steps = {steps}, n_observed = {observed}, noise = 0.0"#),
+        &format!(
+            r#"model = "{synth}", n_worms = {n_worms}, n_steps = {steps}, n_observed = {observed}, noise = 0.0"#
+        ),
         &format!("n_windows = {n_windows}, window = {window}"),
     );
     format!(
@@ -31,7 +48,10 @@ params = {{ model = "${{matrix.model}}", threads = 1, {train} }}
 
 /// train's model card (model.parquet) as JSON, for field-by-name checks.
 fn card_of(ws: &Workspace, model: &str) -> Value {
-    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(&ws.file(&format!("results/train/model={model}/model.parquet"))).unwrap();
+    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(
+        &ws.file(&format!("results/train/model={model}/model.parquet")),
+    )
+    .unwrap();
     serde_json::to_value(card).unwrap()
 }
 
@@ -43,19 +63,38 @@ fn best_val(ws: &Workspace, model: &str) -> f64 {
 #[test]
 fn sines_are_learned_and_random_walks_are_not_beaten() {
     // Smaller than the paper's Sines (200 worms × 1500 steps, 50 neurons) to fit CI.
-    let ws = Workspace::new(&pipeline_observing("sines", 96, 400, 10, 40, 16, "hidden = 64, epochs = 80, batch_size = 32, lr = 0.01, early_stopping = 80"));
+    let ws = Workspace::new(&pipeline_observing(
+        "sines",
+        96,
+        400,
+        10,
+        40,
+        16,
+        "hidden = 64, epochs = 80, batch_size = 32, lr = 0.01, early_stopping = 80",
+    ));
     ws.run_events(&["-j", "2", "train[model=baseline]", "train[model=lstm]", "train[model=ctrnn]"]);
     let base = best_val(&ws, "baseline");
     for m in ["lstm", "ctrnn"] {
         let v = best_val(&ws, m);
         assert!(v <= 0.3 * base, "{m} on Sines: val {v:.4} vs baseline {base:.4}");
     }
-    let ws = Workspace::new(&pipeline_observing("random_walk", 48, 400, 10, 40, 8, "hidden = 32, epochs = 15, batch_size = 32, lr = 0.003"));
+    let ws = Workspace::new(&pipeline_observing(
+        "random_walk",
+        48,
+        400,
+        10,
+        40,
+        8,
+        "hidden = 32, epochs = 15, batch_size = 32, lr = 0.003",
+    ));
     ws.run_events(&[]);
     let base = best_val(&ws, "baseline");
     for m in ["lstm", "ctrnn", "linear", "feedforward", "transformer", "attention"] {
         let v = best_val(&ws, m);
-        assert!(v >= 0.97 * base, "{m} on Random Walk: val {v:.4} beats baseline {base:.4} by more than 3%");
+        assert!(
+            v >= 0.97 * base,
+            "{m} on Random Walk: val {v:.4} beats baseline {base:.4} by more than 3%"
+        );
     }
 }
 
@@ -73,7 +112,14 @@ fn a_model_overfits_four_windows() {
 #[test]
 fn a_warm_up_ramps_the_learning_rate() {
     // 4 windows, batch 4: one optimizer step per epoch.
-    let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 8, epochs = 3, batch_size = 4, lr = 0.01, warmup_steps = 2, early_stopping = 100"));
+    let ws = Workspace::new(&pipeline(
+        "sines",
+        2,
+        120,
+        30,
+        2,
+        "hidden = 8, epochs = 3, batch_size = 4, lr = 0.01, warmup_steps = 2, early_stopping = 100",
+    ));
     ws.run_events(&["train[model=lstm]"]);
     let metrics = read_epochs(&ws.file("results/train/model=lstm/metrics.parquet")).unwrap();
     let lrs: Vec<f64> = metrics.iter().map(|e| e.lr).collect();
@@ -91,7 +137,9 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     for ws in [&a, &b, &other_seed] {
         ws.run_events(&models.map(|m| format!("train[model={m}]")).each_ref().map(String::as_str));
     }
-    let weights = |ws: &Workspace, m: &str| std::fs::read(ws.file(&format!("results/train/model={m}/weights.safetensors"))).unwrap();
+    let weights = |ws: &Workspace, m: &str| {
+        std::fs::read(ws.file(&format!("results/train/model={m}/weights.safetensors"))).unwrap()
+    };
     for m in models {
         assert!(weights(&a, m) == weights(&b, m), "{m}: same seed, same weights");
         assert!(weights(&a, m) != weights(&other_seed, m), "{m}: another seed, other weights");
@@ -105,7 +153,10 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     assert_eq!(card["device"], "cpu");
     assert!(card["torch"].as_str().unwrap().starts_with("2.11"), "{card}");
     let card: Value = card_of(&a, "transformer");
-    assert_eq!((card["n_params"].as_i64(), card["n_params_study"].as_i64()), (Some(6 * 144 + 615 * 12 + 302), Some(12 * 144 + 627 * 12 + 302)));
+    assert_eq!(
+        (card["n_params"].as_i64(), card["n_params_study"].as_i64()),
+        (Some(6 * 144 + 615 * 12 + 302), Some(12 * 144 + 627 * 12 + 302))
+    );
     assert_eq!(card["dropout"], 0.1);
     let metrics = read_epochs(&a.file("results/train/model=lstm/metrics.parquet")).unwrap();
     assert_eq!(metrics.len(), 5, "epoch 0 (untrained) and 4 epochs");
@@ -114,7 +165,14 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
     let bytes = weights(&a, "lstm");
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    for name in ["embedding.weight", "embedding.bias", "embedding_norm.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "readout.weight"] {
+    for name in [
+        "embedding.weight",
+        "embedding.bias",
+        "embedding_norm.weight",
+        "lstm.weight_ih_l0",
+        "lstm.weight_hh_l0",
+        "readout.weight",
+    ] {
         assert!(header.get(name).is_some(), "{name} missing from {header}");
     }
     // …and says where it comes from.
@@ -128,7 +186,12 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
 
 #[test]
 fn a_diverging_model_is_flagged_and_left_out_of_the_fit() {
-    let front = common::synthetic_front("diverge", 3, r#"model = "sines", n_worms = 4, n_steps = 200, n_observed = 20, noise = 0.0"#, "n_windows = 4, window = 40");
+    let front = common::synthetic_front(
+        "diverge",
+        3,
+        r#"model = "sines", n_worms = 4, n_steps = 200, n_observed = 20, noise = 0.0"#,
+        "n_windows = 4, window = 40",
+    );
     let ws = Workspace::new(&format!(
         r#"{front}[stages.train]
 kind = "train"
@@ -148,20 +211,40 @@ needs = ["evaluate"]
 "#
     ));
     let ev = ws.run_events(&[]);
-    let diverged = ev.ran().into_iter().find(|n| n.starts_with("train[") && n.contains("lr=10")).expect("the lr = 10 node ran");
-    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(&ws.file(&format!("{}/model.parquet", common::results_dir(&diverged)))).unwrap();
+    let diverged = ev
+        .ran()
+        .into_iter()
+        .find(|n| n.starts_with("train[") && n.contains("lr=10"))
+        .expect("the lr = 10 node ran");
+    let card: wormflow_stages::summaries::ModelCard = wormflow_stages::summaries::read(
+        &ws.file(&format!("{}/model.parquet", common::results_dir(&diverged))),
+    )
+    .unwrap();
     let card = serde_json::to_value(card).unwrap();
     assert_eq!(card["learning"], "diverged", "{card}");
     assert!(card["learning_note"].as_str().unwrap().contains("× the untrained model's"), "{card}");
     // The run's summary names it; so does the fit, which left it out.
     let summary = ev.0.iter().find(|e| e["event"] == "summary").unwrap();
-    let warned: Vec<&str> = summary["warnings"].as_array().unwrap().iter().map(|w| w["node"].as_str().unwrap()).collect();
+    let warned: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["node"].as_str().unwrap())
+        .collect();
     assert!(warned.contains(&diverged.as_str()) && warned.contains(&"fit"), "{summary}");
     let fits: Value = serde_json::from_str(&ws.read("results/fit/fits.json")).unwrap();
     let left_out = fits["left_out"].as_array().unwrap();
     assert_eq!(left_out.len(), 1, "{fits}");
-    assert!(left_out[0]["node"].as_str().unwrap().contains("lr=10") && left_out[0]["learning"] == "diverged", "{fits}");
-    assert!(fits["points"].as_array().unwrap().iter().all(|p| !p["node"].as_str().unwrap().contains("lr=10")));
+    assert!(
+        left_out[0]["node"].as_str().unwrap().contains("lr=10")
+            && left_out[0]["learning"] == "diverged",
+        "{fits}"
+    );
+    assert!(fits["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| !p["node"].as_str().unwrap().contains("lr=10")));
     // A rerun with everything cached still says so, in words, on the terminal.
     let out = ws.wf(&["run"]);
     let text = common::text(&out.stderr);
@@ -170,9 +253,17 @@ needs = ["evaluate"]
 
 #[test]
 fn a_killed_training_run_resumes_with_finished_nodes_cached() {
-    let ws = Workspace::new(&pipeline("sines", 3, 200, 40, 4, "hidden = 24, epochs = 40, batch_size = 4"));
+    let ws = Workspace::new(&pipeline(
+        "sines",
+        3,
+        200,
+        40,
+        4,
+        "hidden = 24, epochs = 40, batch_size = 4",
+    ));
     ws.run_events(&["sample"]);
-    let mut child = ws.cmd(&["run", "--json", "-j", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        ws.cmd(&["run", "--json", "-j", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     // Wait until at least one train node finished, then kill -9.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !ws.file("results/train/model=baseline").exists() {
@@ -203,7 +294,10 @@ fn bad_training_input_is_explained() {
     let out = ws.wf(&["run", "--json", "train[model=lstm]"]);
     let ev = Events::parse(&common::text(&out.stdout));
     if !ev.nodes("failed").is_empty() {
-        let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"].as_str().unwrap().to_string();
+        let err = ev.0.iter().find(|e| e["event"] == "failed").unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(err.contains("no CUDA device is available"), "{err}");
     }
 
@@ -219,7 +313,11 @@ fn bad_training_input_is_explained() {
     );
     let out = ws.wf(&["run", "--json", "train[model=lstm]"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(common::text(&out.stdout).contains("has no \\\"train\\\" windows"), "{}", common::text(&out.stdout));
+    assert!(
+        common::text(&out.stdout).contains("has no \\\"train\\\" windows"),
+        "{}",
+        common::text(&out.stdout)
+    );
 }
 
 #[test]

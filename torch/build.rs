@@ -8,7 +8,11 @@ fn link_libtorch() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
     let version = std::fs::read_to_string(std::path::Path::new(&lib).join("../version.py"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("__version__")).map(|l| l.split('\'').nth(1).unwrap_or("unknown").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("__version__"))
+                .map(|l| l.split('\'').nth(1).unwrap_or("unknown").to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=WORMFLOW_TORCH_VERSION={version}");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -18,7 +22,6 @@ fn link_libtorch() {
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
 }
-
 
 fn main() {
     link_libtorch();

@@ -84,7 +84,9 @@ impl Supervised {
         let ended = loop {
             match self.waited.recv_timeout(TICK) {
                 Ok(status) => break Ended::Exited(status?),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(io::Error::other("lost the child's waiter")),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::other("lost the child's waiter"))
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             if cancel.load(Ordering::Relaxed) {

@@ -105,7 +105,13 @@ pub const WARNINGS: &str = "warnings";
 
 /// The warnings a stage recorded in its provenance (see [`WARNINGS`]).
 pub fn warnings_of(provenance: &Provenance) -> Vec<String> {
-    provenance.get(WARNINGS).and_then(Value::as_array).into_iter().flatten().filter_map(|w| w.as_str().map(str::to_string)).collect()
+    provenance
+        .get(WARNINGS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A stage kind the engine can run.
@@ -140,4 +146,3 @@ pub trait StageKind: Send + Sync {
     }
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Provenance>;
 }
-

@@ -33,9 +33,15 @@ fn string_list(params: &Value, key: &str) -> Result<Vec<String>, String> {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("params.{key} must be a list of strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("params.{key} must be a list of strings"))
+            })
             .collect(),
-        Some(_) => Err(format!("params.{key} must be a list of strings, e.g. {key} = [\"script.py\"]")),
+        Some(_) => {
+            Err(format!("params.{key} must be a list of strings, e.g. {key} = [\"script.py\"]"))
+        }
     }
 }
 
@@ -69,7 +75,12 @@ impl StageKind for CommandKind {
     fn validate(&self, params: &Value) -> Result<(), String> {
         match params.get("cmd") {
             Some(Value::String(s)) if !s.trim().is_empty() => {}
-            _ => return Err("params.cmd must be a non-empty shell command, e.g. cmd = \"python fit.py\"".into()),
+            _ => {
+                return Err(
+                    "params.cmd must be a non-empty shell command, e.g. cmd = \"python fit.py\""
+                        .into(),
+                )
+            }
         }
         timeout(params)?;
         string_list(params, "deps")?;
@@ -107,21 +118,28 @@ impl StageKind for CommandKind {
         // A file, not a variable: a gather over thousands of nodes outgrows the
         // kernel's limit on one environment string.
         let listing = ctx.scratch.join("inputs.json");
-        std::fs::write(&listing, Value::Array(listed).to_string()).with_context(|| format!("cannot write {}", listing.display()))?;
+        std::fs::write(&listing, Value::Array(listed).to_string())
+            .with_context(|| format!("cannot write {}", listing.display()))?;
         command.env("WORMFLOW_INPUTS", &listing);
 
         // Output goes to files, not pipes: a background process that keeps a pipe open
         // would otherwise make the node wait for ever.
         let out_path = ctx.scratch.join("stdout.txt");
         let err_path = ctx.scratch.join("stderr.txt");
-        let create = |p: &std::path::Path| std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()));
+        let create = |p: &std::path::Path| {
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
+        };
         command.stdout(create(&out_path)?).stderr(create(&err_path)?);
         let limit = timeout(ctx.params).map_err(anyhow::Error::msg)?;
-        let child = child::spawn(&mut command).with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
-        let ended = child.wait(ctx.cancel, limit).with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
+        let child = child::spawn(&mut command)
+            .with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
+        let ended = child
+            .wait(ctx.cancel, limit)
+            .with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
         let stdout = std::fs::read(&out_path).unwrap_or_default();
         let stderr = std::fs::read(&err_path).unwrap_or_default();
-        let log = [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
+        let log =
+            [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
         let _ = std::fs::write(ctx.scratch.join("command.log"), &log);
         let status = match ended {
             child::Ended::Exited(status) => status,
@@ -140,7 +158,10 @@ impl StageKind for CommandKind {
                 _ => "failed".to_string(),
             };
             let tail = tail_lines(&String::from_utf8_lossy(&stderr), 15);
-            bail!("{}: command `{cmd}` {how}; nothing was stored. Last lines of its stderr:\n{tail}", ctx.node);
+            bail!(
+                "{}: command `{cmd}` {how}; nothing was stored. Last lines of its stderr:\n{tail}",
+                ctx.node
+            );
         }
         for required in string_list(ctx.params, "outputs").unwrap_or_default() {
             if !ctx.out_dir.join(&required).exists() {
@@ -157,7 +178,9 @@ impl StageKind for CommandKind {
 fn timeout(params: &Value) -> Result<Option<Duration>, String> {
     let Some(value) = params.get("timeout_s") else { return Ok(None) };
     let seconds = value.as_f64().filter(|t| *t >= 0.0 && t.is_finite());
-    let seconds = seconds.ok_or("params.timeout_s must be a number of seconds ≥ 0 (0 = no limit), e.g. timeout_s = 3600")?;
+    let seconds = seconds.ok_or(
+        "params.timeout_s must be a number of seconds ≥ 0 (0 = no limit), e.g. timeout_s = 3600",
+    )?;
     Ok((seconds > 0.0).then(|| Duration::from_secs_f64(seconds)))
 }
 
@@ -176,5 +199,9 @@ fn tail_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     let start = lines.len().saturating_sub(n);
     let tail = lines[start..].join("\n");
-    if tail.is_empty() { "(empty)".into() } else { tail }
+    if tail.is_empty() {
+        "(empty)".into()
+    } else {
+        tail
+    }
 }

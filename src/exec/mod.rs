@@ -118,7 +118,14 @@ impl<'a> Schedule<'a> {
 
     /// Node `i` has its result: show it in results/ (when `shown` is the workspace) and
     /// release the dependents whose inputs are all done.
-    fn done(&mut self, i: usize, action: ActionRecord, shown: Option<&Path>, store: &Store, reporter: &Reporter) {
+    fn done(
+        &mut self,
+        i: usize,
+        action: ActionRecord,
+        shown: Option<&Path>,
+        store: &Store,
+        reporter: &Reporter,
+    ) {
         self.slots[i] = Slot::Done;
         let node = &self.graph.nodes[i].id;
         for message in wormflow_api::warnings_of(&action.provenance) {
@@ -159,7 +166,8 @@ impl<'a> Schedule<'a> {
                 .map(|&j| self.graph.nodes[j].id.as_str())
                 .collect();
             let why = if failed_up.is_empty() {
-                "not started after a failure (use --keep-going to run independent nodes)".to_string()
+                "not started after a failure (use --keep-going to run independent nodes)"
+                    .to_string()
             } else {
                 format!("input {} did not finish", failed_up.join(", "))
             };
@@ -212,7 +220,10 @@ pub fn run_local(
             let (resolver, cancel, job_rx) = (&resolver, &cancel, &job_rx);
             let pull = opts.pull.as_deref();
             scope.spawn(move || {
-                while let Ok(job) = { let rx = job_rx.lock().expect("job queue lock"); rx.recv() } {
+                while let Ok(job) = {
+                    let rx = job_rx.lock().expect("job queue lock");
+                    rx.recv()
+                } {
                     let i = job.index;
                     let outcome = execute(resolver, registry, reporter, job, cancel, pull);
                     if done_tx.send((i, outcome)).is_err() {
@@ -238,8 +249,10 @@ pub fn run_local(
             while !s.stopping && running < capacity {
                 let Some(i) = s.ready.pop_front() else { break };
                 let node = &graph.nodes[i];
-                let inputs: Vec<(usize, ActionRecord)> =
-                    graph.inputs[i].iter().map(|&j| (j, s.results[j].clone().expect("inputs are done"))).collect();
+                let inputs: Vec<(usize, ActionRecord)> = graph.inputs[i]
+                    .iter()
+                    .map(|&j| (j, s.results[j].clone().expect("inputs are done")))
+                    .collect();
                 let outs: Vec<Hash> = inputs.iter().map(|(_, a)| a.output_hash).collect();
                 let parts = match resolver.key(i, &outs) {
                     Ok(p) => p,
@@ -259,10 +272,12 @@ pub fn run_local(
                 s.slots[i] = Slot::Running;
                 let job = Job { index: i, threads: local_threads, parts, force: forced[i], inputs };
                 match &opts.slurm {
-                    Some(slurm) if !slurm.runs_locally(&node.kind) => match slurm.submit(graph, store, job, reporter) {
-                        Ok(()) => running += 1,
-                        Err(e) => s.failed(i, reporter, &format!("{e:#}")),
-                    },
+                    Some(slurm) if !slurm.runs_locally(&node.kind) => {
+                        match slurm.submit(graph, store, job, reporter) {
+                            Ok(()) => running += 1,
+                            Err(e) => s.failed(i, reporter, &format!("{e:#}")),
+                        }
+                    }
                     _ => {
                         running += 1;
                         job_tx.send(job).expect("workers are alive");
@@ -276,7 +291,9 @@ pub fn run_local(
             let (i, outcome) = match done_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(x) => x,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("workers outlive the loop"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    unreachable!("workers outlive the loop")
+                }
             };
             running -= 1;
             let id = &graph.nodes[i].id;
@@ -306,9 +323,21 @@ pub fn run_local(
     if let Some(file) = &opts.pipeline {
         let mut ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
         ids.sort_unstable();
-        let reached = s.results.iter().enumerate().filter_map(|(i, a)| Some((graph.nodes[i].id.clone(), a.as_ref()?.key))).collect();
-        if let Err(e) = crate::store::roots::Roots::record(store, &crate::store::roots::pipeline_id(file), &ids, reached) {
-            reporter.warn(&format!("{e:#}; `gc` from another pipeline may not know what this one uses"));
+        let reached = s
+            .results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((graph.nodes[i].id.clone(), a.as_ref()?.key)))
+            .collect();
+        if let Err(e) = crate::store::roots::Roots::record(
+            store,
+            &crate::store::roots::pipeline_id(file),
+            &ids,
+            reached,
+        ) {
+            reporter.warn(&format!(
+                "{e:#}; `gc` from another pipeline may not know what this one uses"
+            ));
         }
     }
     s.report_skipped(reporter);
@@ -317,7 +346,14 @@ pub fn run_local(
 }
 
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
-pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, job: Job, cancel: &AtomicBool, pull: Option<&Remote>) -> Result<Outcome> {
+pub fn execute(
+    resolver: &Resolver,
+    registry: &Registry,
+    reporter: &Reporter,
+    job: Job,
+    cancel: &AtomicBool,
+    pull: Option<&Remote>,
+) -> Result<Outcome> {
     let graph = resolver.graph;
     let store = resolver.store;
     let node = &graph.nodes[job.index];
@@ -331,16 +367,21 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
                 Ok(Some(action)) => return Ok(Outcome::Pulled(action)),
                 Ok(None) => {}
                 // A remote that cannot serve the result is no reason not to compute it.
-                Err(e) => reporter.warn(&format!("{}: not pulled ({e:#}); running it here", node.id)),
+                Err(e) => {
+                    reporter.warn(&format!("{}: not pulled ({e:#}); running it here", node.id))
+                }
             }
         }
     }
-    let kind = registry.get(&node.kind).ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?;
+    let kind = registry
+        .get(&node.kind)
+        .ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?;
     reporter.start(&node.id, &job.parts.key);
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut work = workdir::WorkDir::create(store)?;
-    let inputs = work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
+    let inputs =
+        work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
     let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
     let threads = job.threads.max(1);
     let origin = wormflow_api::Origin {
@@ -364,7 +405,10 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(&ctx)))
         .unwrap_or_else(|panic| {
-            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             Err(anyhow!("{}: the stage panicked: {}", node.id, msg.unwrap_or_default()))
         });
     work.keep_log(store, &node.id);
@@ -389,7 +433,12 @@ pub fn execute(resolver: &Resolver, registry: &Registry, reporter: &Reporter, jo
     Ok(Outcome::Ran(action, seconds))
 }
 
-fn provenance(started: SystemTime, seconds: f64, threads: usize, stage: Map<String, Value>) -> Map<String, Value> {
+fn provenance(
+    started: SystemTime,
+    seconds: f64,
+    threads: usize,
+    stage: Map<String, Value>,
+) -> Map<String, Value> {
     let mut p = Map::new();
     p.insert("wormflow_version".into(), Value::from(env!("CARGO_PKG_VERSION")));
     p.insert("host".into(), Value::from(hostname()));
@@ -401,5 +450,7 @@ fn provenance(started: SystemTime, seconds: f64, threads: usize, stage: Map<Stri
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }

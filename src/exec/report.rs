@@ -46,7 +46,12 @@ impl Reporter {
         } else {
             Mode::Lines
         };
-        Reporter { mode, bars: OnceLock::new(), out: Mutex::new(()), last_progress: Mutex::new(HashMap::new()) }
+        Reporter {
+            mode,
+            bars: OnceLock::new(),
+            out: Mutex::new(()),
+            last_progress: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn begin(&self, total: usize) {
@@ -86,9 +91,11 @@ impl Reporter {
                 if let Some(b) = self.bars.get() {
                     let bar = b.multi.insert_before(&b.overall, ProgressBar::new(1000));
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner:.green} {prefix:40} [{bar:20}] {elapsed:>4} {msg}")
-                            .expect("valid template")
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{spinner:.green} {prefix:40} [{bar:20}] {elapsed:>4} {msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
                     );
                     bar.set_prefix(node.to_string());
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -229,7 +236,11 @@ impl Reporter {
 
 fn outputs_json(action: &ActionRecord) -> serde_json::Value {
     serde_json::Value::Array(
-        action.outputs.iter().map(|o| json!({"path": o.path, "hash": o.hash, "size": o.size})).collect(),
+        action
+            .outputs
+            .iter()
+            .map(|o| json!({"path": o.path, "hash": o.hash, "size": o.size}))
+            .collect(),
     )
 }
 

@@ -68,9 +68,17 @@ impl Slurm {
                 bail!("{tool} not found on PATH: --executor slurm needs Slurm's client commands (run on a login node of the cluster, or use the default local executor)");
             }
         }
-        let pipeline = std::fs::canonicalize(pipeline).with_context(|| format!("cannot resolve {}", pipeline.display()))?;
-        let exe = std::env::current_exe().context("cannot find the wormflow executable to run in jobs")?;
-        Ok(Slurm { settings, pipeline, overrides: overrides.to_vec(), exe, jobs: Mutex::new(BTreeMap::new()) })
+        let pipeline = std::fs::canonicalize(pipeline)
+            .with_context(|| format!("cannot resolve {}", pipeline.display()))?;
+        let exe = std::env::current_exe()
+            .context("cannot find the wormflow executable to run in jobs")?;
+        Ok(Slurm {
+            settings,
+            pipeline,
+            overrides: overrides.to_vec(),
+            exe,
+            jobs: Mutex::new(BTreeMap::new()),
+        })
     }
 
     pub fn max_jobs(&self) -> usize {
@@ -84,8 +92,14 @@ impl Slurm {
     fn script(&self, store: &Store, node: &str, kind: &str, key: &Hash) -> String {
         let r = self.settings.slurm_resources(kind);
         let mut s = String::from("#!/bin/sh\n");
-        let name: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "=,._-[]".contains(c) { c } else { '_' }).collect();
-        s += &format!("#SBATCH --job-name=wf:{name}\n#SBATCH --output={}\n", job_file(store, key, "out").display());
+        let name: String = node
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "=,._-[]".contains(c) { c } else { '_' })
+            .collect();
+        s += &format!(
+            "#SBATCH --job-name=wf:{name}\n#SBATCH --output={}\n",
+            job_file(store, key, "out").display()
+        );
         if let Some(p) = &r.partition {
             s += &format!("#SBATCH --partition={p}\n");
         }
@@ -101,7 +115,11 @@ impl Slurm {
         if let Some(t) = &r.time {
             s += &format!("#SBATCH --time={t}\n");
         }
-        let mut cmd = vec![quote(&self.exe.to_string_lossy()), "-f".into(), quote(&self.pipeline.to_string_lossy())];
+        let mut cmd = vec![
+            quote(&self.exe.to_string_lossy()),
+            "-f".into(),
+            quote(&self.pipeline.to_string_lossy()),
+        ];
         for o in &self.overrides {
             cmd.push("--set".into());
             cmd.push(quote(o));
@@ -113,13 +131,23 @@ impl Slurm {
     }
 
     /// Write the job's files and hand it to sbatch.
-    pub fn submit(&self, graph: &Graph, store: &Store, job: Job, reporter: &Reporter) -> Result<()> {
+    pub fn submit(
+        &self,
+        graph: &Graph,
+        store: &Store,
+        job: Job,
+        reporter: &Reporter,
+    ) -> Result<()> {
         let node = &graph.nodes[job.index];
         let key = job.parts.key;
         let spec_file = job_file(store, &key, "json");
         let dir = spec_file.parent().expect("job files are in slurm/");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let spec = JobSpec { node: node.id.clone(), inputs: job.inputs.iter().map(|(_, a)| a.key).collect(), force: job.force };
+        let spec = JobSpec {
+            node: node.id.clone(),
+            inputs: job.inputs.iter().map(|(_, a)| a.key).collect(),
+            force: job.force,
+        };
         atomic_write(&spec_file, &serde_json::to_vec_pretty(&spec)?)?;
         let script = job_file(store, &key, "sh");
         atomic_write(&script, self.script(store, &node.id, &node.kind, &key).as_bytes())?;
@@ -130,14 +158,33 @@ impl Slurm {
             .output()
             .context("cannot run sbatch")?;
         if !out.status.success() {
-            bail!("sbatch refused the job for {}: {}", node.id, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "sbatch refused the job for {}: {}",
+                node.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or_default().to_string();
+        let id = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if id.is_empty() {
             bail!("sbatch printed no job id for {}", node.id);
         }
         reporter.submitted(&node.id, &id);
-        self.jobs.lock().expect("jobs lock").insert(id, Submitted { index: job.index, node: node.id.clone(), key, since: Instant::now(), running: false, read: 0 });
+        self.jobs.lock().expect("jobs lock").insert(
+            id,
+            Submitted {
+                index: job.index,
+                node: node.id.clone(),
+                key,
+                since: Instant::now(),
+                running: false,
+                read: 0,
+            },
+        );
         Ok(())
     }
 
@@ -150,7 +197,13 @@ impl Slurm {
     }
 
     /// Poll the queue until told to stop and no job is left; report each job's end.
-    pub fn monitor(&self, store: &Store, reporter: &Reporter, done: &Sender<(usize, Result<Outcome>)>, stop: &AtomicBool) {
+    pub fn monitor(
+        &self,
+        store: &Store,
+        reporter: &Reporter,
+        done: &Sender<(usize, Result<Outcome>)>,
+        stop: &AtomicBool,
+    ) {
         let poll = Duration::from_secs_f64(self.settings.slurm.poll_s.clamp(0.1, 60.0));
         let mut last = Instant::now() - poll;
         let mut queue_error_shown = false;
@@ -188,7 +241,9 @@ impl Slurm {
                             job.running = true;
                             reporter.start(&job.node, &job.key);
                         }
-                        Some((state, reason)) if state == "PENDING" && job.since.elapsed() > timeout => {
+                        Some((state, reason))
+                            if state == "PENDING" && job.since.elapsed() > timeout =>
+                        {
                             let _ = Command::new("scancel").arg(id).status();
                             ended.push((id.clone(), Some(format!(
                                 "slurm job {id} did not start within {} s (still pending: {reason}); it was cancelled — check the partition and resources in [slurm], or raise slurm.start_timeout_s",
@@ -206,7 +261,9 @@ impl Slurm {
             for (id, why) in ended {
                 let Some(job) = self.jobs.lock().expect("jobs lock").remove(&id) else { continue };
                 let outcome = match (why, store.cached_action(&job.key)) {
-                    (None, Some(action)) => Ok(Outcome::Ran(action, job.since.elapsed().as_secs_f64())),
+                    (None, Some(action)) => {
+                        Ok(Outcome::Ran(action, job.since.elapsed().as_secs_f64()))
+                    }
                     (Some(why), _) => Err(anyhow!(why)),
                     (None, None) => Err(anyhow!(
                         "slurm job {id} ended ({}) without storing a result{}",
@@ -233,15 +290,26 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
     }
     let Some(end) = text.rfind('\n') else { return };
     job.read += end as u64 + 1;
-    let last = text[..end].lines().rev().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|e| e["event"] == "progress");
+    let last = text[..end]
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "progress");
     if let Some(e) = last {
-        reporter.progress(&job.node, e["fraction"].as_f64().unwrap_or(0.0), e["message"].as_str().unwrap_or(""));
+        reporter.progress(
+            &job.node,
+            e["fraction"].as_f64().unwrap_or(0.0),
+            e["message"].as_str().unwrap_or(""),
+        );
     }
 }
 
 /// Job id → (state, reason) of this user's jobs.
 fn squeue() -> Result<BTreeMap<String, (String, String)>> {
-    let out = Command::new("squeue").args(["--me", "-h", "-o", "%i|%T|%r"]).output().context("cannot run squeue")?;
+    let out = Command::new("squeue")
+        .args(["--me", "-h", "-o", "%i|%T|%r"])
+        .output()
+        .context("cannot run squeue")?;
     if !out.status.success() {
         bail!("squeue failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -249,16 +317,22 @@ fn squeue() -> Result<BTreeMap<String, (String, String)>> {
         .lines()
         .filter_map(|l| {
             let mut f = l.split('|');
-            Some((f.next()?.trim().to_string(), (f.next()?.trim().to_string(), f.next().unwrap_or("").trim().to_string())))
+            Some((
+                f.next()?.trim().to_string(),
+                (f.next()?.trim().to_string(), f.next().unwrap_or("").trim().to_string()),
+            ))
         })
         .collect())
 }
 
 /// "FAILED, exit 1:0" from scontrol, while Slurm still remembers the job.
 fn job_state(id: &str) -> String {
-    let Ok(out) = Command::new("scontrol").args(["show", "job", id, "-o"]).output() else { return "state unknown".into() };
+    let Ok(out) = Command::new("scontrol").args(["show", "job", id, "-o"]).output() else {
+        return "state unknown".into();
+    };
     let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| text.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
+    let field =
+        |name: &str| text.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
     match (field("JobState="), field("ExitCode=")) {
         (Some(s), Some(e)) => format!("{s}, exit {e}"),
         (Some(s), None) => s,

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::graph::{coordinates, NodeRecipe};
-use crate::kinds::InputNode;
 use crate::hash::Hash;
+use crate::kinds::InputNode;
 use crate::store::{escape_node_id, ActionRecord, OutputFile, Store};
 
 pub struct WorkDir {
@@ -61,14 +61,22 @@ impl WorkDir {
                     let dest = dir.join(&file.path);
                     fs::create_dir_all(dest.parent().expect("has parent"))?;
                     store.verify_object(&file.hash, file.size).map_err(|why| {
-                        anyhow::anyhow!("{}: its input {} from {} {why}; `wormflow run` recomputes {}", node.id, file.path, up.id, up.id)
+                        anyhow::anyhow!(
+                            "{}: its input {} from {} {why}; `wormflow run` recomputes {}",
+                            node.id,
+                            file.path,
+                            up.id,
+                            up.id
+                        )
                     })?;
                     let src = store.object_path(&file.hash);
                     if dest.exists() {
                         bail!("{}: input file {} of {} is laid out twice (does `needs` list a stage twice?)", node.id, file.path, up.id);
                     }
                     if private || fs::hard_link(&src, &dest).is_err() {
-                        fs::copy(&src, &dest).with_context(|| format!("cannot lay out input {} for {}", file.path, node.id))?;
+                        fs::copy(&src, &dest).with_context(|| {
+                            format!("cannot lay out input {} for {}", file.path, node.id)
+                        })?;
                         use std::os::unix::fs::PermissionsExt;
                         fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
                     } else {
@@ -116,7 +124,12 @@ impl WorkDir {
     }
 
     /// Move every output file into the store; the listing is sorted by path.
-    pub fn ingest_outputs(&self, store: &Store, node: &str, allow_empty: bool) -> Result<Vec<OutputFile>> {
+    pub fn ingest_outputs(
+        &self,
+        store: &Store,
+        node: &str,
+        allow_empty: bool,
+    ) -> Result<Vec<OutputFile>> {
         match fs::symlink_metadata(&self.out) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => bail!("{node}: its output directory ($WORMFLOW_OUT) was replaced by a link or a file; nothing was stored (write the outputs into the directory itself)"),
@@ -138,7 +151,9 @@ impl WorkDir {
 }
 
 fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>, node: &str) -> Result<()> {
-    let cannot = |e: std::io::Error| anyhow::anyhow!("{node}: cannot read its output directory {}: {e}", dir.display());
+    let cannot = |e: std::io::Error| {
+        anyhow::anyhow!("{node}: cannot read its output directory {}: {e}", dir.display())
+    };
     for entry in fs::read_dir(dir).map_err(cannot)? {
         let entry = entry.map_err(cannot)?;
         let path = entry.path();

@@ -10,11 +10,16 @@ use object_store::aws::AmazonS3ConfigKey;
 pub fn credentials() -> Vec<(AmazonS3ConfigKey, String)> {
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).unwrap_or_else(|| home.join(".aws/credentials"));
-    let config = std::env::var_os("AWS_CONFIG_FILE").map(PathBuf::from).unwrap_or_else(|| home.join(".aws/config"));
+    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/credentials"));
+    let config = std::env::var_os("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/config"));
     let mut out = Vec::new();
     // In the config file, profiles other than "default" are written [profile NAME].
-    let config_section = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
+    let config_section =
+        if profile == "default" { profile.clone() } else { format!("profile {profile}") };
     for (file, section) in [(credentials, profile.clone()), (config, config_section)] {
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
         for (key, value) in section_entries(&text, &section) {
@@ -57,7 +62,10 @@ mod tests {
     #[test]
     fn reads_one_section() {
         let text = "[default]\naws_access_key_id = A\n# note\n[profile lab]\nregion = eu-west-1\naws_secret_access_key=B\n";
-        assert_eq!(section_entries(text, "default"), [("aws_access_key_id".to_string(), "A".to_string())]);
+        assert_eq!(
+            section_entries(text, "default"),
+            [("aws_access_key_id".to_string(), "A".to_string())]
+        );
         assert_eq!(section_entries(text, "profile lab").len(), 2);
         assert!(section_entries(text, "other").is_empty());
     }

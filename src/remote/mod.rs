@@ -48,7 +48,9 @@ impl Remote {
             .enable_all()
             .build()
             .context("cannot start the I/O runtime for remotes")?;
-        let (client, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) = decl.url.strip_prefix("s3://") {
+        let (client, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) =
+            decl.url.strip_prefix("s3://")
+        {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 bail!("remote {name}: {:?} names no bucket; write s3://BUCKET/PREFIX", decl.url);
@@ -89,11 +91,25 @@ impl Remote {
     fn explain(&self, what: &str, e: object_store::Error) -> anyhow::Error {
         let text = format!("{e}");
         let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        let hint = if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
-            || has(&["403", "Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"])
-        {
+        let hint = if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || has(&[
+            "403",
+            "Forbidden",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+        ]) {
             " — the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        } else if has(&["error sending request", "onnection refused", "dns error", "timed out", "tcp connect"]) {
+        } else if has(&[
+            "error sending request",
+            "onnection refused",
+            "dns error",
+            "timed out",
+            "tcp connect",
+        ]) {
             " — the endpoint cannot be reached: check remotes.NAME.endpoint and the network"
         } else if has(&["NoSuchBucket"]) {
             " — the bucket does not exist: create it, or fix remotes.NAME.url"
@@ -111,7 +127,11 @@ impl Remote {
     /// The records for many keys, fetched concurrently (in the order of `keys`).
     pub fn actions(&self, keys: &[Hash]) -> Result<Vec<Option<ActionRecord>>> {
         use futures::stream::{self, StreamExt, TryStreamExt};
-        self.runtime.block_on(stream::iter(keys.iter().map(|k| self.read_action(k))).buffered(PARALLEL * 2).try_collect())
+        self.runtime.block_on(
+            stream::iter(keys.iter().map(|k| self.read_action(k)))
+                .buffered(PARALLEL * 2)
+                .try_collect(),
+        )
     }
 
     async fn read_action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
@@ -122,7 +142,8 @@ impl Remote {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.explain(&format!("cannot read {path}"), e)),
         };
-        let rec = ActionRecord::decode(&bytes, key).map_err(|e| anyhow!("remote {}: {path} is {e}; it was not imported", self.name))?;
+        let rec = ActionRecord::decode(&bytes, key)
+            .map_err(|e| anyhow!("remote {}: {path} is {e}; it was not imported", self.name))?;
         if output_tree_hash(&rec.outputs) != rec.output_hash {
             bail!("remote {}: {path} lists outputs that do not match its output hash (altered); it was not imported", self.name);
         }
@@ -146,7 +167,9 @@ impl Remote {
                         Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err(self.explain(&format!("cannot look up {dest}"), e)),
                     }
-                    transfer::upload(self.client.clone(), store, o, dest, progress).await.map_err(|e| anyhow!("remote {}: {e:#}", self.name))
+                    transfer::upload(self.client.clone(), store, o, dest, progress)
+                        .await
+                        .map_err(|e| anyhow!("remote {}: {e:#}", self.name))
                 })
                 .await?;
             // Records last: a record on the remote always has its objects.
@@ -163,7 +186,10 @@ impl Remote {
                     }
                     let mut bytes = serde_json::to_vec_pretty(rec)?;
                     bytes.push(b'\n');
-                    self.client.put(&dest, bytes.into()).await.map_err(|e| self.explain(&format!("cannot write {dest}"), e))?;
+                    self.client
+                        .put(&dest, bytes.into())
+                        .await
+                        .map_err(|e| self.explain(&format!("cannot write {dest}"), e))?;
                     progress.record(true);
                     Ok(())
                 })
@@ -173,18 +199,22 @@ impl Remote {
 
     /// Bring the records' missing objects into the local store, verified, then the records.
     pub fn pull(&self, store: &Store, records: &[ActionRecord], progress: &Transfer) -> Result<()> {
-        let objects: Vec<_> =
-            transfer::distinct_objects(records).into_iter().filter(|o| !store.object_intact(&o.hash, o.size)).collect();
+        let objects: Vec<_> = transfer::distinct_objects(records)
+            .into_iter()
+            .filter(|o| !store.object_intact(&o.hash, o.size))
+            .collect();
         progress.plan(&objects);
         self.runtime.block_on(async {
             use futures::stream::{self, TryStreamExt};
             stream::iter(objects.iter().map(Ok))
                 .try_for_each_concurrent(PARALLEL, |o| async move {
                     let src = self.object_path(&o.hash);
-                    transfer::download(self.client.as_ref(), store, o, &src, progress).await.map_err(|e| match e.downcast::<object_store::Error>() {
-                        Ok(e) => self.explain(&format!("cannot read {src}"), e),
-                        Err(e) => anyhow!("remote {}: {e:#}", self.name),
-                    })
+                    transfer::download(self.client.as_ref(), store, o, &src, progress)
+                        .await
+                        .map_err(|e| match e.downcast::<object_store::Error>() {
+                            Ok(e) => self.explain(&format!("cannot read {src}"), e),
+                            Err(e) => anyhow!("remote {}: {e:#}", self.name),
+                        })
                 })
                 .await
         })?;
@@ -220,7 +250,9 @@ fn s3_client(name: &str, decl: &RemoteDecl, bucket: &str) -> Result<object_store
         retry_timeout: timeout * 2,
         ..Default::default()
     });
-    let mut options = ClientOptions::new().with_connect_timeout(timeout.min(Duration::from_secs(10))).with_timeout(timeout * 4);
+    let mut options = ClientOptions::new()
+        .with_connect_timeout(timeout.min(Duration::from_secs(10)))
+        .with_timeout(timeout * 4);
     if let Some(endpoint) = &decl.endpoint {
         b = b.with_endpoint(endpoint);
         if endpoint.starts_with("http://") {

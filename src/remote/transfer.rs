@@ -109,7 +109,8 @@ impl Transfer {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (objects, bytes) = (get(&self.objects_sent), get(&self.bytes_sent));
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let (verb, prep) = if self.direction == Direction::Push { ("pushed", "to") } else { ("pulled", "from") };
+        let (verb, prep) =
+            if self.direction == Direction::Push { ("pushed", "to") } else { ("pulled", "from") };
         format!(
             "{verb} {} objects ({:.1} MB) and {} records {prep} {remote} in {secs:.1} s ({:.1} MB/s, {:.0} objects/s); already there: {} objects, {} records",
             objects,
@@ -131,9 +132,17 @@ pub fn distinct_objects(records: &[ActionRecord]) -> Vec<OutputFile> {
 
 /// Send a local object, hashing it as it goes: a local object damaged since it was stored
 /// is not sent (the upload is aborted, so nothing appears under its name).
-pub async fn upload(client: Arc<dyn ObjectStore>, store: &Store, o: &OutputFile, dest: ObjectPath, progress: &Transfer) -> Result<()> {
+pub async fn upload(
+    client: Arc<dyn ObjectStore>,
+    store: &Store,
+    o: &OutputFile,
+    dest: ObjectPath,
+    progress: &Transfer,
+) -> Result<()> {
     let src = store.object_path(&o.hash);
-    let mut file = tokio::fs::File::open(&src).await.with_context(|| format!("cannot read local object {}", src.display()))?;
+    let mut file = tokio::fs::File::open(&src)
+        .await
+        .with_context(|| format!("cannot read local object {}", src.display()))?;
     let mut writer = object_store::buffered::BufWriter::with_capacity(client, dest.clone(), CHUNK);
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
@@ -157,7 +166,13 @@ pub async fn upload(client: Arc<dyn ObjectStore>, store: &Store, o: &OutputFile,
 
 /// Fetch a remote object into a temporary file, hashing it as it arrives; only bytes
 /// matching the name (and size) enter the local store.
-pub async fn download(client: &dyn ObjectStore, store: &Store, o: &OutputFile, src: &ObjectPath, progress: &Transfer) -> Result<()> {
+pub async fn download(
+    client: &dyn ObjectStore,
+    store: &Store,
+    o: &OutputFile,
+    src: &ObjectPath,
+    progress: &Transfer,
+) -> Result<()> {
     use futures::StreamExt;
     let tmp = store.root.join("tmp").join(format!("pull-{}", unique_suffix()));
     let result = async {

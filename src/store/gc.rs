@@ -62,7 +62,9 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
     }
     report.removed_nodes.sort();
     for (path, hash) in store.all_objects() {
-        if hash.is_some_and(|h| live_objects.contains(&h)) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        if hash.is_some_and(|h| live_objects.contains(&h))
+            && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+        {
             report.objects_kept += 1;
             continue;
         }
@@ -73,7 +75,8 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
         }
     }
     for file in read_dir_sorted(&store.root.join("slurm")) {
-        let key: Option<Hash> = file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok());
+        let key: Option<Hash> =
+            file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok());
         if key.is_some_and(|k| keep.jobs.contains(&k)) {
             continue;
         }
@@ -105,7 +108,8 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
             if !r.exists() {
                 continue;
             }
-            let target: Option<Hash> = fs::read_to_string(&r).ok().and_then(|s| s.trim().parse().ok());
+            let target: Option<Hash> =
+                fs::read_to_string(&r).ok().and_then(|s| s.trim().parse().ok());
             if !target.is_some_and(|k| keep_actions.contains(&k)) {
                 let _ = fs::remove_file(r);
             }

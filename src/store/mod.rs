@@ -47,7 +47,18 @@ pub const MARKER: &str = "wormflow-store.toml";
 pub const STORE_FORMAT: u32 = 1;
 /// What a store may hold at its top level (a store written before the marker existed is
 /// adopted only when it holds nothing else).
-const STORE_ENTRIES: &[&str] = &["objects", "actions", "refs", "locks", "tmp", "logs", "slurm", "roots", "statcache.json", MARKER];
+const STORE_ENTRIES: &[&str] = &[
+    "objects",
+    "actions",
+    "refs",
+    "locks",
+    "tmp",
+    "logs",
+    "slurm",
+    "roots",
+    "statcache.json",
+    MARKER,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -88,7 +99,8 @@ pub struct ActionRecord {
 impl ActionRecord {
     /// Read a record stored under `key`: it must be of this schema and name that key.
     pub fn decode(bytes: &[u8], key: &Hash) -> Result<ActionRecord, String> {
-        let rec: ActionRecord = serde_json::from_slice(bytes).map_err(|e| format!("not an action record ({e})"))?;
+        let rec: ActionRecord =
+            serde_json::from_slice(bytes).map_err(|e| format!("not an action record ({e})"))?;
         if rec.schema != ACTION_SCHEMA {
             return Err(format!("an action record of schema {}, not {ACTION_SCHEMA}", rec.schema));
         }
@@ -159,7 +171,10 @@ pub fn shorten_name(escaped: String, raw: &str, max: usize) -> String {
         return escaped;
     }
     let mut cut = max - 18;
-    while !escaped.is_char_boundary(cut) || escaped.as_bytes()[cut - 1] == b'%' || escaped.as_bytes()[cut - 2] == b'%' {
+    while !escaped.is_char_boundary(cut)
+        || escaped.as_bytes()[cut - 1] == b'%'
+        || escaped.as_bytes()[cut - 2] == b'%'
+    {
         cut -= 1;
     }
     format!("{}~{}", &escaped[..cut], &Hash::of_bytes(raw.as_bytes()).hex()[..16])
@@ -169,9 +184,18 @@ fn escape_bytes(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b',' | b'=' | b'[' | b']' | b'+' | b'@' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'.'
+            | b'_'
+            | b'-'
+            | b','
+            | b'='
+            | b'['
+            | b']'
+            | b'+'
+            | b'@' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -232,23 +256,31 @@ impl Store {
         let store = Store::at(root);
         let fix = "set `store` in [pipeline] to a writable directory, or fix its permissions";
         if !store.is_marked() {
-            fs::create_dir_all(root).with_context(|| format!("cannot create store directory {}; {fix}", root.display()))?;
+            fs::create_dir_all(root).with_context(|| {
+                format!("cannot create store directory {}; {fix}", root.display())
+            })?;
             // Two runs creating one store at once: one marks it, the other then finds it marked.
-            let dir = File::open(root).with_context(|| format!("cannot open store directory {}; {fix}", root.display()))?;
-            dir.lock().with_context(|| format!("cannot lock store directory {}", root.display()))?;
+            let dir = File::open(root).with_context(|| {
+                format!("cannot open store directory {}; {fix}", root.display())
+            })?;
+            dir.lock()
+                .with_context(|| format!("cannot lock store directory {}", root.display()))?;
             if !store.is_marked() {
                 store.adopt_or_refuse()?;
                 let marker = format!("# This directory is a wormflow store: content-addressed results. Do not put other files here.\nformat = {STORE_FORMAT}\n");
-                atomic_write(&root.join(MARKER), marker.as_bytes()).with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+                atomic_write(&root.join(MARKER), marker.as_bytes())
+                    .with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
             }
         }
         store.check_format()?;
         for sub in ["objects", "actions", "refs", "locks", "tmp", "logs"] {
-            fs::create_dir_all(root.join(sub))
-                .with_context(|| format!("cannot create store directory {}; {fix}", root.join(sub).display()))?;
+            fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!("cannot create store directory {}; {fix}", root.join(sub).display())
+            })?;
         }
         let probe = root.join("tmp").join(format!("probe-{}", unique_suffix()));
-        File::create(&probe).with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+        File::create(&probe)
+            .with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
         let _ = fs::remove_file(&probe);
         Ok(store)
     }
@@ -282,8 +314,12 @@ impl Store {
 
     fn check_format(&self) -> Result<()> {
         let path = self.root.join(MARKER);
-        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let format = text.lines().find_map(|l| l.strip_prefix("format = ")).and_then(|v| v.trim().parse::<u32>().ok());
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let format = text
+            .lines()
+            .find_map(|l| l.strip_prefix("format = "))
+            .and_then(|v| v.trim().parse::<u32>().ok());
         match format {
             Some(STORE_FORMAT) => Ok(()),
             Some(other) => anyhow::bail!("{}: store format {other}, but this wormflow reads format {STORE_FORMAT}; use the wormflow that wrote it, or another `store`", path.display()),
@@ -296,11 +332,15 @@ impl Store {
     /// objects/ and actions/).
     fn adopt_or_refuse(&self) -> Result<()> {
         let Ok(entries) = fs::read_dir(&self.root) else { return Ok(()) };
-        let names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        let names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
         if names.is_empty() {
             return Ok(());
         }
-        let foreign: Vec<&String> = names.iter().filter(|n| !STORE_ENTRIES.contains(&n.as_str())).collect();
+        let foreign: Vec<&String> =
+            names.iter().filter(|n| !STORE_ENTRIES.contains(&n.as_str())).collect();
         let legacy = names.iter().any(|n| n == "objects") && names.iter().any(|n| n == "actions");
         if foreign.is_empty() && legacy {
             return Ok(());
@@ -333,7 +373,8 @@ impl Store {
     /// A fresh directory under tmp/ for one node's work.
     pub fn new_work_dir(&self) -> Result<PathBuf> {
         let dir = self.root.join("tmp").join(unique_suffix());
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create work directory {}", dir.display()))?;
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create work directory {}", dir.display()))?;
         Ok(dir)
     }
 
@@ -341,7 +382,8 @@ impl Store {
     /// If an intact object with the same hash exists, the file is just dropped; a damaged
     /// one is replaced.
     pub fn ingest_file(&self, src: &Path) -> Result<(Hash, u64)> {
-        let (hash, size) = hash_file(src).with_context(|| format!("cannot read output {}", src.display()))?;
+        let (hash, size) =
+            hash_file(src).with_context(|| format!("cannot read output {}", src.display()))?;
         self.ingest_hashed(src, hash, size)?;
         Ok((hash, size))
     }
@@ -356,11 +398,15 @@ impl Store {
             fs::remove_file(src).ok();
             return Ok(());
         }
-        let links = fs::symlink_metadata(src).with_context(|| format!("cannot read output {}", src.display()))?.nlink();
+        let links = fs::symlink_metadata(src)
+            .with_context(|| format!("cannot read output {}", src.display()))?
+            .nlink();
         if links > 1 {
             let copy = self.root.join("tmp").join(format!("copy-{}", unique_suffix()));
-            fs::copy(src, &copy).with_context(|| format!("cannot copy {} into the store", src.display()))?;
-            let copied = hash_file(&copy).with_context(|| format!("cannot read {}", copy.display()))?;
+            fs::copy(src, &copy)
+                .with_context(|| format!("cannot copy {} into the store", src.display()))?;
+            let copied =
+                hash_file(&copy).with_context(|| format!("cannot read {}", copy.display()))?;
             if copied != (hash, size) {
                 let _ = fs::remove_file(&copy);
                 anyhow::bail!("{} changed while it was being stored (another program writes to it); nothing stored", src.display());
@@ -370,12 +416,21 @@ impl Store {
         // A damaged object (or a directory where an object belongs) makes way for the
         // good bytes.
         match fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&dest).with_context(|| format!("cannot remove the directory {} that stands where an object belongs", dest.display()))?,
-            Ok(_) => fs::remove_file(&dest).with_context(|| format!("cannot replace the damaged object {}", dest.display()))?,
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&dest).with_context(|| {
+                format!(
+                    "cannot remove the directory {} that stands where an object belongs",
+                    dest.display()
+                )
+            })?,
+            Ok(_) => fs::remove_file(&dest)
+                .with_context(|| format!("cannot replace the damaged object {}", dest.display()))?,
             Err(_) => {}
         }
         {
-            let f = OpenOptions::new().write(true).open(src).with_context(|| format!("cannot open {}", src.display()))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(src)
+                .with_context(|| format!("cannot open {}", src.display()))?;
             f.sync_all()?;
             f.set_modified(UNIX_EPOCH + Duration::from_secs(OBJECT_MTIME))?;
         }
@@ -383,7 +438,8 @@ impl Store {
         fs::set_permissions(src, fs::Permissions::from_mode(0o444))?;
         let parent = dest.parent().expect("object paths have a parent");
         fs::create_dir_all(parent)?;
-        fs::rename(src, &dest).with_context(|| format!("cannot move {} into the store", src.display()))?;
+        fs::rename(src, &dest)
+            .with_context(|| format!("cannot move {} into the store", src.display()))?;
         sync_dir(parent)?;
         Ok(())
     }
@@ -449,7 +505,8 @@ impl Store {
         fs::create_dir_all(path.parent().expect("action paths have a parent"))?;
         let mut bytes = serde_json::to_vec_pretty(rec)?;
         bytes.push(b'\n');
-        atomic_write(&path, &bytes).with_context(|| format!("cannot write action record {}", path.display()))
+        atomic_write(&path, &bytes)
+            .with_context(|| format!("cannot write action record {}", path.display()))
     }
 
     pub fn remove_action(&self, key: &Hash) -> io::Result<()> {
@@ -457,7 +514,8 @@ impl Store {
     }
 
     pub fn write_ref(&self, node: &str, key: &Hash) -> Result<()> {
-        atomic_write(&self.ref_path(node), key.hex().as_bytes()).with_context(|| format!("cannot write ref for {node}"))
+        atomic_write(&self.ref_path(node), key.hex().as_bytes())
+            .with_context(|| format!("cannot write ref for {node}"))
     }
 
     pub fn read_ref(&self, node: &str) -> Option<Hash> {
@@ -506,16 +564,21 @@ impl Store {
     pub fn all_actions(&self) -> Vec<(PathBuf, Result<ActionRecord, String>)> {
         let mut out = Vec::new();
         for shard in read_dir_sorted(&self.root.join("actions")) {
-            let prefix = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let prefix =
+                shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             for file in read_dir_sorted(&shard) {
-                let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name =
+                    file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 if is_temp(&name) {
                     continue; // an atomic write still in progress, or one a crash cut short
                 }
-                let key: Option<Hash> = name.strip_suffix(".json").and_then(|n| format!("{prefix}{n}").parse().ok());
+                let key: Option<Hash> =
+                    name.strip_suffix(".json").and_then(|n| format!("{prefix}{n}").parse().ok());
                 let rec = match key {
                     None => Err("not named by a key".to_string()),
-                    Some(key) => fs::read(&file).map_err(|e| format!("unreadable ({e})")).and_then(|b| ActionRecord::decode(&b, &key)),
+                    Some(key) => fs::read(&file)
+                        .map_err(|e| format!("unreadable ({e})"))
+                        .and_then(|b| ActionRecord::decode(&b, &key)),
                 };
                 out.push((file, rec));
             }
@@ -527,9 +590,11 @@ impl Store {
     pub fn all_objects(&self) -> Vec<(PathBuf, Option<Hash>)> {
         let mut out = Vec::new();
         for shard in read_dir_sorted(&self.root.join("objects")) {
-            let prefix = shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let prefix =
+                shard.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             for file in read_dir_sorted(&shard) {
-                let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name =
+                    file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 out.push((file, format!("{prefix}{name}").parse().ok()));
             }
         }
@@ -549,7 +614,9 @@ pub fn remove_entry(path: &Path) -> Result<()> {
 }
 
 pub fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
     v.sort();
     v
 }

@@ -54,7 +54,12 @@ impl Roots {
 
     /// Record what `pipeline` reaches now: `current` (node → key) for the nodes this run
     /// settled, the previous entry for the other nodes still in `node_ids`.
-    pub fn record(store: &Store, pipeline: &Path, node_ids: &[&str], current: BTreeMap<String, Hash>) -> Result<()> {
+    pub fn record(
+        store: &Store,
+        pipeline: &Path,
+        node_ids: &[&str],
+        current: BTreeMap<String, Hash>,
+    ) -> Result<()> {
         let mut nodes = Roots::read(store, pipeline).map(|r| r.nodes).unwrap_or_default();
         nodes.retain(|id, _| node_ids.binary_search(&id.as_str()).is_ok());
         nodes.extend(current);
@@ -65,7 +70,8 @@ impl Roots {
         };
         let path = roots_path(store, pipeline);
         fs::create_dir_all(path.parent().expect("has parent"))?;
-        atomic_write(&path, &serde_json::to_vec_pretty(&roots)?).with_context(|| format!("cannot write {}", path.display()))
+        atomic_write(&path, &serde_json::to_vec_pretty(&roots)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     pub fn forget(store: &Store, pipeline: &Path) -> Result<bool> {

@@ -42,7 +42,9 @@ pub fn verify(store: &Store, repair: bool, threads: usize) -> Result<VerifyRepor
                 for (path, claimed) in part {
                     let problem = match (claimed, std::fs::symlink_metadata(path)) {
                         (None, _) => Some("not named by a hash".to_string()),
-                        (_, Ok(m)) if !m.is_file() => Some("a directory (or other non-file) where an object belongs".to_string()),
+                        (_, Ok(m)) if !m.is_file() => Some(
+                            "a directory (or other non-file) where an object belongs".to_string(),
+                        ),
                         (Some(c), _) => match hash_file(path) {
                             Ok((h, n)) => {
                                 bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

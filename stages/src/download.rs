@@ -90,7 +90,11 @@ fn file_name(url: &str) -> &str {
 
 impl FileSpec {
     fn dest(&self) -> String {
-        if self.path.is_empty() { file_name(&self.url).to_string() } else { self.path.clone() }
+        if self.path.is_empty() {
+            file_name(&self.url).to_string()
+        } else {
+            self.path.clone()
+        }
     }
 }
 
@@ -122,7 +126,11 @@ fn digest(path: &Path, algo: &str) -> Result<String> {
         if n == 0 {
             break;
         }
-        if algo == "sha256" { s2.update(&buf[..n]) } else { b3.update(&buf[..n]); }
+        if algo == "sha256" {
+            s2.update(&buf[..n])
+        } else {
+            b3.update(&buf[..n]);
+        }
     }
     Ok(if algo == "sha256" {
         s2.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -157,14 +165,25 @@ impl Stage for Download {
             }
             let dest = f.dest();
             if dest.is_empty() || !safe_relative(Path::new(&dest)) {
-                return Err(format!("{}: path {dest:?} must be a relative path inside the output", f.url));
+                return Err(format!(
+                    "{}: path {dest:?} must be a relative path inside the output",
+                    f.url
+                ));
             }
         }
         // Two files landing on one name: one would silently replace the other. (Archives
         // may share a directory; an entry that is already there is refused when unpacking.)
-        let lands = |f: &FileSpec| if f.extract { strip_archive_ext(&f.dest()).to_string() } else { f.dest() };
+        let lands = |f: &FileSpec| {
+            if f.extract {
+                strip_archive_ext(&f.dest()).to_string()
+            } else {
+                f.dest()
+            }
+        };
         for (i, a) in p.files.iter().enumerate() {
-            if let Some(b) = p.files[..i].iter().find(|b| lands(b) == lands(a) && !(a.extract && b.extract)) {
+            if let Some(b) =
+                p.files[..i].iter().find(|b| lands(b) == lands(a) && !(a.extract && b.extract))
+            {
                 return Err(format!(
                     "{} and {} would both be written to {:?}; give one of them its own path, e.g. {{ url = \"{}\", path = \"b/{}\" }}",
                     b.url, a.url, lands(a), a.url, file_name(&a.url)
@@ -176,7 +195,11 @@ impl Stage for Download {
 
     fn file_deps(p: &Params) -> Vec<String> {
         // Unpinned local files enter the key by their contents.
-        p.files.iter().filter(|f| !is_remote(&f.url) && f.pin().is_none()).map(|f| local_path(&f.url).to_string()).collect()
+        p.files
+            .iter()
+            .filter(|f| !is_remote(&f.url) && f.pin().is_none())
+            .map(|f| local_path(&f.url).to_string())
+            .collect()
     }
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
@@ -184,7 +207,10 @@ impl Stage for Download {
         let mut first_pins = String::new();
         for (i, spec) in p.files.iter().enumerate() {
             let progress = |fraction: f64, msg: &str| {
-                (ctx.progress)((i as f64 + fraction) / p.files.len() as f64, &format!("{} {msg}", spec.dest()))
+                (ctx.progress)(
+                    (i as f64 + fraction) / p.files.len() as f64,
+                    &format!("{} {msg}", spec.dest()),
+                )
             };
             let tmp = ctx.scratch.join(format!("download-{i}"));
             let source = fetch(spec, &p, ctx, &tmp, &progress)?;
@@ -213,13 +239,20 @@ impl Stage for Download {
 }
 
 /// Put the file's bytes at `tmp`, checked against its pin; returns where they came from.
-fn fetch(spec: &FileSpec, p: &Params, ctx: &StageContext, tmp: &Path, progress: &dyn Fn(f64, &str)) -> Result<String> {
+fn fetch(
+    spec: &FileSpec,
+    p: &Params,
+    ctx: &StageContext,
+    tmp: &Path,
+    progress: &dyn Fn(f64, &str),
+) -> Result<String> {
     let pin = spec.pin();
     if let Some(pin) = &pin {
         for mirror in &p.mirrors {
             let candidate = ctx.workspace.join(mirror).join(file_name(&spec.url));
             if candidate.is_file() && verify(&candidate, pin, "mirror").is_ok() {
-                fs::copy(&candidate, tmp).with_context(|| format!("cannot copy {}", candidate.display()))?;
+                fs::copy(&candidate, tmp)
+                    .with_context(|| format!("cannot copy {}", candidate.display()))?;
                 progress(1.0, "from mirror");
                 return Ok(format!("mirror {}", candidate.display()));
             }
@@ -229,7 +262,13 @@ fn fetch(spec: &FileSpec, p: &Params, ctx: &StageContext, tmp: &Path, progress: 
         http_get(&spec.url, tmp, p, progress)?;
     } else {
         let src = ctx.workspace.join(local_path(&spec.url));
-        fs::copy(&src, tmp).with_context(|| format!("{}: cannot read {} ; check the path (relative to the workspace)", spec.url, src.display()))?;
+        fs::copy(&src, tmp).with_context(|| {
+            format!(
+                "{}: cannot read {} ; check the path (relative to the workspace)",
+                spec.url,
+                src.display()
+            )
+        })?;
     }
     if let Some(pin) = &pin {
         verify(tmp, pin, &spec.url)?;
@@ -266,7 +305,12 @@ fn http_get(url: &str, tmp: &Path, p: &Params, progress: &dyn Fn(f64, &str)) -> 
     bail!("{url}: download failed after {} attempts: {last}", p.retries + 1)
 }
 
-fn try_once(agent: &ureq::Agent, url: &str, tmp: &Path, progress: &dyn Fn(f64, &str)) -> Result<Attempt> {
+fn try_once(
+    agent: &ureq::Agent,
+    url: &str,
+    tmp: &Path,
+    progress: &dyn Fn(f64, &str),
+) -> Result<Attempt> {
     let have = fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
     let mut req = agent.get(url);
     if have > 0 {
@@ -284,10 +328,15 @@ fn try_once(agent: &ureq::Agent, url: &str, tmp: &Path, progress: &dyn Fn(f64, &
         404 | 410 | 401 | 403 => bail!("{url}: HTTP {status}; check the URL (or add a mirror)"),
         _ => return Ok(Attempt::Retry(format!("HTTP {status}"))),
     };
-    let length: Option<u64> = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let length: Option<u64> = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let start = if append { have } else { 0 };
     let total = length.map(|l| l + start);
-    let mut file = if append { fs::OpenOptions::new().append(true).open(tmp)? } else { File::create(tmp)? };
+    let mut file =
+        if append { fs::OpenOptions::new().append(true).open(tmp)? } else { File::create(tmp)? };
     let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = start;
@@ -299,7 +348,9 @@ fn try_once(agent: &ureq::Agent, url: &str, tmp: &Path, progress: &dyn Fn(f64, &
                 got += n as u64;
                 let mb = |b: u64| b as f64 / 1e6;
                 match total {
-                    Some(t) => progress(got as f64 / t as f64, &format!("{:.1}/{:.1} MB", mb(got), mb(t))),
+                    Some(t) => {
+                        progress(got as f64 / t as f64, &format!("{:.1}/{:.1} MB", mb(got), mb(t)))
+                    }
                     None => progress(0.0, &format!("{:.1} MB", mb(got))),
                 }
             }
@@ -311,7 +362,9 @@ fn try_once(agent: &ureq::Agent, url: &str, tmp: &Path, progress: &dyn Fn(f64, &
     }
     file.sync_all()?;
     match total {
-        Some(t) if got < t => Ok(Attempt::Retry(format!("connection closed after {got} of {t} bytes"))),
+        Some(t) if got < t => {
+            Ok(Attempt::Retry(format!("connection closed after {got} of {t} bytes")))
+        }
         _ => Ok(Attempt::Done),
     }
 }
@@ -344,7 +397,13 @@ impl Limits {
 }
 
 /// Copy one entry's bytes to a new file, counting against the limit.
-fn unpack_entry(name: &str, entry: &mut impl Read, dest: &Path, written: &mut u64, limits: &Limits) -> Result<()> {
+fn unpack_entry(
+    name: &str,
+    entry: &mut impl Read,
+    dest: &Path,
+    written: &mut u64,
+    limits: &Limits,
+) -> Result<()> {
     let left = limits.bytes.saturating_sub(*written);
     let n = std::io::copy(&mut entry.take(left + 1), &mut File::create(dest)?)?;
     *written += n;
@@ -359,7 +418,9 @@ fn unpack_entry(name: &str, entry: &mut impl Read, dest: &Path, written: &mut u6
 
 fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<()> {
     fs::create_dir_all(into)?;
-    let refuse = |entry: &str| anyhow!("{name}: refusing archive entry {entry:?}: it would be written outside the output (absolute path, `..` or a link)");
+    let refuse = |entry: &str| {
+        anyhow!("{name}: refusing archive entry {entry:?}: it would be written outside the output (absolute path, `..` or a link)")
+    };
     let not_there_yet = |rel: &Path, dest: &Path| -> Result<()> {
         if dest.exists() {
             bail!("{name}: {} is already in the output (listed twice in the archive, or also in another file of this download); one copy would silently replace the other", rel.display());
@@ -368,11 +429,13 @@ fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<(
     };
     let mut written = 0u64;
     if name.ends_with(".zip") {
-        let mut zip = zip::ZipArchive::new(File::open(archive)?).with_context(|| format!("{name}: not a zip archive"))?;
+        let mut zip = zip::ZipArchive::new(File::open(archive)?)
+            .with_context(|| format!("{name}: not a zip archive"))?;
         for i in 0..zip.len() {
             let mut entry = zip.by_index(i)?;
             let raw = entry.name().to_string();
-            let rel: PathBuf = entry.enclosed_name().filter(|p| safe_relative(p)).ok_or_else(|| refuse(&raw))?;
+            let rel: PathBuf =
+                entry.enclosed_name().filter(|p| safe_relative(p)).ok_or_else(|| refuse(&raw))?;
             if entry.is_symlink() {
                 return Err(refuse(&raw));
             }
@@ -403,7 +466,12 @@ fn extract(archive: &Path, name: &str, into: &Path, limits: &Limits) -> Result<(
                 not_there_yet(&rel, &dest)?;
                 fs::create_dir_all(dest.parent().expect("inside"))?;
                 unpack_entry(name, &mut entry, &dest, &mut written, limits)?;
-            } else if !matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName) {
+            } else if !matches!(
+                kind,
+                tar::EntryType::XGlobalHeader
+                    | tar::EntryType::XHeader
+                    | tar::EntryType::GNULongName
+            ) {
                 bail!("{name}: archive entry {:?} is a {kind:?}, not a file or directory; only those are unpacked (repack it without special files)", rel.display());
             }
         }
@@ -427,7 +495,10 @@ mod tests {
 
     #[test]
     fn names_from_urls() {
-        assert_eq!(file_name("https://h/x/2022-07-26-31-data.h5?raw=true"), "2022-07-26-31-data.h5");
+        assert_eq!(
+            file_name("https://h/x/2022-07-26-31-data.h5?raw=true"),
+            "2022-07-26-31-data.h5"
+        );
         assert_eq!(strip_archive_ext("data.tar.gz"), "data");
     }
 }

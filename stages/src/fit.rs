@@ -45,7 +45,13 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { x: "train_steps".into(), by_dataset: false, bootstrap: 1000, seed: 0, keep_failed: false }
+        Params {
+            x: "train_steps".into(),
+            by_dataset: false,
+            bootstrap: 1000,
+            seed: 0,
+            keep_failed: false,
+        }
     }
 }
 
@@ -154,7 +160,9 @@ pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) 
         }
     }
     slopes.sort_by(|p, q| p.total_cmp(q));
-    let pct = |q: f64| slopes.get(((slopes.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct = |q: f64| {
+        slopes.get(((slopes.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+    };
     Some(LineFit {
         model: points[0].model.clone(),
         dataset: points[0].dataset.clone(),
@@ -172,12 +180,18 @@ pub fn fit_points(points: &[&Point], x_name: &str, bootstrap: usize, seed: u64) 
 
 /// Read a fit node's `fits.json`.
 pub fn read_fits(path: &std::path::Path) -> Result<FitsDoc> {
-    serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("{}: not a fits.json of this wormflow", path.display()))
+    serde_json::from_slice(&std::fs::read(path)?)
+        .with_context(|| format!("{}: not a fits.json of this wormflow", path.display()))
 }
 
 /// The points of every input's evaluation (eval.parquet, by_dataset.parquet), and the
 /// evaluations left out as failed training.
-pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_failed: bool) -> Result<(Vec<Point>, Vec<LeftOut>)> {
+pub fn read_points(
+    ctx: &StageContext,
+    x_name: &str,
+    by_dataset: bool,
+    keep_failed: bool,
+) -> Result<(Vec<Point>, Vec<LeftOut>)> {
     let (mut points, mut left_out) = (Vec::new(), Vec::new());
     for input in ctx.inputs {
         let path = input.dir.join("eval.parquet");
@@ -193,7 +207,13 @@ pub fn read_points(ctx: &StageContext, x_name: &str, by_dataset: bool, keep_fail
             continue; // the Baseline is the reference, not a point of a scaling law
         }
         if e.learning.is_failure() && !keep_failed {
-            left_out.push(LeftOut { node: input.node.clone(), model: e.model.clone(), x, learning: e.learning, note: e.learning_note.clone() });
+            left_out.push(LeftOut {
+                node: input.node.clone(),
+                model: e.model.clone(),
+                x,
+                learning: e.learning,
+                note: e.learning_note.clone(),
+            });
             continue;
         }
         let point = |dataset: &str, loss: f64, baseline: f64| Point {
@@ -233,24 +253,41 @@ impl Stage for Fit {
         if points.is_empty() && left_out.is_empty() {
             bail!("no evaluations among the inputs; `needs` should name an evaluate stage");
         }
-        if let Some(bad) = points.iter().find(|q| !(q.x > 0.0 && q.loss > 0.0 && q.baseline > 0.0)) {
+        if let Some(bad) = points.iter().find(|q| !(q.x > 0.0 && q.loss > 0.0 && q.baseline > 0.0))
+        {
             bail!("cannot take logs of {bad:?}: x, loss and baseline must be positive");
         }
         let mut groups: BTreeMap<(String, String), Vec<&Point>> = BTreeMap::new();
         for q in &points {
             groups.entry((q.model.clone(), q.dataset.clone())).or_default().push(q);
         }
-        let mut fits: Vec<LineFit> = groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
+        let mut fits: Vec<LineFit> =
+            groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
         for f in &mut fits {
             f.n_left_out = left_out.iter().filter(|l| l.model == f.model).count() as i64;
         }
-        crate::parquet_io::write_rows(&ctx.out_dir.join("fits.parquet"), &fits, &ctx.file_metadata())?;
+        crate::parquet_io::write_rows(
+            &ctx.out_dir.join("fits.parquet"),
+            &fits,
+            &ctx.file_metadata(),
+        )?;
         let n_fits = fits.len();
         let warning = (!left_out.is_empty()).then(|| {
-            let nodes: Vec<String> = left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();
-            format!("left out {} failed training runs: {}; `keep_failed = true` counts them", left_out.len(), nodes.join(", "))
+            let nodes: Vec<String> =
+                left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str())).collect();
+            format!(
+                "left out {} failed training runs: {}; `keep_failed = true` counts them",
+                left_out.len(),
+                nodes.join(", ")
+            )
         });
-        let doc = FitsDoc { x: p.x.clone(), ci: "95% percentile bootstrap over the sweep's points".into(), fits, points, left_out };
+        let doc = FitsDoc {
+            x: p.x.clone(),
+            ci: "95% percentile bootstrap over the sweep's points".into(),
+            fits,
+            points,
+            left_out,
+        };
         std::fs::write(ctx.out_dir.join("fits.json"), serde_json::to_vec_pretty(&doc)?)?;
         let mut prov = Map::new();
         prov.insert("fits".into(), json!(n_fits));
@@ -274,7 +311,16 @@ mod tests {
             .map(|i| {
                 let steps = 1000.0 * 1.6f64.powi(i);
                 let loss = 3.0 * steps.powf(b) * 10f64.powf(noise.sample(&mut rng));
-                Point { node: format!("e{i}"), model: "lstm".into(), dataset: "all".into(), x: steps, loss, baseline: 1.0, learning: Learning::Learned, residual: false }
+                Point {
+                    node: format!("e{i}"),
+                    model: "lstm".into(),
+                    dataset: "all".into(),
+                    x: steps,
+                    loss,
+                    baseline: 1.0,
+                    learning: Learning::Learned,
+                    residual: false,
+                }
             })
             .collect();
         let refs: Vec<&Point> = points.iter().collect();

@@ -12,7 +12,12 @@ pub struct H5 {
 
 impl H5 {
     pub fn open(path: &Path) -> Result<H5> {
-        let file = File::open(path).map_err(|e| anyhow!("{}: cannot read as HDF5 ({e}); is it the right file and format?", path.display()))?;
+        let file = File::open(path).map_err(|e| {
+            anyhow!(
+                "{}: cannot read as HDF5 ({e}); is it the right file and format?",
+                path.display()
+            )
+        })?;
         Ok(H5 { file, path: path.to_path_buf() })
     }
 
@@ -21,7 +26,10 @@ impl H5 {
     }
 
     fn missing(&self, name: &str, e: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("{}: no readable dataset {name:?} ({e}); check `format` and the file's layout", self.path.display())
+        anyhow!(
+            "{}: no readable dataset {name:?} ({e}); check `format` and the file's layout",
+            self.path.display()
+        )
     }
 
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
@@ -32,8 +40,15 @@ impl H5 {
     /// A numeric dataset as f64 in row-major order, with its shape.
     pub fn f64s(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
         let ds = self.file.dataset(name).map_err(|e| self.missing(name, e))?;
-        let shape: Vec<usize> = ds.shape().map_err(|e| self.missing(name, e))?.into_iter().map(|d| d as usize).collect();
-        let values = ds.read_f64().map_err(|e| anyhow!("{}: cannot read {name:?} as numbers: {e}", self.path.display()))?;
+        let shape: Vec<usize> = ds
+            .shape()
+            .map_err(|e| self.missing(name, e))?
+            .into_iter()
+            .map(|d| d as usize)
+            .collect();
+        let values = ds.read_f64().map_err(|e| {
+            anyhow!("{}: cannot read {name:?} as numbers: {e}", self.path.display())
+        })?;
         Ok((shape, values))
     }
 
@@ -42,21 +57,30 @@ impl H5 {
         let (shape, v) = self.f64s(name)?;
         match shape[..] {
             [r, c] => Ok((r, c, v)),
-            _ => bail!("{}: {name:?} has shape {shape:?}; expected (time, neurons)", self.path.display()),
+            _ => bail!(
+                "{}: {name:?} has shape {shape:?}; expected (time, neurons)",
+                self.path.display()
+            ),
         }
     }
 
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         let ds = self.file.dataset(name).map_err(|e| self.missing(name, e))?;
-        ds.read_string().map_err(|e| anyhow!("{}: cannot read {name:?} as strings: {e}", self.path.display()))
+        ds.read_string()
+            .map_err(|e| anyhow!("{}: cannot read {name:?} as strings: {e}", self.path.display()))
     }
 
     /// A root attribute as text (strings as they are, numbers formatted).
     pub fn attr(&self, name: &str) -> Option<String> {
         let attrs = self.file.root().attrs().ok()?;
         Some(match attrs.get(name)? {
-            AttrValue::String(s) | AttrValue::VarLenString(s) | AttrValue::AsciiString(s) | AttrValue::VarLenAsciiString(s) => s.clone(),
-            AttrValue::StringSized { value, .. } | AttrValue::AsciiStringSized { value, .. } => value.clone(),
+            AttrValue::String(s)
+            | AttrValue::VarLenString(s)
+            | AttrValue::AsciiString(s)
+            | AttrValue::VarLenAsciiString(s) => s.clone(),
+            AttrValue::StringSized { value, .. } | AttrValue::AsciiStringSized { value, .. } => {
+                value.clone()
+            }
             AttrValue::I8(v) => v.to_string(),
             AttrValue::U8(v) => v.to_string(),
             AttrValue::I32(v) => v.to_string(),

@@ -15,9 +15,9 @@ pub mod rng;
 pub mod sample;
 pub mod split;
 pub mod stage;
+pub mod standardize;
 pub mod summaries;
 pub mod sweep;
-pub mod standardize;
 pub mod synthesize;
 pub mod table;
 pub mod torch_stages;
@@ -39,4 +39,10 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<torch_stages::Evaluate>());
     register(stage::kind::<fit::Fit>());
     register(stage::kind::<report::Report>());
+}
+
+/// `x > 0` and not NaN. Parameter checks use it so that a NaN read from a config is refused
+/// (`x > 0.0` is false for NaN; negating `x <= 0.0` would let NaN through).
+pub(crate) fn is_positive(x: f64) -> bool {
+    x > 0.0
 }

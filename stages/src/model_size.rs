@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::neurons::N_NEURONS;
 
 /// The architectures `train` knows (see torch/src/models/mod.rs for what each is).
-pub const MODELS: &[&str] = &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+pub const MODELS: &[&str] =
+    &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
 
 /// The study's Linear model has no hidden size of its own: 302 → 302 → 302.
 pub const LINEAR_WIDTH: i64 = N_NEURONS as i64;
@@ -66,7 +67,9 @@ pub fn hidden_for_target(model: &str, target: i64, counting: Counting) -> Result
             return Ok(h);
         }
     }
-    bail!("params_target = {target} needs a {model} wider than {LARGEST} units; lower params_target")
+    bail!(
+        "params_target = {target} needs a {model} wider than {LARGEST} units; lower params_target"
+    )
 }
 
 #[cfg(test)]
@@ -74,8 +77,13 @@ mod tests {
     use super::*;
 
     /// Table II of the paper: hidden size and parameter count at the ≈580K budget.
-    const TABLE_II: &[(&str, i64, i64)] =
-        &[("feedforward", 516, 580_286), ("ctrnn", 408, 582_110), ("lstm", 234, 582_260), ("transformer", 196, 584_186), ("attention", 312, 580_310)];
+    const TABLE_II: &[(&str, i64, i64)] = &[
+        ("feedforward", 516, 580_286),
+        ("ctrnn", 408, 582_110),
+        ("lstm", 234, 582_260),
+        ("transformer", 196, 584_186),
+        ("attention", 312, 580_310),
+    ];
 
     #[test]
     fn the_study_counts_reproduce_table_two() {
@@ -95,7 +103,10 @@ mod tests {
         assert_eq!(used("lstm", 234), 582_260);
         assert_eq!(used("linear", LINEAR_WIDTH), 183_012);
         assert_eq!(n_params("linear", LINEAR_WIDTH, Counting::Study).unwrap(), 183_012 + 604);
-        assert_eq!((used("baseline", 0), n_params("baseline", 0, Counting::Study).unwrap()), (0, 92_111));
+        assert_eq!(
+            (used("baseline", 0), n_params("baseline", 0, Counting::Study).unwrap()),
+            (0, 92_111)
+        );
         // On used counts the budget picks a wider Transformer and Attention.
         assert_eq!(hidden_for_target("transformer", 580_000, Counting::Used).unwrap(), 264);
     }

@@ -98,14 +98,17 @@ impl LabelMap {
 }
 
 fn matches_pattern(pattern: &str, name: &str) -> bool {
-    pattern.len() == name.len() && pattern.bytes().zip(name.bytes()).all(|(p, n)| p == b'?' || p == n)
+    pattern.len() == name.len()
+        && pattern.bytes().zip(name.bytes()).all(|(p, n)| p == b'?' || p == n)
 }
 
 /// Map a recording's column labels (None or "" = unidentified) to neuron slots.
 pub fn map_labels(labels: &[Option<&str>]) -> LabelMap {
     let normalised: Vec<Option<String>> = labels
         .iter()
-        .map(|l| l.map(normalise).filter(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit())))
+        .map(|l| {
+            l.map(normalise).filter(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()))
+        })
         .collect();
     let mut map = LabelMap { slots: vec![None; labels.len()], ..Default::default() };
     let mut used = vec![false; N_NEURONS];
@@ -135,7 +138,11 @@ pub fn map_labels(labels: &[Option<&str>]) -> LabelMap {
         if !label.contains('?') {
             continue;
         }
-        let candidate = names().iter().enumerate().find(|(i, n)| !used[*i] && matches_pattern(label, n)).map(|(i, _)| i);
+        let candidate = names()
+            .iter()
+            .enumerate()
+            .find(|(i, n)| !used[*i] && matches_pattern(label, n))
+            .map(|(i, _)| i);
         match candidate {
             Some(slot) => {
                 map.slots[col] = Some(slot);
@@ -168,7 +175,8 @@ mod tests {
         assert_eq!(class_of("AVL"), "AVL"); // no AVR
         assert_eq!(class_of("DVA"), "DVA");
         assert_eq!(class_of("VB2"), "VB2");
-        let classes: std::collections::BTreeSet<&str> = names().iter().map(|n| class_of(n)).collect();
+        let classes: std::collections::BTreeSet<&str> =
+            names().iter().map(|n| class_of(n)).collect();
         // 302 neurons, about 100 of them left/right pairs.
         assert!((190..=215).contains(&classes.len()), "{} classes", classes.len());
     }
@@ -183,13 +191,26 @@ mod tests {
 
     #[test]
     fn exact_duplicate_unknown_and_ambiguous_labels() {
-        let labels = [Some("AVAL"), Some("SAADL"), Some("SAAD?"), Some("SAAD?"), Some("FOO"), Some("RIAR"), Some("riar"), None, Some("12")];
+        let labels = [
+            Some("AVAL"),
+            Some("SAADL"),
+            Some("SAAD?"),
+            Some("SAAD?"),
+            Some("FOO"),
+            Some("RIAR"),
+            Some("riar"),
+            None,
+            Some("12"),
+        ];
         let m = map_labels(&labels);
         assert_eq!(m.slots[0], index_of("AVAL"));
         assert_eq!(m.slots[1], index_of("SAADL"));
         assert_eq!(m.slots[2], index_of("SAADR"), "the free side is taken");
         assert_eq!(m.slots[3], None, "both sides used: dropped");
-        assert_eq!((m.unknown, m.duplicate, m.ambiguous_resolved, m.ambiguous_dropped), (1, 2, 1, 1));
+        assert_eq!(
+            (m.unknown, m.duplicate, m.ambiguous_resolved, m.ambiguous_dropped),
+            (1, 2, 1, 1)
+        );
         assert_eq!(m.slots[5], None);
         assert_eq!(m.n_labelled(), 3);
     }

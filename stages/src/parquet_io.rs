@@ -37,7 +37,11 @@ pub fn props(metadata: &Metadata) -> WriterProperties {
 }
 
 /// A writer for `path`; each `flush` ends a row group.
-pub fn writer(path: &Path, schema: arrow::datatypes::SchemaRef, metadata: &Metadata) -> Result<ArrowWriter<File>> {
+pub fn writer(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    metadata: &Metadata,
+) -> Result<ArrowWriter<File>> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(ArrowWriter::try_new(file, schema, Some(props(metadata)))?)
 }
@@ -53,21 +57,28 @@ pub fn write_batch(path: &Path, batch: RecordBatch, metadata: &Metadata) -> Resu
 /// The Arrow fields of a row type: strings and enums without data (`Learning`) as Utf8,
 /// integers as declared (use i64).
 pub fn fields_of<T: Serialize + DeserializeOwned>() -> Result<Vec<FieldRef>> {
-    let options = TracingOptions::default().strings_as_large_utf8(false).enums_without_data_as_strings(true);
+    let options =
+        TracingOptions::default().strings_as_large_utf8(false).enums_without_data_as_strings(true);
     let traced = Vec::<FieldRef>::from_type::<T>(options)?;
     // Such enums trace as dictionaries; plain strings read the same in every tool and
     // concatenate across files without unifying dictionaries.
     Ok(traced
         .into_iter()
         .map(|f| match f.data_type() {
-            DataType::Dictionary(_, v) if **v == DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8)),
+            DataType::Dictionary(_, v) if **v == DataType::Utf8 => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
+            }
             _ => f,
         })
         .collect())
 }
 
 /// Write typed rows as a table whose columns are the struct's fields.
-pub fn write_rows<T: Serialize + DeserializeOwned>(path: &Path, rows: &[T], metadata: &Metadata) -> Result<()> {
+pub fn write_rows<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    rows: &[T],
+    metadata: &Metadata,
+) -> Result<()> {
     let batch = serde_arrow::to_record_batch(&fields_of::<T>()?, &rows)
         .with_context(|| format!("cannot lay out {} as a table", path.display()))?;
     write_batch(path, batch, metadata)
@@ -77,8 +88,8 @@ pub fn write_rows<T: Serialize + DeserializeOwned>(path: &Path, rows: &[T], meta
 pub fn read_rows<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let mut rows = Vec::new();
     for batch in read_batches(path)? {
-        let part: Vec<T> =
-            serde_arrow::from_record_batch(&batch).with_context(|| format!("{} does not have the expected columns", path.display()))?;
+        let part: Vec<T> = serde_arrow::from_record_batch(&batch)
+            .with_context(|| format!("{} does not have the expected columns", path.display()))?;
         rows.extend(part);
     }
     Ok(rows)

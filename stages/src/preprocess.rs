@@ -61,7 +61,12 @@ const LANES: usize = 8;
 
 impl Default for Params {
     fn default() -> Self {
-        Params { zscore: true, smooth_alpha: 0.5, resample_dt: 0.667, resample: Resample::BlockMean }
+        Params {
+            zscore: true,
+            smooth_alpha: 0.5,
+            resample_dt: 0.667,
+            resample: Resample::BlockMean,
+        }
     }
 }
 
@@ -72,10 +77,16 @@ impl Stage for Preprocess {
 
     fn check(p: &Params) -> Result<(), String> {
         if !(p.smooth_alpha > 0.0 && p.smooth_alpha <= 1.0) {
-            return Err(format!("params.smooth_alpha must be in (0, 1] (1 = no smoothing); got {}", p.smooth_alpha));
+            return Err(format!(
+                "params.smooth_alpha must be in (0, 1] (1 = no smoothing); got {}",
+                p.smooth_alpha
+            ));
         }
         if !(p.resample_dt >= 0.0 && p.resample_dt.is_finite()) {
-            return Err(format!("params.resample_dt must be ≥ 0 seconds (0 = no resampling); got {}", p.resample_dt));
+            return Err(format!(
+                "params.resample_dt must be ≥ 0 seconds (0 = no resampling); got {}",
+                p.resample_dt
+            ));
         }
         Ok(())
     }
@@ -89,9 +100,11 @@ impl Stage for Preprocess {
             bail!("no recordings among the inputs; `needs` should name standardize or synthesize stages");
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
-        let out: Vec<Worm> = pool.install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
+        let out: Vec<Worm> = pool
+            .install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
         write_dataset(ctx.out_dir, &out, &ctx.file_metadata())?;
-        let masked: u32 = out.iter().map(|w| w.info.masked_neurons).sum::<u32>() - worms.iter().map(|w| w.info.masked_neurons).sum::<u32>();
+        let masked: u32 = out.iter().map(|w| w.info.masked_neurons).sum::<u32>()
+            - worms.iter().map(|w| w.info.masked_neurons).sum::<u32>();
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(out.len()));
         prov.insert("masked_neurons".into(), json!(masked));
@@ -104,9 +117,19 @@ pub fn preprocess_worm(w: &Worm, p: &Params) -> Result<Worm> {
     let resample = p.resample_dt > 0.0;
     // How each output sample is made from the smoothed trace is the same for every neuron:
     // work it out once, as weights.
-    let (grid, weights, how) = if resample { Resampling::plan(&w.t, p.resample_dt, p.resample) } else { (w.t.clone(), Resampling::default(), String::new()) };
+    let (grid, weights, how) = if resample {
+        Resampling::plan(&w.t, p.resample_dt, p.resample)
+    } else {
+        (w.t.clone(), Resampling::default(), String::new())
+    };
     if grid.len() < 2 {
-        bail!("worm {} of {}: {} time steps after resampling to {} s; the recording is too short", w.worm, w.dataset, grid.len(), p.resample_dt);
+        bail!(
+            "worm {} of {}: {} time steps after resampling to {} s; the recording is too short",
+            w.worm,
+            w.dataset,
+            grid.len(),
+            p.resample_dt
+        );
     }
     let mut info = w.info.clone();
     info.resampling = how;
@@ -149,7 +172,13 @@ pub fn preprocess_worm(w: &Worm, p: &Params) -> Result<Worm> {
                     smoothed[k * LANES + lane] = state[lane];
                 }
             }
-            let out = if resample { weights.apply(smoothed, group.len()) } else { (0..group.len()).map(|lane| (0..n).map(|k| smoothed[k * LANES + lane] as f32).collect()).collect() };
+            let out = if resample {
+                weights.apply(smoothed, group.len())
+            } else {
+                (0..group.len())
+                    .map(|lane| (0..n).map(|k| smoothed[k * LANES + lane] as f32).collect())
+                    .collect()
+            };
             for (&(slot, ..), trace) in group.iter().zip(out) {
                 traces[slot] = Some(trace);
             }
@@ -243,7 +272,8 @@ impl Resampling {
         for w in self.starts.windows(2) {
             let mut acc = [0.0f64; LANES];
             for &(j, weight) in &self.entries[w[0]..w[1]] {
-                let step: &[f64; LANES] = s[j * LANES..(j + 1) * LANES].try_into().expect("LANES values per step");
+                let step: &[f64; LANES] =
+                    s[j * LANES..(j + 1) * LANES].try_into().expect("LANES values per step");
                 for (a, v) in acc.iter_mut().zip(step) {
                     *a += weight * v;
                 }
@@ -264,7 +294,11 @@ fn median_step(t: &[f64]) -> f64 {
     }
     steps.sort_by(f64::total_cmp);
     let m = steps.len() / 2;
-    if steps.len() % 2 == 1 { steps[m] } else { (steps[m - 1] + steps[m]) / 2.0 }
+    if steps.len() % 2 == 1 {
+        steps[m]
+    } else {
+        (steps[m - 1] + steps[m]) / 2.0
+    }
 }
 
 /// For each point of `at` (increasing, within [t₀, t_end]): the segment j of `t` it falls
@@ -320,7 +354,12 @@ mod tests {
         // Recorded at 0.6 s, finer than 0.667 s: `linear` interpolates point-wise.
         let t: Vec<f64> = (0..100).map(|i| i as f64 * 0.6 + (i % 3) as f64 * 0.01).collect();
         let x: Vec<f32> = t.iter().map(|t| (2.0 * t - 1.0) as f32).collect();
-        let p = Params { zscore: false, smooth_alpha: 1.0, resample_dt: 0.667, resample: Resample::Linear };
+        let p = Params {
+            zscore: false,
+            smooth_alpha: 1.0,
+            resample_dt: 0.667,
+            resample: Resample::Linear,
+        };
         let (grid, y) = one_neuron(t.clone(), &x, &p);
         assert!(*grid.last().unwrap() < *t.last().unwrap());
         assert_eq!(grid.len(), ((t[99] - t[0]) / 0.667).ceil() as usize);
@@ -334,7 +373,12 @@ mod tests {
         // 0.1 s samples to Δt = 0.6: fine grid 0.1 s (= the samples), blocks of 6.
         let t: Vec<f64> = (0..40).map(|i| i as f64 * 0.1).collect();
         let x: Vec<f32> = (0..40).map(|i| (i * i) as f32).collect();
-        let p = Params { zscore: false, smooth_alpha: 1.0, resample_dt: 0.6, resample: Resample::BlockMean };
+        let p = Params {
+            zscore: false,
+            smooth_alpha: 1.0,
+            resample_dt: 0.6,
+            resample: Resample::BlockMean,
+        };
         let (grid, y) = one_neuron(t, &x, &p);
         let y = y.unwrap();
         // 39 fine points before t_end = 3.9 s: 6 complete blocks, labelled 0, 0.6, … 3.0.

@@ -50,7 +50,10 @@ impl Stage for Sample {
 
     fn check(p: &Params) -> Result<(), String> {
         if !matches!(p.mode.as_str(), "equidistant" | "random") {
-            return Err(format!("params.mode must be \"equidistant\" or \"random\"; got {:?}", p.mode));
+            return Err(format!(
+                "params.mode must be \"equidistant\" or \"random\"; got {:?}",
+                p.mode
+            ));
         }
         if p.n_windows == 0 || p.window == 0 {
             return Err("params.n_windows and params.window must be at least 1".into());
@@ -77,7 +80,12 @@ impl Stage for Sample {
                 }
                 let starts = window_starts(half, len, p.n_windows, &p.mode, p.seed, i as u64, set);
                 if starts.is_empty() {
-                    too_short.push(format!("{}/{} {set} half ({} steps)", w.dataset, w.worm, half.1 - half.0));
+                    too_short.push(format!(
+                        "{}/{} {set} half ({} steps)",
+                        w.dataset,
+                        w.worm,
+                        half.1 - half.0
+                    ));
                 }
                 windows.extend(starts.into_iter().map(|start| Window {
                     set: set.into(),
@@ -92,7 +100,8 @@ impl Stage for Sample {
             bail!("no training window fits: every chosen worm's training half is shorter than window + 1 = {len} steps; lower params.window");
         }
         write_windows(&ctx.out_dir.join("windows.parquet"), &windows, &ctx.file_metadata())?;
-        let train: Vec<&SplitRow> = pool.iter().zip(&chosen).filter(|(_, c)| **c).map(|(w, _)| w).collect();
+        let train: Vec<&SplitRow> =
+            pool.iter().zip(&chosen).filter(|(_, c)| **c).map(|(w, _)| w).collect();
         let count = |set: &str| windows.iter().filter(|w| w.set == set).count() as i64;
         let summary = SampleSummary {
             n_worms: train.len() as i64,
@@ -102,11 +111,19 @@ impl Stage for Sample {
             window_length: len as i64,
             n_too_short: too_short.len() as i64,
         };
-        crate::summaries::write(&ctx.out_dir.join("sample.parquet"), &summary, &ctx.file_metadata())?;
+        crate::summaries::write(
+            &ctx.out_dir.join("sample.parquet"),
+            &summary,
+            &ctx.file_metadata(),
+        )?;
         let mut prov = Map::new();
         prov.insert("windows".into(), json!(windows.len()));
         if !too_short.is_empty() {
-            let w = format!("{} half(s) shorter than one window of {len} steps got no window: {}", too_short.len(), too_short.join(", "));
+            let w = format!(
+                "{} half(s) shorter than one window of {len} steps got no window: {}",
+                too_short.len(),
+                too_short.join(", ")
+            );
             prov.insert(wormflow_api::WARNINGS.into(), json!([w]));
         }
         Ok(prov)
@@ -133,8 +150,11 @@ pub fn choose_training_worms(pool: &[SplitRow], n_worms: u64, seed: u64) -> Resu
     let mut rng = stream(seed, "training-worms", 0);
     let mut counts = vec![0usize; sources.len()];
     for _ in 0..n_worms {
-        let weights: Vec<f64> =
-            sources.iter().zip(&counts).map(|((_, ws), &c)| if c < ws.len() { ws.len() as f64 } else { 0.0 }).collect();
+        let weights: Vec<f64> = sources
+            .iter()
+            .zip(&counts)
+            .map(|((_, ws), &c)| if c < ws.len() { ws.len() as f64 } else { 0.0 })
+            .collect();
         let mut r = rng.random::<f64>() * weights.iter().sum::<f64>();
         let mut pick = weights.iter().rposition(|&w| w > 0.0).expect("n_worms ≤ pool size");
         for (s, w) in weights.iter().enumerate() {
@@ -156,7 +176,15 @@ pub fn choose_training_worms(pool: &[SplitRow], n_worms: u64, seed: u64) -> Resu
 }
 
 /// Window starts within `half` (end exclusive).
-pub fn window_starts(half: (u64, u64), len: u64, n: u64, mode: &str, seed: u64, worm: u64, set: &str) -> Vec<u64> {
+pub fn window_starts(
+    half: (u64, u64),
+    len: u64,
+    n: u64,
+    mode: &str,
+    seed: u64,
+    worm: u64,
+    set: &str,
+) -> Vec<u64> {
     let (a, b) = half;
     if b < a + len {
         return Vec::new();
@@ -168,7 +196,9 @@ pub fn window_starts(half: (u64, u64), len: u64, n: u64, mode: &str, seed: u64, 
             (0..n).map(|_| a + rng.random_range(0..=span)).collect()
         }
         _ if n == 1 => vec![a],
-        _ => (0..n).map(|k| a + ((k as f64) * span as f64 / (n - 1) as f64).round() as u64).collect(),
+        _ => {
+            (0..n).map(|k| a + ((k as f64) * span as f64 / (n - 1) as f64).round() as u64).collect()
+        }
     }
 }
 
@@ -180,7 +210,13 @@ mod tests {
         sizes
             .iter()
             .flat_map(|(d, n)| {
-                (0..*n).map(move |i| SplitRow { dataset: d.to_string(), worm: format!("w{i}"), n_steps: 100, train: (0, 50), val: (50, 100) })
+                (0..*n).map(move |i| SplitRow {
+                    dataset: d.to_string(),
+                    worm: format!("w{i}"),
+                    n_steps: 100,
+                    train: (0, 50),
+                    val: (50, 100),
+                })
             })
             .collect()
     }
@@ -203,7 +239,10 @@ mod tests {
         assert_eq!(a, window_starts((0, 1000), 181, 32, "random", 7, 2, "train"));
         assert_ne!(a, window_starts((0, 1000), 181, 32, "random", 8, 2, "train"));
         let p = pool(&[("A", 7), ("B", 5), ("C", 1)]);
-        assert_eq!(choose_training_worms(&p, 6, 1).unwrap(), choose_training_worms(&p, 6, 1).unwrap());
+        assert_eq!(
+            choose_training_worms(&p, 6, 1).unwrap(),
+            choose_training_worms(&p, 6, 1).unwrap()
+        );
     }
 
     #[test]
@@ -221,7 +260,10 @@ mod tests {
         for (t, size) in totals.iter().zip([7.0, 5.0, 1.0]) {
             let expected = n_w as f64 * size / 13.0;
             let got = t / seeds as f64;
-            assert!((got - expected).abs() < 0.05, "expected {expected:.3} worms per draw, got {got:.3}");
+            assert!(
+                (got - expected).abs() < 0.05,
+                "expected {expected:.3} worms per draw, got {got:.3}"
+            );
         }
     }
 }

@@ -32,7 +32,10 @@ impl Stage for Split {
 
     fn check(p: &Params) -> Result<(), String> {
         if !(p.train_fraction > 0.0 && p.train_fraction < 1.0) {
-            return Err(format!("params.train_fraction must be strictly between 0 and 1; got {}", p.train_fraction));
+            return Err(format!(
+                "params.train_fraction must be strictly between 0 and 1; got {}",
+                p.train_fraction
+            ));
         }
         Ok(())
     }
@@ -43,7 +46,13 @@ impl Stage for Split {
             for w in read_recordings(&input.dir)? {
                 let n = w.n_steps() as u64;
                 let cut = (n as f64 * p.train_fraction).floor() as u64;
-                rows.push(SplitRow { dataset: w.dataset, worm: w.worm, n_steps: n, train: (0, cut), val: (cut, n) });
+                rows.push(SplitRow {
+                    dataset: w.dataset,
+                    worm: w.worm,
+                    n_steps: n,
+                    train: (0, cut),
+                    val: (cut, n),
+                });
             }
         }
         if rows.is_empty() {

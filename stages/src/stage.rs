@@ -36,7 +36,11 @@ fn parse<S: Stage>(params: &Value) -> Result<S::Params, String> {
     serde_path_to_error::deserialize(params.clone()).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." { format!("bad params for kind {:?}: {inner}", S::NAME) } else { format!("params.{path}: {inner}") }
+        if path == "." {
+            format!("bad params for kind {:?}: {inner}", S::NAME)
+        } else {
+            format!("params.{path}: {inner}")
+        }
     })
 }
 

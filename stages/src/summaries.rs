@@ -140,7 +140,11 @@ pub struct GeneratedStep {
 }
 
 /// Write a one-row summary.
-pub fn write<T: Serialize + for<'de> Deserialize<'de>>(path: &Path, row: &T, metadata: &Metadata) -> Result<()> {
+pub fn write<T: Serialize + for<'de> Deserialize<'de>>(
+    path: &Path,
+    row: &T,
+    metadata: &Metadata,
+) -> Result<()> {
     parquet_io::write_rows(path, std::slice::from_ref(row), metadata)
 }
 
@@ -179,14 +183,30 @@ mod tests {
         write(&path, &e, &meta).unwrap();
         assert_eq!(read::<Evaluation>(&path).unwrap(), e);
         let batch = &parquet_io::read_batches(&path).unwrap()[0];
-        assert_eq!(batch.schema().field_with_name("learning").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            batch.schema().field_with_name("learning").unwrap().data_type(),
+            &DataType::Utf8
+        );
         assert_eq!(batch.schema().field_with_name("hidden").unwrap().data_type(), &DataType::Int64);
         let file = std::fs::File::open(&path).unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-        let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().cloned().unwrap();
-        assert!(kv.iter().any(|k| k.key == "wormflow.node" && k.value.as_deref() == Some("evaluate[model=lstm]")));
+        let kv = parquet::file::reader::FileReader::metadata(&reader)
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+            .unwrap();
+        assert!(kv.iter().any(
+            |k| k.key == "wormflow.node" && k.value.as_deref() == Some("evaluate[model=lstm]")
+        ));
         // Optional columns are nullable even when no row is null; required ones never are.
-        let rows = [GeneratedStep { dataset: "d".into(), worm: "w".into(), neuron: "AVAL".into(), step: 0, truth: 1.0, generated: Some(1.0) }];
+        let rows = [GeneratedStep {
+            dataset: "d".into(),
+            worm: "w".into(),
+            neuron: "AVAL".into(),
+            step: 0,
+            truth: 1.0,
+            generated: Some(1.0),
+        }];
         let gen = dir.path().join("g.parquet");
         parquet_io::write_rows(&gen, &rows, &meta).unwrap();
         let schema = parquet_io::read_batches(&gen).unwrap()[0].schema();

@@ -44,13 +44,18 @@ fn value_column(name: &str, v: &Value) -> Column {
 
 fn read_parquet(path: &std::path::Path) -> Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    ParquetReader::new(file).finish().map_err(|e| anyhow::anyhow!("{} is not a readable Parquet table: {e}", path.display()))
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{} is not a readable Parquet table: {e}", path.display()))
 }
 
 /// One node's row: node, axes, params, then its summary's columns (those not already
 /// given by an axis), then `val_loss[<dataset>]` and `ratio[<dataset>]` per source.
 fn node_row(n: &SweepNode) -> Result<DataFrame> {
-    let mut columns = vec![Column::new("node".into(), [n.node.as_str()]), Column::new("state".into(), [n.state.as_str()])];
+    let mut columns = vec![
+        Column::new("node".into(), [n.node.as_str()]),
+        Column::new("state".into(), [n.state.as_str()]),
+    ];
     columns.extend(n.matrix.iter().map(|(axis, v)| value_column(axis, v)));
     columns.extend(n.params.iter().map(|(name, v)| value_column(&format!("params.{name}"), v)));
     let taken: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
@@ -59,7 +64,13 @@ fn node_row(n: &SweepNode) -> Result<DataFrame> {
         if summary.height() != 1 {
             bail!("{}: {} should hold one row, not {}", n.node, path.display(), summary.height());
         }
-        columns.extend(summary.columns().iter().filter(|c| !taken.iter().any(|t| t == c.name().as_str())).cloned());
+        columns.extend(
+            summary
+                .columns()
+                .iter()
+                .filter(|c| !taken.iter().any(|t| t == c.name().as_str()))
+                .cloned(),
+        );
     }
     if let Some(path) = n.files.get("by_dataset.parquet") {
         for d in crate::parquet_io::read_rows::<DatasetLoss>(path)? {
@@ -89,9 +100,16 @@ pub fn select(df: DataFrame, filter: Option<&str>, sort: &[String]) -> Result<Da
         lazy = lazy.filter(parse_filter(f)?);
     }
     if !sort.is_empty() {
-        let names: Vec<PlSmallStr> = sort.iter().map(|s| s.trim_start_matches('-').into()).collect();
+        let names: Vec<PlSmallStr> =
+            sort.iter().map(|s| s.trim_start_matches('-').into()).collect();
         let descending: Vec<bool> = sort.iter().map(|s| s.starts_with('-')).collect();
-        lazy = lazy.sort(names, SortMultipleOptions::default().with_order_descending_multi(descending).with_nulls_last(true).with_maintain_order(true));
+        lazy = lazy.sort(
+            names,
+            SortMultipleOptions::default()
+                .with_order_descending_multi(descending)
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        );
     }
     lazy.collect().map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -130,18 +148,34 @@ const MAX_TEXT_CELL: usize = 48;
 pub fn to_text(df: &DataFrame) -> String {
     let columns = df.columns();
     let mut cells: Vec<Vec<String>> = vec![columns.iter().map(|c| c.name().to_string()).collect()];
-    let shorten = |s: String| if s.chars().count() > MAX_TEXT_CELL { s.chars().take(MAX_TEXT_CELL - 1).chain(['…']).collect() } else { s };
+    let shorten = |s: String| {
+        if s.chars().count() > MAX_TEXT_CELL {
+            s.chars().take(MAX_TEXT_CELL - 1).chain(['…']).collect()
+        } else {
+            s
+        }
+    };
     for r in 0..df.height() {
-        cells.push(columns.iter().map(|c| shorten(cell(&c.get(r).unwrap_or(AnyValue::Null)))).collect());
+        cells.push(
+            columns.iter().map(|c| shorten(cell(&c.get(r).unwrap_or(AnyValue::Null)))).collect(),
+        );
     }
-    let widths: Vec<usize> = (0..columns.len()).map(|k| cells.iter().map(|row| row[k].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|k| cells.iter().map(|row| row[k].chars().count()).max().unwrap_or(0))
+        .collect();
     let numeric: Vec<bool> = columns.iter().map(|c| c.dtype().is_primitive_numeric()).collect();
     let mut out = String::new();
     for row in &cells {
         let line: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(k, v)| if numeric[k] { format!("{v:>w$}", w = widths[k]) } else { format!("{v:<w$}", w = widths[k]) })
+            .map(|(k, v)| {
+                if numeric[k] {
+                    format!("{v:>w$}", w = widths[k])
+                } else {
+                    format!("{v:<w$}", w = widths[k])
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -165,14 +199,23 @@ fn cell(v: &AnyValue) -> String {
 /// table lacks is blank).
 pub fn text_rows(df: &DataFrame, columns: &[&str]) -> Result<Vec<Vec<String>>> {
     let cols: Vec<Option<&Column>> = columns.iter().map(|c| df.column(c).ok()).collect();
-    Ok((0..df.height()).map(|r| cols.iter().map(|c| c.map_or_else(String::new, |c| cell(&c.get(r).unwrap_or(AnyValue::Null)))).collect()).collect())
+    Ok((0..df.height())
+        .map(|r| {
+            cols.iter()
+                .map(|c| c.map_or_else(String::new, |c| cell(&c.get(r).unwrap_or(AnyValue::Null))))
+                .collect()
+        })
+        .collect())
 }
 
 /// Per dataset, the `n` neuron classes with the highest and the `n` with the lowest mean
 /// variance explained (over the worms that recorded them; left and right of one worm
 /// count as two values): rows of dataset, rank ("most 1", …, "least 1"), class, worms,
 /// variance explained, the Baseline's, and the mean MSE / the Baseline's MSE.
-pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Result<Vec<Vec<String>>> {
+pub fn neuron_classes(
+    rows: &[crate::summaries::NeuronError],
+    n: usize,
+) -> Result<Vec<Vec<String>>> {
     let df = df!(
         "dataset" => rows.iter().map(|r| r.dataset.as_str()).collect::<Vec<_>>(),
         "worm" => rows.iter().map(|r| r.worm.as_str()).collect::<Vec<_>>(),
@@ -185,8 +228,16 @@ pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Resul
         .lazy()
         .filter(col("ve").is_finite())
         .group_by([col("dataset"), col("class")])
-        .agg([col("worm").n_unique().alias("worms"), col("ve").mean(), col("baseline_ve").mean(), col("ratio").mean()])
-        .sort_by_exprs([col("dataset"), col("ve"), col("class")], SortMultipleOptions::default().with_order_descending_multi([false, true, false]))
+        .agg([
+            col("worm").n_unique().alias("worms"),
+            col("ve").mean(),
+            col("baseline_ve").mean(),
+            col("ratio").mean(),
+        ])
+        .sort_by_exprs(
+            [col("dataset"), col("ve"), col("class")],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
         .collect()?;
     let text = text_rows(&ranked, &["dataset", "class", "worms", "ve", "baseline_ve", "ratio"])?;
     let mut out = Vec::new();
@@ -198,8 +249,15 @@ pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Resul
         if group.len() <= 2 * n {
             out.extend(group.iter().enumerate().map(|(i, r)| row(format!("{}", i + 1), r)));
         } else {
-            out.extend(group[..n].iter().enumerate().map(|(i, r)| row(format!("most {}", i + 1), r)));
-            out.extend(group[group.len() - n..].iter().enumerate().map(|(i, r)| row(format!("least {}", n - i), r)));
+            out.extend(
+                group[..n].iter().enumerate().map(|(i, r)| row(format!("most {}", i + 1), r)),
+            );
+            out.extend(
+                group[group.len() - n..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| row(format!("least {}", n - i), r)),
+            );
         }
         start = end;
     }
@@ -210,7 +268,11 @@ pub fn neuron_classes(rows: &[crate::summaries::NeuronError], n: usize) -> Resul
 /// shorter (a learning rate of 0.001, not 0.001000).
 fn float_cell(x: f64) -> String {
     let (short, sig) = (x.to_string(), crate::report::fmt_sig(x, 4));
-    if short.len() <= sig.len() { short } else { sig }
+    if short.len() <= sig.len() {
+        short
+    } else {
+        sig
+    }
 }
 
 /// Output formats of a sweep table.

@@ -7,7 +7,7 @@
 //! - `random_walk` (the paper's Random Walk): xᵢ(0) ~ N(0, 1), xᵢ(k) = xᵢ(k−1) + step_std·ε.
 //!   The best next-step predictor is the copy of the input, so no model beats Baseline.
 //! - `connectome`: a nonlinear rate network wired by a published connectome,
-//!       τ dxᵢ/dt = −xᵢ + gain·Σⱼ Wᵢⱼ tanh(xⱼ) + gap_gain·Σⱼ Gᵢⱼ (xⱼ − xᵢ) + noise·ξᵢ(t),
+//!   τ dxᵢ/dt = −xᵢ + gain·Σⱼ Wᵢⱼ tanh(xⱼ) + gap_gain·Σⱼ Gᵢⱼ (xⱼ − xᵢ) + noise·ξᵢ(t),
 //!   with Wᵢⱼ = sⱼ·cᵢⱼ / Σⱼ cᵢⱼ (cᵢⱼ: chemical synapse count from j to i; sⱼ = −1 for GABAergic
 //!   j, +1 otherwise, from neurons.csv), Gᵢⱼ = gᵢⱼ / Σⱼ gᵢⱼ for gap-junction counts g (made
 //!   symmetric). Euler–Maruyama at dt_sim, recorded every `dt` seconds after `burn_in`
@@ -91,23 +91,41 @@ impl Stage for Synthesize {
 
     fn check(p: &Params) -> Result<(), String> {
         if !matches!(p.model.as_str(), "sines" | "random_walk" | "connectome") {
-            return Err(format!("params.model must be \"sines\", \"random_walk\" or \"connectome\"; got {:?}", p.model));
+            return Err(format!(
+                "params.model must be \"sines\", \"random_walk\" or \"connectome\"; got {:?}",
+                p.model
+            ));
         }
         if p.n_worms == 0 || p.n_steps < 2 || p.n_observed == 0 || p.n_observed > N_NEURONS as u64 {
             return Err("need n_worms ≥ 1, n_steps ≥ 2 and 1 ≤ n_observed ≤ 302".into());
         }
-        if !(p.dt > 0.0) || !(p.freq_min > 0.0 && p.freq_max >= p.freq_min) || !(p.dt_sim > 0.0 && p.dt_sim <= p.dt) || !(p.tau > 0.0) {
+        let ordered = |lo: f64, hi: f64| lo.partial_cmp(&hi).is_some_and(|o| o.is_le());
+        let valid = crate::is_positive(p.dt)
+            && crate::is_positive(p.freq_min)
+            && ordered(p.freq_min, p.freq_max)
+            && crate::is_positive(p.dt_sim)
+            && ordered(p.dt_sim, p.dt)
+            && crate::is_positive(p.tau);
+        if !valid {
             return Err("need dt > 0, 0 < freq_min ≤ freq_max, 0 < dt_sim ≤ dt and tau > 0".into());
         }
         Ok(())
     }
 
     fn file_deps(p: &Params) -> Vec<String> {
-        if p.model == "connectome" { vec![p.connectome.clone()] } else { Vec::new() }
+        if p.model == "connectome" {
+            vec![p.connectome.clone()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-        let wiring = if p.model == "connectome" { Some(Wiring::load(&ctx.workspace.join(&p.connectome))?) } else { None };
+        let wiring = if p.model == "connectome" {
+            Some(Wiring::load(&ctx.workspace.join(&p.connectome))?)
+        } else {
+            None
+        };
         let dataset = if p.dataset.is_empty() {
             match p.model.as_str() {
                 "sines" => "Sines",
@@ -154,7 +172,11 @@ fn observe(p: &Params, dataset: &str, w: u64, activity: Vec<Vec<f64>>) -> Worm {
         dataset: dataset.to_string(),
         worm: format!("{}{:03}", dataset.to_lowercase(), w),
         t: (0..p.n_steps).map(|k| k as f64 * p.dt).collect(),
-        traces: activity.into_iter().zip(keep).map(|(x, k)| k.then(|| x.into_iter().map(|v| v as f32).collect())).collect(),
+        traces: activity
+            .into_iter()
+            .zip(keep)
+            .map(|(x, k)| k.then(|| x.into_iter().map(|v| v as f32).collect()))
+            .collect(),
         info: WormInfo {
             source_file: format!("synthesize:{}", p.model),
             citation: "synthetic (wormflow)".into(),
@@ -173,7 +195,12 @@ fn sines(p: &Params, freqs: &[f64], w: u64) -> Vec<Vec<f64>> {
         .iter()
         .map(|f| {
             let phase = rng.random_range(0.0..std::f64::consts::TAU);
-            (0..p.n_steps).map(|k| (std::f64::consts::TAU * f * k as f64 + phase).sin() + p.noise * normal(&mut rng)).collect()
+            (0..p.n_steps)
+                .map(|k| {
+                    (std::f64::consts::TAU * f * k as f64 + phase).sin()
+                        + p.noise * normal(&mut rng)
+                })
+                .collect()
         })
         .collect()
 }
@@ -203,13 +230,22 @@ struct Wiring {
 
 impl Wiring {
     fn load(path: &Path) -> Result<Wiring> {
-        let edges: Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("cannot read connectome {}", path.display()))?)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let edges = edges.as_array().with_context(|| format!("{}: expected a list of edges", path.display()))?;
+        let edges: Value = serde_json::from_slice(
+            &std::fs::read(path)
+                .with_context(|| format!("cannot read connectome {}", path.display()))?,
+        )
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let edges = edges
+            .as_array()
+            .with_context(|| format!("{}: expected a list of edges", path.display()))?;
         let mut chem = vec![vec![0.0; N_NEURONS]; N_NEURONS];
         let mut gap = vec![vec![0.0; N_NEURONS]; N_NEURONS];
         for e in edges {
-            let name = |k: &str| e.get(k).and_then(Value::as_str).and_then(|n| neurons::index_of(&neurons::normalise(n)));
+            let name = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|n| neurons::index_of(&neurons::normalise(n)))
+            };
             let (Some(pre), Some(post)) = (name("pre"), name("post")) else { continue };
             let count = e.get("syn").and_then(Value::as_array).map_or(1, Vec::len) as f64;
             match e.get("typ").and_then(Value::as_u64) {
@@ -248,7 +284,8 @@ impl Wiring {
         let per_record = (p.dt / p.dt_sim).round().max(1.0) as usize;
         let burn = (p.burn_in / p.dt_sim).round() as usize;
         let noise = p.noise * (p.dt_sim).sqrt() / p.tau;
-        let mut out: Vec<Vec<f64>> = (0..N_NEURONS).map(|_| Vec::with_capacity(p.n_steps as usize)).collect();
+        let mut out: Vec<Vec<f64>> =
+            (0..N_NEURONS).map(|_| Vec::with_capacity(p.n_steps as usize)).collect();
         let total = burn + per_record * p.n_steps as usize;
         for step in 0..total {
             for (r, v) in rate.iter_mut().zip(&x) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, ListBuilder, StringArray, StringBuilder,
-    Int64Array,
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, ListBuilder,
+    StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -57,7 +57,10 @@ impl Worm {
     }
 
     pub fn labelled(&self) -> Vec<&str> {
-        (0..N_NEURONS).filter(|&i| self.traces[i].is_some()).map(|i| neurons::names()[i].as_str()).collect()
+        (0..N_NEURONS)
+            .filter(|&i| self.traces[i].is_some())
+            .map(|i| neurons::names()[i].as_str())
+            .collect()
     }
 
     /// Median time step in seconds (NaN for fewer than two steps).
@@ -68,7 +71,11 @@ impl Worm {
         }
         d.sort_by(|a, b| a.total_cmp(b));
         let m = d.len() / 2;
-        if d.len() % 2 == 1 { d[m] } else { 0.5 * (d[m - 1] + d[m]) }
+        if d.len() % 2 == 1 {
+            d[m]
+        } else {
+            0.5 * (d[m - 1] + d[m])
+        }
     }
 }
 
@@ -83,7 +90,11 @@ fn recording_schema() -> Arc<Schema> {
 }
 
 /// Write `recordings.parquet`: one row group per worm.
-pub fn write_recordings(path: &Path, worms: &[Worm], metadata: &parquet_io::Metadata) -> Result<()> {
+pub fn write_recordings(
+    path: &Path,
+    worms: &[Worm],
+    metadata: &parquet_io::Metadata,
+) -> Result<()> {
     let schema = recording_schema();
     let mut w = parquet_io::writer(path, schema.clone(), metadata)?;
     for worm in worms {
@@ -109,7 +120,12 @@ pub fn write_recordings(path: &Path, worms: &[Worm], metadata: &parquet_io::Meta
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
     batch
         .column_by_name(name)
-        .with_context(|| format!("{}: no column {name:?}; is it a wormflow recordings/worms table?", path.display()))?
+        .with_context(|| {
+            format!(
+                "{}: no column {name:?}; is it a wormflow recordings/worms table?",
+                path.display()
+            )
+        })?
         .as_any()
         .downcast_ref::<T>()
         .with_context(|| format!("{}: column {name:?} has the wrong type", path.display()))
@@ -124,8 +140,10 @@ pub fn read_recordings(dir: &Path) -> Result<Vec<Worm>> {
         let dataset = column::<StringArray>(&batch, "dataset", &path)?;
         let worm = column::<StringArray>(&batch, "worm", &path)?;
         let t = column::<Float64Array>(&batch, "t", &path)?;
-        let neuron_cols: Vec<&Float32Array> =
-            neurons::names().iter().map(|n| column::<Float32Array>(&batch, n, &path)).collect::<Result<_>>()?;
+        let neuron_cols: Vec<&Float32Array> = neurons::names()
+            .iter()
+            .map(|n| column::<Float32Array>(&batch, n, &path))
+            .collect::<Result<_>>()?;
         let mut start = 0;
         while start < batch.num_rows() {
             let (ds, wm) = (dataset.value(start), worm.value(start));
@@ -139,9 +157,19 @@ pub fn read_recordings(dir: &Path) -> Result<Vec<Worm>> {
                 .collect();
             let continues = worms.last().is_some_and(|w| w.dataset == ds && w.worm == wm);
             if !continues {
-                let info = infos.iter().find(|(d, w, _)| d == ds && w == wm).map(|(_, _, i)| i.clone()).unwrap_or_default();
+                let info = infos
+                    .iter()
+                    .find(|(d, w, _)| d == ds && w == wm)
+                    .map(|(_, _, i)| i.clone())
+                    .unwrap_or_default();
                 let traces = recorded.iter().map(|&r| r.then(Vec::new)).collect();
-                worms.push(Worm { dataset: ds.to_string(), worm: wm.to_string(), t: Vec::new(), traces, info });
+                worms.push(Worm {
+                    dataset: ds.to_string(),
+                    worm: wm.to_string(),
+                    t: Vec::new(),
+                    traces,
+                    info,
+                });
             }
             let w = worms.last_mut().expect("pushed above");
             w.t.extend_from_slice(&t.values()[start..end]);
@@ -149,7 +177,11 @@ pub fn read_recordings(dir: &Path) -> Result<Vec<Worm>> {
                 match (&mut w.traces[slot], recorded[slot]) {
                     (Some(v), true) => v.extend_from_slice(&col.values()[start..end]),
                     (Some(_), false) | (None, true) => {
-                        bail!("{}: worm {wm}, neuron {}: recorded in some rows and not others", path.display(), neurons::names()[slot])
+                        bail!(
+                            "{}: worm {wm}, neuron {}: recorded in some rows and not others",
+                            path.display(),
+                            neurons::names()[slot]
+                        )
                     }
                     (None, false) => {}
                 }
@@ -170,18 +202,41 @@ pub fn write_worms(path: &Path, worms: &[Worm], metadata: &parquet_io::Metadata)
         labelled.append(true);
     }
     // Counts as signed Int64, as in every table (see parquet_io).
-    let counts = |f: fn(&WormInfo) -> u32| Arc::new(Int64Array::from(worms.iter().map(|w| f(&w.info) as i64).collect::<Vec<_>>())) as ArrayRef;
-    let strs = |f: fn(&Worm) -> &str| Arc::new(StringArray::from(worms.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let counts = |f: fn(&WormInfo) -> u32| {
+        Arc::new(Int64Array::from(worms.iter().map(|w| f(&w.info) as i64).collect::<Vec<_>>()))
+            as ArrayRef
+    };
+    let strs = |f: fn(&Worm) -> &str| {
+        Arc::new(StringArray::from(worms.iter().map(f).collect::<Vec<_>>())) as ArrayRef
+    };
     let batch = RecordBatch::try_from_iter([
         ("dataset", strs(|w| &w.dataset)),
         ("worm", strs(|w| &w.worm)),
-        ("n_steps", Arc::new(Int64Array::from(worms.iter().map(|w| w.n_steps() as i64).collect::<Vec<_>>())) as ArrayRef),
-        ("dt", Arc::new(Float64Array::from(worms.iter().map(Worm::median_dt).collect::<Vec<_>>())) as ArrayRef),
-        ("n_labelled", Arc::new(Int64Array::from(worms.iter().map(|w| w.labelled().len() as i64).collect::<Vec<_>>())) as ArrayRef),
+        (
+            "n_steps",
+            Arc::new(Int64Array::from(worms.iter().map(|w| w.n_steps() as i64).collect::<Vec<_>>()))
+                as ArrayRef,
+        ),
+        (
+            "dt",
+            Arc::new(Float64Array::from(worms.iter().map(Worm::median_dt).collect::<Vec<_>>()))
+                as ArrayRef,
+        ),
+        (
+            "n_labelled",
+            Arc::new(Int64Array::from(
+                worms.iter().map(|w| w.labelled().len() as i64).collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
         ("labelled", Arc::new(labelled.finish()) as ArrayRef),
         ("source_file", strs(|w| &w.info.source_file)),
         ("citation", strs(|w| &w.info.citation)),
-        ("time_is_estimated", Arc::new(BooleanArray::from(worms.iter().map(|w| w.info.time_is_estimated).collect::<Vec<_>>())) as ArrayRef),
+        (
+            "time_is_estimated",
+            Arc::new(BooleanArray::from(
+                worms.iter().map(|w| w.info.time_is_estimated).collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
         ("unknown_labels", counts(|i| i.unknown_labels)),
         ("duplicate_labels", counts(|i| i.duplicate_labels)),
         ("ambiguous_resolved", counts(|i| i.ambiguous_resolved)),
@@ -202,10 +257,17 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
         let cit = column::<StringArray>(&batch, "citation", path)?;
         let est = column::<BooleanArray>(&batch, "time_is_estimated", path)?;
         let u = |name: &str| column::<Int64Array>(&batch, name, path);
-        let (unk, dup, ares, adrop, masked) =
-            (u("unknown_labels")?, u("duplicate_labels")?, u("ambiguous_resolved")?, u("ambiguous_dropped")?, u("masked_neurons")?);
+        let (unk, dup, ares, adrop, masked) = (
+            u("unknown_labels")?,
+            u("duplicate_labels")?,
+            u("ambiguous_resolved")?,
+            u("ambiguous_dropped")?,
+            u("masked_neurons")?,
+        );
         // Tables written before preprocess recorded it have no `resampling` column.
-        let resampling = batch.column_by_name("resampling").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let resampling = batch
+            .column_by_name("resampling")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
         for r in 0..batch.num_rows() {
             out.push((
                 ds.value(r).to_string(),
@@ -219,7 +281,9 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
                     ambiguous_resolved: ares.value(r) as u32,
                     ambiguous_dropped: adrop.value(r) as u32,
                     masked_neurons: masked.value(r) as u32,
-                    resampling: resampling.as_ref().map_or_else(String::new, |c| c.value(r).to_string()),
+                    resampling: resampling
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.value(r).to_string()),
                 },
             ));
         }

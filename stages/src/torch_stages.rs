@@ -125,7 +125,15 @@ pub struct EvaluateParams {
 
 impl Default for EvaluateParams {
     fn default() -> Self {
-        EvaluateParams { horizon: 50, generate_worms: 3, generate_dataset: String::new(), context: 180, batch_size: 256, device: "auto".into(), clamp: true }
+        EvaluateParams {
+            horizon: 50,
+            generate_worms: 3,
+            generate_dataset: String::new(),
+            context: 180,
+            batch_size: 256,
+            device: "auto".into(),
+            clamp: true,
+        }
     }
 }
 
@@ -136,32 +144,55 @@ impl Stage for Train {
 
     fn check(p: &TrainParams) -> Result<(), String> {
         if !MODELS.contains(&p.model.as_str()) {
-            return Err(format!("params.model must be one of {}; got {:?}", MODELS.join(", "), p.model));
+            return Err(format!(
+                "params.model must be one of {}; got {:?}",
+                MODELS.join(", "),
+                p.model
+            ));
         }
         let needs_size = !matches!(p.model.as_str(), "baseline" | "linear"); // Linear: 0 = the study's 302
-        if p.hidden < 0 || p.params_target < 0 || (needs_size && p.hidden == 0 && p.params_target == 0) {
+        if p.hidden < 0
+            || p.params_target < 0
+            || (needs_size && p.hidden == 0 && p.params_target == 0)
+        {
             return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
         }
         if !(0.0..1.0).contains(&p.dropout) {
             return Err(format!("params.dropout must be in [0, 1); got {}", p.dropout));
         }
-        if p.batch_size < 1 || !(p.lr > 0.0) || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0) {
+        if p.batch_size < 1
+            || !crate::is_positive(p.lr)
+            || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0)
+        {
             return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());
         }
         if !matches!(p.device.as_str(), "auto" | "cpu") && !p.device.starts_with("cuda") {
-            return Err(format!("params.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; got {:?}", p.device));
+            return Err(format!(
+                "params.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; got {:?}",
+                p.device
+            ));
         }
         if p.epochs == 0 {
             return Err("params.epochs = 0 would store an untrained model; give at least 1 (the Baseline needs no training: model = \"baseline\")".into());
         }
         if p.threads < 0 {
-            return Err(format!("params.threads must be ≥ 0 (0 = the node's share of the cores); got {}", p.threads));
+            return Err(format!(
+                "params.threads must be ≥ 0 (0 = the node's share of the cores); got {}",
+                p.threads
+            ));
         }
         if p.diverged_above.is_nan() || p.diverged_above <= 1.0 {
             return Err(format!("params.diverged_above must be > 1 (a multiple of the untrained model's validation loss); got {}", p.diverged_above));
         }
-        if p.grad_clip.is_nan() || p.grad_clip < 0.0 || p.weight_decay.is_nan() || p.weight_decay < 0.0 {
-            return Err(format!("params.grad_clip and params.weight_decay must be ≥ 0; got {} and {}", p.grad_clip, p.weight_decay));
+        if p.grad_clip.is_nan()
+            || p.grad_clip < 0.0
+            || p.weight_decay.is_nan()
+            || p.weight_decay < 0.0
+        {
+            return Err(format!(
+                "params.grad_clip and params.weight_decay must be ≥ 0; got {} and {}",
+                p.grad_clip, p.weight_decay
+            ));
         }
         check_memory(p)
     }
@@ -200,7 +231,10 @@ fn check_memory(p: &TrainParams) -> Result<(), String> {
     }
     let hidden = hidden_size(p).map_err(|e| e.to_string())?;
     let n = n_params(&p.model, hidden, Counting::Used).map_err(|e| e.to_string())? as f64;
-    let activations = p.batch_size as f64 * WINDOW_STEPS * (16.0 * hidden as f64 + 4.0 * crate::neurons::N_NEURONS as f64) * 4.0;
+    let activations = p.batch_size as f64
+        * WINDOW_STEPS
+        * (16.0 * hidden as f64 + 4.0 * crate::neurons::N_NEURONS as f64)
+        * 4.0;
     let needed = 16.0 * n + activations;
     let (available, what) = device_memory(&p.device);
     if needed > available {
@@ -227,7 +261,10 @@ fn device_memory(device: &str) -> (f64, &'static str) {
     static RAM: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let ram = *RAM.get_or_init(|| {
         let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let kb = info.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+        let kb = info
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
         kb.map(|k| k * 1024.0).unwrap_or(f64::INFINITY)
     });
     (ram, "this machine's memory")
@@ -305,13 +342,24 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     });
     let status = match ended.context("lost track of wormflow-torch")? {
         child::Ended::Exited(status) => status,
-        child::Ended::Cancelled | child::Ended::TimedOut(_) => bail!("cancelled; wormflow-torch was stopped and nothing was stored"),
+        child::Ended::Cancelled | child::Ended::TimedOut(_) => {
+            bail!("cancelled; wormflow-torch was stopped and nothing was stored")
+        }
     };
     if !status.success() {
         let why = errors.trim();
-        return Err(anyhow!("{}", if why.is_empty() { format!("wormflow-torch failed ({status})") } else { why.to_string() }));
+        return Err(anyhow!(
+            "{}",
+            if why.is_empty() {
+                format!("wormflow-torch failed ({status})")
+            } else {
+                why.to_string()
+            }
+        ));
     }
-    let prov: Value = serde_json::from_slice(&std::fs::read(ctx.scratch.join("provenance.json")).unwrap_or_else(|_| b"{}".to_vec()))?;
+    let prov: Value = serde_json::from_slice(
+        &std::fs::read(ctx.scratch.join("provenance.json")).unwrap_or_else(|_| b"{}".to_vec()),
+    )?;
     Ok(match prov {
         Value::Object(m) => m,
         _ => Map::from_iter([("helper".to_string(), json!("wormflow-torch"))]),

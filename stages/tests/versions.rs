@@ -6,7 +6,10 @@ include!("../versions.rs");
 use std::path::Path;
 
 fn listed(path: &str) -> bool {
-    NEUTRAL.contains(&path) || KINDS.iter().any(|(_, files)| files.iter().any(|f| path == *f || path.starts_with(&format!("{f}/"))))
+    NEUTRAL.contains(&path)
+        || KINDS.iter().any(|(_, files)| {
+            files.iter().any(|f| path == *f || path.starts_with(&format!("{f}/")))
+        })
 }
 
 fn walk(dir: &Path, out: &mut Vec<String>) {
@@ -16,7 +19,14 @@ fn walk(dir: &Path, out: &mut Vec<String>) {
             walk(&p, out);
         } else if p.extension().is_some_and(|x| x == "rs") {
             let rel = p.strip_prefix(env!("CARGO_MANIFEST_DIR")).map(|r| r.display().to_string());
-            out.push(rel.unwrap_or_else(|_| format!("../torch/{}", p.strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch")).unwrap().display())));
+            out.push(rel.unwrap_or_else(|_| {
+                format!(
+                    "../torch/{}",
+                    p.strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch"))
+                        .unwrap()
+                        .display()
+                )
+            }));
         }
     }
 }
@@ -27,7 +37,10 @@ fn every_source_file_belongs_to_a_version() {
     walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
     walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch/src"), &mut files);
     let missing: Vec<&String> = files.iter().filter(|f| !listed(f)).collect();
-    assert!(missing.is_empty(), "add these to stages/versions.rs (a kind's list, or NEUTRAL): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "add these to stages/versions.rs (a kind's list, or NEUTRAL): {missing:?}"
+    );
 }
 
 #[test]

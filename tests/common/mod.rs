@@ -53,7 +53,12 @@ impl Workspace {
     /// Run and expect success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.wf(args);
-        assert!(out.status.success(), "wormflow {args:?} failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "wormflow {args:?} failed:\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -67,7 +72,13 @@ impl Workspace {
     /// Expect failure with exit code 2 (bad input); returns stderr.
     pub fn bad(&self, args: &[&str]) -> String {
         let out = self.wf(args);
-        assert_eq!(out.status.code(), Some(2), "expected exit 2 from {args:?}; stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "expected exit 2 from {args:?}; stdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stderr)
     }
 
@@ -82,7 +93,8 @@ impl Workspace {
 
     /// The store object holding the bytes of a file in results/ (results are copies).
     pub fn object_of(&self, results_file: &str) -> PathBuf {
-        let hex = blake3::hash(&std::fs::read(self.file(results_file)).unwrap()).to_hex().to_string();
+        let hex =
+            blake3::hash(&std::fs::read(self.file(results_file)).unwrap()).to_hex().to_string();
         let path = self.file("cache/objects").join(&hex[..2]).join(&hex[2..]);
         assert!(path.is_file(), "{results_file}: no object {}", path.display());
         path
@@ -93,7 +105,9 @@ impl Workspace {
 /// (for ids whose values need no quoting).
 pub fn results_dir(node: &str) -> String {
     match node.split_once('[') {
-        Some((stage, rest)) => format!("results/{stage}/{}", rest.trim_end_matches(']').replace(',', "/")),
+        Some((stage, rest)) => {
+            format!("results/{stage}/{}", rest.trim_end_matches(']').replace(',', "/"))
+        }
         None => format!("results/{node}"),
     }
 }
@@ -114,7 +128,13 @@ pub struct Events(pub Vec<Value>);
 
 impl Events {
     pub fn parse(stdout: &str) -> Events {
-        Events(stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("JSON event")).collect())
+        Events(
+            stdout
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str(l).expect("JSON event"))
+                .collect(),
+        )
     }
 
     /// Node ids with the given event, sorted.
@@ -159,7 +179,10 @@ fn snapshot_dir(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
             snapshot_dir(&p, base, out);
         } else {
             let bytes = std::fs::read(&p).unwrap_or_default();
-            out.push((p.strip_prefix(base).unwrap().display().to_string(), blake3::hash(&bytes).to_hex().to_string()));
+            out.push((
+                p.strip_prefix(base).unwrap().display().to_string(),
+                blake3::hash(&bytes).to_hex().to_string(),
+            ));
         }
     }
 }
@@ -190,10 +213,14 @@ impl S3Server {
     /// None (after saying so) when s3s-fs is not installed.
     pub fn start(bucket: &str) -> Option<S3Server> {
         let bin = std::env::var("WORMFLOW_S3S_FS").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/wormflow/tools/bin/s3s-fs")
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/wormflow/tools/bin/s3s-fs")
         });
         if !bin.is_file() {
-            service_missing("the S3-compatible server s3s-fs", &format!("{} does not exist", bin.display()));
+            service_missing(
+                "the S3-compatible server s3s-fs",
+                &format!("{} does not exist", bin.display()),
+            );
             return None;
         }
         let root = tempfile::tempdir().unwrap();
@@ -201,9 +228,19 @@ impl S3Server {
         // The port is probed free and then handed to s3s-fs, so another process may take it
         // in between: a server that exits at once is retried on a new port.
         for _attempt in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let mut child = Command::new(&bin)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--access-key",
+                    S3_KEY,
+                    "--secret-key",
+                    S3_SECRET,
+                ])
                 .arg(root.path())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -215,7 +252,11 @@ impl S3Server {
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(S3Server { child, root, endpoint: format!("http://127.0.0.1:{port}") });
+                    return Some(S3Server {
+                        child,
+                        root,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -285,7 +326,12 @@ params = {{ {sample} }}
 /// A small real pipeline (synthetic worms → … → train an LSTM for 2 epochs → evaluate)
 /// that runs in seconds; `extra` is appended (remotes, [slurm]).
 pub fn tiny_science_pipeline(extra: &str) -> String {
-    let front = synthetic_front("tiny", 1, r#"model = "sines", n_worms = 6, n_steps = 120, n_observed = 8"#, "n_windows = 4, window = 20");
+    let front = synthetic_front(
+        "tiny",
+        1,
+        r#"model = "sines", n_worms = 6, n_steps = 120, n_observed = 8"#,
+        "n_windows = 4, window = 20",
+    );
     format!(
         r#"{front}[stages.train]
 kind = "train"

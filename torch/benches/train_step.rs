@@ -51,12 +51,19 @@ fn main() {
         let ours = time_steps(model, hidden, device);
         let theirs = std::process::Command::new(&python)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/train_step.py"))
-            .args([model, &hidden.to_string(), &threads.to_string(), if device == Device::Cpu { "cpu" } else { "cuda" }])
+            .args([
+                model,
+                &hidden.to_string(),
+                &threads.to_string(),
+                if device == Device::Cpu { "cpu" } else { "cuda" },
+            ])
             .output()
             .expect("run the PyTorch reference");
         let out = String::from_utf8_lossy(&theirs.stdout);
         let line = out.lines().last().unwrap_or_default().to_string();
-        let (torch_s, torch_params): (f64, i64) = match line.split_whitespace().collect::<Vec<_>>()[..] {
+        let (torch_s, torch_params): (f64, i64) = match line.split_whitespace().collect::<Vec<_>>()
+            [..]
+        {
             [s, p] => (s.parse().unwrap_or(f64::NAN), p.parse().unwrap_or(-1)),
             _ => {
                 eprintln!("PyTorch reference failed: {}", String::from_utf8_lossy(&theirs.stderr));

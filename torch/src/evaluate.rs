@@ -31,7 +31,9 @@ use crate::tensors::{predict, window_set, WindowSet};
 use crate::train::pick_device;
 use wormflow_stages::neurons::{self, N_NEURONS};
 use wormflow_stages::parquet_io::write_rows;
-use wormflow_stages::summaries::{self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError, SampleSummary};
+use wormflow_stages::summaries::{
+    self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError, SampleSummary,
+};
 use wormflow_stages::table::{read_recordings, Worm};
 pub use wormflow_stages::torch_stages::EvaluateParams as Params;
 use wormflow_stages::windows::{read_split, read_windows};
@@ -41,28 +43,46 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let device = pick_device(&p.device)?;
     tch::set_num_threads(ctx.threads as i32);
     let meta = ctx.file_metadata();
-    let find = |file: &str| ctx.inputs.iter().find(|i| i.dir.join(file).exists()).map(|i| i.dir.join(file));
-    let card: ModelCard = summaries::read(&find("model.parquet").context("evaluate needs a train node (model.parquet) among its inputs")?)?;
-    let recordings_dir = find("recordings.parquet").context("evaluate needs a preprocess node among its inputs")?;
+    let find = |file: &str| {
+        ctx.inputs.iter().find(|i| i.dir.join(file).exists()).map(|i| i.dir.join(file))
+    };
+    let card: ModelCard = summaries::read(
+        &find("model.parquet")
+            .context("evaluate needs a train node (model.parquet) among its inputs")?,
+    )?;
+    let recordings_dir =
+        find("recordings.parquet").context("evaluate needs a preprocess node among its inputs")?;
     let worms = read_recordings(recordings_dir.parent().expect("a directory"))?;
-    let windows = read_windows(&find("windows.parquet").context("evaluate needs a sample node among its inputs")?)?;
-    let sample: Option<SampleSummary> = find("sample.parquet").map(|p| summaries::read(&p)).transpose()?;
+    let windows = read_windows(
+        &find("windows.parquet").context("evaluate needs a sample node among its inputs")?,
+    )?;
+    let sample: Option<SampleSummary> =
+        find("sample.parquet").map(|p| summaries::read(&p)).transpose()?;
 
     let mut vs = nn::VarStore::new(device);
     let options = models::Options { hidden: card.hidden, residual: card.residual, dropout: 0.0 }; // evaluation: no dropout
     let model = models::build(&card.architecture, options, &vs.root())?;
     if card.architecture != "baseline" {
-        let weights = find("weights.safetensors").context("no weights.safetensors among the inputs")?;
+        let weights =
+            find("weights.safetensors").context("no weights.safetensors among the inputs")?;
         vs.load(&weights).with_context(|| format!("cannot load {}", weights.display()))?;
     }
-    let baseline = models::build("baseline", models::Options { hidden: 0, residual: false, dropout: 0.0 }, &vs.root())?;
+    let baseline = models::build(
+        "baseline",
+        models::Options { hidden: 0, residual: false, dropout: 0.0 },
+        &vs.root(),
+    )?;
     let val = window_set(&worms, &windows, "val", device)?;
     let errors = one_step_errors(&*model, &*baseline, &val, p.batch_size);
     let (loss, base) = errors.pooled();
     write_rows(&ctx.out_dir.join("by_dataset.parquet"), &errors.by_dataset(), &meta)?;
     write_rows(&ctx.out_dir.join("neurons.parquet"), &errors.by_neuron(), &meta)?;
     (ctx.progress)(0.3, "k-step errors");
-    write_rows(&ctx.out_dir.join("kstep.parquet"), &kstep_errors(&*model, &val, p.horizon, p.batch_size)?, &meta)?;
+    write_rows(
+        &ctx.out_dir.join("kstep.parquet"),
+        &kstep_errors(&*model, &val, p.horizon, p.batch_size)?,
+        &meta,
+    )?;
     (ctx.progress)(0.7, "generation");
     let starts = match find("split.parquet") {
         Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
@@ -70,7 +90,11 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     };
     // The sliding context is the training window length L (as the study's BLOCK_SIZE).
     let window = val.x.size()[1];
-    write_rows(&ctx.out_dir.join("generation.parquet"), &generation(&*model, &worms, &starts, p, window, device)?, &meta)?;
+    write_rows(
+        &ctx.out_dir.join("generation.parquet"),
+        &generation(&*model, &worms, &starts, p, window, device)?,
+        &meta,
+    )?;
     let eval = Evaluation {
         model: card.architecture.clone(),
         hidden: card.hidden,
@@ -171,15 +195,27 @@ impl OneStepErrors {
 /// One pass over the validation windows: squared errors of the model and the Baseline and
 /// the targets' moments, per window and neuron, brought to the host once per batch (each
 /// transfer is a device sync).
-fn one_step_errors(model: &dyn Model, baseline: &dyn Model, set: &WindowSet, batch: i64) -> OneStepErrors {
+fn one_step_errors(
+    model: &dyn Model,
+    baseline: &dyn Model,
+    set: &WindowSet,
+    batch: i64,
+) -> OneStepErrors {
     tch::no_grad(|| {
-        let mut out = OneStepErrors { cells: BTreeMap::new(), windows_per_dataset: BTreeMap::new() };
+        let mut out =
+            OneStepErrors { cells: BTreeMap::new(), windows_per_dataset: BTreeMap::new() };
         let steps = set.x.size()[1] as f64;
         let mut start = 0;
         while start < set.len() {
             let n = batch.min(set.len() - start);
-            let (x, y, mask) = (set.x.narrow(0, start, n), set.y.narrow(0, start, n), set.mask.narrow(0, start, n));
-            let per_neuron = |t: Tensor| to_host(t.sum_dim_intlist([1i64].as_slice(), false, Kind::Double).flatten(0, -1));
+            let (x, y, mask) = (
+                set.x.narrow(0, start, n),
+                set.y.narrow(0, start, n),
+                set.mask.narrow(0, start, n),
+            );
+            let per_neuron = |t: Tensor| {
+                to_host(t.sum_dim_intlist([1i64].as_slice(), false, Kind::Double).flatten(0, -1))
+            };
             let sse = per_neuron((predict(model, &x, &mask, false) - &y).square());
             let base = per_neuron((predict(baseline, &x, &mask, false) - &y).square());
             let (sum, sum_sq) = (per_neuron(y.shallow_clone()), per_neuron(y.square()));
@@ -189,8 +225,17 @@ fn one_step_errors(model: &dyn Model, baseline: &dyn Model, set: &WindowSet, bat
                 *out.windows_per_dataset.entry(set.datasets[i].clone()).or_default() += 1;
                 for slot in (0..N_NEURONS).filter(|&s| recorded[b * N_NEURONS + s] > 0.0) {
                     let k = b * N_NEURONS + slot;
-                    let cell = Sums { sse: sse[k], baseline_sse: base[k], sum: sum[k], sum_sq: sum_sq[k], n: steps };
-                    out.cells.entry((set.datasets[i].clone(), set.worms[i].clone(), slot)).or_default().add(&cell);
+                    let cell = Sums {
+                        sse: sse[k],
+                        baseline_sse: base[k],
+                        sum: sum[k],
+                        sum_sq: sum_sq[k],
+                        n: steps,
+                    };
+                    out.cells
+                        .entry((set.datasets[i].clone(), set.worms[i].clone(), slot))
+                        .or_default()
+                        .add(&cell);
                 }
             }
             start += n;
@@ -244,10 +289,17 @@ fn rollout(model: &dyn Model, context: &Tensor, mask: &Tensor, steps: i64, how: 
 }
 
 /// (k, model mse, baseline mse) for k = 1..=horizon.
-fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) -> Result<Vec<KStepError>> {
+fn kstep_errors(
+    model: &dyn Model,
+    set: &WindowSet,
+    horizon: i64,
+    batch: i64,
+) -> Result<Vec<KStepError>> {
     let steps = set.x.size()[1] + 1; // L + 1 steps per window
     if horizon >= steps - 1 {
-        bail!("horizon {horizon} leaves no context in windows of {steps} steps; lower params.horizon");
+        bail!(
+            "horizon {horizon} leaves no context in windows of {steps} steps; lower params.horizon"
+        );
     }
     let context_len = steps - horizon;
     let full = Tensor::cat(&[set.x.shallow_clone(), set.y.narrow(1, set.y.size()[1] - 1, 1)], 1); // all L + 1 steps
@@ -263,14 +315,28 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
             let context = window.narrow(1, 0, context_len);
             let truth = window.narrow(1, context_len, horizon);
             // k-step errors: unclamped, the window never longer than the training windows.
-            let gen = rollout(model, &context, &mask, horizon, Rollout { window: steps - 1, clamp: false });
+            let gen = rollout(
+                model,
+                &context,
+                &mask,
+                horizon,
+                Rollout { window: steps - 1, clamp: false },
+            );
             let last = context.narrow(1, context_len - 1, 1);
             // One (n, horizon) block per batch for the model and for the Baseline.
-            let per_k = |pred: &Tensor| to_host(((pred - &truth).square() * &mask).sum_dim_intlist([2i64].as_slice(), false, Kind::Double).flatten(0, -1));
+            let per_k = |pred: &Tensor| {
+                to_host(
+                    ((pred - &truth).square() * &mask)
+                        .sum_dim_intlist([2i64].as_slice(), false, Kind::Double)
+                        .flatten(0, -1),
+                )
+            };
             let (model_sse, base_sse) = (per_k(&gen), per_k(&last.expand_as(&truth)));
             let recorded = to_host(mask.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double));
             for b in 0..n as usize {
-                let e = per.entry(&set.datasets[start as usize + b]).or_insert_with(|| (vec![0.0; h], vec![0.0; h], 0.0));
+                let e = per
+                    .entry(&set.datasets[start as usize + b])
+                    .or_insert_with(|| (vec![0.0; h], vec![0.0; h], 0.0));
                 for k in 0..h {
                     e.0[k] += model_sse[b * h + k];
                     e.1[k] += base_sse[b * h + k];
@@ -282,7 +348,13 @@ fn kstep_errors(model: &dyn Model, set: &WindowSet, horizon: i64, batch: i64) ->
         Ok(per
             .into_iter()
             .flat_map(|(d, (m, b, count))| {
-                (0..h).map(move |k| KStepError { dataset: d.to_string(), k: k as i64 + 1, n_values: count as i64, mse: m[k] / count, baseline_mse: b[k] / count })
+                (0..h).map(move |k| KStepError {
+                    dataset: d.to_string(),
+                    k: k as i64 + 1,
+                    n_values: count as i64,
+                    mse: m[k] / count,
+                    baseline_mse: b[k] / count,
+                })
             })
             .collect())
     })
@@ -299,7 +371,9 @@ fn generation(
 ) -> Result<Vec<GeneratedStep>> {
     let mut rows = Vec::new();
     let mut shown = 0;
-    for w in worms.iter().filter(|w| p.generate_dataset.is_empty() || w.dataset == p.generate_dataset) {
+    for w in
+        worms.iter().filter(|w| p.generate_dataset.is_empty() || w.dataset == p.generate_dataset)
+    {
         if shown >= p.generate_worms {
             break;
         }
@@ -319,10 +393,12 @@ fn generation(
                 }
             }
         }
-        let all = Tensor::from_slice(&data).view([1, len as i64, N_NEURONS as i64]).to_device(device);
+        let all =
+            Tensor::from_slice(&data).view([1, len as i64, N_NEURONS as i64]).to_device(device);
         let m = Tensor::from_slice(&mask).view([1, 1, N_NEURONS as i64]).to_device(device);
         let how = Rollout { window, clamp: p.clamp };
-        let gen = tch::no_grad(|| rollout(model, &all.narrow(1, 0, p.context), &m, p.context, how)).to_device(Device::Cpu);
+        let gen = tch::no_grad(|| rollout(model, &all.narrow(1, 0, p.context), &m, p.context, how))
+            .to_device(Device::Cpu);
         let gen: Vec<f32> = Vec::<f32>::try_from(gen.flatten(0, -1))?;
         for (n, trace) in w.traces.iter().enumerate() {
             let Some(t) = trace else { continue };
@@ -333,7 +409,8 @@ fn generation(
                     neuron: neurons::names()[n].clone(),
                     step: k as i64,
                     truth: t[start + k] as f64,
-                    generated: (k >= p.context as usize).then(|| gen[(k - p.context as usize) * N_NEURONS + n] as f64),
+                    generated: (k >= p.context as usize)
+                        .then(|| gen[(k - p.context as usize) * N_NEURONS + n] as f64),
                 });
             }
         }

@@ -11,14 +11,19 @@ use wormflow_torch::{evaluate, train};
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: wormflow-torch JOB.json (started by wormflow for train and evaluate nodes)");
+        eprintln!(
+            "usage: wormflow-torch JOB.json (started by wormflow for train and evaluate nodes)"
+        );
         return ExitCode::from(2);
     };
     // libtorch reports errors by panicking with its C++ backtrace (thousands of
     // characters); say it in one line instead (see `one_line`).
     std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(|| run(&path)).unwrap_or_else(|panic| {
-        let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
         Err(anyhow::anyhow!("libtorch failed: {}", msg.unwrap_or_default()))
     });
     match outcome {
@@ -33,7 +38,9 @@ fn main() -> ExitCode {
 /// The first line of an error without libtorch's C++ backtrace, with the model's size
 /// params (what to change when it ran out of memory).
 fn one_line(error: &str, job_path: &str) -> String {
-    let is_torch = error.contains("Exception raised from") || error.contains("libtorch failed") || error.contains("Torch(");
+    let is_torch = error.contains("Exception raised from")
+        || error.contains("libtorch failed")
+        || error.contains("Torch(");
     if !is_torch {
         return error.to_string();
     }
@@ -45,7 +52,10 @@ fn one_line(error: &str, job_path: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let mut first: String = first.chars().take(400).collect();
-    if let Ok(job) = std::fs::read(job_path).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<Job>(&b)?)) {
+    if let Ok(job) = std::fs::read(job_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice::<Job>(&b)?))
+    {
         let p = &job.params;
         first = format!(
             "{}: {first} (model = {}, hidden = {}, batch_size = {}; if it ran out of memory, lower hidden or batch_size)",

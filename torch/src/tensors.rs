@@ -38,8 +38,14 @@ impl WindowSet {
 }
 
 /// Gather the windows of one set ("train" | "val") from the recordings.
-pub fn window_set(worms: &[Worm], windows: &[Window], set: &str, device: Device) -> Result<WindowSet> {
-    let by_name: HashMap<(&str, &str), &Worm> = worms.iter().map(|w| ((w.dataset.as_str(), w.worm.as_str()), w)).collect();
+pub fn window_set(
+    worms: &[Worm],
+    windows: &[Window],
+    set: &str,
+    device: Device,
+) -> Result<WindowSet> {
+    let by_name: HashMap<(&str, &str), &Worm> =
+        worms.iter().map(|w| ((w.dataset.as_str(), w.worm.as_str()), w)).collect();
     let chosen: Vec<&Window> = windows.iter().filter(|w| w.set == set).collect();
     if chosen.is_empty() {
         bail!("the window table has no {set:?} windows; check the sample stage (n_windows, window length vs recording length)");
@@ -56,7 +62,14 @@ pub fn window_set(worms: &[Worm], windows: &[Window], set: &str, device: Device)
         })?;
         let start = w.start as usize;
         if start + steps > worm.n_steps() {
-            bail!("window {}..{} of worm {}/{} runs past its {} steps", start, start + steps, w.dataset, w.worm, worm.n_steps());
+            bail!(
+                "window {}..{} of worm {}/{} runs past its {} steps",
+                start,
+                start + steps,
+                w.dataset,
+                w.worm,
+                worm.n_steps()
+            );
         }
         let mut any = false;
         for (n, trace) in worm.traces.iter().enumerate() {
@@ -108,7 +121,13 @@ mod tests {
     use tch::nn;
 
     /// Loss and gradients of `model` on (x, y), masked.
-    fn loss_and_grads(vs: &nn::VarStore, model: &dyn Model, x: &Tensor, y: &Tensor, mask: &Tensor) -> (f64, Vec<Tensor>) {
+    fn loss_and_grads(
+        vs: &nn::VarStore,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        mask: &Tensor,
+    ) -> (f64, Vec<Tensor>) {
         for v in vs.trainable_variables() {
             let mut g = v.grad();
             if g.defined() {
@@ -125,12 +144,19 @@ mod tests {
         tch::manual_seed(0);
         for model in ["lstm", "ctrnn", "transformer", "attention", "feedforward", "linear"] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let m = crate::models::build(model, crate::models::Options { hidden: 8, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
+            let m = crate::models::build(
+                model,
+                crate::models::Options { hidden: 8, residual: false, dropout: 0.1 },
+                &vs.root(),
+            )
+            .unwrap();
             let x = Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu));
             let y = Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu));
-            let mask = Tensor::rand([3, 1, 302], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+            let mask =
+                Tensor::rand([3, 1, 302], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
             let unrecorded = mask.ones_like() - &mask;
-            let noise = Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu)) * 100.0 * &unrecorded;
+            let noise =
+                Tensor::randn([3, 10, 302], (Kind::Float, Device::Cpu)) * 100.0 * &unrecorded;
             let (l1, g1) = loss_and_grads(&vs, &*m, &x, &y, &mask);
             let (l2, g2) = loss_and_grads(&vs, &*m, &(&x + &noise), &(&y - &noise), &mask);
             assert_eq!(l1, l2, "{model}: loss");

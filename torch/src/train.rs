@@ -27,12 +27,12 @@ use tch::{Device, Tensor};
 use wormflow_api::StageContext;
 
 use crate::models::{self, Counting, Model, Options};
-pub use wormflow_stages::torch_stages::TrainParams as Params;
+use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
 pub use wormflow_stages::metrics::{Epoch, Learning};
 use wormflow_stages::rng::stream;
 use wormflow_stages::summaries::{self, ModelCard};
 use wormflow_stages::table::read_recordings;
-use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
+pub use wormflow_stages::torch_stages::TrainParams as Params;
 use wormflow_stages::windows::read_windows;
 
 pub use wormflow_stages::torch_stages::hidden_size;
@@ -46,7 +46,12 @@ pub fn pick_device(name: &str) -> Result<Device> {
             if !tch::Cuda::is_available() {
                 bail!("device {name:?} was requested, but no CUDA device is available here (libtorch sees none); use device = \"auto\" or \"cpu\"");
             }
-            let index = cuda.strip_prefix("cuda:").map(str::parse::<usize>).transpose().context("device must look like \"cuda:0\"")?.unwrap_or(0);
+            let index = cuda
+                .strip_prefix("cuda:")
+                .map(str::parse::<usize>)
+                .transpose()
+                .context("device must look like \"cuda:0\"")?
+                .unwrap_or(0);
             if index >= tch::Cuda::device_count() as usize {
                 bail!("device {name:?}: only {} CUDA devices here", tch::Cuda::device_count());
             }
@@ -67,14 +72,21 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let options = Options { hidden, residual: p.residual, dropout: p.dropout };
     let model = seeded_build(&p.model, options, &vs, p.seed)?;
     let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    let outcome = if p.model == "baseline" { evaluate_only(&*model, &data) } else { fit(p, &*model, &vs, &data, ctx)? };
+    let outcome = if p.model == "baseline" {
+        evaluate_only(&*model, &data)
+    } else {
+        fit(p, &*model, &vs, &data, ctx)?
+    };
     write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
     let mut prov = Map::new();
     prov.insert("device".into(), json!(device_name(device)));
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
     prov.insert("best_val_loss".into(), json!(outcome.best_val));
     if outcome.learning.is_failure() {
-        prov.insert(wormflow_api::WARNINGS.into(), json!([format!("{}: {}", outcome.learning.as_str(), outcome.learning_note)]));
+        prov.insert(
+            wormflow_api::WARNINGS.into(),
+            json!([format!("{}: {}", outcome.learning.as_str(), outcome.learning_note)]),
+        );
     }
     Ok(prov)
 }
@@ -83,7 +95,12 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
 /// so a model's initial weights depend on its seed alone even where several models are
 /// built in one process (tests, benches). Batches are shuffled with our own seeded streams;
 /// dropout masks come from the same generator, re-seeded by `fit` (one node per process).
-pub fn seeded_build(model: &str, options: Options, vs: &nn::VarStore, seed: u64) -> Result<Box<dyn Model>> {
+pub fn seeded_build(
+    model: &str,
+    options: Options,
+    vs: &nn::VarStore,
+    seed: u64,
+) -> Result<Box<dyn Model>> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed as i64);
@@ -132,7 +149,10 @@ impl TrainingData {
         if !has_recordings || !has_windows {
             bail!("train needs a preprocess node (recordings.parquet) and a sample node (windows.parquet) among its inputs (`needs`)");
         }
-        Ok(TrainingData { train: window_set(&worms, &windows, "train", device)?, val: window_set(&worms, &windows, "val", device)? })
+        Ok(TrainingData {
+            train: window_set(&worms, &windows, "train", device)?,
+            val: window_set(&worms, &windows, "val", device)?,
+        })
     }
 }
 
@@ -157,7 +177,11 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
         while start < set.len() {
             let n = batch.min(set.len() - start);
             let mask = set.mask.narrow(0, start, n);
-            let (s, c) = masked_sse(&predict(model, &set.x.narrow(0, start, n), &mask, false), &set.y.narrow(0, start, n), &mask);
+            let (s, c) = masked_sse(
+                &predict(model, &set.x.narrow(0, start, n), &mask, false),
+                &set.y.narrow(0, start, n),
+                &mask,
+            );
             sse += s.double_value(&[]);
             count += c.double_value(&[]);
             start += n;
@@ -169,28 +193,61 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
 fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
     let val = loss_over(model, &data.val, 256);
     let train = loss_over(model, &data.train, 256);
-    Outcome { metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }], best_val: val, best_epoch: 0, steps: 0, learning: Learning::NotTrained, learning_note: String::new(), weights: Vec::new() }
+    Outcome {
+        metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }],
+        best_val: val,
+        best_epoch: 0,
+        steps: 0,
+        learning: Learning::NotTrained,
+        learning_note: String::new(),
+        weights: Vec::new(),
+    }
 }
 
 fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut w: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.detach().to_device(Device::Cpu).copy())).collect();
+    let mut w: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().to_device(Device::Cpu).copy()))
+        .collect();
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
 }
 
-fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ctx: &StageContext) -> Result<Outcome> {
-    let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: p.weight_decay, eps: 1e-8, amsgrad: false }.build(vs, p.lr)?;
+fn fit(
+    p: &Params,
+    model: &dyn Model,
+    vs: &nn::VarStore,
+    data: &TrainingData,
+    ctx: &StageContext,
+) -> Result<Outcome> {
+    let mut opt =
+        nn::AdamW { beta1: 0.9, beta2: 0.999, wd: p.weight_decay, eps: 1e-8, amsgrad: false }
+            .build(vs, p.lr)?;
     let n_train = data.train.len();
     let mut lr = p.lr;
     // Epoch 0 is the untrained model: kept if training never does better (for a residual
     // model that is exactly the Baseline).
     let initial = loss_over(model, &data.val, p.batch_size.max(256));
-    let (mut best_val, mut best_epoch, mut weights) = (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
+    let (mut best_val, mut best_epoch, mut weights) =
+        (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
     let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
     let mut step = 0u64; // optimizer steps so far (for the warm-up)
-    // The rate of optimizer step n (1-based): ramps linearly up to lr over warmup_steps.
-    let warmed = |lr: f64, n: u64| if n < p.warmup_steps { lr * n as f64 / p.warmup_steps as f64 } else { lr };
-    let mut metrics = vec![Epoch { epoch: 0, train_loss: loss_over(model, &data.train, p.batch_size.max(256)), val_loss: initial, lr, seconds: 0.0 }];
+                         // The rate of optimizer step n (1-based): ramps linearly up to lr over warmup_steps.
+    let warmed = |lr: f64, n: u64| {
+        if n < p.warmup_steps {
+            lr * n as f64 / p.warmup_steps as f64
+        } else {
+            lr
+        }
+    };
+    let mut metrics = vec![Epoch {
+        epoch: 0,
+        train_loss: loss_over(model, &data.train, p.batch_size.max(256)),
+        val_loss: initial,
+        lr,
+        seconds: 0.0,
+    }];
     // Dropout masks: libtorch's generator (this process trains this node only), seeded from
     // the node's seed, so the same inputs and seed give the same weights on CPU.
     tch::manual_seed(stream(p.seed, "dropout", 0).random::<i64>());
@@ -210,7 +267,11 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
             }
             let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
             let mask = data.train.mask.index_select(0, &idx);
-            let loss = masked_mse(&predict(model, &data.train.x.index_select(0, &idx), &mask, true), &data.train.y.index_select(0, &idx), &mask);
+            let loss = masked_mse(
+                &predict(model, &data.train.x.index_select(0, &idx), &mask, true),
+                &data.train.y.index_select(0, &idx),
+                &mask,
+            );
             if p.grad_clip > 0.0 {
                 opt.backward_step_clip_norm(&loss, p.grad_clip);
             } else {
@@ -222,9 +283,19 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
         let train_loss = sum / seen as f64;
         let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
         // The learning rate the epoch's last step used (below lr while warming up).
-        metrics.push(Epoch { epoch: epoch as i64, train_loss, val_loss, lr: warmed(lr, step), seconds: clock.elapsed().as_secs_f64() });
-        (ctx.progress)(epoch as f64 / p.epochs as f64, &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"));
-        if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial {
+        metrics.push(Epoch {
+            epoch: epoch as i64,
+            train_loss,
+            val_loss,
+            lr: warmed(lr, step),
+            seconds: clock.elapsed().as_secs_f64(),
+        });
+        (ctx.progress)(
+            epoch as f64 / p.epochs as f64,
+            &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"),
+        );
+        if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial
+        {
             diverged = Some(format!(
                 "at epoch {epoch} the training loss was {train_loss:.3e} and the validation loss {val_loss:.3e} ({:.3e} × the untrained model's {initial:.3e}); training stopped, the weights of epoch {best_epoch} are kept; lower params.lr or set params.grad_clip",
                 val_loss / initial
@@ -265,10 +336,23 @@ fn fit(p: &Params, model: &dyn Model, vs: &nn::VarStore, data: &TrainingData, ct
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_outputs(ctx: &StageContext, p: &Params, o: &Outcome, hidden: i64, n_params: i64, device: Device, threads: i64, data: &TrainingData) -> Result<()> {
+fn write_outputs(
+    ctx: &StageContext,
+    p: &Params,
+    o: &Outcome,
+    hidden: i64,
+    n_params: i64,
+    device: Device,
+    threads: i64,
+    data: &TrainingData,
+) -> Result<()> {
     let meta = ctx.file_metadata();
     crate::weights::write(&ctx.out_dir.join("weights.safetensors"), &o.weights, &meta)?;
-    wormflow_stages::metrics::write_epochs(&ctx.out_dir.join("metrics.parquet"), &o.metrics, &meta)?;
+    wormflow_stages::metrics::write_epochs(
+        &ctx.out_dir.join("metrics.parquet"),
+        &o.metrics,
+        &meta,
+    )?;
     let card = ModelCard {
         architecture: p.model.clone(),
         hidden,

@@ -13,7 +13,10 @@ use wormflow_torch::tensors::predict;
 use wormflow_torch::train::seeded_build;
 
 fn python() -> PathBuf {
-    std::env::var_os("VIRTUAL_ENV").map(|v| PathBuf::from(v).join("bin/python")).filter(|p| p.exists()).unwrap_or_else(|| "python3".into())
+    std::env::var_os("VIRTUAL_ENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "python3".into())
 }
 
 #[test]
@@ -30,15 +33,33 @@ fn models_compute_what_the_studys_classes_compute() {
     let mask = Tensor::rand([3, 1, 302], (Kind::Float, Device::Cpu)).gt(0.3).to_kind(Kind::Float);
     for (i, m) in MODELS.iter().enumerate() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = seeded_build(m, Options { hidden: hidden(m), residual: false, dropout: 0.1 }, &vs, i as u64).unwrap();
+        let model = seeded_build(
+            m,
+            Options { hidden: hidden(m), residual: false, dropout: 0.1 },
+            &vs,
+            i as u64,
+        )
+        .unwrap();
         let out = tch::no_grad(|| predict(&*model, &x, &mask, false));
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        named.extend([("__x".into(), x.shallow_clone()), ("__mask".into(), mask.shallow_clone()), ("__out".into(), out)]);
+        named.extend([
+            ("__x".into(), x.shallow_clone()),
+            ("__mask".into(), mask.shallow_clone()),
+            ("__out".into(), out),
+        ]);
         let refs: Vec<(&str, &Tensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
         Tensor::write_safetensors(&refs, dir.path().join(format!("{m}.safetensors"))).unwrap();
     }
     // The paper's Table II sizes (and the study's fixed widths of Linear and the Baseline).
-    let table = [("baseline", 0), ("linear", 302), ("feedforward", 516), ("ctrnn", 408), ("lstm", 234), ("transformer", 196), ("attention", 312)];
+    let table = [
+        ("baseline", 0),
+        ("linear", 302),
+        ("feedforward", 516),
+        ("ctrnn", 408),
+        ("lstm", 234),
+        ("transformer", 196),
+        ("attention", 312),
+    ];
     let mut counts = json!({"hidden": {}, "table": {}});
     for m in MODELS {
         counts["hidden"][m] = json!(hidden(m));
@@ -48,8 +69,13 @@ fn models_compute_what_the_studys_classes_compute() {
     }
     std::fs::write(dir.path().join("counts.json"), counts.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/study_models.py");
-    let out = Command::new(python()).arg(script).arg(dir.path()).output().expect("run the study's classes in PyTorch");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python())
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run the study's classes in PyTorch");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{stdout}");
     assert!(out.status.success(), "the study's classes disagree:\n{stdout}\n{stderr}");
     assert_eq!(stdout.matches("max |wormflow - study|").count(), MODELS.len(), "{stdout}");

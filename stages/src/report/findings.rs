@@ -26,7 +26,13 @@ fn model_name(m: &str) -> &str {
 }
 
 fn slope_text(f: &LineFit) -> String {
-    format!("{} {} [{}, {}]", model_name(&f.model), fmt_num(f.slope), fmt_num(f.slope_lo), fmt_num(f.slope_hi))
+    format!(
+        "{} {} [{}, {}]",
+        model_name(&f.model),
+        fmt_num(f.slope),
+        fmt_num(f.slope_lo),
+        fmt_num(f.slope_hi)
+    )
 }
 
 /// Which architecture the points of a fit come from.
@@ -41,7 +47,10 @@ fn regime(points: &[Point]) -> &'static str {
 
 /// One paragraph per fit node.
 pub fn findings(fits: &[(&str, &FitsDoc)]) -> Vec<String> {
-    fits.iter().filter(|(_, doc)| !doc.points.is_empty()).map(|(node, doc)| paragraph(node, doc)).collect()
+    fits.iter()
+        .filter(|(_, doc)| !doc.points.is_empty())
+        .map(|(node, doc)| paragraph(node, doc))
+        .collect()
 }
 
 fn paragraph(node: &str, doc: &FitsDoc) -> String {
@@ -53,15 +62,32 @@ fn paragraph(node: &str, doc: &FitsDoc) -> String {
     if overall.is_empty() {
         s.push_str("no model has points at more than one x, so no slope is fitted. ");
     } else {
-        let _ = write!(s, "slopes of log loss against log {against} (95% bootstrap interval) are {}. ", overall.iter().map(|f| slope_text(f)).collect::<Vec<_>>().join(", "));
-        let falling: Vec<&str> = overall.iter().filter(|f| f.slope_hi < 0.0).map(|f| model_name(&f.model)).collect();
-        let flat: Vec<&str> = overall.iter().filter(|f| f.slope_lo <= 0.0 && f.slope_hi >= 0.0).map(|f| model_name(&f.model)).collect();
+        let _ = write!(
+            s,
+            "slopes of log loss against log {against} (95% bootstrap interval) are {}. ",
+            overall.iter().map(|f| slope_text(f)).collect::<Vec<_>>().join(", ")
+        );
+        let falling: Vec<&str> =
+            overall.iter().filter(|f| f.slope_hi < 0.0).map(|f| model_name(&f.model)).collect();
+        let flat: Vec<&str> = overall
+            .iter()
+            .filter(|f| f.slope_lo <= 0.0 && f.slope_hi >= 0.0)
+            .map(|f| model_name(&f.model))
+            .collect();
         if !falling.is_empty() {
-            let _ = write!(s, "The loss falls with more {against} for {} (interval below 0)", falling.join(", "));
+            let _ = write!(
+                s,
+                "The loss falls with more {against} for {} (interval below 0)",
+                falling.join(", ")
+            );
             s.push_str(if flat.is_empty() { ". " } else { "; " });
         }
         if !flat.is_empty() {
-            let _ = write!(s, "{} cannot be told from no scaling (interval contains 0). ", flat.join(", "));
+            let _ = write!(
+                s,
+                "{} cannot be told from no scaling (interval contains 0). ",
+                flat.join(", ")
+            );
         }
     }
     // The paper's slopes are of the study's architecture: a residual fit is not compared.
@@ -71,7 +97,16 @@ fn paragraph(node: &str, doc: &FitsDoc) -> String {
     s.push_str(&against_baseline(&overall));
     s.push_str(&per_source(&doc.points));
     if !doc.left_out.is_empty() {
-        let _ = write!(s, "{}Left out because training failed: {}.", if s.ends_with(' ') { "" } else { " " }, doc.left_out.iter().map(|l| format!("{} ({})", l.node, l.learning.as_str().replace('_', " "))).collect::<Vec<_>>().join(", "));
+        let _ = write!(
+            s,
+            "{}Left out because training failed: {}.",
+            if s.ends_with(' ') { "" } else { " " },
+            doc.left_out
+                .iter()
+                .map(|l| format!("{} ({})", l.node, l.learning.as_str().replace('_', " ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     s.trim_end().to_string()
 }
@@ -89,7 +124,12 @@ fn paper_comparison(overall: &[&LineFit]) -> String {
             } else {
                 "shallower than the paper's"
             };
-            Some(format!("{} {} vs the paper's {} ({verdict})", model_name(model), fmt_num(f.slope), fmt_num(paper)))
+            Some(format!(
+                "{} {} vs the paper's {} ({verdict})",
+                model_name(model),
+                fmt_num(f.slope),
+                fmt_num(paper)
+            ))
         })
         .collect();
     if parts.is_empty() {
@@ -104,14 +144,31 @@ fn against_baseline(overall: &[&LineFit]) -> String {
         return String::new();
     }
     let ratios: Vec<f64> = overall.iter().map(|f| f.mean_ratio).filter(|r| r.is_finite()).collect();
-    let (lo, hi) = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
-    let beating: Vec<String> = overall.iter().filter(|f| f.mean_ratio < 1.0).map(|f| format!("{} ({})", model_name(&f.model), fmt_num(f.mean_ratio))).collect();
+    let (lo, hi) =
+        ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
+    let beating: Vec<String> = overall
+        .iter()
+        .filter(|f| f.mean_ratio < 1.0)
+        .map(|f| format!("{} ({})", model_name(&f.model), fmt_num(f.mean_ratio)))
+        .collect();
     if beating.is_empty() {
-        format!("No model reaches the Baseline's loss: on average they are {}–{}× it. ", fmt_num(lo), fmt_num(hi))
+        format!(
+            "No model reaches the Baseline's loss: on average they are {}–{}× it. ",
+            fmt_num(lo),
+            fmt_num(hi)
+        )
     } else if beating.len() == overall.len() {
-        format!("Every model beats the Baseline on average (loss / Baseline {}–{}). ", fmt_num(lo), fmt_num(hi))
+        format!(
+            "Every model beats the Baseline on average (loss / Baseline {}–{}). ",
+            fmt_num(lo),
+            fmt_num(hi)
+        )
     } else {
-        format!("Beating the Baseline on average: {}; the others do not (loss / Baseline up to {}). ", beating.join(", "), fmt_num(hi))
+        format!(
+            "Beating the Baseline on average: {}; the others do not (loss / Baseline up to {}). ",
+            beating.join(", "),
+            fmt_num(hi)
+        )
     }
 }
 
@@ -133,7 +190,8 @@ fn per_source(points: &[Point]) -> String {
         let mark = if ratio < 1.0 { "beats it" } else { "does not" };
         by_model.entry(model).or_default().push(format!("{dataset} {} ({mark})", fmt_num(ratio)));
     }
-    let lines: Vec<String> = by_model.iter().map(|(m, v)| format!("{}: {}", model_name(m), v.join(", "))).collect();
+    let lines: Vec<String> =
+        by_model.iter().map(|(m, v)| format!("{}: {}", model_name(m), v.join(", "))).collect();
     format!("Per source, with the most data, loss / Baseline — {}.", lines.join("; "))
 }
 
@@ -143,11 +201,32 @@ mod tests {
     use crate::metrics::Learning;
 
     fn fit(model: &str, slope: f64, lo: f64, hi: f64, ratio: f64) -> LineFit {
-        LineFit { model: model.into(), dataset: "all".into(), x: "train_steps".into(), slope, slope_lo: lo, slope_hi: hi, intercept: 0.0, r2: 0.9, n_points: 3, n_left_out: 0, mean_ratio: ratio }
+        LineFit {
+            model: model.into(),
+            dataset: "all".into(),
+            x: "train_steps".into(),
+            slope,
+            slope_lo: lo,
+            slope_hi: hi,
+            intercept: 0.0,
+            r2: 0.9,
+            n_points: 3,
+            n_left_out: 0,
+            mean_ratio: ratio,
+        }
     }
 
     fn point(model: &str, dataset: &str, x: f64, loss: f64, residual: bool) -> Point {
-        Point { node: "e".into(), model: model.into(), dataset: dataset.into(), x, loss, baseline: 0.05, learning: Learning::Learned, residual }
+        Point {
+            node: "e".into(),
+            model: model.into(),
+            dataset: dataset.into(),
+            x,
+            loss,
+            baseline: 0.05,
+            learning: Learning::Learned,
+            residual,
+        }
     }
 
     #[test]
@@ -155,8 +234,15 @@ mod tests {
         let doc = FitsDoc {
             x: "train_steps".into(),
             ci: String::new(),
-            fits: vec![fit("ctrnn", -0.75, -1.04, -0.45, 30.0), fit("feedforward", -0.1, -0.2, 0.05, 20.0)],
-            points: vec![point("ctrnn", "all", 1.0, 1.0, false), point("ctrnn", "Kato2015", 1.0, 0.06, false), point("ctrnn", "Kato2015", 2.0, 0.04, false)],
+            fits: vec![
+                fit("ctrnn", -0.75, -1.04, -0.45, 30.0),
+                fit("feedforward", -0.1, -0.2, 0.05, 20.0),
+            ],
+            points: vec![
+                point("ctrnn", "all", 1.0, 1.0, false),
+                point("ctrnn", "Kato2015", 1.0, 0.06, false),
+                point("ctrnn", "Kato2015", 2.0, 0.04, false),
+            ],
             left_out: vec![],
         };
         let text = &findings(&[("fit_data", &doc)])[0];
@@ -173,7 +259,13 @@ mod tests {
             assert!(text.contains(expected), "{expected:?} missing from: {text}");
         }
         // A residual fit is not held against the paper's slopes (they are of the study's architecture).
-        let residual = FitsDoc { x: "train_steps".into(), ci: String::new(), fits: vec![fit("ctrnn", -0.003, -0.004, -0.002, 0.99)], points: vec![point("ctrnn", "all", 1.0, 0.04, true)], left_out: vec![] };
+        let residual = FitsDoc {
+            x: "train_steps".into(),
+            ci: String::new(),
+            fits: vec![fit("ctrnn", -0.003, -0.004, -0.002, 0.99)],
+            points: vec![point("ctrnn", "all", 1.0, 0.04, true)],
+            left_out: vec![],
+        };
         let text = &findings(&[("fit_residual", &residual)])[0];
         assert!(text.contains("the residual variant") && !text.contains("paper"), "{text}");
     }

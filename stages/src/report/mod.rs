@@ -25,7 +25,9 @@ use crate::fit::{read_fits, FitsDoc, LineFit, Point};
 use crate::metrics::{read_epochs, Epoch, Learning};
 use crate::parquet_io;
 use crate::stage::Stage;
-use crate::summaries::{self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError};
+use crate::summaries::{
+    self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError,
+};
 use crate::sweep::{self, SweepNode};
 use svg::{color, fmt_num, Chart, Series};
 
@@ -113,10 +115,18 @@ fn read_inputs<'a>(ctx: &StageContext<'a>) -> Result<Inputs<'a>> {
         }
         if i.dir.join("eval.parquet").exists() {
             let by_dataset = parquet_io::read_rows(&i.dir.join("by_dataset.parquet"))?;
-            evals.push(Eval { input: i, eval: summaries::read(&i.dir.join("eval.parquet"))?, by_dataset });
+            evals.push(Eval {
+                input: i,
+                eval: summaries::read(&i.dir.join("eval.parquet"))?,
+                by_dataset,
+            });
         }
         if i.dir.join("metrics.parquet").exists() {
-            trains.push(Trained { input: i, card: summaries::read(&i.dir.join("model.parquet"))?, epochs: read_epochs(&i.dir.join("metrics.parquet"))? });
+            trains.push(Trained {
+                input: i,
+                card: summaries::read(&i.dir.join("model.parquet"))?,
+                epochs: read_epochs(&i.dir.join("metrics.parquet"))?,
+            });
         }
     }
     Ok((fits, evals, trains))
@@ -146,7 +156,8 @@ impl Stage for Report {
         tables.extend(left_out_table(&fits));
         tables.extend(neuron_table(&evals, &p.synthetic)?);
         tables.push(evaluation_table(&evals)?);
-        let page = Page { title: &p.title, findings: &findings, figures: &figures, tables: &tables };
+        let page =
+            Page { title: &p.title, findings: &findings, figures: &figures, tables: &tables };
         std::fs::write(ctx.out_dir.join("report.html"), askama::Template::render(&page)?)?;
         let md_tables: Vec<Table> = tables.iter().map(md_escaped).collect();
         let summary = Summary { title: &p.title, findings: &findings, tables: &md_tables };
@@ -177,13 +188,16 @@ fn fit_line(a: f64, b: f64, lo: f64, hi: f64) -> Vec<(f64, f64)> {
 /// The band the slope's 95% interval spans: lines through the centroid of the points (in
 /// log-log) with the interval's slopes, evaluated along the fitted range.
 fn slope_band(pts: &[(f64, f64)], lo_slope: f64, hi_slope: f64) -> Vec<(f64, f64, f64)> {
-    let logs: Vec<(f64, f64)> = pts.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).map(|p| (p.0.log10(), p.1.log10())).collect();
+    let logs: Vec<(f64, f64)> =
+        pts.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).map(|p| (p.0.log10(), p.1.log10())).collect();
     if logs.len() < 2 || !lo_slope.is_finite() || !hi_slope.is_finite() {
         return Vec::new();
     }
     let n = logs.len() as f64;
-    let (cx, cy) = (logs.iter().map(|p| p.0).sum::<f64>() / n, logs.iter().map(|p| p.1).sum::<f64>() / n);
-    let (x0, x1) = logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
+    let (cx, cy) =
+        (logs.iter().map(|p| p.0).sum::<f64>() / n, logs.iter().map(|p| p.1).sum::<f64>() / n);
+    let (x0, x1) =
+        logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
     (0..=16)
         .map(|k| {
             let x = x0 + (x1 - x0) * k as f64 / 16.0;
@@ -205,15 +219,26 @@ fn scaling_figures(node: &InputNode, doc: &FitsDoc) -> Vec<Figure> {
     for q in doc.points.iter().filter(|q| q.dataset == "all") {
         by_model.entry((model_index(&q.model), q.model.clone())).or_default().push(q);
     }
-    let mut chart = Chart::new(&format!("{title} — {}", node.node), x_label, "validation loss (MSE)");
-    let mut ratio = Chart::new(&format!("{title}, relative to the Baseline — {}", node.node), x_label, "val loss / Baseline loss");
+    let mut chart =
+        Chart::new(&format!("{title} — {}", node.node), x_label, "validation loss (MSE)");
+    let mut ratio = Chart::new(
+        &format!("{title}, relative to the Baseline — {}", node.node),
+        x_label,
+        "val loss / Baseline loss",
+    );
     chart.x_log = true;
     chart.y_log = true;
     ratio.x_log = true;
     ratio.y_log = true;
     ratio.reference = Some((1.0, "Baseline".into()));
     // The Baseline's loss on the same validation windows (one value: they are fixed).
-    let mut baselines: Vec<f64> = doc.points.iter().filter(|q| q.dataset == "all").map(|q| q.baseline).filter(|b| b.is_finite()).collect();
+    let mut baselines: Vec<f64> = doc
+        .points
+        .iter()
+        .filter(|q| q.dataset == "all")
+        .map(|q| q.baseline)
+        .filter(|b| b.is_finite())
+        .collect();
     baselines.sort_by(f64::total_cmp);
     if let Some(&b) = baselines.get(baselines.len() / 2) {
         chart.reference = Some((b, format!("Baseline {}", fmt_sig(b, 4))));
@@ -222,12 +247,28 @@ fn scaling_figures(node: &InputNode, doc: &FitsDoc) -> Vec<Figure> {
         let c = color(*i);
         let pts: Vec<(f64, f64)> = qs.iter().map(|q| (q.x, q.loss)).collect();
         chart.series.push(Series::new(m.clone(), pts.clone(), c));
-        ratio.series.push(Series::new(m.clone(), qs.iter().map(|q| (q.x, q.loss / q.baseline)).collect(), c));
+        ratio.series.push(Series::new(
+            m.clone(),
+            qs.iter().map(|q| (q.x, q.loss / q.baseline)).collect(),
+            c,
+        ));
         if let Some(f) = doc.fits.iter().find(|f| &f.model == m && f.dataset == "all") {
-            let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(l, h), p| (l.min(p.0), h.max(p.0)));
+            let (lo, hi) =
+                pts.iter().fold((f64::INFINITY, 0.0f64), |(l, h), p| (l.min(p.0), h.max(p.0)));
             let band = slope_band(&pts, f.slope_lo, f.slope_hi);
-            let name = format!("{m} fit, slope {} [{}, {}]", fmt_num(f.slope), fmt_num(f.slope_lo), fmt_num(f.slope_hi));
-            chart.series.push(Series { line: true, markers: false, dashed: true, band: (!band.is_empty()).then_some(band), ..Series::new(name, fit_line(f.intercept, f.slope, lo, hi), c) });
+            let name = format!(
+                "{m} fit, slope {} [{}, {}]",
+                fmt_num(f.slope),
+                fmt_num(f.slope_lo),
+                fmt_num(f.slope_hi)
+            );
+            chart.series.push(Series {
+                line: true,
+                markers: false,
+                dashed: true,
+                band: (!band.is_empty()).then_some(band),
+                ..Series::new(name, fit_line(f.intercept, f.slope, lo, hi), c)
+            });
         }
     }
     let mut out = vec![
@@ -239,7 +280,11 @@ fn scaling_figures(node: &InputNode, doc: &FitsDoc) -> Vec<Figure> {
         let mut datasets: Vec<String> = per_ds.iter().map(|f| f.dataset.clone()).collect();
         datasets.sort();
         datasets.dedup();
-        let mut chart = Chart::new("Per-dataset data-scaling slopes (Fig. 4C)", "source dataset", "slope (95% CI)");
+        let mut chart = Chart::new(
+            "Per-dataset data-scaling slopes (Fig. 4C)",
+            "source dataset",
+            "slope (95% CI)",
+        );
         chart.x_categories = Some(datasets.clone());
         chart.reference = Some((0.0, "no scaling".into()));
         let mut models: Vec<String> = per_ds.iter().map(|f| f.model.clone()).collect();
@@ -248,9 +293,22 @@ fn scaling_figures(node: &InputNode, doc: &FitsDoc) -> Vec<Figure> {
         for (k, m) in models.iter().enumerate() {
             let offset = (k as f64 - models.len() as f64 / 2.0) * 0.08;
             let rows: Vec<&&LineFit> = per_ds.iter().filter(|f| &f.model == m).collect();
-            let pts = rows.iter().map(|f| (datasets.iter().position(|d| *d == f.dataset).unwrap_or(0) as f64 + 1.0 + offset, f.slope)).collect();
+            let pts = rows
+                .iter()
+                .map(|f| {
+                    (
+                        datasets.iter().position(|d| *d == f.dataset).unwrap_or(0) as f64
+                            + 1.0
+                            + offset,
+                        f.slope,
+                    )
+                })
+                .collect();
             let errs = rows.iter().map(|f| (f.slope_lo, f.slope_hi)).collect();
-            chart.series.push(Series { errors: Some(errs), ..Series::new(m.clone(), pts, color(model_index(m))) });
+            chart.series.push(Series {
+                errors: Some(errs),
+                ..Series::new(m.clone(), pts, color(model_index(m)))
+            });
         }
         out.push(Figure { id: "dataset-slopes", caption: "Slope of log loss against log training steps, fitted per source dataset, with bootstrap 95% intervals.".into(), svg: chart.render() });
     }
@@ -259,11 +317,18 @@ fn scaling_figures(node: &InputNode, doc: &FitsDoc) -> Vec<Figure> {
 
 /// Loss as a fraction of the Baseline's on each synthetic dataset, per model (Fig. 6).
 fn synthetic_figure(evals: &[Eval], synthetic: &[String]) -> Option<Figure> {
-    let present: Vec<&String> = synthetic.iter().filter(|d| evals.iter().any(|e| e.by_dataset.iter().any(|b| &b.dataset == *d))).collect();
+    let present: Vec<&String> = synthetic
+        .iter()
+        .filter(|d| evals.iter().any(|e| e.by_dataset.iter().any(|b| &b.dataset == *d)))
+        .collect();
     if present.is_empty() {
         return None;
     }
-    let mut chart = Chart::new("Synthetic data (Fig. 6): loss relative to Baseline", "dataset", "val loss / Baseline loss");
+    let mut chart = Chart::new(
+        "Synthetic data (Fig. 6): loss relative to Baseline",
+        "dataset",
+        "val loss / Baseline loss",
+    );
     chart.x_categories = Some(present.iter().map(|s| s.to_string()).collect());
     chart.reference = Some((1.0, "Baseline".into()));
     chart.y_log = true;
@@ -272,7 +337,10 @@ fn synthetic_figure(evals: &[Eval], synthetic: &[String]) -> Option<Figure> {
         let m = &e.eval.model;
         for (k, d) in present.iter().enumerate() {
             if let Some(b) = e.by_dataset.iter().find(|b| &b.dataset == *d) {
-                by_model.entry((model_index(m), m.clone())).or_default().push((k as f64 + 1.0 + (model_index(m) as f64 - 3.0) * 0.06, b.ratio));
+                by_model
+                    .entry((model_index(m), m.clone()))
+                    .or_default()
+                    .push((k as f64 + 1.0 + (model_index(m) as f64 - 3.0) * 0.06, b.ratio));
             }
         }
     }
@@ -300,14 +368,26 @@ fn best_per_model<'a, 'b>(evals: &'b [&'b Eval<'a>]) -> Vec<&'b Eval<'a>> {
 /// per model (its best evaluation on that data) and the Baseline's.
 fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
-    for (kind, id, is_synthetic) in [("recorded", "kstep", false), ("synthetic", "kstep-synthetic", true)] {
+    for (kind, id, is_synthetic) in
+        [("recorded", "kstep", false), ("synthetic", "kstep-synthetic", true)]
+    {
         let on_kind = |d: &str| synthetic.iter().any(|s| s == d) == is_synthetic;
-        let relevant: Vec<&Eval> = evals.iter().filter(|e| e.by_dataset.iter().any(|b| on_kind(&b.dataset)) && e.input.dir.join("kstep.parquet").exists()).collect();
+        let relevant: Vec<&Eval> = evals
+            .iter()
+            .filter(|e| {
+                e.by_dataset.iter().any(|b| on_kind(&b.dataset))
+                    && e.input.dir.join("kstep.parquet").exists()
+            })
+            .collect();
         let chosen = best_per_model(&relevant);
         if chosen.is_empty() {
             continue;
         }
-        let mut chart = Chart::new(&format!("Error k steps ahead, {kind} data (autoregressive)"), "k (steps ahead)", "MSE");
+        let mut chart = Chart::new(
+            &format!("Error k steps ahead, {kind} data (autoregressive)"),
+            "k (steps ahead)",
+            "MSE",
+        );
         chart.y_log = true;
         // The Baseline of each distinct set of data the chosen evaluations ran on.
         let mut baselines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -321,14 +401,34 @@ fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
                 *p = (p.0 + r.mse * n, p.1 + r.baseline_mse * n, p.2 + n);
             }
             let pts = pooled.iter().map(|(&k, p)| (k as f64, p.0 / p.2)).collect();
-            let data: Vec<&str> = e.by_dataset.iter().map(|b| b.dataset.as_str()).filter(|d| on_kind(d)).collect();
-            baselines.entry(data.join(", ")).or_insert_with(|| pooled.iter().map(|(&k, p)| (k as f64, p.1 / p.2)).collect());
-            chart.series.push(Series { line: true, markers: false, ..Series::new(format!("{} ({})", e.eval.model, e.input.node), pts, color(model_index(&e.eval.model))) });
+            let data: Vec<&str> =
+                e.by_dataset.iter().map(|b| b.dataset.as_str()).filter(|d| on_kind(d)).collect();
+            baselines
+                .entry(data.join(", "))
+                .or_insert_with(|| pooled.iter().map(|(&k, p)| (k as f64, p.1 / p.2)).collect());
+            chart.series.push(Series {
+                line: true,
+                markers: false,
+                ..Series::new(
+                    format!("{} ({})", e.eval.model, e.input.node),
+                    pts,
+                    color(model_index(&e.eval.model)),
+                )
+            });
         }
         let several = baselines.len() > 1;
         for (data, pts) in baselines {
-            let name = if several { format!("Baseline on {data} (repeat the last step)") } else { "Baseline (repeat the last step)".into() };
-            chart.series.push(Series { line: true, markers: false, dashed: true, ..Series::new(name, pts, "#000") });
+            let name = if several {
+                format!("Baseline on {data} (repeat the last step)")
+            } else {
+                "Baseline (repeat the last step)".into()
+            };
+            chart.series.push(Series {
+                line: true,
+                markers: false,
+                dashed: true,
+                ..Series::new(name, pts, "#000")
+            });
         }
         out.push(Figure { id, caption: format!("Mean squared error of k-step-ahead predictions on {kind} validation windows, the model fed its own predictions; per model its evaluation with the lowest one-step loss relative to the Baseline."), svg: chart.render() });
     }
@@ -338,22 +438,46 @@ fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
 /// Truth and generated activity of a few neurons (Fig. 7), from the first evaluation of a
 /// trained recurrent model that has a generation table.
 fn generation_figure(evals: &[Eval], n_neurons: usize) -> Result<Option<Figure>> {
-    let mut ordered: Vec<&Eval> = evals.iter().filter(|e| e.eval.model != "baseline" && e.input.dir.join("generation.parquet").exists()).collect();
+    let mut ordered: Vec<&Eval> = evals
+        .iter()
+        .filter(|e| e.eval.model != "baseline" && e.input.dir.join("generation.parquet").exists())
+        .collect();
     ordered.sort_by_key(|e| if e.eval.model == "lstm" { 0 } else { 1 });
     for e in ordered {
-        let rows: Vec<GeneratedStep> = parquet_io::read_rows(&e.input.dir.join("generation.parquet"))?;
+        let rows: Vec<GeneratedStep> =
+            parquet_io::read_rows(&e.input.dir.join("generation.parquet"))?;
         let Some(first) = rows.first() else { continue };
         let (dataset, worm) = (first.dataset.clone(), first.worm.clone());
         let mut traces: BTreeMap<&str, Vec<&GeneratedStep>> = BTreeMap::new();
         for r in rows.iter().filter(|r| r.dataset == dataset && r.worm == worm) {
             traces.entry(r.neuron.as_str()).or_default().push(r);
         }
-        let mut chart = Chart::new(&format!("Generation (Fig. 7): {} on {dataset}/{worm}", e.input.node), "time step (context, then generated)", "activity (z-scored, offset per neuron)");
+        let mut chart = Chart::new(
+            &format!("Generation (Fig. 7): {} on {dataset}/{worm}", e.input.node),
+            "time step (context, then generated)",
+            "activity (z-scored, offset per neuron)",
+        );
         for (k, (neuron, steps)) in traces.iter().take(n_neurons).enumerate() {
             let offset = 4.0 * k as f64;
-            chart.series.push(Series { line: true, markers: false, ..Series::new(format!("{neuron} true"), steps.iter().map(|r| (r.step as f64, r.truth + offset)).collect(), color(k)) });
-            let generated = steps.iter().filter_map(|r| r.generated.map(|g| (r.step as f64, g + offset))).collect();
-            chart.series.push(Series { line: true, markers: false, dashed: true, ..Series::new(format!("{neuron} generated"), generated, color(k)) });
+            chart.series.push(Series {
+                line: true,
+                markers: false,
+                ..Series::new(
+                    format!("{neuron} true"),
+                    steps.iter().map(|r| (r.step as f64, r.truth + offset)).collect(),
+                    color(k),
+                )
+            });
+            let generated = steps
+                .iter()
+                .filter_map(|r| r.generated.map(|g| (r.step as f64, g + offset)))
+                .collect();
+            chart.series.push(Series {
+                line: true,
+                markers: false,
+                dashed: true,
+                ..Series::new(format!("{neuron} generated"), generated, color(k))
+            });
         }
         return Ok(Some(Figure { id: "generation", caption: "True activity (solid) and the model's autoregressive generation (dashed) after the context window.".into(), svg: chart.render() }));
     }
@@ -366,27 +490,52 @@ fn generation_figure(evals: &[Eval], n_neurons: usize) -> Result<Option<Figure>>
 fn training_figure(trains: &[Trained]) -> Option<Figure> {
     let mut best: BTreeMap<(usize, &str), &Trained> = BTreeMap::new();
     for t in trains.iter().filter(|t| t.card.learning != Learning::Diverged) {
-        let slot = best.entry((model_index(&t.card.architecture), t.card.architecture.as_str())).or_insert(t);
+        let slot = best
+            .entry((model_index(&t.card.architecture), t.card.architecture.as_str()))
+            .or_insert(t);
         if t.card.best_val_loss < slot.card.best_val_loss {
             *slot = t;
         }
     }
     let shown: Vec<&Trained> = best.values().copied().collect();
-    let diverged: Vec<&Trained> = trains.iter().filter(|t| t.card.learning == Learning::Diverged).collect();
+    let diverged: Vec<&Trained> =
+        trains.iter().filter(|t| t.card.learning == Learning::Diverged).collect();
     if shown.is_empty() && diverged.is_empty() {
         return None;
     }
-    let ceiling = shown.iter().flat_map(|t| t.epochs.iter().map(|e| e.val_loss)).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let ceiling = shown
+        .iter()
+        .flat_map(|t| t.epochs.iter().map(|e| e.val_loss))
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
     let mut chart = Chart::new("Training curves", "epoch", "validation loss");
     chart.y_log = true;
     for t in &shown {
         let pts = t.epochs.iter().map(|e| (e.epoch as f64, e.val_loss)).collect();
-        chart.series.push(Series { line: true, markers: t.epochs.len() < 3, ..Series::new(t.input.node.clone(), pts, color(model_index(&t.card.architecture))) });
+        chart.series.push(Series {
+            line: true,
+            markers: t.epochs.len() < 3,
+            ..Series::new(t.input.node.clone(), pts, color(model_index(&t.card.architecture)))
+        });
     }
     for t in &diverged {
         let limit = if ceiling.is_finite() { ceiling * 1.5 } else { f64::INFINITY };
-        let pts = t.epochs.iter().take_while(|e| e.val_loss.is_finite() && e.val_loss <= limit).map(|e| (e.epoch as f64, e.val_loss)).collect();
-        chart.series.push(Series { line: true, markers: true, dashed: true, ..Series::new(format!("{} (diverged at epoch {}; cut off)", t.input.node, t.card.epochs_run), pts, color(model_index(&t.card.architecture))) });
+        let pts = t
+            .epochs
+            .iter()
+            .take_while(|e| e.val_loss.is_finite() && e.val_loss <= limit)
+            .map(|e| (e.epoch as f64, e.val_loss))
+            .collect();
+        chart.series.push(Series {
+            line: true,
+            markers: true,
+            dashed: true,
+            ..Series::new(
+                format!("{} (diverged at epoch {}; cut off)", t.input.node, t.card.epochs_run),
+                pts,
+                color(model_index(&t.card.architecture)),
+            )
+        });
     }
     Some(Figure { id: "training", caption: "Validation loss per epoch (epoch 0: the untrained model): per model its run with the lowest loss, and each run that diverged, cut where it leaves the others' range.".into(), svg: chart.render() })
 }
@@ -411,18 +560,40 @@ fn fit_table(fits: &[(&InputNode, FitsDoc)]) -> Table {
             ]);
         }
     }
-    let header = ["fit", "x", "model", "dataset", "slope [95% CI]", "R²", "points", "loss / Baseline"];
-    Table { title: "Scaling fits".into(), note: String::new(), header: header.map(String::from).to_vec(), rows, text_columns: 4 }
+    let header =
+        ["fit", "x", "model", "dataset", "slope [95% CI]", "R²", "points", "loss / Baseline"];
+    Table {
+        title: "Scaling fits".into(),
+        note: String::new(),
+        header: header.map(String::from).to_vec(),
+        rows,
+        text_columns: 4,
+    }
 }
 
 /// Evaluations the fits left out because training failed, with what happened.
 fn left_out_table(fits: &[(&InputNode, FitsDoc)]) -> Option<Table> {
     let rows: Vec<Vec<String>> = fits
         .iter()
-        .flat_map(|(fit, doc)| doc.left_out.iter().map(|l| vec![fit.node.clone(), l.node.clone(), l.learning.as_str().replace('_', " "), l.note.clone()]))
+        .flat_map(|(fit, doc)| {
+            doc.left_out.iter().map(|l| {
+                vec![
+                    fit.node.clone(),
+                    l.node.clone(),
+                    l.learning.as_str().replace('_', " "),
+                    l.note.clone(),
+                ]
+            })
+        })
         .collect();
     let header = ["fit", "left out", "training", "what happened"];
-    (!rows.is_empty()).then(|| Table { title: "Left out of the fits: training failed".into(), note: String::new(), header: header.map(String::from).to_vec(), rows, text_columns: 4 })
+    (!rows.is_empty()).then(|| Table {
+        title: "Left out of the fits: training failed".into(),
+        note: String::new(),
+        header: header.map(String::from).to_vec(),
+        rows,
+        text_columns: 4,
+    })
 }
 
 /// The evaluations as a sweep table (the same code as `wormflow compare`).
@@ -430,10 +601,25 @@ fn evaluation_table(evals: &[Eval]) -> Result<Table> {
     let nodes: Vec<SweepNode> = evals.iter().map(|e| sweep_node(e.input)).collect::<Result<_>>()?;
     let df = sweep::table(&nodes)?;
     let columns = ["node", "model", "n_params", "train_steps", "val_loss", "ratio", "learning"];
-    let header = ["node", "model", "parameters", "training steps", "val loss", "loss / Baseline", "training"];
+    let header = [
+        "node",
+        "model",
+        "parameters",
+        "training steps",
+        "val loss",
+        "loss / Baseline",
+        "training",
+    ];
     let rows = if df.height() == 0 { Vec::new() } else { sweep::text_rows(&df, &columns)? };
-    let rows = rows.into_iter().map(|r| r.into_iter().map(|c| c.replace('_', " ")).collect()).collect();
-    Ok(Table { title: "Evaluations".into(), note: String::new(), header: header.map(String::from).to_vec(), rows, text_columns: 2 })
+    let rows =
+        rows.into_iter().map(|r| r.into_iter().map(|c| c.replace('_', " ")).collect()).collect();
+    Ok(Table {
+        title: "Evaluations".into(),
+        note: String::new(),
+        header: header.map(String::from).to_vec(),
+        rows,
+        text_columns: 2,
+    })
 }
 
 fn sweep_node(input: &InputNode) -> Result<SweepNode> {
@@ -442,7 +628,14 @@ fn sweep_node(input: &InputNode) -> Result<SweepNode> {
         let entry = entry?;
         files.insert(entry.file_name().to_string_lossy().into_owned(), entry.path());
     }
-    Ok(SweepNode { stage: input.stage.clone(), node: input.node.clone(), state: "fresh".into(), matrix: input.matrix.clone(), params: Vec::new(), files })
+    Ok(SweepNode {
+        stage: input.stage.clone(),
+        node: input.node.clone(),
+        state: "fresh".into(),
+        matrix: input.matrix.clone(),
+        params: Vec::new(),
+        files,
+    })
 }
 
 /// The most and least predictable neuron classes (left and right pooled) per recorded
@@ -450,19 +643,40 @@ fn sweep_node(input: &InputNode) -> Result<SweepNode> {
 fn neuron_table(evals: &[Eval], synthetic: &[String]) -> Result<Option<Table>> {
     let real: Vec<&Eval> = evals
         .iter()
-        .filter(|e| e.eval.model != "baseline" && !e.eval.learning.is_failure() && e.input.dir.join("neurons.parquet").exists())
+        .filter(|e| {
+            e.eval.model != "baseline"
+                && !e.eval.learning.is_failure()
+                && e.input.dir.join("neurons.parquet").exists()
+        })
         .filter(|e| e.by_dataset.iter().any(|b| !synthetic.contains(&b.dataset)))
         .collect();
-    let Some(best) = real.iter().min_by(|a, b| a.eval.ratio.total_cmp(&b.eval.ratio)) else { return Ok(None) };
+    let Some(best) = real.iter().min_by(|a, b| a.eval.ratio.total_cmp(&b.eval.ratio)) else {
+        return Ok(None);
+    };
     let rows: Vec<NeuronError> = parquet_io::read_rows(&best.input.dir.join("neurons.parquet"))?;
-    let rows: Vec<NeuronError> = rows.into_iter().filter(|r| !synthetic.contains(&r.dataset)).collect();
+    let rows: Vec<NeuronError> =
+        rows.into_iter().filter(|r| !synthetic.contains(&r.dataset)).collect();
     let ranked = sweep::neuron_classes(&rows, 5)?;
     let note = format!(
         "From {} ({}, loss {}× the Baseline's), one step ahead on the validation windows. Variance explained: 1 − MSE / variance of the neuron's targets, per worm, averaged over the worms that recorded the class (left and right pooled); the Baseline copies the current step, so the last column says where the model adds to that. Every neuron of every worm is in that node's neurons.parquet.",
         best.input.node, best.eval.model, fmt_sig(best.eval.ratio, 4)
     );
-    let header = ["dataset", "rank", "class", "worms", "variance explained", "Baseline's", "MSE / Baseline's"];
-    Ok(Some(Table { title: "Which neurons are predictable".into(), note, header: header.map(String::from).to_vec(), rows: ranked, text_columns: 3 }))
+    let header = [
+        "dataset",
+        "rank",
+        "class",
+        "worms",
+        "variance explained",
+        "Baseline's",
+        "MSE / Baseline's",
+    ];
+    Ok(Some(Table {
+        title: "Which neurons are predictable".into(),
+        note,
+        header: header.map(String::from).to_vec(),
+        rows: ranked,
+        text_columns: 3,
+    }))
 }
 
 #[cfg(test)]
@@ -471,13 +685,32 @@ mod tests {
 
     #[test]
     fn names_and_titles_are_escaped() {
-        let figures = [Figure { id: "x", caption: "<img src=x onerror=alert(1)>".into(), svg: "<svg></svg>".into() }];
-        let tables = [Table { title: "t".into(), note: String::new(), header: vec!["h".into()], rows: vec![vec!["<script>x</script>".into()]], text_columns: 1 }];
-        let page = Page { title: "<script>alert(1)</script> & co", findings: &["a < b".into()], figures: &figures, tables: &tables };
+        let figures = [Figure {
+            id: "x",
+            caption: "<img src=x onerror=alert(1)>".into(),
+            svg: "<svg></svg>".into(),
+        }];
+        let tables = [Table {
+            title: "t".into(),
+            note: String::new(),
+            header: vec!["h".into()],
+            rows: vec![vec!["<script>x</script>".into()]],
+            text_columns: 1,
+        }];
+        let page = Page {
+            title: "<script>alert(1)</script> & co",
+            findings: &["a < b".into()],
+            figures: &figures,
+            tables: &tables,
+        };
         let html = askama::Template::render(&page).unwrap();
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("<title>&#60;script&#62;alert(1)&#60;/script&#62; &#38; co</title>") || html.contains("<title>&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("<title>&#60;script&#62;alert(1)&#60;/script&#62; &#38; co</title>")
+                || html.contains("<title>&lt;script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("<svg></svg>"), "figures are inserted as SVG");
     }
 

@@ -23,7 +23,11 @@ pub fn read(path: &Path, ctx: &StageContext, p: &Params) -> Result<Vec<RawWorm>>
     let labels: Value = serde_json::from_slice(&std::fs::read(&labels_path)?)
         .with_context(|| format!("{}: not valid JSON", labels_path.display()))?;
     let name = display_name(path);
-    let uid = name.strip_suffix("-data.h5").or_else(|| name.strip_suffix(".h5")).unwrap_or(&name).to_string();
+    let uid = name
+        .strip_suffix("-data.h5")
+        .or_else(|| name.strip_suffix(".h5"))
+        .unwrap_or(&name)
+        .to_string();
     let h5 = H5::open(path)?;
     let (n_steps, n_cols, values) = h5.matrix(SIGNAL)?;
     let (_, time) = h5.f64s(TIME)?;
@@ -39,9 +43,13 @@ pub fn read(path: &Path, ctx: &StageContext, p: &Params) -> Result<Vec<RawWorm>>
     };
     let mut col_labels = vec![None; n_cols];
     for (col, entry) in by_column.into_iter().flatten() {
-        let index: usize = col.parse().ok().filter(|&c| c >= 1 && c <= n_cols).with_context(|| {
-            format!("{}: {uid} column {col:?} is not a 1-based column of {SIGNAL} (1..={n_cols})", labels_path.display())
-        })?;
+        let index: usize =
+            col.parse().ok().filter(|&c| c >= 1 && c <= n_cols).with_context(|| {
+                format!(
+                    "{}: {uid} column {col:?} is not a 1-based column of {SIGNAL} (1..={n_cols})",
+                    labels_path.display()
+                )
+            })?;
         let label = entry.get("label").and_then(Value::as_str).with_context(|| {
             format!("{}: {uid} column {col} has no \"label\" string", labels_path.display())
         })?;

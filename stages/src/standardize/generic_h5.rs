@@ -21,7 +21,11 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
     let (_, time) = h5.f64s("time")?;
     let names = h5.strings("neuron_names")?;
     if names.len() != n_cols {
-        bail!("{}: /neuron_names has {} entries for {n_cols} columns of /traces", path.display(), names.len());
+        bail!(
+            "{}: /neuron_names has {} entries for {n_cols} columns of /traces",
+            path.display(),
+            names.len()
+        );
     }
     if time.len() != n_steps {
         bail!("{}: /time has {} entries for {n_steps} rows of /traces", path.display(), time.len());

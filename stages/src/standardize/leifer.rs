@@ -15,12 +15,20 @@ use crate::neurons;
 pub fn read(gcamp: &Path) -> Result<Vec<RawWorm>> {
     let name = display_name(gcamp);
     let Some(id) = name.strip_suffix("_gcamp.txt") else {
-        bail!("{}: Leifer files are named N_gcamp.txt (with N_labels.txt and N_t.txt beside it)", gcamp.display());
+        bail!(
+            "{}: Leifer files are named N_gcamp.txt (with N_labels.txt and N_t.txt beside it)",
+            gcamp.display()
+        );
     };
     let dir = gcamp.parent().unwrap_or(Path::new("."));
     let read = |file: String| -> Result<String> {
         let p = dir.join(&file);
-        std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read {file} (each worm needs N_gcamp.txt, N_labels.txt and N_t.txt)", dir.display()))
+        std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "{}: cannot read {file} (each worm needs N_gcamp.txt, N_labels.txt and N_t.txt)",
+                dir.display()
+            )
+        })
     };
     let mut rows: Vec<Vec<f64>> = Vec::new();
     for (i, line) in read(format!("{id}_gcamp.txt"))?.lines().enumerate() {
@@ -31,10 +39,18 @@ pub fn read(gcamp: &Path) -> Result<Vec<RawWorm>> {
             .split_whitespace()
             .map(|v| if v.eq_ignore_ascii_case("nan") { Ok(f64::NAN) } else { v.parse::<f64>() })
             .collect::<Result<Vec<f64>, _>>()
-            .with_context(|| format!("{}: line {}: not a list of numbers", gcamp.display(), i + 1))?;
+            .with_context(|| {
+                format!("{}: line {}: not a list of numbers", gcamp.display(), i + 1)
+            })?;
         if let Some(first) = rows.first() {
             if first.len() != row.len() {
-                bail!("{}: line {} has {} values, line 1 has {}", gcamp.display(), i + 1, row.len(), first.len());
+                bail!(
+                    "{}: line {} has {} values, line 1 has {}",
+                    gcamp.display(),
+                    i + 1,
+                    row.len(),
+                    first.len()
+                );
             }
         }
         rows.push(row);
@@ -44,13 +60,23 @@ pub fn read(gcamp: &Path) -> Result<Vec<RawWorm>> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| l.trim().parse::<f64>().with_context(|| format!("{id}_t.txt line {}: not a number", i + 1)))
+        .map(|(i, l)| {
+            l.trim()
+                .parse::<f64>()
+                .with_context(|| format!("{id}_t.txt line {}: not a number", i + 1))
+        })
         .collect::<Result<_>>()?;
     let labels_text = read(format!("{id}_labels.txt"))?;
-    let mut labels: Vec<Option<String>> = labels_text.lines().map(|l| side_ambiguous(l.trim())).collect();
+    let mut labels: Vec<Option<String>> =
+        labels_text.lines().map(|l| side_ambiguous(l.trim())).collect();
     labels.resize(n_cols, None);
     if time.len() != rows.len() {
-        bail!("{}: {} time stamps in {id}_t.txt for {} rows of traces", gcamp.display(), time.len(), rows.len());
+        bail!(
+            "{}: {} time stamps in {id}_t.txt for {} rows of traces",
+            gcamp.display(),
+            time.len(),
+            rows.len()
+        );
     }
     Ok(vec![RawWorm {
         worm: format!("worm{id}"),
@@ -70,7 +96,10 @@ fn side_ambiguous(label: &str) -> Option<String> {
         return None;
     }
     let norm = neurons::normalise(label);
-    if neurons::index_of(&norm).is_none() && (neurons::index_of(&format!("{norm}L")).is_some() || neurons::index_of(&format!("{norm}R")).is_some()) {
+    if neurons::index_of(&norm).is_none()
+        && (neurons::index_of(&format!("{norm}L")).is_some()
+            || neurons::index_of(&format!("{norm}R")).is_some())
+    {
         return Some(format!("{norm}?"));
     }
     Some(norm)

@@ -72,7 +72,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Value)>> {
         let owned;
         let (ty, data) = if ty == MI_COMPRESSED {
             let mut out = Vec::new();
-            flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).context("damaged compressed variable")?;
+            flate2::read::ZlibDecoder::new(data)
+                .read_to_end(&mut out)
+                .context("damaged compressed variable")?;
             owned = out;
             let (t, d, _) = element(&owned, 0)?;
             (t, d)
@@ -88,14 +90,18 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Value)>> {
 
 /// One data element at `pos`: (type, payload, position of the next element).
 fn element(bytes: &[u8], pos: usize) -> Result<(u32, &[u8], usize)> {
-    let word = u32::from_le_bytes(bytes.get(pos..pos + 4).context("truncated MAT-file")?.try_into().expect("4 bytes"));
+    let word = u32::from_le_bytes(
+        bytes.get(pos..pos + 4).context("truncated MAT-file")?.try_into().expect("4 bytes"),
+    );
     if word >> 16 != 0 {
         // Small element: type and size in one word, data in the next four bytes.
         let size = (word >> 16) as usize;
         let data = bytes.get(pos + 4..pos + 4 + size).context("truncated MAT-file")?;
         return Ok((word & 0xffff, data, pos + 8));
     }
-    let size = u32::from_le_bytes(bytes.get(pos + 4..pos + 8).context("truncated MAT-file")?.try_into().expect("4 bytes")) as usize;
+    let size = u32::from_le_bytes(
+        bytes.get(pos + 4..pos + 8).context("truncated MAT-file")?.try_into().expect("4 bytes"),
+    ) as usize;
     let data = bytes.get(pos + 8..pos + 8 + size).context("truncated MAT-file")?;
     let padded = if word == MI_COMPRESSED { size } else { size.div_ceil(8) * 8 };
     Ok((word, data, pos + 8 + padded))
@@ -104,7 +110,9 @@ fn element(bytes: &[u8], pos: usize) -> Result<(u32, &[u8], usize)> {
 fn numbers(ty: u32, d: &[u8]) -> Result<Vec<f64>> {
     macro_rules! conv {
         ($t:ty) => {
-            d.chunks_exact(std::mem::size_of::<$t>()).map(|c| <$t>::from_le_bytes(c.try_into().expect("sized")) as f64).collect()
+            d.chunks_exact(std::mem::size_of::<$t>())
+                .map(|c| <$t>::from_le_bytes(c.try_into().expect("sized")) as f64)
+                .collect()
         };
     }
     Ok(match ty {
@@ -130,7 +138,10 @@ fn matrix(d: &[u8]) -> Result<(String, Value)> {
     let (_, flags, p) = element(d, 0)?;
     let class = *flags.first().context("array flags")?;
     let (_, dims_raw, p) = element(d, p)?;
-    let dims: Vec<usize> = dims_raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4")) as usize).collect();
+    let dims: Vec<usize> = dims_raw
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as usize)
+        .collect();
     let (_, name, mut p) = element(d, p)?;
     let name = String::from_utf8_lossy(name).to_string();
     let count: usize = dims.iter().product();
@@ -146,13 +157,16 @@ fn matrix(d: &[u8]) -> Result<(String, Value)> {
         }
         MX_STRUCT => {
             let (_, len, p2) = element(d, p)?;
-            let field_len = i32::from_le_bytes(len.get(..4).context("field name length")?.try_into().expect("4")) as usize;
+            let field_len = i32::from_le_bytes(
+                len.get(..4).context("field name length")?.try_into().expect("4"),
+            ) as usize;
             let (_, names, mut p3) = element(d, p2)?;
             let names: Vec<String> = names
                 .chunks(field_len.max(1))
                 .map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_string())
                 .collect();
-            let mut fields: Vec<(String, Vec<Value>)> = names.into_iter().map(|n| (n, Vec::new())).collect();
+            let mut fields: Vec<(String, Vec<Value>)> =
+                names.into_iter().map(|n| (n, Vec::new())).collect();
             for _ in 0..count {
                 for f in fields.iter_mut() {
                     let (_, sub, next) = element(d, p3)?;

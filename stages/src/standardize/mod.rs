@@ -64,7 +64,15 @@ impl Default for Params {
     }
 }
 
-pub const FORMATS: &[&str] = &["flavell-h5", "generic-h5", "flavell-json", "flavell-2023", "zimmer-mat", "yemini-mat", "leifer"];
+pub const FORMATS: &[&str] = &[
+    "flavell-h5",
+    "generic-h5",
+    "flavell-json",
+    "flavell-2023",
+    "zimmer-mat",
+    "yemini-mat",
+    "leifer",
+];
 
 impl Stage for Standardize {
     const NAME: &'static str = "standardize";
@@ -73,7 +81,11 @@ impl Stage for Standardize {
 
     fn check(p: &Params) -> Result<(), String> {
         if !FORMATS.contains(&p.format.as_str()) {
-            return Err(format!("params.format must be one of {}; got {:?}", FORMATS.join(", "), p.format));
+            return Err(format!(
+                "params.format must be one of {}; got {:?}",
+                FORMATS.join(", "),
+                p.format
+            ));
         }
         if !matches!(p.missing_labels.as_str(), "error" | "drop") {
             return Err("params.missing_labels must be \"error\" or \"drop\"".into());
@@ -87,7 +99,11 @@ impl Stage for Standardize {
     }
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-        let pattern = if p.files.is_empty() { default_pattern(&p.format).to_string() } else { p.files.clone() };
+        let pattern = if p.files.is_empty() {
+            default_pattern(&p.format).to_string()
+        } else {
+            p.files.clone()
+        };
         let files = find_files(ctx, &pattern)?;
         if files.is_empty() {
             bail!(
@@ -101,7 +117,10 @@ impl Stage for Standardize {
         // (one's first half training, the other's second half validating).
         let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, file) in files.iter().enumerate() {
-            (ctx.progress)(i as f64 / files.len() as f64, &file.file_name().unwrap_or_default().to_string_lossy());
+            (ctx.progress)(
+                i as f64 / files.len() as f64,
+                &file.file_name().unwrap_or_default().to_string_lossy(),
+            );
             let raws = match p.format.as_str() {
                 "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
                 "generic-h5" => generic_h5::read(file)?,
@@ -122,12 +141,17 @@ impl Stage for Standardize {
                 }
                 match raw.into_worm(&p)? {
                     Kept::Worm(w) => worms.push(w),
-                    Kept::Dropped(reason) => dropped.push(json!({"file": display_name(file), "worm": name, "reason": reason})),
+                    Kept::Dropped(reason) => dropped
+                        .push(json!({"file": display_name(file), "worm": name, "reason": reason})),
                 }
             }
         }
         if worms.is_empty() {
-            bail!("no worm with any labelled neuron in {} files matching {pattern:?}: {}", files.len(), Value::Array(dropped));
+            bail!(
+                "no worm with any labelled neuron in {} files matching {pattern:?}: {}",
+                files.len(),
+                Value::Array(dropped)
+            );
         }
         write_dataset(ctx.out_dir, &worms, &ctx.file_metadata())?;
         std::fs::write(ctx.out_dir.join("dropped.json"), serde_json::to_vec_pretty(&dropped)?)?;
@@ -160,13 +184,16 @@ fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
     for input in ctx.inputs {
         let mut stack = vec![input.dir.clone()];
         while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            for e in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+            {
                 let path = e?.path();
                 if path.is_dir() {
                     stack.push(path);
                     continue;
                 }
-                let rel = path.strip_prefix(&input.dir).unwrap_or(&path).to_string_lossy().to_string();
+                let rel =
+                    path.strip_prefix(&input.dir).unwrap_or(&path).to_string_lossy().to_string();
                 if glob.is_match(&rel) || glob.is_match(display_name(&path)) {
                     out.push((rel, path));
                 }
@@ -227,7 +254,10 @@ impl RawWorm {
             bail!("{where_}: {} labels for {} trace columns", self.labels.len(), self.n_cols);
         }
         if self.time.len() < n {
-            bail!("{where_}: {} time stamps for {n} frames; the time vector must cover every frame", self.time.len());
+            bail!(
+                "{where_}: {} time stamps for {n} frames; the time vector must cover every frame",
+                self.time.len()
+            );
         }
         let time = &self.time[..n];
         if let Some(i) = time.iter().position(|t| !t.is_finite()) {
@@ -272,13 +302,21 @@ impl RawWorm {
         }
         let t0 = time[0];
         Ok(Kept::Worm(Worm {
-            dataset: self.dataset.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| p.dataset.clone()),
+            dataset: self
+                .dataset
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| p.dataset.clone()),
             worm: self.worm,
             t: time.iter().map(|t| t - t0).collect(),
             traces,
             info: WormInfo {
                 source_file: self.source_file,
-                citation: if p.citation.is_empty() { self.citation.unwrap_or_default() } else { p.citation.clone() },
+                citation: if p.citation.is_empty() {
+                    self.citation.unwrap_or_default()
+                } else {
+                    p.citation.clone()
+                },
                 time_is_estimated: self.time_is_estimated,
                 unknown_labels: map.unknown,
                 duplicate_labels: map.duplicate,

@@ -23,16 +23,31 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
     let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
     let vars = parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let var = |name: &str| {
-        vars.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| anyhow!("{}: no variable {name:?}; is this a Yemini 2021 NeuroPAL activity file?", path.display()))
+        vars.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+            anyhow!(
+                "{}: no variable {name:?}; is this a Yemini 2021 NeuroPAL activity file?",
+                path.display()
+            )
+        })
     };
-    let fps = var("fps")?.numbers().and_then(|v| v.first().copied()).ok_or_else(|| anyhow!("{}: fps is not a number", path.display()))?;
-    let files: Vec<String> = var("files")?.cell().ok_or_else(|| anyhow!("{}: files is not a cell", path.display()))?.iter().map(|v| v.text().unwrap_or_default()).collect();
-    let classes = var("neurons")?.cell().ok_or_else(|| anyhow!("{}: neurons is not a cell", path.display()))?;
-    let is_l = var("is_L")?.cell().ok_or_else(|| anyhow!("{}: is_L is not a cell", path.display()))?;
-    let traces = var("norm_traces")?.cell().ok_or_else(|| anyhow!("{}: norm_traces is not a cell", path.display()))?;
+    let fps = var("fps")?
+        .numbers()
+        .and_then(|v| v.first().copied())
+        .ok_or_else(|| anyhow!("{}: fps is not a number", path.display()))?;
+    let files: Vec<String> = var("files")?
+        .cell()
+        .ok_or_else(|| anyhow!("{}: files is not a cell", path.display()))?
+        .iter()
+        .map(|v| v.text().unwrap_or_default())
+        .collect();
+    let classes = var("neurons")?
+        .cell()
+        .ok_or_else(|| anyhow!("{}: neurons is not a cell", path.display()))?;
+    let is_l =
+        var("is_L")?.cell().ok_or_else(|| anyhow!("{}: is_L is not a cell", path.display()))?;
+    let traces = var("norm_traces")?
+        .cell()
+        .ok_or_else(|| anyhow!("{}: norm_traces is not a cell", path.display()))?;
     if classes.len() != is_l.len() || classes.len() != traces.len() {
         bail!("{}: neurons, is_L and norm_traces differ in length", path.display());
     }
@@ -43,9 +58,19 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
         let mut columns: Vec<Vec<f64>> = Vec::new();
         for ((class, sides), class_traces) in classes.iter().zip(is_l).zip(traces) {
             let class = class.text().unwrap_or_default();
-            let sides = sides.numbers().ok_or_else(|| anyhow!("{}: is_L for {class} is not numeric", path.display()))?;
-            let class_traces = class_traces.cell().ok_or_else(|| anyhow!("{}: norm_traces for {class} is not a cell", path.display()))?;
-            let trace = |k: usize| class_traces.get(k).and_then(Value::numbers).map(<[f64]>::to_vec).unwrap_or_default();
+            let sides = sides
+                .numbers()
+                .ok_or_else(|| anyhow!("{}: is_L for {class} is not numeric", path.display()))?;
+            let class_traces = class_traces.cell().ok_or_else(|| {
+                anyhow!("{}: norm_traces for {class} is not a cell", path.display())
+            })?;
+            let trace = |k: usize| {
+                class_traces
+                    .get(k)
+                    .and_then(Value::numbers)
+                    .map(<[f64]>::to_vec)
+                    .unwrap_or_default()
+            };
             let mut push = |label: String, t: Vec<f64>| {
                 if !t.is_empty() {
                     labels.push(Some(label));
@@ -66,7 +91,11 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
                     _ => push(format!("{class}R"), trace(f)),
                 }
             } else {
-                bail!("{}: is_L for {class} has {} entries for {n_files} worms", path.display(), sides.len());
+                bail!(
+                    "{}: is_L for {class} has {} entries for {n_files} worms",
+                    path.display(),
+                    sides.len()
+                );
             }
         }
         let n_steps = columns.iter().map(Vec::len).max().unwrap_or(0);

@@ -16,7 +16,12 @@ pub struct Attention {
 
 impl Attention {
     pub fn new(root: &nn::Path, h: i64, dropout: f64) -> Self {
-        Attention { embedding: embedding(root, h), attention: CausalSelfAttention::new(&(root / "attention"), h, dropout), readout: readout(root, h), dropout }
+        Attention {
+            embedding: embedding(root, h),
+            attention: CausalSelfAttention::new(&(root / "attention"), h, dropout),
+            readout: readout(root, h),
+            dropout,
+        }
     }
 }
 

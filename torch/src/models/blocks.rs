@@ -65,7 +65,16 @@ impl CausalSelfAttention {
         let qkv = self.in_proj.forward(x).view([b, t, 3, self.heads, d]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let p = if train { self.dropout } else { 0.0 };
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, p, true, None::<f64>, false);
+        let y = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            p,
+            true,
+            None::<f64>,
+            false,
+        );
         self.out_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, h]))
     }
 }

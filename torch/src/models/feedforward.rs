@@ -15,7 +15,12 @@ pub struct Feedforward {
 
 impl Feedforward {
     pub fn new(root: &nn::Path, h: i64, dropout: f64) -> Self {
-        Feedforward { embedding: embedding(root, h), hidden: nn::linear(root / "hidden", h, h, Default::default()), readout: readout(root, h), dropout }
+        Feedforward {
+            embedding: embedding(root, h),
+            hidden: nn::linear(root / "hidden", h, h, Default::default()),
+            readout: readout(root, h),
+            dropout,
+        }
     }
 }
 

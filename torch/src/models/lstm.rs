@@ -27,7 +27,12 @@ impl Lstm {
             ..Default::default()
         };
         let lstm = nn::lstm(root / "lstm", h, h, cfg);
-        Lstm { embedding: embedding(root, h), norm: layer_norm(root, "embedding_norm", h), lstm, readout: readout(root, h) }
+        Lstm {
+            embedding: embedding(root, h),
+            norm: layer_norm(root, "embedding_norm", h),
+            lstm,
+            readout: readout(root, h),
+        }
     }
 }
 

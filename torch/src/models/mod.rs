@@ -90,7 +90,8 @@ mod tests {
 
     fn counted(model: &str, h: i64) -> i64 {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = build(model, Options { hidden: h, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
+        let m =
+            build(model, Options { hidden: h, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
         // The forward pass runs and keeps the shape, in both modes.
         for train in [false, true] {
             let y = m.forward_t(&Tensor::zeros([2, 7, 302], (Kind::Float, Device::Cpu)), train);
