@@ -36,15 +36,23 @@ impl std::error::Error for ConfigError {}
 pub struct SourceMap<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// Byte offset where each line starts: every declaration asks for its position, so a
+    /// scan from the top per lookup made planning quadratic in the file's length.
+    line_starts: Vec<usize>,
 }
 
-impl SourceMap<'_> {
+impl<'a> SourceMap<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> SourceMap<'a> {
+        let newlines = text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1);
+        let line_starts = std::iter::once(0).chain(newlines).collect();
+        SourceMap { file, text, line_starts }
+    }
+
+    /// 1-based line and column (in bytes) of `offset`.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-        (line, col)
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        (line, offset - self.line_starts[line - 1] + 1)
     }
 
     pub fn error(
@@ -178,7 +186,7 @@ impl Settings {
     pub fn read(file: &Path, text: &str, overrides: &[String]) -> Result<Settings, ConfigError> {
         let text = apply_overrides(file, text, overrides)?;
         let raw = parse_raw(file, &text)?;
-        let map = SourceMap { file, text: &text };
+        let map = SourceMap::new(file, &text);
         let mut remotes = BTreeMap::new();
         for (name, decl) in raw.remotes {
             let span = decl.span();
@@ -287,7 +295,7 @@ pub fn apply_overrides(
     if overrides.is_empty() {
         return Ok(text.to_string());
     }
-    let map = SourceMap { file, text };
+    let map = SourceMap::new(file, text);
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         map.error(e.span(), format!("malformed TOML: {}", e.message()))
     })?;
@@ -345,7 +353,7 @@ pub fn attribute_to_overrides(
     }
     let Ok(edited) = apply_overrides(&err.file, original, overrides) else { return err };
     let Ok(doc) = toml_edit::Document::parse(edited.as_str()) else { return err };
-    let map = SourceMap { file: &err.file, text: &edited };
+    let map = SourceMap::new(&err.file, &edited);
     for ov in overrides {
         let Some((path, _)) = ov.split_once('=') else { continue };
         let mut item = Some(doc.as_item());
@@ -379,7 +387,7 @@ fn parse_override_value(raw: &str) -> toml_edit::Value {
 
 /// Read the raw document; syntax errors and unknown keys come back located.
 pub fn parse_raw(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-    let map = SourceMap { file, text };
+    let map = SourceMap::new(file, text);
     if let Err(e) = toml::from_str::<toml::Table>(text) {
         return Err(map.error(
             e.span(),
@@ -437,7 +445,7 @@ mod tests {
     #[test]
     fn line_col_is_one_based() {
         let text = "a = 1\nbb = 2\n";
-        let m = SourceMap { file: Path::new("p.toml"), text };
+        let m = SourceMap::new(Path::new("p.toml"), text);
         assert_eq!(m.line_col(0), (1, 1));
         assert_eq!(m.line_col(6), (2, 1));
         assert_eq!(m.line_col(9), (2, 4));

@@ -76,6 +76,7 @@ pub struct NodeRecipe {
 pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, ConfigError> {
     let span = |r: std::ops::Range<usize>| Some(map.line_col(r.start));
     let mut stages = BTreeMap::new();
+    let mut env_names: HashMap<String, String> = HashMap::new();
     for (name, stage) in raw.stages {
         let pos = span(stage.span());
         if name.is_empty()
@@ -94,9 +95,7 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
         // Stages whose names differ only in '-' vs '_' or in case would share one
         // WORMFLOW_INPUT_<STAGE> variable.
         let env = crate::exec::command::input_env_name(&name);
-        if let Some(other) =
-            stages.keys().find(|o: &&String| crate::exec::command::input_env_name(o) == env)
-        {
+        if let Some(other) = env_names.insert(env.clone(), name.clone()) {
             return Err(map.error(Some(stage.span()), format!(
                 "stages {other:?} and {name:?} would both pass their output as ${env}; rename one of them"
             )));

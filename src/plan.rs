@@ -93,7 +93,7 @@ pub fn parsed(db: &dyn Db, src: PipelineSource) -> Result<Arc<Declarations>, Con
     COUNTERS.parses.fetch_add(1, Ordering::Relaxed);
     let file = src.file(db);
     let text = apply_overrides(file, src.text(db), src.overrides(db))?;
-    let map = SourceMap { file, text: &text };
+    let map = SourceMap::new(file, &text);
     let raw = parse_raw(file, &text)?;
     declarations(&map, raw).map(Arc::new)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::CommandExt; // process_group
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -54,17 +54,15 @@ pub struct Supervised {
     waited: mpsc::Receiver<io::Result<ExitStatus>>,
 }
 
-/// Start `cmd` in a new process group. It is also killed (SIGKILL) if the thread that
-/// started it dies, so a crash of wormflow leaves no helper running on its own.
+/// The variable that tells a child which process started it (see `die_with_parent`).
+pub const PARENT_PID_ENV: &str = "WORMFLOW_PARENT_PID";
+
+/// Start `cmd` in a new process group. With no `pre_exec` hook, std starts it with
+/// `posix_spawn` (a vfork, not a copy of wormflow's page tables): a fork per node was a
+/// fifth of a `command` node's cost. A helper that must not outlive wormflow when wormflow
+/// is killed outright calls `die_with_parent` itself (the torch helper does).
 pub fn spawn(cmd: &mut Command) -> io::Result<Supervised> {
-    cmd.process_group(0);
-    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    cmd.process_group(0).env(PARENT_PID_ENV, std::process::id().to_string());
     let mut child: Child = cmd.spawn()?;
     let pid = child.id() as i32;
     register(pid, true);
@@ -74,6 +72,23 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Supervised> {
         let _ = tx.send(child.wait());
     });
     Ok(Supervised { pid, stdout, stderr, waited })
+}
+
+/// In a helper started by `spawn`: be SIGKILLed when wormflow dies (even by SIGKILL), or
+/// exit now if it already has. A no-op when not started by wormflow.
+pub fn die_with_parent() {
+    let Some(parent) = std::env::var(PARENT_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    // SAFETY: plain syscalls on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The parent may have died before prctl: then this process was re-parented.
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+    }
 }
 
 impl Supervised {

@@ -98,7 +98,8 @@ impl StageKind for CommandKind {
 
     fn run(&self, ctx: &StageContext) -> Result<Provenance> {
         let cmd = ctx.params["cmd"].as_str().unwrap_or_default();
-        let mut command = Command::new("sh");
+        // An absolute path: `sh` would be looked up along $PATH for every node.
+        let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(cmd)

@@ -141,12 +141,13 @@ impl WorkDir {
         if files.is_empty() && !allow_empty {
             bail!("{node}: the stage finished but wrote no output into its output directory ($WORMFLOW_OUT); write the files it should produce (or set params.allow_empty = true for a command with no outputs)");
         }
-        let mut outputs = Vec::with_capacity(files.len());
-        for rel in files {
-            let (hash, size) = store.ingest_file(&self.out.join(&rel))?;
-            outputs.push(OutputFile { path: rel, hash, size });
-        }
-        Ok(outputs)
+        let paths: Vec<PathBuf> = files.iter().map(|rel| self.out.join(rel)).collect();
+        let hashed = store.ingest_files(&paths)?;
+        Ok(files
+            .into_iter()
+            .zip(hashed)
+            .map(|(path, (hash, size))| OutputFile { path, hash, size })
+            .collect())
     }
 }
 

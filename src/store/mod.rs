@@ -14,8 +14,9 @@
 //! Only a directory carrying the marker is ever written to, collected or repaired: a
 //! `store = "/"` or a user's own folder is refused, never cleaned.
 //!
-//! Objects and records are written to a temporary file, fsynced and renamed, so a crash
-//! never leaves a half-written file under a final name. A node is done iff its action
+//! Objects and records are written to a temporary file, flushed to disk and only then
+//! renamed, so a crash never leaves a half-written file under a final name (a node's outputs
+//! are flushed together with `syncfs`, see `ingest_files`). A node is done iff its action
 //! record exists, and the record is written last.
 //!
 //! Objects are made read-only and their modification time is set to a fixed stamp
@@ -392,29 +393,88 @@ impl Store {
     /// A file with other hard links (a user's file linked into an output) is copied, never
     /// moved or re-moded: the store owns only what it made.
     pub fn ingest_hashed(&self, src: &Path, hash: Hash, size: u64) -> Result<()> {
+        if let Some(staged) = self.stage_object(src, hash, size)? {
+            File::open(&staged)?.sync_all()?;
+            self.place_object(&staged, &hash)?;
+            sync_dir(self.object_path(&hash).parent().expect("object paths have a parent"))?;
+        }
+        Ok(())
+    }
+
+    /// Move a node's finished output files into the objects, all at once: the same crash
+    /// guarantee as `ingest_file` (no object ever has its final name before its bytes are on
+    /// disk) with two `syncfs` calls for the batch instead of two fsyncs per file, so a node
+    /// writing 10,000 small files is stored in about a second, not a minute.
+    pub fn ingest_files(&self, srcs: &[PathBuf]) -> Result<Vec<(Hash, u64)>> {
+        let mut hashed = Vec::with_capacity(srcs.len());
+        let mut staged = Vec::new();
+        for src in srcs {
+            let (hash, size) =
+                hash_file(src).with_context(|| format!("cannot read output {}", src.display()))?;
+            if let Some(path) = self.stage_object(src, hash, size)? {
+                staged.push((path, hash));
+            }
+            hashed.push((hash, size));
+        }
+        if staged.is_empty() {
+            return Ok(hashed);
+        }
+        self.sync_filesystem()?; // the bytes, before any gets its final name
+        for (path, hash) in &staged {
+            self.place_object(path, hash)?;
+        }
+        self.sync_filesystem()?; // the names, before the caller writes the record
+        Ok(hashed)
+    }
+
+    /// Flush everything written on the store's filesystem (`syncfs(2)`: one call for what
+    /// would otherwise be an fsync per file and per directory).
+    fn sync_filesystem(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let root = File::open(&self.root)
+            .with_context(|| format!("cannot open the store {}", self.root.display()))?;
+        // SAFETY: syncfs only reads the descriptor, which lives until the end of this scope.
+        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(e).with_context(|| {
+                format!("cannot flush the store {} to disk", self.root.display())
+            });
+        }
+        Ok(())
+    }
+
+    /// Make `src` ready to become the object `hash`: `None` when an intact object already
+    /// holds these bytes (`src` is dropped), else the path of a file the store owns (`src`
+    /// itself, or a copy of it when it has other hard links), not yet synced or renamed.
+    fn stage_object(&self, src: &Path, hash: Hash, size: u64) -> Result<Option<PathBuf>> {
         use std::os::unix::fs::MetadataExt;
-        let dest = self.object_path(&hash);
         if self.object_intact(&hash, size) {
             fs::remove_file(src).ok();
-            return Ok(());
+            return Ok(None);
         }
         let links = fs::symlink_metadata(src)
             .with_context(|| format!("cannot read output {}", src.display()))?
             .nlink();
-        if links > 1 {
-            let copy = self.root.join("tmp").join(format!("copy-{}", unique_suffix()));
-            fs::copy(src, &copy)
-                .with_context(|| format!("cannot copy {} into the store", src.display()))?;
-            let copied =
-                hash_file(&copy).with_context(|| format!("cannot read {}", copy.display()))?;
-            if copied != (hash, size) {
-                let _ = fs::remove_file(&copy);
-                anyhow::bail!("{} changed while it was being stored (another program writes to it); nothing stored", src.display());
-            }
-            return self.ingest_hashed(&copy, hash, size);
+        if links <= 1 {
+            return Ok(Some(src.to_path_buf()));
         }
-        // A damaged object (or a directory where an object belongs) makes way for the
-        // good bytes.
+        let copy = self.root.join("tmp").join(format!("copy-{}", unique_suffix()));
+        fs::copy(src, &copy)
+            .with_context(|| format!("cannot copy {} into the store", src.display()))?;
+        let copied = hash_file(&copy).with_context(|| format!("cannot read {}", copy.display()))?;
+        if copied != (hash, size) {
+            let _ = fs::remove_file(&copy);
+            anyhow::bail!("{} changed while it was being stored (another program writes to it); nothing stored", src.display());
+        }
+        Ok(Some(copy))
+    }
+
+    /// Stamp a staged file read-only with `OBJECT_MTIME` and rename it to its object path; a
+    /// damaged object (or a directory where an object belongs) makes way for the good bytes.
+    /// The caller makes the bytes durable before and the name durable after.
+    fn place_object(&self, staged: &Path, hash: &Hash) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dest = self.object_path(hash);
         match fs::symlink_metadata(&dest) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&dest).with_context(|| {
                 format!(
@@ -426,21 +486,16 @@ impl Store {
                 .with_context(|| format!("cannot replace the damaged object {}", dest.display()))?,
             Err(_) => {}
         }
-        {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(src)
-                .with_context(|| format!("cannot open {}", src.display()))?;
-            f.sync_all()?;
-            f.set_modified(UNIX_EPOCH + Duration::from_secs(OBJECT_MTIME))?;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(src, fs::Permissions::from_mode(0o444))?;
+        OpenOptions::new()
+            .write(true)
+            .open(staged)
+            .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(OBJECT_MTIME)))
+            .with_context(|| format!("cannot stamp {}", staged.display()))?;
+        fs::set_permissions(staged, fs::Permissions::from_mode(0o444))?;
         let parent = dest.parent().expect("object paths have a parent");
         fs::create_dir_all(parent)?;
-        fs::rename(src, &dest)
-            .with_context(|| format!("cannot move {} into the store", src.display()))?;
-        sync_dir(parent)?;
+        fs::rename(staged, &dest)
+            .with_context(|| format!("cannot move {} into the store", staged.display()))?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use wormflow_api::StageContext;
 use wormflow_stages::torch_stages::Job;
@@ -66,8 +67,12 @@ fn one_line(error: &str, job_path: &str) -> String {
 }
 
 fn run(path: &str) -> anyhow::Result<()> {
+    wormflow_api::child::die_with_parent();
     let job: Job = serde_json::from_slice(&std::fs::read(path)?)?;
-    let cancel = AtomicBool::new(false);
+    // The engine cancels with SIGTERM (then SIGKILL after a grace period): stop between
+    // batches and report "cancelled" rather than die mid-write.
+    let cancel = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&cancel))?;
     let progress = |fraction: f64, message: &str| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "progress {fraction} {}", message.replace('\n', " "));

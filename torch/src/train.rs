@@ -261,6 +261,9 @@ fn fit(
         order.shuffle(&mut stream(p.seed, "batches", epoch));
         let (mut sum, mut seen) = (0.0, 0i64);
         for chunk in order.chunks(p.batch_size as usize) {
+            if ctx.cancel.load(Ordering::Relaxed) {
+                bail!("cancelled"); // SIGTERM from the engine: stop within a batch
+            }
             step += 1;
             if step <= p.warmup_steps {
                 opt.set_lr(warmed(lr, step));
