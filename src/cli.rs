@@ -15,7 +15,9 @@ use crate::graph::Graph;
 use crate::kinds::Registry;
 use crate::plan;
 use crate::remote::Remote;
+use crate::stale::{in_words, StaleReason};
 use crate::status::{NodeState, Resolver};
+use serde_json::json;
 use crate::store::{gc, verify, Store};
 
 #[derive(Parser)]
@@ -88,8 +90,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Say in words why a node is stale: which param, input, file or stage code changed.
-    Explain { node: String },
+    /// Say why a node is stale: which param, input, file, source file or crate changed.
+    Explain {
+        node: String,
+        /// One JSON object: state, key and typed reasons.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the graph of nodes.
     Dag {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
@@ -321,7 +328,7 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             Ok(exit_for(&summary))
         }
         Command::Status { json } => status(&plan(registry, &cli.file, &cli.set)?, *json),
-        Command::Explain { node } => explain(&plan(registry, &cli.file, &cli.set)?, node),
+        Command::Explain { node, json } => explain(&plan(registry, &cli.file, &cli.set)?, node, *json),
         Command::Dag { format } => {
             let p = plan(registry, &cli.file, &cli.set)?;
             print!("{}", crate::dag::render(&p.graph, *format));
@@ -486,24 +493,31 @@ fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
     for (i, state) in states.iter().enumerate() {
         let Some(state) = state else { continue };
         let node = &p.graph.nodes[i].id;
-        let reasons: Vec<String> = match state {
-            NodeState::Fresh { .. } if forced.contains(&i) => vec!["forced".into()],
+        let (reasons, words) = match state {
+            NodeState::Fresh { .. } if forced.contains(&i) => {
+                (vec![StaleReason::Forced], StaleReason::Forced.to_string())
+            }
             NodeState::Fresh { .. } => continue,
-            NodeState::Stale { reasons, .. } => reasons.clone(),
-            NodeState::Waiting { inputs } => vec![format!(
-                "may run after {} (runs only if their output changes)",
-                inputs.join(", ")
-            )],
-            NodeState::Error(e) => vec![format!("error: {e}")],
+            NodeState::Stale { reasons, .. } => (reasons.clone(), in_words(reasons)),
+            NodeState::Waiting { inputs } => (
+                Vec::new(),
+                format!("may run after {} (runs only if their output changes)", inputs.join(", ")),
+            ),
+            NodeState::Error(e) => (Vec::new(), format!("error: {e}")),
         };
         would += 1;
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"event": "would-run", "node": node, "state": state.label(), "reasons": reasons})
-            );
+            let event = json!({
+                "event": "would-run",
+                "node": node,
+                "state": state.label(),
+                "reasons": reasons,
+                "after": waiting_on(state),
+                "error": error_of(state),
+            });
+            println!("{event}");
         } else {
-            println!("would run {node}: {}", reasons.join("; "));
+            println!("would run {node}: {words}");
         }
     }
     if !args.json {
@@ -535,16 +549,25 @@ fn status(p: &Planned, json: bool) -> Result<ExitCode> {
                 }
                 None => key.short(),
             },
-            NodeState::Stale { reasons, .. } => reasons.join("; "),
+            NodeState::Stale { reasons, .. } => in_words(reasons),
             NodeState::Waiting { inputs } if json => format!("after {}", inputs.join(", ")),
             NodeState::Waiting { inputs } => format!("after {}", abbreviated(inputs, 4)),
             NodeState::Error(e) => e.clone(),
         };
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"node": node, "state": state.label(), "detail": detail})
-            );
+            let reasons = match state {
+                NodeState::Stale { reasons, .. } => reasons.as_slice(),
+                _ => &[],
+            };
+            let row = json!({
+                "node": node,
+                "state": state.label(),
+                "detail": detail,
+                "reasons": reasons,
+                "after": waiting_on(state),
+                "error": error_of(state),
+            });
+            println!("{row}");
         } else if !matches!(state, NodeState::Fresh { .. })
             || p.graph.nodes.len() <= 200
             || results_damage.is_some()
@@ -567,7 +590,7 @@ pub fn abbreviated(names: &[String], keep: usize) -> String {
     format!("{} and {} more", names[..keep].join(", "), names.len() - keep)
 }
 
-fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
+fn explain(p: &Planned, node: &str, json: bool) -> Result<ExitCode> {
     let Some(&i) = p.graph.index.get(node) else {
         bail!(
             "{}",
@@ -580,23 +603,57 @@ fn explain(p: &Planned, node: &str) -> Result<ExitCode> {
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
     let mask = p.graph.with_ancestors(&[i]);
     let states = resolver.states(Some(&mask));
-    match states[i].as_ref().expect("resolved") {
+    let state = states[i].as_ref().expect("resolved");
+    let reasons = match state {
+        NodeState::Stale { reasons, .. } => reasons.clone(),
+        NodeState::Waiting { .. } => resolver.explain(i, None),
+        _ => Vec::new(),
+    };
+    if json {
+        let key = match state {
+            NodeState::Fresh { key, .. } => Some(key.to_string()),
+            NodeState::Stale { parts, .. } => Some(parts.key.to_string()),
+            _ => None,
+        };
+        let doc = json!({
+            "node": node,
+            "state": state.label(),
+            "key": key,
+            "reasons": reasons,
+            "after": waiting_on(state),
+            "error": error_of(state),
+        });
+        println!("{doc}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match state {
         NodeState::Fresh { key, .. } => println!("{node} is up to date (key {key})"),
-        NodeState::Stale { parts, reasons } => {
-            println!("{node} is stale (key {}):", parts.key.short());
-            for r in reasons {
-                println!("  - {r}");
-            }
-        }
+        NodeState::Stale { parts, .. } => println!("{node} is stale (key {}):", parts.key.short()),
         NodeState::Waiting { inputs } => {
-            println!("{node} waits on stale inputs: {}", inputs.join(", "));
-            for r in resolver.explain(i, None) {
-                println!("  - {r}");
-            }
+            println!("{node} waits on stale inputs: {}", inputs.join(", "))
         }
         NodeState::Error(e) => println!("{node}: {e}"),
     }
+    for r in &reasons {
+        println!("  - {r}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The inputs a waiting node waits on (empty otherwise), for `--json`.
+fn waiting_on(state: &NodeState) -> &[String] {
+    match state {
+        NodeState::Waiting { inputs } => inputs,
+        _ => &[],
+    }
+}
+
+/// Why a node's key cannot be computed, for `--json`.
+fn error_of(state: &NodeState) -> Option<&str> {
+    match state {
+        NodeState::Error(e) => Some(e),
+        _ => None,
+    }
 }
 
 fn report_cmd(p: &Planned, open: bool) -> Result<ExitCode> {

@@ -64,6 +64,8 @@ pub struct NodeRecipe {
     pub stage: String,
     pub kind: String,
     pub version: String,
+    /// What `version` is made of (see `StageKind::code`); shared by a stage's nodes.
+    pub code: Arc<BTreeMap<String, String>>,
     pub matrix: BTreeMap<String, Value>,
     pub params: Value,
     pub inputs: Vec<InputRef>,
@@ -367,6 +369,7 @@ pub fn expand_stage(
             ),
         )
     })?;
+    let code = Arc::new(kind.code());
     let defaults = kind.defaults();
     if !kind.accepts_any_params() {
         for (k, _, pos) in &stage.params {
@@ -447,6 +450,7 @@ pub fn expand_stage(
             stage: name.clone(),
             kind: stage.kind.clone(),
             version: kind.version().to_string(),
+            code: Arc::clone(&code),
             matrix: combo,
             params,
             inputs,

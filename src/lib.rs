@@ -16,6 +16,7 @@ pub mod remote;
 pub mod results;
 pub mod show;
 pub mod signals;
+pub mod stale;
 pub mod status;
 pub mod store;
 pub mod sync;

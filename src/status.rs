@@ -1,5 +1,29 @@
 //! Keys and freshness: from a planned node, the store and the outputs of its inputs, the
-//! node's key, whether a result for it is stored, and in words why not.
+//! node's key, whether a result for it is stored, and why not (`StaleReason`).
+//!
+//! What enters a node's key (`Resolver::key`, over `NodeRecipe::recipe_hash`, graph.rs):
+//!
+//! | enters the key                                   | how                                  |
+//! |--------------------------------------------------|--------------------------------------|
+//! | the stage kind's name                            | recipe hash                          |
+//! | the kind's code version: every source file its   | recipe hash (`StageKind::version`,   |
+//! | module reaches across the workspace crates, the  | derived at build time by             |
+//! | data files they `include_*`, the templates, and  | stages/code_closure.rs; `command`:   |
+//! | the locked versions (Cargo.lock) of the crates   | a hand-bumped `command-N`)           |
+//! | they use and of everything those depend on       |                                      |
+//! | the resolved params (defaults merged, canonical  | recipe hash                          |
+//! | JSON: key order and `1.0` vs `1` do not matter)  |                                      |
+//! | which stage and nodes each input comes from,     | recipe hash                          |
+//! | single or gathered, in order                     |                                      |
+//! | the names of the file deps (`command` `deps`)    | recipe hash                          |
+//! | the contents of the file deps                    | blake3 of the bytes (stat-cached)    |
+//! | the outputs of every input node                  | their output tree hash               |
+//!
+//! What does not: the node's matrix coordinates as such (they reach the key only through the
+//! params they set), the stage's name for a node whose recipe another stage shares, the
+//! wormflow version outside the kinds' code, the rustc version, the machine, threads (`-j`),
+//! the executor (local or Slurm), the store's location, remotes, wall-clock time, and the
+//! workspace path. Results therefore move between machines and teammates.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -8,6 +32,7 @@ use anyhow::{anyhow, Result};
 use serde_json::Value;
 
 use crate::graph::{Graph, NodeRecipe};
+use crate::stale::{CodeChange, StaleReason};
 use crate::hash::{Hash, Hasher, StatCache};
 use crate::store::{ActionRecord, DepRecord, InputRecord, Store};
 
@@ -25,7 +50,7 @@ pub enum NodeState {
     /// A result for the current key is stored and intact.
     Fresh { key: Hash, action: Box<ActionRecord> },
     /// The key is known and nothing valid is stored for it.
-    Stale { parts: KeyParts, reasons: Vec<String> },
+    Stale { parts: KeyParts, reasons: Vec<StaleReason> },
     /// The key depends on inputs that must run first.
     Waiting { inputs: Vec<String> },
     /// The key cannot be computed (e.g. a dependency file is missing).
@@ -146,17 +171,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// In words, what differs between the node's current recipe and its last stored result.
-    pub fn explain(&self, i: usize, parts: Option<&KeyParts>) -> Vec<String> {
+    /// What differs between the node's current recipe and its last stored result.
+    pub fn explain(&self, i: usize, parts: Option<&KeyParts>) -> Vec<StaleReason> {
         let node = &self.graph.nodes[i];
         let Some(last) = self.store.latest_action(&node.id) else {
-            return vec!["never built".into()];
+            return vec![StaleReason::NeverBuilt];
         };
         if let Some(p) = parts {
             if p.key == last.key {
-                return vec![
-                    "the stored output is missing or damaged (run `wormflow verify`)".into()
-                ];
+                return vec![StaleReason::OutputDamaged];
             }
         }
         describe_changes(node, parts, &last)
@@ -167,15 +190,17 @@ fn describe_changes(
     node: &NodeRecipe,
     parts: Option<&KeyParts>,
     last: &ActionRecord,
-) -> Vec<String> {
+) -> Vec<StaleReason> {
     let mut reasons = Vec::new();
     if node.kind != last.kind {
-        reasons.push(format!("kind changed: {} → {}", last.kind, node.kind));
+        reasons.push(StaleReason::KindChanged { from: last.kind.clone(), to: node.kind.clone() });
     } else if node.version != last.stage_version {
-        reasons.push(format!(
-            "stage code `{}` changed (version {} → {})",
-            node.kind, last.stage_version, node.version
-        ));
+        reasons.push(StaleReason::CodeChanged {
+            kind: node.kind.clone(),
+            from: last.stage_version.clone(),
+            to: node.version.clone(),
+            changes: CodeChange::between(&last.code, &node.code),
+        });
     }
     let mut before = Vec::new();
     let mut after = Vec::new();
@@ -183,32 +208,35 @@ fn describe_changes(
     flatten("params", &node.params, &mut after);
     for (path, old) in &before {
         match after.iter().find(|(p, _)| p == path) {
-            Some((_, new)) if new != old => reasons.push(format!("{path} {old} → {new}")),
-            None => reasons.push(format!("{path} removed (was {old})")),
+            Some((_, new)) if new != old => reasons.push(StaleReason::ParamChanged {
+                param: path.clone(),
+                from: old.clone(),
+                to: new.clone(),
+            }),
+            None => {
+                reasons.push(StaleReason::ParamRemoved { param: path.clone(), was: old.clone() })
+            }
             _ => {}
         }
     }
     for (path, new) in &after {
         if !before.iter().any(|(p, _)| p == path) {
-            reasons.push(format!("{path} added ({new})"));
+            reasons.push(StaleReason::ParamAdded { param: path.clone(), value: new.clone() });
         }
     }
     let last_nodes: Vec<&str> = last.inputs.iter().map(|r| r.node.as_str()).collect();
     let now_nodes: Vec<&str> =
         node.inputs.iter().flat_map(|r| r.nodes.iter().map(String::as_str)).collect();
     if last_nodes != now_nodes {
-        let added: Vec<&str> =
-            now_nodes.iter().filter(|n| !last_nodes.contains(n)).copied().collect();
-        let removed: Vec<&str> =
-            last_nodes.iter().filter(|n| !now_nodes.contains(n)).copied().collect();
+        let listed = |of: &[&str], not_in: &[&str]| -> Vec<String> {
+            of.iter().filter(|n| !not_in.contains(n)).map(|n| n.to_string()).collect()
+        };
+        let added = listed(&now_nodes, &last_nodes);
+        let removed = listed(&last_nodes, &now_nodes);
         if added.is_empty() && removed.is_empty() {
-            reasons.push("inputs reordered".into());
+            reasons.push(StaleReason::InputsReordered);
         } else {
-            reasons.push(format!(
-                "inputs changed (added: [{}], removed: [{}])",
-                added.join(", "),
-                removed.join(", ")
-            ));
+            reasons.push(StaleReason::InputsChanged { added, removed });
         }
     }
     match parts {
@@ -216,27 +244,24 @@ fn describe_changes(
             for inp in &p.inputs {
                 if let Some(old) = last.inputs.iter().find(|r| r.node == inp.node) {
                     if old.output_hash != inp.output_hash {
-                        reasons.push(format!("input {} changed", inp.node));
+                        reasons.push(StaleReason::InputChanged { node: inp.node.clone() });
                     }
                 }
             }
             for d in &p.deps {
                 match last.deps.iter().find(|r| r.path == d.path) {
                     Some(old) if old.hash != d.hash => {
-                        reasons.push(format!("file {} changed", d.path))
+                        reasons.push(StaleReason::FileChanged { path: d.path.clone() })
                     }
-                    None => reasons.push(format!("file {} added to deps", d.path)),
+                    None => reasons.push(StaleReason::FileAdded { path: d.path.clone() }),
                     _ => {}
                 }
             }
         }
-        None => reasons.push("inputs will be rebuilt first".into()),
+        None => reasons.push(StaleReason::InputsRunFirst),
     }
     if reasons.is_empty() {
-        reasons.push(
-            "the key changed for a reason not recorded (e.g. an older wormflow wrote the result)"
-                .into(),
-        );
+        reasons.push(StaleReason::Unrecorded);
     }
     reasons
 }

@@ -1,40 +1,29 @@
-//! Derive each stage kind's code version from its source files, so any change to what a
-//! stage runs reruns its nodes (conservatively: comment edits count too). The list below
-//! names, per kind, every file whose contents can change its outputs; a test checks that
-//! every source file of the crate is listed for some kind or declared neutral.
+//! Derive each stage kind's code version from everything its code can reach (see
+//! code_closure.rs): a change to any of those files, or to the locked version of a crate they
+//! use, reruns its nodes (conservatively: comment edits count too). Each version comes with
+//! its manifest (file → hash, crate → version), which the engine records so `explain` can
+//! name what changed.
 
-use std::path::Path;
 
+
+include!("code_closure.rs");
 include!("versions.rs");
 
-fn hash_path(h: &mut blake3::Hasher, path: &Path) {
-    println!("cargo:rerun-if-changed={}", path.display());
-    if path.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .expect("readable source dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        entries.sort();
-        for e in entries {
-            hash_path(h, &e);
-        }
-    } else {
-        h.update(path.to_string_lossy().as_bytes());
-        h.update(
-            &std::fs::read(path)
-                .unwrap_or_else(|e| panic!("build.rs: cannot read {}: {e}", path.display())),
-        );
-    }
-}
-
 fn main() {
-    println!("cargo:rerun-if-changed=versions.rs");
-    for (kind, files) in KINDS {
-        let mut h = blake3::Hasher::new();
-        for f in *files {
-            hash_path(&mut h, Path::new(f));
-        }
-        let version = &h.finalize().to_hex()[..16];
-        println!("cargo:rustc-env=WORMFLOW_VERSION_{}={kind}-{version}", kind.to_uppercase());
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for watched in ["versions.rs", "code_closure.rs", "../Cargo.lock", "templates", "../data"] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
+    for (_, _, src) in PACKAGES {
+        println!("cargo:rerun-if-changed={src}"); // cargo watches every file under it
+    }
+    let lock = Lock::read(&base.join("../Cargo.lock")).unwrap_or_else(|e| panic!("build.rs: {e}"));
+    for (kind, roots, leaves) in KINDS {
+        let reach = reach(base, &lock, roots, leaves).unwrap_or_else(|e| panic!("build.rs: {e}"));
+        let manifest = manifest(base, &lock, &reach).unwrap_or_else(|e| panic!("build.rs: {e}"));
+        let upper = kind.to_uppercase();
+        println!("cargo:rustc-env=WORMFLOW_VERSION_{upper}={}", version_of(kind, &manifest));
+        let listed: Vec<String> = manifest.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("cargo:rustc-env=WORMFLOW_CODE_{upper}={}", listed.join(";"));
     }
 }

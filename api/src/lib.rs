@@ -119,6 +119,11 @@ pub trait StageKind: Send + Sync {
     fn name(&self) -> &str;
     /// Changes whenever the stage's code changes what it produces.
     fn version(&self) -> &str;
+    /// What `version` is made of: source file → content hash, `crate <name>` → locked
+    /// version; recorded with each result so `explain` can say which file or crate changed.
+    fn code(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// Default parameters; a user's params are merged over these. Unless
     /// `accepts_any_params`, a param not listed here is an error.
     fn defaults(&self) -> Map<String, Value>;

@@ -422,6 +422,7 @@ pub fn execute(
         key: job.parts.key,
         kind: node.kind.clone(),
         stage_version: node.version.clone(),
+        code: (*node.code).clone(),
         params: node.params.clone(),
         inputs: job.parts.inputs,
         deps: job.parts.deps,

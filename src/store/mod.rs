@@ -27,6 +27,7 @@ pub mod gc;
 pub mod roots;
 pub mod verify;
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,10 @@ pub struct ActionRecord {
     pub key: Hash,
     pub kind: String,
     pub stage_version: String,
+    /// What the stage version is made of (file → hash, `crate x` → version), so `explain`
+    /// can name what changed; empty for kinds without a manifest and older records.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub code: BTreeMap<String, String>,
     pub params: Value,
     pub inputs: Vec<InputRecord>,
     pub deps: Vec<DepRecord>,

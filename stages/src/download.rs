@@ -150,6 +150,7 @@ fn verify(path: &Path, pin: &Pin, what: &str) -> Result<()> {
 impl Stage for Download {
     const NAME: &'static str = "download";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_DOWNLOAD");
+    const CODE: &'static str = env!("WORMFLOW_CODE_DOWNLOAD");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {

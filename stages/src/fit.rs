@@ -239,6 +239,7 @@ pub fn read_points(
 impl Stage for Fit {
     const NAME: &'static str = "fit";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_FIT");
+    const CODE: &'static str = env!("WORMFLOW_CODE_FIT");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {

@@ -21,6 +21,7 @@ pub mod sweep;
 pub mod synthesize;
 pub mod table;
 pub mod torch_stages;
+pub mod validate;
 pub mod windows;
 
 use std::sync::Arc;
@@ -41,8 +42,3 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<report::Report>());
 }
 
-/// `x > 0` and not NaN. Parameter checks use it so that a NaN read from a config is refused
-/// (`x > 0.0` is false for NaN; negating `x <= 0.0` would let NaN through).
-pub(crate) fn is_positive(x: f64) -> bool {
-    x > 0.0
-}

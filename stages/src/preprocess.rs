@@ -73,6 +73,7 @@ impl Default for Params {
 impl Stage for Preprocess {
     const NAME: &'static str = "preprocess";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_PREPROCESS");
+    const CODE: &'static str = env!("WORMFLOW_CODE_PREPROCESS");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {

@@ -46,6 +46,7 @@ impl Default for Params {
 impl Stage for Sample {
     const NAME: &'static str = "sample";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_SAMPLE");
+    const CODE: &'static str = env!("WORMFLOW_CODE_SAMPLE");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {

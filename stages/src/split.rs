@@ -28,6 +28,7 @@ impl Default for Params {
 impl Stage for Split {
     const NAME: &'static str = "split";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_SPLIT");
+    const CODE: &'static str = env!("WORMFLOW_CODE_SPLIT");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {

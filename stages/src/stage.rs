@@ -2,6 +2,7 @@
 //! documented defaults, validated at plan time; the adapter turns it into the engine's
 //! `StageKind`.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub trait Stage: Send + Sync + 'static {
     const NAME: &'static str;
     /// Derived from the stage's source files at build time (see build.rs).
     const VERSION: &'static str;
+    /// The manifest behind `VERSION` (build.rs): `item=value` pairs separated by `;`.
+    const CODE: &'static str = "";
     /// `#[serde(default, deny_unknown_fields)]`; `Default` gives every param's default.
     type Params: Serialize + DeserializeOwned + Default;
 
@@ -50,6 +53,10 @@ impl<S: Stage> StageKind for Adapter<S> {
     }
     fn version(&self) -> &str {
         S::VERSION
+    }
+    fn code(&self) -> BTreeMap<String, String> {
+        let pairs = S::CODE.split(';').filter_map(|entry| entry.split_once('='));
+        pairs.map(|(item, value)| (item.to_string(), value.to_string())).collect()
     }
     fn defaults(&self) -> Map<String, Value> {
         match serde_json::to_value(S::Params::default()) {

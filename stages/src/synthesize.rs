@@ -87,6 +87,7 @@ impl Default for Params {
 impl Stage for Synthesize {
     const NAME: &'static str = "synthesize";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_SYNTHESIZE");
+    const CODE: &'static str = env!("WORMFLOW_CODE_SYNTHESIZE");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {
@@ -100,12 +101,12 @@ impl Stage for Synthesize {
             return Err("need n_worms ≥ 1, n_steps ≥ 2 and 1 ≤ n_observed ≤ 302".into());
         }
         let ordered = |lo: f64, hi: f64| lo.partial_cmp(&hi).is_some_and(|o| o.is_le());
-        let valid = crate::is_positive(p.dt)
-            && crate::is_positive(p.freq_min)
+        let valid = crate::validate::is_positive(p.dt)
+            && crate::validate::is_positive(p.freq_min)
             && ordered(p.freq_min, p.freq_max)
-            && crate::is_positive(p.dt_sim)
+            && crate::validate::is_positive(p.dt_sim)
             && ordered(p.dt_sim, p.dt)
-            && crate::is_positive(p.tau);
+            && crate::validate::is_positive(p.tau);
         if !valid {
             return Err("need dt > 0, 0 < freq_min ≤ freq_max, 0 < dt_sim ≤ dt and tau > 0".into());
         }

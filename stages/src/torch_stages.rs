@@ -140,6 +140,7 @@ impl Default for EvaluateParams {
 impl Stage for Train {
     const NAME: &'static str = "train";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_TRAIN");
+    const CODE: &'static str = env!("WORMFLOW_CODE_TRAIN");
     type Params = TrainParams;
 
     fn check(p: &TrainParams) -> Result<(), String> {
@@ -161,7 +162,7 @@ impl Stage for Train {
             return Err(format!("params.dropout must be in [0, 1); got {}", p.dropout));
         }
         if p.batch_size < 1
-            || !crate::is_positive(p.lr)
+            || !crate::validate::is_positive(p.lr)
             || !(p.plateau_factor > 0.0 && p.plateau_factor < 1.0)
         {
             return Err("need batch_size ≥ 1, lr > 0 and 0 < plateau_factor < 1".into());
@@ -205,6 +206,7 @@ impl Stage for Train {
 impl Stage for Evaluate {
     const NAME: &'static str = "evaluate";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_EVALUATE");
+    const CODE: &'static str = env!("WORMFLOW_CODE_EVALUATE");
     type Params = EvaluateParams;
 
     fn check(p: &EvaluateParams) -> Result<(), String> {

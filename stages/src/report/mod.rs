@@ -135,6 +135,7 @@ fn read_inputs<'a>(ctx: &StageContext<'a>) -> Result<Inputs<'a>> {
 impl Stage for Report {
     const NAME: &'static str = "report";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_REPORT");
+    const CODE: &'static str = env!("WORMFLOW_CODE_REPORT");
     type Params = Params;
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {

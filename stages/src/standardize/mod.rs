@@ -77,6 +77,7 @@ pub const FORMATS: &[&str] = &[
 impl Stage for Standardize {
     const NAME: &'static str = "standardize";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_STANDARDIZE");
+    const CODE: &'static str = env!("WORMFLOW_CODE_STANDARDIZE");
     type Params = Params;
 
     fn check(p: &Params) -> Result<(), String> {
