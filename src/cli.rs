@@ -17,8 +17,8 @@ use crate::plan;
 use crate::remote::Remote;
 use crate::stale::{in_words, StaleReason};
 use crate::status::{NodeState, Resolver};
-use serde_json::json;
 use crate::store::{gc, verify, Store};
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -292,14 +292,15 @@ fn lexically_normal(path: &Path) -> PathBuf {
     std::fs::canonicalize(&out).unwrap_or(out)
 }
 
-/// Exit codes: 0 success, 1 a node failed or the store is damaged, 2 bad input.
+/// Exit codes (see error.rs): 0 success, 1 a node failed or the store is damaged, 2 bad
+/// input, 3 the environment, 128 + signal when interrupted.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(&cli, &registry) {
+    match dispatch(&cli, &registry).map_err(crate::error::Error::from) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            eprintln!("error: {e}");
+            e.exit_code()
         }
     }
 }
@@ -328,7 +329,9 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             Ok(exit_for(&summary))
         }
         Command::Status { json } => status(&plan(registry, &cli.file, &cli.set)?, *json),
-        Command::Explain { node, json } => explain(&plan(registry, &cli.file, &cli.set)?, node, *json),
+        Command::Explain { node, json } => {
+            explain(&plan(registry, &cli.file, &cli.set)?, node, *json)
+        }
         Command::Dag { format } => {
             let p = plan(registry, &cli.file, &cli.set)?;
             print!("{}", crate::dag::render(&p.graph, *format));

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod dag;
+pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod hash;

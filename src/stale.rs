@@ -17,18 +17,45 @@ pub enum StaleReason {
     Forced,
     /// The result for the current key is recorded but an output is gone or damaged.
     OutputDamaged,
-    KindChanged { from: String, to: String },
+    KindChanged {
+        from: String,
+        to: String,
+    },
     /// The stage kind's code version changed; `changes` names the files and crates.
-    CodeChanged { kind: String, from: String, to: String, changes: Vec<CodeChange> },
-    ParamChanged { param: String, from: String, to: String },
-    ParamAdded { param: String, value: String },
-    ParamRemoved { param: String, was: String },
+    CodeChanged {
+        kind: String,
+        from: String,
+        to: String,
+        changes: Vec<CodeChange>,
+    },
+    ParamChanged {
+        param: String,
+        from: String,
+        to: String,
+    },
+    ParamAdded {
+        param: String,
+        value: String,
+    },
+    ParamRemoved {
+        param: String,
+        was: String,
+    },
     InputsReordered,
-    InputsChanged { added: Vec<String>, removed: Vec<String> },
+    InputsChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
     /// An input node's outputs differ from those the last result was computed from.
-    InputChanged { node: String },
-    FileChanged { path: String },
-    FileAdded { path: String },
+    InputChanged {
+        node: String,
+    },
+    FileChanged {
+        path: String,
+    },
+    FileAdded {
+        path: String,
+    },
     /// Some inputs are stale themselves: the key is known once they ran.
     InputsRunFirst,
     /// The key differs for nothing the last record lists (e.g. an older wormflow wrote it).
@@ -50,7 +77,8 @@ impl CodeChange {
         before: &BTreeMap<String, String>,
         after: &BTreeMap<String, String>,
     ) -> Vec<CodeChange> {
-        let items: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        let items: std::collections::BTreeSet<&String> =
+            before.keys().chain(after.keys()).collect();
         items
             .into_iter()
             .filter(|item| before.get(*item) != after.get(*item))

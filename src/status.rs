@@ -32,8 +32,8 @@ use anyhow::{anyhow, Result};
 use serde_json::Value;
 
 use crate::graph::{Graph, NodeRecipe};
-use crate::stale::{CodeChange, StaleReason};
 use crate::hash::{Hash, Hasher, StatCache};
+use crate::stale::{CodeChange, StaleReason};
 use crate::store::{ActionRecord, DepRecord, InputRecord, Store};
 
 /// Everything a node's key is made of, for hashing and for explaining.

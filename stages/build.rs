@@ -4,8 +4,6 @@
 //! its manifest (file → hash, crate → version), which the engine records so `explain` can
 //! name what changed.
 
-
-
 include!("code_closure.rs");
 include!("versions.rs");
 

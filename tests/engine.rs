@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Events, Workspace};
+use serde_json::Value;
 
 /// src[n] → double[n] → total (gathers double), plus an independent `side`: 8 nodes.
 const PIPELINE: &str = r#"
@@ -352,4 +353,71 @@ fn a_set_run_leaves_results_status_and_explain_describing_the_file() {
     assert_eq!(ws.read("results/total/total.txt").trim(), "24");
     // Matrix nodes live in Hive-style folders.
     assert_eq!(ws.read("results/double/n=2/d.txt").trim(), "8");
+}
+
+#[test]
+fn explain_json_names_the_source_file_that_changed_a_builtin_kinds_version() {
+    let ws = Workspace::new(
+        "[pipeline]\nname = \"x\"\n[stages.synth]\nkind = \"synthesize\"\nparams = { model = \"sines\", n_worms = 1, n_steps = 20, n_observed = 3 }\n",
+    );
+    ws.run_events(&[]);
+    // The stored result as an older build would have made it: another code version, in
+    // which src/neurons.rs hashed differently and arrow was at another version.
+    let records: Vec<std::path::PathBuf> = common::files_under(&ws.file("cache/actions"));
+    assert_eq!(records.len(), 1);
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+    let code = record["code"].as_object_mut().expect("the record lists the kind's code");
+    assert!(code.contains_key("src/synthesize.rs") && code.contains_key("crate arrow"), "{code:?}");
+    code.insert("src/neurons.rs".into(), "000000000000".into());
+    code.insert("crate arrow".into(), "1.0.0 (with dependencies 00000000)".into());
+    record["stage_version"] = "synthesize-0000000000000000".into();
+    std::fs::write(&records[0], serde_json::to_vec(&record).unwrap()).unwrap();
+    let out = ws.ok(&["explain", "synth", "--json", "--set", "stages.synth.params.n_steps=21"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["state"], "stale", "{doc}");
+    let reasons = doc["reasons"].as_array().unwrap();
+    let code_changed =
+        reasons.iter().find(|r| r["reason"] == "code_changed").expect("code_changed");
+    let items: Vec<&str> = code_changed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(items, ["crate arrow", "src/neurons.rs"], "{code_changed}");
+    assert!(reasons.iter().any(|r| r["reason"] == "param_changed"
+        && r["param"] == "params.n_steps"
+        && r["from"] == "20"
+        && r["to"] == "21"));
+    let words = ws.ok(&["explain", "synth", "--set", "stages.synth.params.n_steps=21"]);
+    assert!(
+        words.contains("src/neurons.rs edited") && words.contains("crate arrow 1.0.0"),
+        "{words}"
+    );
+}
+
+#[test]
+fn exit_codes_say_whose_fix_an_error_needs() {
+    // 2: bad input (the pipeline names an unknown kind).
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"comand\"\n");
+    let out = ws.wf(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).contains("did you mean \"command\""));
+    // 1: a node failed.
+    let ws = Workspace::new(
+        "[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"exit 7\" }\n",
+    );
+    assert_eq!(ws.wf(&["run"]).status.code(), Some(1));
+    // 3: the environment — a store that cannot be created, a remote directory not mounted.
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\nstore = \"/proc/wormflow-store\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"echo > $WORMFLOW_OUT/x\" }\n");
+    let out = ws.wf(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains("cannot create store directory /proc/wormflow-store")
+    );
+    let ws = Workspace::new("[pipeline]\nname = \"x\"\n[remotes.team]\nurl = \"/nonexistent/wormflow-remote\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"echo > $WORMFLOW_OUT/x\" }\n");
+    let out = ws.wf(&["pull"]);
+    assert_eq!(out.status.code(), Some(3), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).contains("mount the shared drive"));
 }

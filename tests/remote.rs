@@ -236,12 +236,12 @@ fn teammates_share_results_through_s3() {
         .env("AWS_SECRET_ACCESS_KEY", "wrong")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("the credentials were refused"), "{}", text(&out.stderr));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out =
         s3(&b, &["push", "--set", &format!("remotes.s3.endpoint=\"http://127.0.0.1:{dead}\"")]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("the endpoint cannot be reached"), "{}", text(&out.stderr));
     assert_eq!(before, b.store_snapshot());
 }

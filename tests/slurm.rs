@@ -173,7 +173,7 @@ fn a_job_that_never_starts_is_reported() {
 fn without_sbatch_the_slurm_executor_says_so() {
     let ws = Workspace::new("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\nparams = { cmd = \"echo > $WORMFLOW_OUT/x\" }\n");
     let out = ws.cmd(&["run", "--executor", "slurm"]).env("PATH", ws.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("sbatch not found on PATH"), "{}", text(&out.stderr));
     assert_eq!(ws.action_count(), 0);
 }

@@ -65,7 +65,7 @@ impl Slurm {
     pub fn new(settings: Settings, pipeline: &Path, overrides: &[String]) -> Result<Slurm> {
         for tool in ["sbatch", "squeue", "scancel"] {
             if Command::new(tool).arg("--version").output().is_err() {
-                bail!("{tool} not found on PATH: --executor slurm needs Slurm's client commands (run on a login node of the cluster, or use the default local executor)");
+                return Err(crate::error::environment(anyhow::anyhow!("{tool} not found on PATH: --executor slurm needs Slurm's client commands (run on a login node of the cluster, or use the default local executor)")));
             }
         }
         let pipeline = std::fs::canonicalize(pipeline)

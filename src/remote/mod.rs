@@ -59,7 +59,7 @@ impl Remote {
         } else {
             let dir = workspace.join(decl.url.strip_prefix("file://").unwrap_or(&decl.url));
             if !writing && !dir.is_dir() {
-                bail!("remote {name}: the directory {} does not exist; mount the shared drive or fix remotes.{name}.url", dir.display());
+                return Err(crate::error::environment(anyhow!("remote {name}: the directory {} does not exist; mount the shared drive or fix remotes.{name}.url", dir.display())));
             }
             std::fs::create_dir_all(&dir).with_context(|| {
                 format!("remote {name}: cannot create the directory {}; mount the shared drive or fix remotes.{name}.url", dir.display())
@@ -116,7 +116,7 @@ impl Remote {
         } else {
             ""
         };
-        anyhow!("remote {} ({}): {what}: {e}{hint}", self.name, self.url)
+        crate::error::environment(anyhow!("remote {} ({}): {what}: {e}{hint}", self.name, self.url))
     }
 
     /// The action record stored for `key`, checked: its name, key and output hash agree.

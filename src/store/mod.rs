@@ -38,6 +38,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::environment;
 use crate::hash::{hash_file, Hash, Hasher};
 
 /// The mtime every object carries (2001-09-09T01:46:40Z); any other value means the
@@ -262,31 +263,36 @@ impl Store {
         let store = Store::at(root);
         let fix = "set `store` in [pipeline] to a writable directory, or fix its permissions";
         if !store.is_marked() {
-            fs::create_dir_all(root).with_context(|| {
-                format!("cannot create store directory {}; {fix}", root.display())
-            })?;
+            fs::create_dir_all(root)
+                .with_context(|| format!("cannot create store directory {}; {fix}", root.display()))
+                .map_err(environment)?;
             // Two runs creating one store at once: one marks it, the other then finds it marked.
-            let dir = File::open(root).with_context(|| {
-                format!("cannot open store directory {}; {fix}", root.display())
-            })?;
+            let dir = File::open(root)
+                .with_context(|| format!("cannot open store directory {}; {fix}", root.display()))
+                .map_err(environment)?;
             dir.lock()
-                .with_context(|| format!("cannot lock store directory {}", root.display()))?;
+                .with_context(|| format!("cannot lock store directory {}", root.display()))
+                .map_err(environment)?;
             if !store.is_marked() {
                 store.adopt_or_refuse()?;
                 let marker = format!("# This directory is a wormflow store: content-addressed results. Do not put other files here.\nformat = {STORE_FORMAT}\n");
                 atomic_write(&root.join(MARKER), marker.as_bytes())
-                    .with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+                    .with_context(|| format!("store {} is not writable; {fix}", root.display()))
+                    .map_err(environment)?;
             }
         }
         store.check_format()?;
         for sub in ["objects", "actions", "refs", "locks", "tmp", "logs"] {
-            fs::create_dir_all(root.join(sub)).with_context(|| {
-                format!("cannot create store directory {}; {fix}", root.join(sub).display())
-            })?;
+            fs::create_dir_all(root.join(sub))
+                .with_context(|| {
+                    format!("cannot create store directory {}; {fix}", root.join(sub).display())
+                })
+                .map_err(environment)?;
         }
         let probe = root.join("tmp").join(format!("probe-{}", unique_suffix()));
         File::create(&probe)
-            .with_context(|| format!("store {} is not writable; {fix}", root.display()))?;
+            .with_context(|| format!("store {} is not writable; {fix}", root.display()))
+            .map_err(environment)?;
         let _ = fs::remove_file(&probe);
         Ok(store)
     }
@@ -600,14 +606,14 @@ impl Store {
     /// Shared lock on the whole store: any number of runs, but no gc/repair meanwhile.
     pub fn lock_shared(&self) -> Result<LockGuard> {
         let f = self.lock_file("store.lock")?;
-        f.lock_shared().context("cannot lock the store")?;
+        f.lock_shared().context("cannot lock the store").map_err(environment)?;
         Ok(LockGuard { _file: f })
     }
 
     /// Exclusive lock on the whole store (gc, verify --repair): waits for runs to end.
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
         let f = self.lock_file("store.lock")?;
-        f.lock().context("cannot lock the store")?;
+        f.lock().context("cannot lock the store").map_err(environment)?;
         Ok(LockGuard { _file: f })
     }
 

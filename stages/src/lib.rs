@@ -41,4 +41,3 @@ pub fn register_all(register: &mut dyn FnMut(Arc<dyn StageKind>)) {
     register(stage::kind::<fit::Fit>());
     register(stage::kind::<report::Report>());
 }
-

@@ -79,15 +79,23 @@ fn every_kinds_closure_is_closed_over_use_mod_and_include() {
             let mut named: Vec<(&str, &str)> =
                 words_after(code, "crate::").into_iter().map(|m| (src, m)).collect();
             for (name, _, other_src) in PACKAGES {
-                named.extend(words_after(code, &format!("{name}::")).into_iter().map(|m| (*other_src, m)));
+                named.extend(
+                    words_after(code, &format!("{name}::")).into_iter().map(|m| (*other_src, m)),
+                );
             }
             for (src, m) in named {
                 if let Some(target) = module_exists(src, m) {
-                    assert!(has(&target), "{kind}: {file} names {m} ({target}) but the closure lacks it");
+                    assert!(
+                        has(&target),
+                        "{kind}: {file} names {m} ({target}) but the closure lacks it"
+                    );
                 } else {
                     // An item of the crate root itself.
                     let root = format!("{src}/lib.rs");
-                    assert!(has(&root) || !code.contains(&format!("::{m}")), "{kind}: {file} uses {m} from {root}");
+                    assert!(
+                        has(&root) || !code.contains(&format!("::{m}")),
+                        "{kind}: {file} uses {m} from {root}"
+                    );
                 }
             }
             // mod m; in a module that is not a crate root.
@@ -103,7 +111,10 @@ fn every_kinds_closure_is_closed_over_use_mod_and_include() {
                     if rest.trim_start().starts_with(';') {
                         let a = format!("{own_dir}/{m}.rs");
                         let b = format!("{own_dir}/{m}/mod.rs");
-                        assert!(has(&a) || has(&b), "{kind}: {file} declares mod {m}, not in the closure");
+                        assert!(
+                            has(&a) || has(&b),
+                            "{kind}: {file} declares mod {m}, not in the closure"
+                        );
                     }
                 }
             }
@@ -127,7 +138,10 @@ fn every_kinds_closure_is_closed_over_use_mod_and_include() {
                     let rest = &code[i + inc.len()..];
                     let lit = &rest[..rest.find('"').unwrap()];
                     let target = normalise(&Path::new(&dir).join(lit));
-                    assert!(has(&target), "{kind}: {file} includes {lit} ({target}), not in the closure");
+                    assert!(
+                        has(&target),
+                        "{kind}: {file} includes {lit} ({target}), not in the closure"
+                    );
                 }
             }
             if code.contains("#[template(") {
@@ -232,8 +246,11 @@ fn editing_neurons_rs_changes_exactly_the_kinds_that_use_it() {
     let tmp = copy_sources();
     let stages = tmp.path().join("stages");
     let before = versions_at(&stages);
-    let users: BTreeSet<&str> =
-        before.iter().filter(|(_, (_, r))| r.files.contains("src/neurons.rs")).map(|(k, _)| *k).collect();
+    let users: BTreeSet<&str> = before
+        .iter()
+        .filter(|(_, (_, r))| r.files.contains("src/neurons.rs"))
+        .map(|(k, _)| *k)
+        .collect();
     // What the hand-kept lists missed: split, train and evaluate use neurons.rs.
     for k in ["split", "train", "evaluate", "standardize", "report"] {
         assert!(users.contains(k), "{k} uses neurons.rs: {users:?}");
