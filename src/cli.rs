@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::exec::report::Reporter;
+use crate::exec::report::{Reporter, Verbosity};
 use crate::exec::slurm::Slurm;
 use crate::exec::{run_local, RunOptions, RunSummary};
 use crate::graph::Graph;
@@ -28,8 +28,14 @@ use serde_json::json;
 )]
 pub struct Cli {
     /// The pipeline file (its directory is the workspace).
-    #[arg(short = 'f', long = "file", global = true, default_value = "pipeline.toml")]
+    #[arg(short = 'f', long = "file", global = true, env = "WORMFLOW_FILE", default_value = "pipeline.toml")]
     pub file: PathBuf,
+    /// Say less: only failures, warnings and the summary.
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: also nodes found up to date, and every progress message.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     /// Override a value of the pipeline, e.g. --set stages.train.params.epochs=5 (repeatable).
     #[arg(long = "set", global = true, value_name = "PATH=VALUE")]
     pub set: Vec<String>,
@@ -42,7 +48,7 @@ pub struct RunArgs {
     /// Nodes or stages to bring up to date (with what they need); default: all.
     pub nodes: Vec<String>,
     /// Nodes run at once (default: the number of cores).
-    #[arg(short = 'j', long)]
+    #[arg(short = 'j', long, env = "WORMFLOW_JOBS")]
     pub jobs: Option<usize>,
     /// After a failure, go on with nodes that do not depend on it.
     #[arg(short = 'k', long)]
@@ -67,6 +73,9 @@ pub struct RunArgs {
     /// `explain` and `report` keep describing the pipeline as its file says.
     #[arg(long)]
     pub results: bool,
+    /// From the global -q / -v.
+    #[arg(skip)]
+    pub verbosity: Verbosity,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,6 +180,11 @@ pub enum Command {
     },
     /// Run one submitted node by its key (what a Slurm job runs; see --executor slurm).
     Exec { key: String },
+    /// Print a shell completion script, e.g. `wormflow completions bash > ~/.local/share/bash-completion/completions/wormflow`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Re-plan on every save of pipeline.toml and run what became stale.
     Watch {
         #[command(flatten)]
@@ -305,9 +319,20 @@ pub fn main(registry: Registry) -> ExitCode {
     }
 }
 
+impl Cli {
+    fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+}
+
 fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
     match &cli.command {
         Command::Run { args, dry_run } => {
+            let args = &RunArgs { verbosity: cli.verbosity(), ..args.clone() };
             let p = plan(registry, &cli.file, &cli.set)?;
             if *dry_run {
                 return dry_run_report(&p, args);
@@ -380,7 +405,20 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { key } => exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, key),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "wormflow", &mut script);
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(crate::error::environment(anyhow!("cannot write to stdout: {e}")))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
         Command::Watch { args, max_runs } => {
+            let args = &RunArgs { verbosity: cli.verbosity(), ..args.clone() };
             crate::watch::watch(registry, &cli.file, &cli.set, args, *max_runs)
         }
     }
@@ -392,7 +430,7 @@ pub fn run_once(
     registry: &Registry,
     args: &RunArgs,
 ) -> Result<RunSummary> {
-    let reporter = Reporter::new(args.json);
+    let reporter = Reporter::with_verbosity(args.json, args.verbosity);
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -594,7 +632,7 @@ pub fn abbreviated(names: &[String], keep: usize) -> String {
 }
 
 fn explain(p: &Planned, node: &str, json: bool) -> Result<ExitCode> {
-    let Some(&i) = p.graph.index.get(node) else {
+    let Some(i) = p.graph.lookup(node) else {
         bail!(
             "{}",
             p.graph.select(&[node.to_string()]).err().unwrap_or_else(|| format!(

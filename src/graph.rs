@@ -610,11 +610,30 @@ impl Graph {
         Graph { pipeline, nodes, index, inputs, dependents }
     }
 
+    /// The node a user names: its id exactly, or with its matrix axes in another order
+    /// (`train[model=lstm,hidden=8]` for `train[hidden=8,model=lstm]`).
+    pub fn lookup(&self, id: &str) -> Option<usize> {
+        if let Some(&i) = self.index.get(id) {
+            return Some(i);
+        }
+        let axes_of = |id: &str| -> Option<(String, Vec<String>)> {
+            let (stage, rest) = id.split_once('[')?;
+            let mut axes: Vec<String> =
+                rest.strip_suffix(']')?.split(',').map(|a| a.trim().to_string()).collect();
+            axes.sort();
+            Some((stage.to_string(), axes))
+        };
+        let wanted = axes_of(id)?;
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].stage == wanted.0)
+            .find(|&i| axes_of(&self.nodes[i].id).as_ref() == Some(&wanted))
+    }
+
     /// Resolve user selectors (node ids or stage names) to node indices.
     pub fn select(&self, selectors: &[String]) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
         for s in selectors {
-            if let Some(&i) = self.index.get(s) {
+            if let Some(i) = self.lookup(s) {
                 out.push(i);
                 continue;
             }

@@ -14,7 +14,7 @@ use crate::store::{ActionRecord, Store};
 const MAX_COLUMNS: usize = 8;
 
 pub fn show(p: &Planned, node: &str, rows: usize) -> Result<ExitCode> {
-    let Some(&i) = p.graph.index.get(node) else {
+    let Some(i) = p.graph.lookup(node) else {
         bail!("no node {node:?}; `wormflow dag` lists the nodes");
     };
     let store = Store::open_existing(&p.store_root);

@@ -20,8 +20,21 @@ pub enum Mode {
     Lines,
 }
 
+/// How much a terminal or log gets told (`-q` / default / `-v`); JSON is always complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// Failures, warnings and the summary.
+    Quiet,
+    #[default]
+    /// Also each node that runs and how it ended, and progress every `PROGRESS_LINE_INTERVAL`.
+    Normal,
+    /// Also nodes found up to date, and every progress message.
+    Verbose,
+}
+
 pub struct Reporter {
     mode: Mode,
+    verbosity: Verbosity,
     bars: OnceLock<Bars>,
     out: Mutex<()>,
     /// When each node last emitted a JSON progress event (they are throttled).
@@ -30,6 +43,8 @@ pub struct Reporter {
 
 /// At most one JSON progress event per node in this interval.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// Without a terminal (nohup, Slurm logs): one progress line per node in this interval.
+const PROGRESS_LINE_INTERVAL: Duration = Duration::from_secs(10);
 
 struct Bars {
     multi: MultiProgress,
@@ -39,6 +54,10 @@ struct Bars {
 
 impl Reporter {
     pub fn new(json: bool) -> Reporter {
+        Reporter::with_verbosity(json, Verbosity::Normal)
+    }
+
+    pub fn with_verbosity(json: bool, verbosity: Verbosity) -> Reporter {
         let mode = if json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
@@ -46,8 +65,14 @@ impl Reporter {
         } else {
             Mode::Lines
         };
+        // Quiet on a terminal: no bars either, just the lines that matter.
+        let mode = match mode {
+            Mode::Bars if verbosity == Verbosity::Quiet => Mode::Lines,
+            other => other,
+        };
         Reporter {
             mode,
+            verbosity,
             bars: OnceLock::new(),
             out: Mutex::new(()),
             last_progress: Mutex::new(HashMap::new()),
@@ -76,6 +101,13 @@ impl Reporter {
         let _ = stdout.flush();
     }
 
+    /// A line for the terminal or log, if the verbosity asks for lines of this `level`.
+    fn line_at(&self, level: Verbosity, text: String) {
+        if self.verbosity >= level {
+            self.line(text);
+        }
+    }
+
     fn line(&self, text: String) {
         match self.bars.get() {
             Some(b) => b.multi.suspend(|| eprintln!("{text}")),
@@ -86,7 +118,7 @@ impl Reporter {
     pub fn start(&self, node: &str, key: &Hash) {
         match self.mode {
             Mode::Json => self.json(json!({"event": "start", "node": node, "key": key})),
-            Mode::Lines => self.line(format!("  run     {node}")),
+            Mode::Lines => self.line_at(Verbosity::Normal, format!("  run     {node}")),
             Mode::Bars => {
                 if let Some(b) = self.bars.get() {
                     let bar = b.multi.insert_before(&b.overall, ProgressBar::new(1000));
@@ -105,17 +137,36 @@ impl Reporter {
         }
     }
 
+    /// Whether `node` may report progress now (at most once per `interval`).
+    fn progress_due(&self, node: &str, interval: Duration) -> bool {
+        let now = Instant::now();
+        let mut last = self.last_progress.lock().expect("progress lock");
+        if last.get(node).is_some_and(|t| now.duration_since(*t) < interval) {
+            return false;
+        }
+        last.insert(node.to_string(), now);
+        true
+    }
+
     pub fn progress(&self, node: &str, fraction: f64, message: &str) {
-        if let Mode::Json = self.mode {
-            let now = Instant::now();
-            let mut last = self.last_progress.lock().expect("progress lock");
-            if last.get(node).is_some_and(|t| now.duration_since(*t) < PROGRESS_INTERVAL) {
+        match self.mode {
+            Mode::Json => {
+                if self.progress_due(node, PROGRESS_INTERVAL) {
+                    self.json(json!({"event": "progress", "node": node, "fraction": fraction, "message": message}));
+                }
                 return;
             }
-            last.insert(node.to_string(), now);
-            drop(last);
-            self.json(json!({"event": "progress", "node": node, "fraction": fraction, "message": message}));
-            return;
+            Mode::Lines => {
+                let every = self.verbosity == Verbosity::Verbose;
+                if self.verbosity >= Verbosity::Normal
+                    && (every || self.progress_due(node, PROGRESS_LINE_INTERVAL))
+                {
+                    let percent = (fraction.clamp(0.0, 1.0) * 100.0).round();
+                    self.line(format!("  ...     {node} {percent:>3}% {message}"));
+                }
+                return;
+            }
+            Mode::Bars => {}
         }
         if let Some(b) = self.bars.get() {
             if let Some(bar) = b.nodes.lock().expect("bars lock").get(node) {
@@ -143,7 +194,9 @@ impl Reporter {
     pub fn cached(&self, node: &str, key: &Hash, action: &ActionRecord) {
         match self.mode {
             Mode::Json => self.json(json!({"event": "cached", "node": node, "key": key, "outputs": outputs_json(action)})),
-            Mode::Lines | Mode::Bars => {}
+            Mode::Lines | Mode::Bars => {
+                self.line_at(Verbosity::Verbose, format!("  fresh   {node} ({})", key.short()))
+            }
         }
         self.end_bar();
     }
@@ -152,7 +205,8 @@ impl Reporter {
         self.ended(
             node,
             json!({"event": "pulled", "node": node, "key": action.key, "outputs": outputs_json(action)}),
-            format!("  pulled  {node} ({} files)", action.outputs.len()),
+            (self.verbosity >= Verbosity::Normal)
+                .then(|| format!("  pulled  {node} ({} files)", action.outputs.len())),
         );
     }
 
@@ -160,7 +214,9 @@ impl Reporter {
     pub fn submitted(&self, node: &str, job: &str) {
         match self.mode {
             Mode::Json => self.json(json!({"event": "submitted", "node": node, "job": job})),
-            Mode::Lines | Mode::Bars => self.line(format!("  queued  {node} (slurm job {job})")),
+            Mode::Lines | Mode::Bars => {
+                self.line_at(Verbosity::Normal, format!("  queued  {node} (slurm job {job})"))
+            }
         }
     }
 
@@ -173,10 +229,11 @@ impl Reporter {
     }
 
     pub fn done(&self, node: &str, action: &ActionRecord, seconds: f64) {
+        let line = format!("  done    {node} ({seconds:.1}s, {} files)", action.outputs.len());
         self.ended(
             node,
             json!({"event": "done", "node": node, "key": action.key, "seconds": seconds, "outputs": outputs_json(action)}),
-            format!("  done    {node} ({seconds:.1}s, {} files)", action.outputs.len()),
+            (self.verbosity >= Verbosity::Normal).then_some(line),
         );
     }
 
@@ -184,18 +241,20 @@ impl Reporter {
         self.ended(
             node,
             json!({"event": "failed", "node": node, "key": key, "error": error}),
-            format!("  FAILED  {node}\n{}", indent(error)),
+            Some(format!("  FAILED  {node}\n{}", indent(error))),
         );
     }
 
     /// A node that ran (or was pulled) has finished: its event in JSON mode; otherwise its
     /// bar goes and a line says how it ended. Either way the overall bar moves on.
-    fn ended(&self, node: &str, event: serde_json::Value, line: String) {
+    fn ended(&self, node: &str, event: serde_json::Value, line: Option<String>) {
         match self.mode {
             Mode::Json => self.json(event),
             Mode::Lines | Mode::Bars => {
                 self.remove_bar(node);
-                self.line(line);
+                if let Some(line) = line {
+                    self.line(line);
+                }
             }
         }
         self.end_bar();
