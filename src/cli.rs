@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::dag::DagFormat;
 use crate::exec::report::{Reporter, Verbosity};
 use crate::exec::slurm::Slurm;
 use crate::exec::{run_local, RunOptions, RunSummary};
@@ -28,7 +29,13 @@ use serde_json::json;
 )]
 pub struct Cli {
     /// The pipeline file (its directory is the workspace).
-    #[arg(short = 'f', long = "file", global = true, env = "WORMFLOW_FILE", default_value = "pipeline.toml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        env = "WORMFLOW_FILE",
+        default_value = "pipeline.toml"
+    )]
     pub file: PathBuf,
     /// Say less: only failures, warnings and the summary.
     #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
@@ -110,6 +117,9 @@ pub enum Command {
     Dag {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
         format: DagFormat,
+        /// One box per stage (with its node count) instead of one per node.
+        #[arg(long)]
+        stages: bool,
     },
     /// Show a node's stored outputs, sizes, provenance and the first rows of Parquet files.
     Show {
@@ -193,13 +203,6 @@ pub enum Command {
         #[arg(long, hide = true)]
         max_runs: Option<usize>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum DagFormat {
-    Text,
-    Dot,
-    Mermaid,
 }
 
 /// A planned pipeline with its workspace and store location.
@@ -357,9 +360,9 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
         Command::Explain { node, json } => {
             explain(&plan(registry, &cli.file, &cli.set)?, node, *json)
         }
-        Command::Dag { format } => {
+        Command::Dag { format, stages } => {
             let p = plan(registry, &cli.file, &cli.set)?;
-            print!("{}", crate::dag::render(&p.graph, *format));
+            print!("{}", crate::dag::render(&p.graph, *format, *stages));
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { node, rows } => {

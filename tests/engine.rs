@@ -265,12 +265,50 @@ fn dag_renders_text_dot_and_mermaid() {
     let text = ws.ok(&["dag"]);
     assert!(text.contains("total (command) <- double[n=1], double[n=2], double[n=3]"), "{text}");
     let dot = ws.ok(&["dag", "--format", "dot"]);
-    assert!(dot.starts_with("digraph") && dot.contains("\"double[n=1]\" -> \"total\";"), "{dot}");
+    assert!(
+        dot.starts_with("digraph") && dot.contains("[label=\"double[n=1]\\ncommand\"];"),
+        "{dot}"
+    );
+    assert_eq!(dot.matches(" -> ").count(), 6, "{dot}");
     let mermaid = ws.ok(&["dag", "--format", "mermaid"]);
     assert!(
         mermaid.starts_with("flowchart LR") && mermaid.matches("-->").count() == 6,
         "{mermaid}"
     );
+    // Stage by stage: one box per stage, one edge per needs.
+    let stages = ws.ok(&["dag", "--stages"]);
+    assert!(stages.contains("double (3 nodes) (command) <- src (3 nodes)"), "{stages}");
+    assert!(stages.contains("total (command) <- double (3 nodes)"), "{stages}");
+    let mermaid = ws.ok(&["dag", "--stages", "--format", "mermaid"]);
+    assert_eq!(mermaid.matches("-->").count(), 2, "{mermaid}");
+}
+
+#[test]
+fn cli_defaults_from_the_environment_axes_in_any_order_and_quiet_runs() {
+    let ws = Workspace::new(
+        "[pipeline]\nname = \"x\"\n[stages.t]\nkind = \"command\"\nmatrix = { a = [1], b = [\"x\"] }\nparams = { cmd = \"echo > $WORMFLOW_OUT/x\" }\n",
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(common::wormflow_bin());
+        c.args(args)
+            .current_dir(elsewhere.path())
+            .env("WORMFLOW_FILE", ws.file("pipeline.toml"))
+            .env("WORMFLOW_JOBS", "1");
+        c.output().unwrap()
+    };
+    let out = run(&["-q", "run"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let said = common::text(&out.stderr);
+    assert!(!said.contains("  run ") && said.contains("ran 1"), "{said}");
+    let explain = run(&["explain", "t[b=x,a=1]"]);
+    assert!(
+        common::text(&explain.stdout).contains("is up to date"),
+        "{}",
+        common::text(&explain.stderr)
+    );
+    let completions = run(&["completions", "bash"]);
+    assert!(common::text(&completions.stdout).contains("complete -F _wormflow"));
 }
 
 #[test]
