@@ -170,7 +170,10 @@ fn an_unwritable_store_is_reported() {
         &GOOD.replace("name = \"bad-input\"", "name = \"bad-input\"\nstore = \"blocker/cache\""),
     );
     ws.write("blocker", "a file where the store's parent directory should be");
-    let stderr = ws.bad(&["run"]);
+    // The machine's side, not the pipeline's: exit 3 (environment), not 2.
+    let out = ws.wf(&["run"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = common::text(&out.stderr);
     assert!(stderr.contains("blocker/cache"), "{stderr}");
     assert!(stderr.contains("set `store` in [pipeline] to a writable directory"), "{stderr}");
 }

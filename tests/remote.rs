@@ -177,7 +177,11 @@ fn remote_mistakes_are_reported() {
     let typo = Workspace::new(&tiny_science_pipeline(
         "[remotes.lab]\nurl = \"/nonexistent/wormflow-remote\"\n",
     ));
-    let err = typo.bad(&["pull"]);
+    // A remote directory that is not there reads as unreachable (an unmounted share or a
+    // typo): exit 3, the environment, with both fixes named.
+    let out = typo.wf(&["pull"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
     assert!(err.contains("/nonexistent/wormflow-remote does not exist"), "{err}");
     assert!(!Path::new("/nonexistent/wormflow-remote").exists());
 }
