@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use wormflow_stages::sweep::{self, Format, SweepNode};
 
-use crate::cli::Planned;
 use crate::status::Resolver;
 use crate::store::{ActionRecord, Store};
+use crate::workspace::Planned;
 
 /// What `compare` was asked for.
 pub struct CompareArgs<'a> {

@@ -174,7 +174,7 @@ impl Default for SlurmDecl {
 }
 
 /// The parts of pipeline.toml that say where and how to run, not what: remotes and Slurm.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     pub file: PathBuf,
     pub remotes: BTreeMap<String, RemoteDecl>,

@@ -180,7 +180,7 @@ impl StatCache {
     pub fn save(&self, path: &Path) {
         if self.dirty {
             if let Ok(bytes) = serde_json::to_vec(self) {
-                let _ = crate::store::atomic_write(path, &bytes);
+                let _ = crate::fsutil::atomic_write(path, &bytes);
             }
         }
     }

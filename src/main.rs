@@ -7,5 +7,5 @@ fn main() -> ExitCode {
     let mut registry = Registry::new();
     registry.register(Arc::new(wormflow::exec::command::CommandKind));
     wormflow_stages::register_all(&mut |kind| registry.register(kind));
-    wormflow::cli::main(registry)
+    wormflow::cmd::main(registry)
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::{apply_overrides, parse_raw, ConfigError, SourceMap};
+use crate::config::{apply_overrides, parse_raw, ConfigError, Settings, SourceMap};
 use crate::graph::{
     check_needs, declarations, expand_stage, Declarations, Graph, NeededStage, NodeRecipe,
     StageDecl,
@@ -173,14 +173,23 @@ fn build_graph(db: &dyn Db, src: PipelineSource) -> Result<Arc<Graph>, ConfigErr
     Ok(Arc::new(Graph::build(pipeline_decl(db, src), per_stage)))
 }
 
-/// Plan once, outside any long-lived database (the CLI's usual path).
+/// Remotes and Slurm settings, from the same text (and `--set`) as the graph; read only by
+/// the commands that use them, so a mistake there does not stop `status`.
+#[salsa::tracked(returns(ref))]
+pub fn settings(db: &dyn Db, src: PipelineSource) -> Result<Arc<Settings>, ConfigError> {
+    Settings::read(src.file(db), src.text(db), src.overrides(db)).map(Arc::new)
+}
+
+/// Plan once, outside any long-lived database (the CLI's usual path); the database comes
+/// back with the graph so later queries (`settings`) read the same text.
 pub fn plan_once(
     registry: Registry,
     file: PathBuf,
     text: String,
     overrides: Vec<String>,
-) -> Result<Arc<Graph>, ConfigError> {
+) -> Result<(Arc<Graph>, PlanDb, PipelineSource), ConfigError> {
     let db = PlanDb::new(registry);
     let src = PipelineSource::new(&db, file, text, overrides);
-    graph(&db, src).clone()
+    let graph = graph(&db, src).clone()?;
+    Ok((graph, db, src))
 }

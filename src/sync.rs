@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 
-use crate::cli::abbreviated;
 use crate::graph::Graph;
 use crate::hash::Hash;
+use crate::listing::abbreviated;
 use crate::remote::{Direction, Remote, Transfer};
 use crate::status::{NodeState, Resolver};
 use crate::store::Store;

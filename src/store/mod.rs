@@ -29,16 +29,18 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::environment;
+use crate::fsutil::sync_dir;
+pub use crate::fsutil::{atomic_write, unique_suffix};
 use crate::hash::{hash_file, Hash, Hasher};
 
 /// The mtime every object carries (2001-09-09T01:46:40Z); any other value means the
@@ -221,34 +223,6 @@ pub struct Store {
 /// The temporary name `atomic_write` writes to before renaming; never a record or a ref.
 pub fn is_temp(name: &str) -> bool {
     name.starts_with(".tmp-")
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".tmp-{}", unique_suffix()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// A name no other process or thread is using right now.
-pub fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
 }
 
 /// Held for as long as the value lives.

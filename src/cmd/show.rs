@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::cli::Planned;
 use crate::status::Resolver;
 use crate::store::{ActionRecord, Store};
+use crate::workspace::Planned;
 
 /// Columns shown per Parquet table; wide tables (302 neurons) are cut with a note.
 const MAX_COLUMNS: usize = 8;

@@ -10,12 +10,12 @@ use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 use salsa::Setter;
 
-use crate::cli::{run_once, RunArgs};
+use super::{run_once, RunArgs};
 use crate::kinds::Registry;
 use crate::plan::{self, PipelineSource, PlanDb, COUNTERS};
 use crate::store::Store;
 
-pub fn watch(
+pub(super) fn watch(
     registry: &Registry,
     file: &Path,
     overrides: &[String],
@@ -46,7 +46,7 @@ pub fn watch(
                     after[1] - before[1],
                     after[2] - before[2]
                 );
-                match crate::cli::planned(file, overrides, graph).and_then(|p| {
+                match crate::workspace::planned(&db, src, graph).and_then(|p| {
                     Store::open(&p.store_root)
                         .and_then(|store| run_once(&p, &store, registry, args))
                 }) {

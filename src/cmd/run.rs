@@ -1,0 +1,161 @@
+//! `run` (and `run --dry-run`) and `exec`, what a Slurm job runs.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+
+use super::{Executor, RunArgs};
+use crate::exec::report::Reporter;
+use crate::exec::slurm::Slurm;
+use crate::exec::{run_local, RunOptions, RunSummary};
+use crate::kinds::Registry;
+use crate::stale::{in_words, StaleReason};
+use crate::status::{NodeState, Resolver};
+use crate::store::Store;
+use crate::workspace::Planned;
+
+pub fn run_once(
+    p: &Planned,
+    store: &Store,
+    registry: &Registry,
+    args: &RunArgs,
+) -> Result<RunSummary> {
+    let reporter = Reporter::with_verbosity(args.json, args.verbosity);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let pull = match (args.pull, &args.remote) {
+        (true, name) => Some(Arc::new(p.remote(name.as_deref(), false)?)),
+        (false, Some(_)) => {
+            bail!("--remote names the remote for --pull; add --pull (or use `wormflow pull`)")
+        }
+        (false, None) => None,
+    };
+    let slurm = match args.executor {
+        Executor::Slurm => Some(Slurm::new((*p.settings()?).clone(), &p.file, &p.overrides)?),
+        Executor::Local => None,
+    };
+    // Overrides of where results are shared or jobs run change no result.
+    let changes_results = |o: &String| !(o.starts_with("remotes.") || o.starts_with("slurm."));
+    let show_results = args.results || !p.overrides.iter().any(changes_results);
+    if !show_results {
+        reporter.warn("--set: results are stored but not shown in results/ (which keeps showing the pipeline as its file says); add --results to show them");
+    }
+    let opts = RunOptions {
+        jobs,
+        keep_going: args.keep_going,
+        targets: args.nodes.clone(),
+        force: args.force.clone(),
+        pull,
+        slurm,
+        pipeline: Some(p.file.clone()),
+        show_results,
+    };
+    run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
+}
+
+/// `wormflow exec KEY`: run the node a Slurm job was submitted for, after checking that
+/// the pipeline still gives it the same key.
+pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
+    let key: crate::hash::Hash =
+        key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
+    let store = Store::open(&p.store_root)?;
+    let spec_path = crate::exec::slurm::job_file(&store, &key, "json");
+    let spec: crate::exec::slurm::JobSpec = serde_json::from_slice(
+        &std::fs::read(&spec_path).with_context(|| format!("no job description at {}; `wormflow exec` runs nodes submitted by `run --executor slurm`", spec_path.display()))?,
+    )
+    .with_context(|| format!("{} is damaged", spec_path.display()))?;
+    let &i = p.graph.index.get(&spec.node).ok_or_else(|| {
+        anyhow!("node {} is no longer in {}; resubmit", spec.node, p.file.display())
+    })?;
+    let _lock = store.lock_shared()?;
+    let mut inputs = Vec::new();
+    for (&j, k) in p.graph.inputs[i].iter().zip(&spec.inputs) {
+        let action = store.cached_action(k).ok_or_else(|| {
+            anyhow!(
+                "{}: input {} (result {}) is not in the store {}; is it on a shared path?",
+                spec.node,
+                p.graph.nodes[j].id,
+                k.short(),
+                store.root.display()
+            )
+        })?;
+        inputs.push((j, action));
+    }
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let outs: Vec<_> = inputs.iter().map(|(_, a)| a.output_hash).collect();
+    let parts = resolver.key(i, &outs)?;
+    if parts.key != key {
+        bail!("{}: the pipeline changed since this job was submitted (key {} now, {} then); nothing run", spec.node, parts.key.short(), key.short());
+    }
+    let threads = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    // JSON events into the job's output: the driver forwards the progress ones.
+    let reporter = Reporter::new(true);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
+    match crate::exec::execute(&resolver, registry, &reporter, job, &cancel, None)? {
+        crate::exec::Outcome::Ran(action, secs) => reporter.done(&spec.node, &action, secs),
+        crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => {
+            reporter.cached(&spec.node, &action.key, &action)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exit_for(s: &RunSummary) -> ExitCode {
+    if s.failed > 0 || s.skipped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub(super) fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(&p.store_root);
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let mask = p.graph.targets(&args.nodes).map_err(|e| anyhow!(e))?;
+    let forced: HashSet<usize> =
+        p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
+    let states = resolver.states(Some(&mask));
+    let mut would = 0;
+    for (i, state) in states.iter().enumerate() {
+        let Some(state) = state else { continue };
+        let node = &p.graph.nodes[i].id;
+        let (reasons, words) = match state {
+            NodeState::Fresh { .. } if forced.contains(&i) => {
+                (vec![StaleReason::Forced], StaleReason::Forced.to_string())
+            }
+            NodeState::Fresh { .. } => continue,
+            NodeState::Stale { reasons, .. } => (reasons.clone(), in_words(reasons)),
+            NodeState::Waiting { inputs } => (
+                Vec::new(),
+                format!("may run after {} (runs only if their output changes)", inputs.join(", ")),
+            ),
+            NodeState::Error(e) => (Vec::new(), format!("error: {e}")),
+        };
+        would += 1;
+        if args.json {
+            let event = json!({
+                "event": "would-run",
+                "node": node,
+                "state": state.label(),
+                "reasons": reasons,
+                "after": super::status::waiting_on(state),
+                "error": super::status::error_of(state),
+            });
+            println!("{event}");
+        } else {
+            println!("would run {node}: {words}");
+        }
+    }
+    if !args.json {
+        println!("{would} of {} nodes would run", states.iter().flatten().count());
+    }
+    Ok(ExitCode::SUCCESS)
+}
