@@ -101,7 +101,18 @@ fn sines_are_learned_and_random_walks_are_not_beaten() {
 #[test]
 fn a_model_overfits_four_windows() {
     let ws = Workspace::new(&pipeline("sines", 2, 120, 30, 2, "hidden = 48, epochs = 250, batch_size = 4, lr = 0.01, early_stopping = 1000, plateau_patience = 1000"));
-    ws.run_events(&["train[model=lstm]"]);
+    let events = ws.run_events(&["train[model=lstm]"]);
+    // --json progress carries the numbers, not only words.
+    let progress: Vec<&Value> = events
+        .0
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["node"] == "train[model=lstm]")
+        .collect();
+    let epoch =
+        progress.iter().find(|e| e["epoch"].is_u64()).expect("a progress event with an epoch");
+    assert_eq!(epoch["epochs"], 250, "{epoch}");
+    assert!(epoch["train_loss"].is_f64() && epoch["val_loss"].is_f64(), "{epoch}");
+    assert!(epoch["message"].as_str().unwrap().contains("/250: train"), "{epoch}");
     let card: Value = card_of(&ws, "lstm");
     assert_eq!(card["train_windows"], 4);
     let metrics = read_epochs(&ws.file("results/train/model=lstm/metrics.parquet")).unwrap();

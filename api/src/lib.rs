@@ -78,8 +78,31 @@ pub struct StageContext<'a> {
     pub threads: usize,
     /// Set when the run is being cancelled; long stages should check it.
     pub cancel: &'a AtomicBool,
-    /// Reports progress in [0, 1] with a short message (shown on the node's bar).
-    pub progress: &'a (dyn Fn(f64, &str) + Sync),
+    /// Reports progress (shown on the node's bar, in plain log lines and as `--json` events).
+    pub progress: &'a (dyn Fn(&Progress) + Sync),
+}
+
+/// One progress report of a running node: `fraction` in [0, 1] and a short message for bars
+/// and log lines; the optional numbers give `--json` readers fields instead of text.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub fraction: f64,
+    pub message: String,
+    /// Training: the epoch just finished, of how many, and its losses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+}
+
+impl Progress {
+    pub fn new(fraction: f64, message: impl Into<String>) -> Progress {
+        Progress { fraction, message: message.into(), ..Progress::default() }
+    }
 }
 
 impl StageContext<'_> {

@@ -382,7 +382,7 @@ pub fn execute(
     let mut work = workdir::WorkDir::create(store)?;
     let inputs =
         work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
-    let progress = |fraction: f64, message: &str| reporter.progress(&node.id, fraction, message);
+    let progress = |update: &wormflow_api::Progress| reporter.progress(&node.id, update);
     let threads = job.threads.max(1);
     let origin = wormflow_api::Origin {
         node: node.id.clone(),

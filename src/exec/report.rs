@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use wormflow_api::Progress;
+
 use crate::hash::Hash;
 use crate::store::ActionRecord;
 
@@ -148,11 +150,18 @@ impl Reporter {
         true
     }
 
-    pub fn progress(&self, node: &str, fraction: f64, message: &str) {
+    pub fn progress(&self, node: &str, update: &Progress) {
+        let (fraction, message) = (update.fraction, update.message.as_str());
         match self.mode {
             Mode::Json => {
                 if self.progress_due(node, PROGRESS_INTERVAL) {
-                    self.json(json!({"event": "progress", "node": node, "fraction": fraction, "message": message}));
+                    let mut event = json!({"event": "progress", "node": node});
+                    if let (Some(fields), Ok(serde_json::Value::Object(more))) =
+                        (event.as_object_mut(), serde_json::to_value(update))
+                    {
+                        fields.extend(more);
+                    }
+                    self.json(event);
                 }
                 return;
             }

@@ -294,13 +294,10 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
         .lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "progress");
-    if let Some(e) = last {
-        reporter.progress(
-            &job.node,
-            e["fraction"].as_f64().unwrap_or(0.0),
-            e["message"].as_str().unwrap_or(""),
-        );
+        .find(|e| e["event"] == "progress")
+        .and_then(|e| serde_json::from_value::<wormflow_api::Progress>(e).ok());
+    if let Some(update) = last {
+        reporter.progress(&job.node, &update);
     }
 }
 

@@ -208,10 +208,10 @@ impl Stage for Download {
         let mut first_pins = String::new();
         for (i, spec) in p.files.iter().enumerate() {
             let progress = |fraction: f64, msg: &str| {
-                (ctx.progress)(
+                (ctx.progress)(&wormflow_api::Progress::new(
                     (i as f64 + fraction) / p.files.len() as f64,
-                    &format!("{} {msg}", spec.dest()),
-                )
+                    format!("{} {msg}", spec.dest()),
+                ))
             };
             let tmp = ctx.scratch.join(format!("download-{i}"));
             let source = fetch(spec, &p, ctx, &tmp, &progress)?;

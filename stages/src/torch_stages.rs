@@ -333,9 +333,9 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
         scope.spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("progress ") {
-                    let (fraction, message) = rest.split_once(' ').unwrap_or((rest, ""));
-                    (ctx.progress)(fraction.parse().unwrap_or(0.0), message);
+                let update = line.strip_prefix("progress ").map(serde_json::from_str);
+                if let Some(Ok(update)) = update {
+                    (ctx.progress)(&update);
                 }
             }
         });

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map};
 use tch::{nn, Device, Kind, Tensor};
-use wormflow_api::StageContext;
+use wormflow_api::{Progress, StageContext};
 
 use crate::models::{self, Model};
 use crate::tensors::{predict, window_set, WindowSet};
@@ -77,13 +77,13 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let (loss, base) = errors.pooled();
     write_rows(&ctx.out_dir.join("by_dataset.parquet"), &errors.by_dataset(), &meta)?;
     write_rows(&ctx.out_dir.join("neurons.parquet"), &errors.by_neuron(), &meta)?;
-    (ctx.progress)(0.3, "k-step errors");
+    (ctx.progress)(&Progress::new(0.3, "k-step errors"));
     write_rows(
         &ctx.out_dir.join("kstep.parquet"),
         &kstep_errors(&*model, &val, p.horizon, p.batch_size)?,
         &meta,
     )?;
-    (ctx.progress)(0.7, "generation");
+    (ctx.progress)(&Progress::new(0.7, "generation"));
     let starts = match find("split.parquet") {
         Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
         None => val_starts(&windows),

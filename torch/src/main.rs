@@ -73,9 +73,10 @@ fn run(path: &str) -> anyhow::Result<()> {
     // batches and report "cancelled" rather than die mid-write.
     let cancel = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&cancel))?;
-    let progress = |fraction: f64, message: &str| {
+    let progress = |update: &wormflow_api::Progress| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "progress {fraction} {}", message.replace('\n', " "));
+        let line = serde_json::to_string(update).unwrap_or_default();
+        let _ = writeln!(out, "progress {line}");
         let _ = out.flush();
     };
     let ctx = StageContext {

@@ -24,7 +24,7 @@ use rand::Rng;
 use serde_json::{json, Map};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
-use wormflow_api::StageContext;
+use wormflow_api::{Progress, StageContext};
 
 use crate::models::{self, Counting, Model, Options};
 use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
@@ -293,10 +293,14 @@ fn fit(
             lr: warmed(lr, step),
             seconds: clock.elapsed().as_secs_f64(),
         });
-        (ctx.progress)(
-            epoch as f64 / p.epochs as f64,
-            &format!("epoch {epoch}: train {train_loss:.4} val {val_loss:.4}"),
-        );
+        (ctx.progress)(&Progress {
+            fraction: epoch as f64 / p.epochs as f64,
+            message: format!("epoch {epoch}/{}: train {train_loss:.4} val {val_loss:.4}", p.epochs),
+            epoch: Some(epoch),
+            epochs: Some(p.epochs),
+            train_loss: Some(train_loss),
+            val_loss: Some(val_loss),
+        });
         if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial
         {
             diverged = Some(format!(

@@ -118,10 +118,10 @@ impl Stage for Standardize {
         // (one's first half training, the other's second half validating).
         let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, file) in files.iter().enumerate() {
-            (ctx.progress)(
+            (ctx.progress)(&wormflow_api::Progress::new(
                 i as f64 / files.len() as f64,
-                &file.file_name().unwrap_or_default().to_string_lossy(),
-            );
+                file.file_name().unwrap_or_default().to_string_lossy(),
+            ));
             let raws = match p.format.as_str() {
                 "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
                 "generic-h5" => generic_h5::read(file)?,
