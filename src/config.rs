@@ -281,6 +281,9 @@ pub struct RawStage {
     pub params: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub matrix: Option<Spanned<BTreeMap<String, Spanned<Vec<toml::Value>>>>>,
+    /// Take the matrix of this needed stage (a sweep declared once).
+    #[serde(default)]
+    pub matrix_from: Option<Spanned<String>>,
 }
 
 /// Apply `--set path=value` overrides to the TOML text, editing values in place.

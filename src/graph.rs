@@ -27,6 +27,8 @@ pub struct StageDecl {
     /// Matrix axes sorted by name, values in the order written.
     pub matrix: Vec<(String, Vec<Value>)>,
     pub matrix_pos: Pos,
+    /// `matrix_from = "stage"`: the matrix is that needed stage's (resolved when planning).
+    pub matrix_from: Option<String>,
 }
 
 /// The `[pipeline]` table.
@@ -151,6 +153,24 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 matrix.push((axis, vs));
             }
         }
+        let matrix_from = match stage.matrix_from {
+            None => None,
+            Some(from) => {
+                let (span_of, from_name) = (from.span(), from.into_inner());
+                if matrix_pos.is_some() {
+                    return Err(map.error(Some(span_of), format!(
+                        "stages.{name} has both matrix and matrix_from; keep one (matrix_from = {from_name:?} takes that stage's axes)"
+                    )));
+                }
+                if !stage.needs.iter().any(|n| n.get_ref() == &from_name) {
+                    return Err(map.error(Some(span_of), format!(
+                        "stages.{name}.matrix_from = {from_name:?} names a stage it does not need; add it to needs"
+                    )));
+                }
+                matrix_pos = span(span_of);
+                Some(from_name)
+            }
+        };
         stages.insert(
             name.clone(),
             Arc::new(StageDecl {
@@ -166,6 +186,7 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                 params,
                 matrix,
                 matrix_pos,
+                matrix_from,
             }),
         );
     }

@@ -108,14 +108,22 @@ fn stage_decl<'db>(
     parsed(db, src).as_ref().ok()?.stages.get(name.name(db)).cloned()
 }
 
-/// A stage's matrix: all that its consumers' expansion depends on.
+/// A stage's matrix (its own, or the one `matrix_from` names): all that its consumers'
+/// expansion depends on. `matrix_from` must name a needed stage, and needs are acyclic
+/// before any stage is expanded, so this recursion ends.
 #[salsa::tracked(returns(ref))]
 fn stage_matrix<'db>(
     db: &'db dyn Db,
     src: PipelineSource,
     name: StageName<'db>,
 ) -> Vec<(String, Vec<serde_json::Value>)> {
-    stage_decl(db, src, name).as_ref().map(|d| d.matrix.clone()).unwrap_or_default()
+    match stage_decl(db, src, name).as_ref() {
+        None => Vec::new(),
+        Some(d) => match &d.matrix_from {
+            Some(from) => stage_matrix(db, src, StageName::new(db, from.clone())).clone(),
+            None => d.matrix.clone(),
+        },
+    }
 }
 
 #[salsa::tracked(returns(ref))]
@@ -125,8 +133,11 @@ fn stage_nodes<'db>(
     name: StageName<'db>,
 ) -> Result<Arc<Vec<Arc<NodeRecipe>>>, ConfigError> {
     COUNTERS.stage_expansions.fetch_add(1, Ordering::Relaxed);
-    let decl =
+    let mut decl =
         stage_decl(db, src, name).clone().expect("stage_nodes is called for declared stages");
+    if decl.matrix_from.is_some() {
+        Arc::make_mut(&mut decl).matrix = stage_matrix(db, src, name).clone();
+    }
     let needed: Vec<NeededStage> = decl
         .needs
         .iter()

@@ -459,3 +459,28 @@ fn exit_codes_say_whose_fix_an_error_needs() {
     assert_eq!(out.status.code(), Some(3), "{}", common::text(&out.stderr));
     assert!(common::text(&out.stderr).contains("mount the shared drive"));
 }
+
+#[test]
+fn a_sweep_declared_once_is_taken_by_the_stage_that_needs_it() {
+    let pipeline = |values: &str| {
+        format!(
+            "[pipeline]\nname = \"x\"\n[stages.train]\nkind = \"command\"\nmatrix = {{ hidden = [{values}], model = [\"lstm\"] }}\nparams = {{ cmd = \"echo ${{matrix.hidden}} > $WORMFLOW_OUT/h\" }}\n[stages.evaluate]\nkind = \"command\"\nneeds = [\"train\"]\nmatrix_from = \"train\"\nparams = {{ cmd = \"cat $WORMFLOW_INPUT_TRAIN/h > $WORMFLOW_OUT/e\" }}\n"
+        )
+    };
+    let ws = Workspace::new(&pipeline("8, 24"));
+    let ev = ws.run_events(&[]);
+    assert_eq!(ev.ran().len(), 4, "{:?}", ev.ran());
+    assert_eq!(ws.read("results/evaluate/hidden=24/model=lstm/e").trim(), "24");
+    // One edit to the sweep reaches both stages.
+    ws.write("pipeline.toml", &pipeline("8, 24, 64"));
+    let ev = ws.run_events(&[]);
+    assert_eq!(ev.ran(), ["evaluate[hidden=64,model=lstm]", "train[hidden=64,model=lstm]"]);
+    // matrix_from must name a needed stage, and replaces matrix.
+    let bad = Workspace::new(&pipeline("8").replace("needs = [\"train\"]\n", ""));
+    assert!(bad
+        .bad(&["status"])
+        .contains("matrix_from = \"train\" names a stage it does not need"));
+    let both =
+        Workspace::new(&pipeline("8").replace("matrix_from", "matrix = { a = [1] }\nmatrix_from"));
+    assert!(both.bad(&["status"]).contains("has both matrix and matrix_from"));
+}
