@@ -484,3 +484,21 @@ fn a_sweep_declared_once_is_taken_by_the_stage_that_needs_it() {
         Workspace::new(&pipeline("8").replace("matrix_from", "matrix = { a = [1] }\nmatrix_from"));
     assert!(both.bad(&["status"]).contains("has both matrix and matrix_from"));
 }
+
+#[test]
+fn every_kind_leaves_a_log_in_the_store() {
+    let ws = Workspace::new(
+        "[pipeline]\nname = \"x\"\n[stages.synth]\nkind = \"synthesize\"\nparams = { model = \"sines\", n_worms = 1, n_steps = 20, n_observed = 3 }\n[stages.say]\nkind = \"command\"\nparams = { cmd = \"echo hello; echo oops >&2; echo > $WORMFLOW_OUT/x\" }\n",
+    );
+    ws.run_events(&[]);
+    let synth = ws.read("cache/logs/synth.log");
+    assert!(synth.starts_with("# synth (kind synthesize, key "), "{synth}");
+    assert!(synth.trim_end().lines().last().unwrap().starts_with("# done in "), "{synth}");
+    let say = ws.read("cache/logs/say.log");
+    assert!(say.contains("hello") && say.contains("oops") && say.contains("# done in "), "{say}");
+    // A failure ends the log with its error.
+    ws.write("pipeline.toml", "[pipeline]\nname = \"x\"\n[stages.say]\nkind = \"command\"\nparams = { cmd = \"exit 4\" }\n");
+    assert_eq!(ws.wf(&["run"]).status.code(), Some(1));
+    let say = ws.read("cache/logs/say.log");
+    assert!(say.contains("# FAILED after") && say.contains("exited with status 4"), "{say}");
+}

@@ -82,6 +82,11 @@ pub struct StageContext<'a> {
     pub progress: &'a (dyn Fn(&Progress) + Sync),
 }
 
+/// A file in `StageContext::scratch` where a kind may leave what the tools it ran printed (a
+/// command's stdout and stderr, a helper's stderr): the engine puts it in the node's log,
+/// `<store>/logs/<node>.log`, after the progress the node reported.
+pub const KIND_LOG: &str = "command.log";
+
 /// One progress report of a running node: `fraction` in [0, 1] and a short message for bars
 /// and log lines; the optional numbers give `--json` readers fields instead of text.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

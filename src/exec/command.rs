@@ -141,7 +141,7 @@ impl StageKind for CommandKind {
         let stderr = std::fs::read(&err_path).unwrap_or_default();
         let log =
             [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
-        let _ = std::fs::write(ctx.scratch.join("command.log"), &log);
+        let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), &log);
         let status = match ended {
             child::Ended::Exited(status) => status,
             child::Ended::Cancelled => bail!("{}: cancelled; its processes were stopped and nothing was stored", ctx.node),

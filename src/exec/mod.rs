@@ -3,6 +3,7 @@
 //! With a remote (`run --pull`), a node whose result the remote has is fetched, not run.
 
 pub mod command;
+mod node_log;
 pub mod report;
 pub mod slurm;
 mod workdir;
@@ -382,7 +383,11 @@ pub fn execute(
     let mut work = workdir::WorkDir::create(store)?;
     let inputs =
         work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
-    let progress = |update: &wormflow_api::Progress| reporter.progress(&node.id, update);
+    let log = node_log::NodeLog::new(&node.id, &node.kind, &job.parts.key.hex());
+    let progress = |update: &wormflow_api::Progress| {
+        reporter.progress(&node.id, update);
+        log.progress(update);
+    };
     let threads = job.threads.max(1);
     let origin = wormflow_api::Origin {
         node: node.id.clone(),
@@ -411,7 +416,8 @@ pub fn execute(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             Err(anyhow!("{}: the stage panicked: {}", node.id, msg.unwrap_or_default()))
         });
-    work.keep_log(store, &node.id);
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    log.keep(store, &node.id, &work.scratch, error.as_deref());
     work.check_inputs_untouched(store, &node.id)?;
     let stage_provenance = result?;
     let outputs = work.ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))?;

@@ -96,14 +96,6 @@ impl WorkDir {
         Ok(out)
     }
 
-    /// Keep the stage's log (if it wrote one) next to the store's other logs.
-    pub fn keep_log(&self, store: &Store, node: &str) {
-        let log = self.scratch.join("command.log");
-        if log.exists() {
-            let _ = fs::copy(&log, store.log_path(node));
-        }
-    }
-
     /// After the node ran: every input it got as a hard link must still be the object it
     /// was. One that changed (a stage wrote into it) is removed from the store, so the
     /// upstream node is recomputed, and this node fails.

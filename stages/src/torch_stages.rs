@@ -342,6 +342,8 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
         let ended = child.wait(ctx.cancel, None);
         (ended, errors.join().unwrap_or_default())
     });
+    // What libtorch and the helper printed goes into the node's log.
+    let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), &errors);
     let status = match ended.context("lost track of wormflow-torch")? {
         child::Ended::Exited(status) => status,
         child::Ended::Cancelled | child::Ended::TimedOut(_) => {
