@@ -11,72 +11,75 @@ pub enum DagFormat {
     Text,
     Dot,
     Mermaid,
+    /// `{"nodes": [{"id", "kind", "inputs": [ids]}]}` (with --stages, one entry per stage).
+    Json,
 }
 
-/// What is drawn: boxes (label, kind) and edges (from, to) between them.
+/// What is drawn: boxes and, per box, the boxes it takes input from.
 struct View {
-    boxes: Vec<(String, String)>,
-    edges: BTreeSet<(usize, usize)>,
+    boxes: Vec<Entry>,
+    inputs: Vec<BTreeSet<usize>>,
+}
+
+struct Entry {
+    /// A node id, or a stage name with --stages.
+    id: String,
+    /// What the box says: the id, with --stages and a matrix the node count too.
+    label: String,
+    kind: String,
 }
 
 fn nodes_view(graph: &Graph) -> View {
-    let boxes = graph.nodes.iter().map(|n| (n.id.clone(), n.kind.clone())).collect();
-    let edges = graph
-        .inputs
+    let boxes = graph
+        .nodes
         .iter()
-        .enumerate()
-        .flat_map(|(i, ins)| ins.iter().map(move |&j| (j, i)))
+        .map(|n| Entry { id: n.id.clone(), label: n.id.clone(), kind: n.kind.clone() })
         .collect();
-    View { boxes, edges }
+    let inputs = graph.inputs.iter().map(|ins| ins.iter().copied().collect()).collect();
+    View { boxes, inputs }
 }
 
 fn stages_view(graph: &Graph) -> View {
-    let mut stages: Vec<(&str, &str, usize)> = Vec::new(); // name, kind, nodes; in plan order
+    let mut boxes: Vec<Entry> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
     let mut stage_of = Vec::with_capacity(graph.nodes.len());
+    let mut position: std::collections::HashMap<&str, usize> = Default::default();
     for node in &graph.nodes {
-        let at = match stages.iter().position(|(s, _, _)| *s == node.stage) {
-            Some(at) => at,
-            None => {
-                stages.push((&node.stage, &node.kind, 0));
-                stages.len() - 1
-            }
-        };
-        stages[at].2 += 1;
+        let at = *position.entry(&node.stage).or_insert_with(|| {
+            let label = node.stage.clone();
+            boxes.push(Entry { id: label.clone(), label, kind: node.kind.clone() });
+            counts.push(0);
+            boxes.len() - 1
+        });
+        counts[at] += 1;
         stage_of.push(at);
     }
-    let boxes = stages
-        .iter()
-        .map(|(name, kind, n)| {
-            let label = if *n == 1 { name.to_string() } else { format!("{name} ({n} nodes)") };
-            (label, kind.to_string())
-        })
-        .collect();
-    let edges = graph
-        .inputs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, ins)| ins.iter().map(move |&j| (j, i)))
-        .map(|(j, i)| (stage_of[j], stage_of[i]))
-        .collect();
-    View { boxes, edges }
+    for (b, n) in boxes.iter_mut().zip(&counts) {
+        if *n > 1 {
+            b.label = format!("{} ({n} nodes)", b.id);
+        }
+    }
+    let mut inputs = vec![BTreeSet::new(); boxes.len()];
+    for (i, ins) in graph.inputs.iter().enumerate() {
+        inputs[stage_of[i]].extend(ins.iter().map(|&j| stage_of[j]));
+    }
+    View { boxes, inputs }
 }
 
 pub fn render(graph: &Graph, format: DagFormat, by_stage: bool) -> String {
     let view = if by_stage { stages_view(graph) } else { nodes_view(graph) };
     let mut out = String::new();
+    let edges = || {
+        view.inputs.iter().enumerate().flat_map(|(to, ins)| ins.iter().map(move |&from| (from, to)))
+    };
     match format {
         DagFormat::Text => {
-            for (i, (label, kind)) in view.boxes.iter().enumerate() {
-                let inputs: Vec<&str> = view
-                    .edges
-                    .iter()
-                    .filter(|(_, to)| *to == i)
-                    .map(|(from, _)| view.boxes[*from].0.as_str())
-                    .collect();
+            for (b, ins) in view.boxes.iter().zip(&view.inputs) {
+                let inputs: Vec<&str> = ins.iter().map(|&j| view.boxes[j].label.as_str()).collect();
                 if inputs.is_empty() {
-                    out.push_str(&format!("{label} ({kind})\n"));
+                    out.push_str(&format!("{} ({})\n", b.label, b.kind));
                 } else {
-                    out.push_str(&format!("{label} ({kind}) <- {}\n", inputs.join(", ")));
+                    out.push_str(&format!("{} ({}) <- {}\n", b.label, b.kind, inputs.join(", ")));
                 }
             }
         }
@@ -84,21 +87,38 @@ pub fn render(graph: &Graph, format: DagFormat, by_stage: bool) -> String {
             out.push_str(
                 "digraph wormflow {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
             );
-            for (i, (label, kind)) in view.boxes.iter().enumerate() {
-                out.push_str(&format!("  n{i} [label={:?}];\n", format!("{label}\n{kind}")));
+            for (i, b) in view.boxes.iter().enumerate() {
+                out.push_str(&format!(
+                    "  n{i} [label={:?}];\n",
+                    format!("{}\n{}", b.label, b.kind)
+                ));
             }
-            for (from, to) in &view.edges {
+            for (from, to) in edges() {
                 out.push_str(&format!("  n{from} -> n{to};\n"));
             }
             out.push_str("}\n");
         }
+        DagFormat::Json => {
+            let nodes: Vec<serde_json::Value> = view
+                .boxes
+                .iter()
+                .zip(&view.inputs)
+                .map(|(b, ins)| {
+                    let inputs: Vec<&str> =
+                        ins.iter().map(|&j| view.boxes[j].id.as_str()).collect();
+                    serde_json::json!({"id": b.id, "kind": b.kind, "inputs": inputs})
+                })
+                .collect();
+            out.push_str(&serde_json::json!({ "nodes": nodes }).to_string());
+            out.push('\n');
+        }
         DagFormat::Mermaid => {
             out.push_str("flowchart LR\n");
-            for (i, (label, kind)) in view.boxes.iter().enumerate() {
-                let label = label.replace('"', "#quot;");
-                out.push_str(&format!("  n{i}[\"{label}<br/><i>{kind}</i>\"]\n"));
+            for (i, b) in view.boxes.iter().enumerate() {
+                let label = b.label.replace('"', "#quot;");
+                out.push_str(&format!("  n{i}[\"{label}<br/><i>{}</i>\"]\n", b.kind));
             }
-            for (from, to) in &view.edges {
+            for (from, to) in edges() {
                 out.push_str(&format!("  n{from} --> n{to}\n"));
             }
         }

@@ -502,3 +502,20 @@ fn every_kind_leaves_a_log_in_the_store() {
     let say = ws.read("cache/logs/say.log");
     assert!(say.contains("# FAILED after") && say.contains("exited with status 4"), "{say}");
 }
+
+#[test]
+fn show_and_dag_speak_json() {
+    let ws = Workspace::new(PIPELINE);
+    ws.run_events(&[]);
+    let show: Value = serde_json::from_str(&ws.ok(&["show", "double[n=2]", "--json"])).unwrap();
+    assert_eq!(show["node"], "double[n=2]");
+    assert_eq!(show["current"], true);
+    assert_eq!(show["outputs"][0]["path"], "d.txt");
+    let dag: Value = serde_json::from_str(&ws.ok(&["dag", "--format", "json"])).unwrap();
+    let total = dag["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "total").unwrap();
+    assert_eq!(total["inputs"], serde_json::json!(["double[n=1]", "double[n=2]", "double[n=3]"]));
+    let stages: Value =
+        serde_json::from_str(&ws.ok(&["dag", "--stages", "--format", "json"])).unwrap();
+    let double = stages["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "double").unwrap();
+    assert_eq!(double["inputs"], serde_json::json!(["src"]));
+}

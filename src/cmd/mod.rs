@@ -127,6 +127,10 @@ pub enum Command {
         /// Rows of each Parquet output to print.
         #[arg(long, default_value_t = 5)]
         rows: usize,
+        /// The node's stored record as JSON (outputs, params, inputs, code, provenance) with
+        /// `current`: whether it is the result for the node's current key.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete stored results that neither this pipeline nor any other pipeline using the
     /// store (as of its last run) reaches.
@@ -261,8 +265,8 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             print!("{}", crate::dag::render(&p.graph, *format, *stages));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { node, rows } => {
-            show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows)
+        Command::Show { node, rows, json } => {
+            show::show(&plan(registry, &cli.file, &cli.set)?, node, *rows, *json)
         }
         Command::Gc { dry_run, forget } => {
             store::gc_cmd(&plan(registry, &cli.file, &cli.set)?, *dry_run, forget)

@@ -13,7 +13,7 @@ use crate::workspace::Planned;
 /// Columns shown per Parquet table; wide tables (302 neurons) are cut with a note.
 const MAX_COLUMNS: usize = 8;
 
-pub fn show(p: &Planned, node: &str, rows: usize) -> Result<ExitCode> {
+pub fn show(p: &Planned, node: &str, rows: usize, json: bool) -> Result<ExitCode> {
     let Some(i) = p.graph.lookup(node) else {
         bail!("no node {node:?}; `wormflow dag` lists the nodes");
     };
@@ -23,7 +23,15 @@ pub fn show(p: &Planned, node: &str, rows: usize) -> Result<ExitCode> {
     let Some((action, current)) = resolver.current_or_latest(i, states[i].as_ref()) else {
         bail!("{node} has never been built; run `wormflow run {node}`");
     };
-    print_action(&store, &action, current, rows);
+    if json {
+        let mut doc = serde_json::to_value(&action)?;
+        if let Some(fields) = doc.as_object_mut() {
+            fields.insert("current".into(), current.into());
+        }
+        println!("{doc}");
+    } else {
+        print_action(&store, &action, current, rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
