@@ -17,16 +17,26 @@ pub(super) fn status(p: &Planned, json: bool) -> Result<ExitCode> {
     let states = resolver.states(None);
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     let width = p.graph.nodes.iter().map(|n| n.id.len()).max().unwrap_or(4).min(48);
-    for (i, state) in states.iter().enumerate() {
+    // Whether results/ still shows each fresh node's outputs: a few stats per node, in
+    // parallel.
+    let damage: Vec<Option<String>> = {
+        use rayon::prelude::*;
+        let (workspace, graph) = (&p.workspace, &p.graph);
+        states
+            .par_iter()
+            .enumerate()
+            .map(|(i, state)| match state {
+                Some(NodeState::Fresh { action, .. }) => {
+                    crate::results::damage(workspace, &graph.nodes[i], action)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for (i, (state, results_damage)) in states.iter().zip(damage).enumerate() {
         let state = state.as_ref().expect("all nodes resolved");
         *counts.entry(state.label()).or_default() += 1;
         let node = &p.graph.nodes[i].id;
-        let results_damage = match state {
-            NodeState::Fresh { action, .. } => {
-                crate::results::damage(&p.workspace, &p.graph.nodes[i], action)
-            }
-            _ => None,
-        };
         let detail = match state {
             NodeState::Fresh { key, .. } => match &results_damage {
                 Some(why) => {

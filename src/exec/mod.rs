@@ -195,6 +195,16 @@ pub fn run_local(
     }
     let _store_lock = store.lock_shared()?;
     let resolver = Resolver::new(graph, store, workspace);
+    // What is stored already, looked up in parallel (records and stats) before scheduling:
+    // a no-op run then only checks each key against it.
+    let mut stored: Vec<Option<ActionRecord>> = resolver
+        .states(Some(&mask))
+        .into_iter()
+        .map(|state| match state {
+            Some(crate::status::NodeState::Fresh { action, .. }) => Some(*action),
+            _ => None,
+        })
+        .collect();
     reporter.begin(mask.iter().filter(|m| **m).count());
     let mut s = Schedule::new(graph, mask, opts.keep_going);
     let shown = opts.show_results.then_some(workspace);
@@ -263,7 +273,8 @@ pub fn run_local(
                     }
                 };
                 if !forced[i] {
-                    if let Some(action) = store.cached_action(&parts.key) {
+                    let known = stored[i].take().filter(|a| a.key == parts.key);
+                    if let Some(action) = known.or_else(|| store.cached_action(&parts.key)) {
                         s.summary.cached += 1;
                         reporter.cached(&node.id, &parts.key, &action);
                         s.done(i, action, shown, store, reporter);
