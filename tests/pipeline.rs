@@ -324,10 +324,9 @@ fn the_default_pipeline_runs_end_to_end() {
     let ev = run(
         &ws,
         &[
+            // One edit: evaluate_size takes train_size's matrix (matrix_from).
             "--set",
             "stages.train_size.matrix.hidden=[8, 24, 48]",
-            "--set",
-            "stages.evaluate_size.matrix.hidden=[8, 24, 48]",
         ],
     );
     let mut expected: Vec<String> = Vec::new();
