@@ -16,6 +16,12 @@ TORCH_VERSION := 2.11.0
 # What the tests' Python checks import beside torch (the study's models, numpy's resampler,
 # results/ read by polars, pyarrow, pandas and safetensors) and the bench's references (scipy).
 PY_TEST_PACKAGES := numpy==2.4.6 scipy==1.17.1 pyarrow==26.0.1 polars==2.1.0 pandas==3.1.1 safetensors==0.7.0
+# The NWB files the tests write, as the WormID datasets are written: pynwb 4 with the
+# ndx-multichannel-volume extension. That extension's metadata caps pynwb below 3 although
+# its spec loads under pynwb 4 (tests/community.rs writes and reads files with both), so it
+# is installed without its declared dependencies; scikit-image is what it imports.
+PY_NWB_PACKAGES := pynwb==4.2.0 h5py==3.16.0 scikit-image==0.26.0
+PY_NWB_EXTENSION := ndx-multichannel-volume==0.1.12
 VENV ?= $(HOME)/.cache/wormflow/venv
 TORCH_PYTHON ?= $(VENV)/bin/python
 export LIBTORCH_USE_PYTORCH := 1
@@ -38,6 +44,7 @@ torch:
 	  python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
 	@"$(TORCH_PYTHON)" -c "import numpy, scipy, pyarrow, polars, pandas, safetensors" 2>/dev/null || "$(TORCH_PYTHON)" -m pip install --quiet $(PY_TEST_PACKAGES)
+	@"$(TORCH_PYTHON)" -c "import pynwb, h5py, skimage, ndx_multichannel_volume" 2>/dev/null || { "$(TORCH_PYTHON)" -m pip install --quiet $(PY_NWB_PACKAGES) && "$(TORCH_PYTHON)" -m pip install --quiet --no-deps $(PY_NWB_EXTENSION); }
 
 ## build: the release binary at $(BIN)
 build: setup

@@ -56,6 +56,10 @@ pub enum StaleReason {
     FileAdded {
         path: String,
     },
+    /// A file the last result depended on (e.g. under a directory source) is gone.
+    FileRemoved {
+        path: String,
+    },
     /// Some inputs are stale themselves: the key is known once they ran.
     InputsRunFirst,
     /// The key differs for nothing the last record lists (e.g. an older wormflow wrote it).
@@ -134,6 +138,7 @@ impl fmt::Display for StaleReason {
             InputChanged { node } => write!(f, "input {node} changed"),
             FileChanged { path } => write!(f, "file {path} changed"),
             FileAdded { path } => write!(f, "file {path} added to deps"),
+            FileRemoved { path } => write!(f, "file {path} no longer among the deps"),
             InputsRunFirst => write!(f, "inputs will be rebuilt first"),
             Unrecorded => write!(
                 f,

@@ -94,11 +94,24 @@ impl<'a> Resolver<'a> {
         let node = &self.graph.nodes[i];
         let mut deps = Vec::new();
         for d in &node.deps {
-            let path = self.workspace.join(d);
-            let hash = self.stat_cache.lock().expect("stat cache lock").hash(&path).map_err(|e| {
-                anyhow!("{}: depends on the file {d:?} ({}), which cannot be read: {e}; create the file or fix the path in its params", node.id, path.display())
-            })?;
-            deps.push(DepRecord { path: d.clone(), hash });
+            // A directory or glob enters the key file by file: a file added, removed or
+            // changed under it changes the key.
+            let files = if wormflow_api::local::is_multi(&self.workspace, d) {
+                wormflow_api::local::expand(&self.workspace, d)
+                    .map_err(|e| anyhow!("{}: {e}; fix the path in its params", node.id))?
+                    .into_iter()
+                    .map(|f| f.path)
+                    .collect()
+            } else {
+                vec![d.clone()]
+            };
+            for f in files {
+                let path = self.workspace.join(&f);
+                let hash = self.stat_cache.lock().expect("stat cache lock").hash(&path).map_err(|e| {
+                    anyhow!("{}: depends on the file {f:?} ({}), which cannot be read: {e}; create the file or fix the path in its params", node.id, path.display())
+                })?;
+                deps.push(DepRecord { path: f, hash });
+            }
         }
         let inputs: Vec<InputRecord> = self.graph.inputs[i]
             .iter()
@@ -276,6 +289,11 @@ fn describe_changes(
                     }
                     None => reasons.push(StaleReason::FileAdded { path: d.path.clone() }),
                     _ => {}
+                }
+            }
+            for old in &last.deps {
+                if !p.deps.iter().any(|d| d.path == old.path) {
+                    reasons.push(StaleReason::FileRemoved { path: old.path.clone() });
                 }
             }
         }

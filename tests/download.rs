@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use common::{Events, Workspace};
 
-/// A file the server can send; `cut` closes the first full response half-way.
+/// A file the server can send; `cut` closes the first full response half-way; `redirect`
+/// answers 302 with that Location instead.
 #[derive(Clone)]
 struct Route {
-    path: &'static str,
+    path: String,
     body: Vec<u8>,
     cut_first: bool,
     slow: bool,
+    redirect: Option<String>,
 }
 
 struct Server {
@@ -32,8 +34,14 @@ fn body(n: usize, salt: u8) -> Vec<u8> {
 
 impl Server {
     fn start(routes: Vec<Route>) -> Server {
+        Server::start_with(|_| routes)
+    }
+
+    /// Routes that need the server's own address (`http://127.0.0.1:PORT`), e.g. in JSON.
+    fn start_with(routes: impl FnOnce(&str) -> Vec<Route>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let routes = routes(&format!("http://127.0.0.1:{port}"));
         let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = log.clone();
         std::thread::spawn(move || {
@@ -85,6 +93,12 @@ fn serve(
         );
         return;
     };
+    if let Some(location) = &route.redirect {
+        let _ = stream.write_all(
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        return;
+    }
     let from = range_from.unwrap_or(0).min(route.body.len());
     let part = &route.body[from..];
     let head = if range_from.is_some() {
@@ -129,8 +143,12 @@ fn pipeline(files: &str) -> String {
     format!("[pipeline]\nname = \"dl\"\n[stages.get]\nkind = \"download\"\nparams = {{ retries = 3, timeout_s = 5, files = [{files}] }}\n")
 }
 
-fn route(path: &'static str, body: Vec<u8>) -> Route {
-    Route { path, body, cut_first: false, slow: false }
+fn route(path: &str, body: Vec<u8>) -> Route {
+    Route { path: path.to_string(), body, cut_first: false, slow: false, redirect: None }
+}
+
+fn redirect(path: &str, to: &str) -> Route {
+    Route { redirect: Some(to.to_string()), ..route(path, Vec::new()) }
 }
 
 #[test]
@@ -348,4 +366,109 @@ fn allow_unpinned_fetches_once_and_writes_the_pins() {
     let pins = ws.read("results/get/pins.toml");
     assert!(pins.contains(&format!("blake3 = \"{}\"", b3(&data))), "{pins}");
     assert!(pins.contains(&server.url("/first.bin")), "{pins}");
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the DANDI API answers (api.dandiarchive.org/api, as documented at
+/// /swagger): asset listings filtered by `path` prefix and paginated by `next`, each asset's
+/// metadata with its `digest`, and `/assets/{id}/download/` redirecting to the blob store.
+/// `assets` are (asset_id, path, bytes, published sha256).
+fn dandi_routes(base: &str, assets: &[(&str, &str, Vec<u8>, String)]) -> Vec<Route> {
+    let version = "/api/dandisets/000776/versions/0.241009.1509";
+    let listed = |a: &(&str, &str, Vec<u8>, String)| {
+        serde_json::json!({"asset_id": a.0, "blob": format!("blob-{}", a.0), "zarr": null, "path": a.1,
+            "size": a.2.len(), "created": "2024-10-09T15:09:00Z", "modified": "2024-10-09T15:09:00Z"})
+    };
+    let mut routes = Vec::new();
+    for a in assets {
+        let one = serde_json::json!({"count": 1, "next": null, "previous": null, "results": [listed(a)]});
+        let query: String = a.1.replace('/', "%2F");
+        routes.push(route(&format!("{version}/assets/?path={query}&page_size=1000"), one.to_string().into_bytes()));
+        let meta = serde_json::json!({"id": format!("dandiasset:{}", a.0), "schemaKey": "Asset", "path": a.1,
+            "contentSize": a.2.len(), "encodingFormat": "application/x-nwb",
+            "digest": {"dandi:dandi-etag": "0123abcd-1", "dandi:sha2-256": a.3},
+            "contentUrl": [format!("{base}/api/assets/{}/download/", a.0), format!("{base}/blobs/{}", a.0)]});
+        routes.push(route(&format!("{version}/assets/{}/", a.0), meta.to_string().into_bytes()));
+        routes.push(redirect(&format!("/api/assets/{}/download/", a.0), &format!("{base}/blobs/{}", a.0)));
+        routes.push(route(&format!("/blobs/{}", a.0), a.2.clone()));
+    }
+    // The whole dandiset (`path=` empty), two pages.
+    let page2 = format!("{base}{version}/assets/?page=2&path=&page_size=1000");
+    let first = serde_json::json!({"count": assets.len(), "next": page2, "previous": null, "results": [listed(&assets[0])]});
+    let rest: Vec<_> = assets[1..].iter().map(listed).collect();
+    let second = serde_json::json!({"count": assets.len(), "next": null, "previous": "…", "results": rest});
+    routes.push(route(&format!("{version}/assets/?path=&page_size=1000"), first.to_string().into_bytes()));
+    routes.push(route(&format!("{version}/assets/?page=2&path=&page_size=1000"), second.to_string().into_bytes()));
+    routes
+}
+
+fn dandi_pipeline(api: &str, files: &str) -> String {
+    pipeline(files).replace("retries = 3", &format!("dandi_api = \"{api}\", retries = 3"))
+}
+
+#[test]
+fn dandi_assets_resolve_through_the_api_and_are_pinned_by_its_sha256() {
+    let (a, b) = (body(80_000, 3), body(60_000, 5));
+    let assets = [
+        ("aaaa-1", "sub-1/sub-1_ophys.nwb", a.clone(), sha256(&a)),
+        ("bbbb-2", "sub-2/sub-2_ophys.nwb", b.clone(), sha256(&b)),
+    ];
+    let server = Server::start_with(|base| dandi_routes(base, &assets));
+    let api = server.url("/api");
+    // One asset of a published version: no pin needed, the archive's sha256 is checked.
+    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }"));
+    assert_eq!(ws.run_events(&[]).ran(), ["get"]);
+    assert_eq!(std::fs::read(ws.file("results/get/sub-1_ophys.nwb")).unwrap(), a);
+    let sources: serde_json::Value = serde_json::from_str(&ws.read("results/get/.sources.json")).unwrap();
+    assert_eq!(sources["sub-1_ophys.nwb"], "dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb");
+    let log = server.requests();
+    assert!(log.iter().any(|r| r.starts_with("GET /api/assets/aaaa-1/download/")), "{log:?}");
+    assert!(log.iter().any(|r| r.starts_with("GET /blobs/aaaa-1")), "the redirect is followed: {log:?}");
+
+    // The whole dandiset: every NWB asset, across pages, keeping the folders.
+    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/0.241009.1509/\", path = \"raw\" }"));
+    ws.run_events(&[]);
+    assert_eq!(std::fs::read(ws.file("results/get/raw/sub-1/sub-1_ophys.nwb")).unwrap(), a);
+    assert_eq!(std::fs::read(ws.file("results/get/raw/sub-2/sub-2_ophys.nwb")).unwrap(), b);
+
+    // A plain asset download URL redirects to S3 too: followed, and the pin still holds.
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", sha256 = \"{}\", path = \"b.nwb\" }}",
+        server.url("/api/assets/bbbb-2/download/"),
+        sha256(&b)
+    )));
+    ws.run_events(&[]);
+    assert_eq!(std::fs::read(ws.file("results/get/b.nwb")).unwrap(), b);
+    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", sha256 = \"{}\" }}", server.url("/api/assets/bbbb-2/download/"), sha256(&b))));
+    assert!(ws.bad(&["run"]).contains("names no file"));
+
+    // A draft can change: refused at plan time without a pin.
+    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/draft/sub-1/sub-1_ophys.nwb\" }"));
+    assert!(ws.bad(&["status"]).contains("a DANDI draft can change"));
+}
+
+#[test]
+fn a_dandi_asset_whose_bytes_differ_from_the_published_sha256_stores_nothing() {
+    let a = body(40_000, 9);
+    let assets = [("aaaa-1", "sub-1/sub-1_ophys.nwb", a.clone(), sha256(b"something else"))];
+    let server = Server::start_with(|base| {
+        let mut routes = dandi_routes(base, &assets);
+        // The API answers a path that matches nothing with an empty page.
+        let none = serde_json::json!({"count": 0, "next": null, "previous": null, "results": []});
+        routes.push(route(
+            "/api/dandisets/000776/versions/0.241009.1509/assets/?path=sub-9%2Fnone.nwb&page_size=1000",
+            none.to_string().into_bytes(),
+        ));
+        routes
+    });
+    let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }"));
+    let err = ws.bad(&["run"]);
+    assert!(err.contains("checksum mismatch") && err.contains("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb"), "{err}");
+    assert!(!ws.file("results/get").exists());
+    let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-9/none.nwb\" }"));
+    assert!(ws.bad(&["run"]).contains("lists no such asset"));
 }

@@ -50,14 +50,7 @@ fn eval(ws: &Workspace, node: &str) -> Value {
     serde_json::to_value(e).unwrap()
 }
 
-/// The venv's Python (torch, numpy, polars, pyarrow, pandas, safetensors: `make torch`).
-fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wormflow/venv")
-    });
-    let py = venv.join("bin/python");
-    py.exists().then_some(py)
-}
+use common::python;
 
 /// Render report.html from results/ in a real headless Chromium: a non-empty screenshot,
 /// and a DOM that holds the figures as SVG (not the page's source as text) and their titles.

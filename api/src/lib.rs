@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Map, Value};
 
 pub mod child;
+pub mod local;
 
 /// One finished upstream node, as a stage sees it (serialisable, so a stage can hand its
 /// context to a helper process).

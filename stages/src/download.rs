@@ -1,8 +1,13 @@
 //! Kind `download`: bring files into the store, each pinned by its hash.
 //!
 //! Sources: `http(s)://` URLs (streamed, resumed with `Range` after a cut connection,
-//! retried with exponential backoff), `file://` URLs and plain paths (relative to the
-//! workspace). Directories in `mirrors` are checked first for a file of the same name;
+//! retried with exponential backoff, redirects followed), `dandi:` assets of the DANDI
+//! archive (see `dandi.rs`; pinned by the sha256 the archive publishes), `file://` URLs and
+//! plain paths relative to the workspace — a file, a directory (every file under it) or a
+//! glob (`mydata/*.h5`), each file entering the key by its contents (`wormflow_api::local`).
+//! Every file's origin is listed in `.sources.json` (output path → URL or local path), so
+//! later stages can name the user's file rather than the store's copy.
+//! Directories in `mirrors` are checked first for a file of the same name;
 //! a mirror copy is used only if its hash matches the pin. Every URL must be pinned by
 //! `blake3` (or `sha256`); a mismatch is an error naming the expected and actual hash, and
 //! nothing is stored. The one escape hatch, for a pipeline whose files nobody has fetched
@@ -24,9 +29,13 @@ use serde_json::{json, Map};
 use sha2::Digest;
 use wormflow_api::StageContext;
 
+use crate::dandi::{self, DandiRef};
 use crate::stage::Stage;
 
 pub struct Download;
+
+/// Written into every download's output: output path → where it came from.
+pub const SOURCES_FILE: &str = ".sources.json";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +68,8 @@ pub struct Params {
     pub max_unpacked_bytes: u64,
     /// Most unpacked bytes per byte of archive (real data compresses far less).
     pub max_unpack_ratio: u64,
+    /// The DANDI archive's REST API, for `dandi:` sources.
+    pub dandi_api: String,
 }
 
 impl Default for Params {
@@ -71,12 +82,13 @@ impl Default for Params {
             allow_unpinned: false,
             max_unpacked_bytes: 256 << 30,
             max_unpack_ratio: 200,
+            dandi_api: "https://api.dandiarchive.org/api".into(),
         }
     }
 }
 
 fn is_remote(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
+    url.starts_with("http://") || url.starts_with("https://") || url.starts_with("dandi:")
 }
 
 fn local_path(url: &str) -> &str {
@@ -90,11 +102,21 @@ fn file_name(url: &str) -> &str {
 
 impl FileSpec {
     fn dest(&self) -> String {
-        if self.path.is_empty() {
-            file_name(&self.url).to_string()
-        } else {
-            self.path.clone()
+        if !self.path.is_empty() {
+            return self.path.clone();
         }
+        match DandiRef::parse(&self.url) {
+            Some(Ok(r)) if r.is_folder() => String::new(),
+            Some(Ok(r)) => r.dest_of(&r.path),
+            _ => file_name(&self.url).to_string(),
+        }
+    }
+
+    /// Sources that may bring many files (a DANDI folder; local directories and globs are
+    /// only known with the workspace) land under `path`, or the output's root.
+    fn is_folder_source(&self) -> bool {
+        matches!(DandiRef::parse(&self.url), Some(Ok(r)) if r.is_folder())
+            || (!is_remote(&self.url) && local_path(&self.url).contains(['*', '?', '[', '{']))
     }
 }
 
@@ -161,10 +183,32 @@ impl Stage for Download {
             if f.url.is_empty() {
                 return Err("every entry of params.files needs a url".into());
             }
-            if is_remote(&f.url) && f.pin().is_none() && !p.allow_unpinned {
-                return Err(format!("{}: remote files must be pinned: add blake3 = \"…\" (or sha256 = \"…\"); for a first fetch of files whose hash nobody has yet, set allow_unpinned = true and copy the hashes from the node's pins.toml", f.url));
+            let dandi = match DandiRef::parse(&f.url) {
+                Some(r) => Some(r?),
+                None => None,
+            };
+            // A published DANDI version is immutable and carries each asset's sha256.
+            let pinned_by_archive = dandi.as_ref().is_some_and(|r| !r.is_draft());
+            if is_remote(&f.url) && f.pin().is_none() && !pinned_by_archive && !p.allow_unpinned {
+                let what = if dandi.is_some() { "a DANDI draft can change" } else { "remote files must be pinned" };
+                return Err(format!("{}: {what}: add blake3 = \"…\" (or sha256 = \"…\"){}; for a first fetch of files whose hash nobody has yet, set allow_unpinned = true and copy the hashes from the node's pins.toml", f.url, if dandi.is_some() { ", or name a published version" } else { "" }));
+            }
+            if f.is_folder_source() && f.pin().is_some() {
+                return Err(format!("{}: names many files, and a pin is the hash of one; pin files one by one", f.url));
+            }
+            if f.is_folder_source() {
+                if !f.path.is_empty() && !safe_relative(Path::new(&f.path)) {
+                    return Err(format!("{}: path {:?} must be a relative path inside the output", f.url, f.path));
+                }
+                continue;
             }
             let dest = f.dest();
+            if dest.is_empty() && is_remote(&f.url) {
+                return Err(format!(
+                    "{}: the URL names no file (e.g. a DANDI asset's …/download/ link); add path = \"name.nwb\"",
+                    f.url
+                ));
+            }
             if dest.is_empty() || !safe_relative(Path::new(&dest)) {
                 return Err(format!(
                     "{}: path {dest:?} must be a relative path inside the output",
@@ -175,15 +219,20 @@ impl Stage for Download {
         // Two files landing on one name: one would silently replace the other. (Archives
         // may share a directory; an entry that is already there is refused when unpacking.)
         let lands = |f: &FileSpec| {
-            if f.extract {
+            if f.is_folder_source() {
+                format!("{}/", f.path)
+            } else if f.extract {
                 strip_archive_ext(&f.dest()).to_string()
             } else {
                 f.dest()
             }
         };
         for (i, a) in p.files.iter().enumerate() {
-            if let Some(b) =
-                p.files[..i].iter().find(|b| lands(b) == lands(a) && !(a.extract && b.extract))
+            if let Some(b) = p.files[..i].iter().find(|b| {
+                lands(b) == lands(a)
+                    && !(a.extract && b.extract)
+                    && !(a.is_folder_source() || b.is_folder_source())
+            })
             {
                 return Err(format!(
                     "{} and {} would both be written to {:?}; give one of them its own path, e.g. {{ url = \"{}\", path = \"b/{}\" }}",
@@ -205,52 +254,148 @@ impl Stage for Download {
 
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         let mut sources = Vec::new();
+        let mut origins = std::collections::BTreeMap::new();
         let mut first_pins = String::new();
         for (i, spec) in p.files.iter().enumerate() {
             let progress = |fraction: f64, msg: &str| {
                 (ctx.progress)(&wormflow_api::Progress::new(
                     (i as f64 + fraction) / p.files.len() as f64,
-                    format!("{} {msg}", spec.dest()),
+                    format!("{} {msg}", spec.url),
                 ))
             };
-            let tmp = ctx.scratch.join(format!("download-{i}"));
-            let source = fetch(spec, &p, ctx, &tmp, &progress)?;
-            sources.push(json!({"path": spec.dest(), "from": source}));
-            if is_remote(&spec.url) && spec.pin().is_none() {
-                let got = digest(&tmp, "blake3")?;
-                first_pins.push_str(&format!("{{ url = {:?}, blake3 = \"{got}\" }},\n", spec.url));
-            }
-            let dest = ctx.out_dir.join(spec.dest());
-            if spec.extract {
-                let into = ctx.out_dir.join(strip_archive_ext(&spec.dest()));
-                extract(&tmp, &spec.dest(), &into, &Limits::of(&p, &tmp)?)?;
-            } else {
-                fs::create_dir_all(dest.parent().expect("inside out_dir"))?;
-                fs::rename(&tmp, &dest).or_else(|_| fs::copy(&tmp, &dest).map(|_| ()))?;
+            for (j, item) in expand(spec, &p, ctx)?.into_iter().enumerate() {
+                let tmp = ctx.scratch.join(format!("download-{i}-{j}"));
+                let from = fetch(&item, &p, ctx, &tmp, &progress)?;
+                sources.push(json!({"path": item.dest, "from": from}));
+                origins.insert(item.dest.clone(), item.origin.clone());
+                if is_remote(&item.url) && item.pins.is_empty() {
+                    let got = digest(&tmp, "blake3")?;
+                    first_pins.push_str(&format!("{{ url = {:?}, blake3 = \"{got}\" }},\n", item.origin));
+                }
+                let dest = ctx.out_dir.join(&item.dest);
+                if spec.extract {
+                    let into = ctx.out_dir.join(strip_archive_ext(&item.dest));
+                    extract(&tmp, &item.dest, &into, &Limits::of(&p, &tmp)?)?;
+                } else {
+                    if dest.exists() {
+                        bail!("{}: {} is already in the output (two sources land on one name); give one of them its own path", item.origin, item.dest);
+                    }
+                    fs::create_dir_all(dest.parent().expect("inside out_dir"))?;
+                    fs::rename(&tmp, &dest).or_else(|_| fs::copy(&tmp, &dest).map(|_| ()))?;
+                }
             }
         }
         if !first_pins.is_empty() {
             let note = "# Fetched without a pin (allow_unpinned = true). Pin them: copy these entries into\n# params.files (keeping path/extract), then drop allow_unpinned.\n";
             fs::write(ctx.out_dir.join("pins.toml"), format!("{note}{first_pins}"))?;
         }
+        fs::write(ctx.out_dir.join(SOURCES_FILE), serde_json::to_vec_pretty(&origins)?)?;
         let mut prov = Map::new();
         prov.insert("sources".into(), json!(sources));
         Ok(prov)
     }
 }
 
-/// Put the file's bytes at `tmp`, checked against its pin; returns where they came from.
+/// One file to bring in: where from, where to, and the hashes it must have.
+struct Item {
+    /// http(s) URL or a path relative to the workspace.
+    url: String,
+    /// What the user wrote or sees (the `dandi:` reference, the local path).
+    origin: String,
+    /// Relative path in the output.
+    dest: String,
+    pins: Vec<(&'static str, String)>,
+    /// Mirrors are searched for this name.
+    mirror_name: String,
+}
+
+fn agent(p: &Params) -> ureq::Agent {
+    let timeout = Some(Duration::from_secs(p.timeout_s.max(1)));
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(timeout)
+        .timeout_recv_response(timeout)
+        .timeout_per_read(timeout)
+        .build()
+        .into()
+}
+
+/// The files one entry of `params.files` stands for.
+fn expand(spec: &FileSpec, p: &Params, ctx: &StageContext) -> Result<Vec<Item>> {
+    let user_pin: Vec<(&'static str, String)> =
+        spec.pin().map(|pin| vec![(pin.algo, pin.hex.to_string())]).unwrap_or_default();
+    let under = |rel: &str| {
+        if spec.path.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", spec.path.trim_end_matches('/'))
+        }
+    };
+    if let Some(r) = DandiRef::parse(&spec.url) {
+        let r = r.map_err(anyhow::Error::msg)?;
+        let assets = dandi::resolve(&agent(p), &p.dandi_api, &r)?;
+        return assets
+            .into_iter()
+            .map(|a| {
+                let mut pins = user_pin.clone();
+                match &a.sha256 {
+                    Some(sha) => pins.push(("sha256", sha.clone())),
+                    None if pins.is_empty() && !p.allow_unpinned => bail!(
+                        "dandi:{}/{}/{}: the archive publishes no sha256 for this asset (yet); pin it with blake3/sha256, or set allow_unpinned = true",
+                        r.dandiset, r.version, a.path
+                    ),
+                    None => {}
+                }
+                let dest = if r.is_folder() { under(&r.dest_of(&a.path)) } else { spec.dest() };
+                Ok(Item {
+                    origin: format!("dandi:{}/{}/{}", r.dandiset, r.version, a.path),
+                    url: a.download_url,
+                    mirror_name: a.path.rsplit('/').next().unwrap_or(&a.path).to_string(),
+                    dest,
+                    pins,
+                })
+            })
+            .collect();
+    }
+    let local = !is_remote(&spec.url);
+    if local && wormflow_api::local::is_multi(ctx.workspace, local_path(&spec.url)) {
+        if spec.pin().is_some() {
+            bail!("{}: names a directory or several files, and a pin is the hash of one file; drop the pin (local files enter the key by their contents)", spec.url);
+        }
+        let files = wormflow_api::local::expand(ctx.workspace, local_path(&spec.url))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.url))?;
+        return Ok(files
+            .into_iter()
+            .map(|f| Item {
+                url: f.path.clone(),
+                origin: f.path,
+                mirror_name: f.rel.rsplit('/').next().unwrap_or(&f.rel).to_string(),
+                dest: under(&f.rel),
+                pins: Vec::new(),
+            })
+            .collect());
+    }
+    Ok(vec![Item {
+        url: spec.url.clone(),
+        origin: local_path(&spec.url).to_string(),
+        dest: spec.dest(),
+        pins: user_pin,
+        mirror_name: file_name(&spec.url).to_string(),
+    }])
+}
+
+/// Put the file's bytes at `tmp`, checked against its pins; returns where they came from.
 fn fetch(
-    spec: &FileSpec,
+    item: &Item,
     p: &Params,
     ctx: &StageContext,
     tmp: &Path,
     progress: &dyn Fn(f64, &str),
 ) -> Result<String> {
-    let pin = spec.pin();
+    let pin = item.pins.first().map(|(algo, hex)| Pin { algo, hex });
     if let Some(pin) = &pin {
         for mirror in &p.mirrors {
-            let candidate = ctx.workspace.join(mirror).join(file_name(&spec.url));
+            let candidate = ctx.workspace.join(mirror).join(&item.mirror_name);
             if candidate.is_file() && verify(&candidate, pin, "mirror").is_ok() {
                 fs::copy(&candidate, tmp)
                     .with_context(|| format!("cannot copy {}", candidate.display()))?;
@@ -259,22 +404,22 @@ fn fetch(
             }
         }
     }
-    if is_remote(&spec.url) {
-        http_get(&spec.url, tmp, p, progress)?;
+    if is_remote(&item.url) {
+        http_get(&item.url, tmp, p, progress)?;
     } else {
-        let src = ctx.workspace.join(local_path(&spec.url));
+        let src = ctx.workspace.join(local_path(&item.url));
         fs::copy(&src, tmp).with_context(|| {
             format!(
                 "{}: cannot read {} ; check the path (relative to the workspace)",
-                spec.url,
+                item.url,
                 src.display()
             )
         })?;
     }
-    if let Some(pin) = &pin {
-        verify(tmp, pin, &spec.url)?;
+    for (algo, hex) in &item.pins {
+        verify(tmp, &Pin { algo, hex }, &item.origin)?;
     }
-    Ok(spec.url.clone())
+    Ok(item.origin.clone())
 }
 
 /// Why one HTTP attempt stopped.
@@ -284,14 +429,7 @@ enum Attempt {
 }
 
 fn http_get(url: &str, tmp: &Path, p: &Params, progress: &dyn Fn(f64, &str)) -> Result<()> {
-    let timeout = Some(Duration::from_secs(p.timeout_s.max(1)));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(timeout)
-        .timeout_recv_response(timeout)
-        .timeout_per_read(timeout)
-        .build()
-        .into();
+    let agent = agent(p);
     let _ = fs::remove_file(tmp);
     let mut last = String::new();
     for attempt in 0..=p.retries {

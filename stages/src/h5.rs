@@ -21,6 +21,65 @@ impl H5 {
         Ok(H5 { file, path: path.to_path_buf() })
     }
 
+    /// Open for reads of only what is asked for (metadata and the datasets read), never
+    /// the whole file: NWB files hold image volumes of many gigabytes beside the traces.
+    pub fn open_streaming(path: &Path) -> Result<H5> {
+        let file = File::open_streaming(path).map_err(|e| {
+            anyhow!(
+                "{}: cannot read as HDF5 ({e}); is it the right file and format?",
+                path.display()
+            )
+        })?;
+        Ok(H5 { file, path: path.to_path_buf() })
+    }
+
+    /// Names of the subgroups and datasets of the group at `path` ("" = root). `None`
+    /// when the group is missing or cannot be listed: hdf5-pure 0.47 cannot list an
+    /// old-style (symbol-table) group that holds a soft link, though its other members
+    /// still open by path.
+    pub fn members(&self, path: &str) -> Option<(Vec<String>, Vec<String>)> {
+        let group = if path.is_empty() { self.file.root() } else { self.file.group(path).ok()? };
+        let mut groups = group.groups().ok()?;
+        let mut datasets = group.datasets().ok()?;
+        groups.sort();
+        datasets.sort();
+        Some((groups, datasets))
+    }
+
+    pub fn is_group(&self, path: &str) -> bool {
+        self.file.group(path).is_ok()
+    }
+
+    /// A text attribute of the group or dataset at `path` (e.g. NWB's `neurodata_type`).
+    pub fn text_attr(&self, path: &str, name: &str) -> Option<String> {
+        let attrs = match self.file.group(path) {
+            Ok(g) => g.attrs().ok()?,
+            Err(_) => self.file.dataset(path).ok()?.attrs().ok()?,
+        };
+        attr_text(attrs.get(name)?)
+    }
+
+    /// A numeric attribute of the dataset at `path` (e.g. a TimeSeries' `rate`).
+    pub fn number_attr(&self, path: &str, name: &str) -> Option<f64> {
+        let attrs = self.file.dataset(path).ok()?.attrs().ok()?;
+        Some(match attrs.get(name)? {
+            AttrValue::F64(v) => *v,
+            AttrValue::F32(v) => *v as f64,
+            AttrValue::I32(v) => *v as f64,
+            AttrValue::I64(v) => *v as f64,
+            AttrValue::U32(v) => *v as f64,
+            AttrValue::U64(v) => *v as f64,
+            _ => return None,
+        })
+    }
+
+    /// Non-negative integers (indices, offsets) of any integer type.
+    pub fn indices(&self, name: &str) -> Result<Vec<u64>> {
+        let ds = self.file.dataset(name).map_err(|e| self.missing(name, e))?;
+        ds.read_u64()
+            .map_err(|e| anyhow!("{}: cannot read {name:?} as indices: {e}", self.path.display()))
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.file.dataset(name).is_ok()
     }
@@ -73,24 +132,32 @@ impl H5 {
     /// A root attribute as text (strings as they are, numbers formatted).
     pub fn attr(&self, name: &str) -> Option<String> {
         let attrs = self.file.root().attrs().ok()?;
-        Some(match attrs.get(name)? {
-            AttrValue::String(s)
-            | AttrValue::VarLenString(s)
-            | AttrValue::AsciiString(s)
-            | AttrValue::VarLenAsciiString(s) => s.clone(),
-            AttrValue::StringSized { value, .. } | AttrValue::AsciiStringSized { value, .. } => {
-                value.clone()
-            }
+        let value = attrs.get(name)?;
+        Some(attr_text(value).unwrap_or_else(|| match value {
             AttrValue::I8(v) => v.to_string(),
             AttrValue::U8(v) => v.to_string(),
             AttrValue::I32(v) => v.to_string(),
             AttrValue::I64(v) => v.to_string(),
             AttrValue::F64(v) => v.to_string(),
             other => format!("{other:?}"),
-        })
+        }))
     }
 
     pub fn attr_bool(&self, name: &str) -> Option<bool> {
         self.attr(name).map(|s| matches!(s.as_str(), "1" | "true" | "True" | "TRUE"))
+    }
+}
+
+/// A string attribute's text; None for other types.
+fn attr_text(value: &AttrValue) -> Option<String> {
+    match value {
+        AttrValue::String(s)
+        | AttrValue::VarLenString(s)
+        | AttrValue::AsciiString(s)
+        | AttrValue::VarLenAsciiString(s) => Some(s.clone()),
+        AttrValue::StringSized { value, .. } | AttrValue::AsciiStringSized { value, .. } => {
+            Some(value.clone())
+        }
+        _ => None,
     }
 }

@@ -2,6 +2,7 @@
 //! and analysis. Each kind implements `wormflow_api::StageKind` (through the typed
 //! [`stage::Stage`] adapter); the binary registers them all with [`register_all`].
 
+pub mod dandi;
 pub mod download;
 pub mod fit;
 pub mod h5;

@@ -104,6 +104,14 @@ impl Stage for Preprocess {
         let out: Vec<Worm> = pool
             .install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
         write_dataset(ctx.out_dir, &out, &ctx.file_metadata())?;
+        let log: String = out
+            .iter()
+            .map(|w| {
+                let what = if w.info.resampling.is_empty() { "not resampled" } else { &w.info.resampling };
+                format!("{} {}: {what}\n", w.dataset, w.worm)
+            })
+            .collect();
+        let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
         let masked: u32 = out.iter().map(|w| w.info.masked_neurons).sum::<u32>()
             - worms.iter().map(|w| w.info.masked_neurons).sum::<u32>();
         let mut prov = Map::new();
@@ -133,7 +141,12 @@ pub fn preprocess_worm(w: &Worm, p: &Params) -> Result<Worm> {
         );
     }
     let mut info = w.info.clone();
-    info.resampling = how;
+    // From → to, so a step that loses (or invents) frames is visible per worm.
+    info.resampling = if resample {
+        format!("{} steps → {} steps: {how}", w.t.len(), grid.len())
+    } else {
+        String::new()
+    };
     let mut traces: Vec<Option<Vec<f32>>> = vec![None; w.traces.len()];
     // Scale and offset per neuron; masked neurons are dropped here.
     let mut kept: Vec<(usize, &[f32], f64, f64)> = Vec::new();

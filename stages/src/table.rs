@@ -8,7 +8,9 @@
 //! `worms.parquet` — one row per worm: dataset, worm, n_steps, dt (median, s), n_labelled,
 //! labelled (list<utf8>), source_file, citation, time_is_estimated, and counts of what was
 //! dropped or masked: unknown_labels, duplicate_labels, ambiguous_resolved,
-//! ambiguous_dropped, masked_neurons; and what preprocess did to the time axis (resampling).
+//! ambiguous_dropped, masked_neurons; what preprocess did to the time axis (resampling); and
+//! what the file said: signal (what the traces are, where they were read), source,
+//! time_note (how the time axis was obtained).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +39,12 @@ pub struct WormInfo {
     pub masked_neurons: u32,
     /// What preprocess did to the time axis, in words ("" before preprocessing).
     pub resampling: String,
+    /// What the traces are and where they were read (e.g. "ΔF/F: processing/…").
+    pub signal: String,
+    /// Where the recording came from, as its file says.
+    pub source: String,
+    /// How the time axis was obtained, when it is worth saying (estimated, from a rate).
+    pub time_note: String,
 }
 
 /// One worm's recording in the standard layout.
@@ -243,6 +251,9 @@ pub fn write_worms(path: &Path, worms: &[Worm], metadata: &parquet_io::Metadata)
         ("ambiguous_dropped", counts(|i| i.ambiguous_dropped)),
         ("masked_neurons", counts(|i| i.masked_neurons)),
         ("resampling", strs(|w| &w.info.resampling)),
+        ("signal", strs(|w| &w.info.signal)),
+        ("source", strs(|w| &w.info.source)),
+        ("time_note", strs(|w| &w.info.time_note)),
     ])?;
     parquet_io::write_batch(path, batch, metadata)
 }
@@ -264,10 +275,15 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
             u("ambiguous_dropped")?,
             u("masked_neurons")?,
         );
-        // Tables written before preprocess recorded it have no `resampling` column.
-        let resampling = batch
-            .column_by_name("resampling")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        // Tables written by older versions lack the later text columns.
+        let optional = |name: &str| {
+            batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        };
+        let text = |c: &Option<StringArray>, r: usize| {
+            c.as_ref().map_or_else(String::new, |c| c.value(r).to_string())
+        };
+        let (resampling, signal, source, time_note) =
+            (optional("resampling"), optional("signal"), optional("source"), optional("time_note"));
         for r in 0..batch.num_rows() {
             out.push((
                 ds.value(r).to_string(),
@@ -281,9 +297,10 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
                     ambiguous_resolved: ares.value(r) as u32,
                     ambiguous_dropped: adrop.value(r) as u32,
                     masked_neurons: masked.value(r) as u32,
-                    resampling: resampling
-                        .as_ref()
-                        .map_or_else(String::new, |c| c.value(r).to_string()),
+                    resampling: text(&resampling, r),
+                    signal: text(&signal, r),
+                    source: text(&source, r),
+                    time_note: text(&time_note, r),
                 },
             ));
         }

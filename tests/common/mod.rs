@@ -205,6 +205,16 @@ fn snapshot_dir(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The venv's Python (torch, numpy, polars, pyarrow, pandas, safetensors, pynwb,
+/// ndx-multichannel-volume, h5py: `make torch`).
+pub fn python() -> Option<PathBuf> {
+    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wormflow/venv")
+    });
+    let py = venv.join("bin/python");
+    py.exists().then_some(py)
+}
+
 /// A test service that may be missing on a developer's machine. `.ci/run` installs them and
 /// sets WORMFLOW_REQUIRE_SERVICES=1, so there a missing service fails the test; elsewhere the
 /// test says loudly that it was skipped.

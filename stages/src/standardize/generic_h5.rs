@@ -20,6 +20,12 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
     let (n_steps, n_cols, values) = h5.matrix("traces")?;
     let (_, time) = h5.f64s("time")?;
     let names = h5.strings("neuron_names")?;
+    if names.len() != n_cols && names.len() == n_steps {
+        bail!(
+            "{}: /traces is {n_steps} × {n_cols} and /neuron_names has {n_steps} entries: /traces looks transposed; write it as (time, neurons), one column per name",
+            path.display()
+        );
+    }
     if names.len() != n_cols {
         bail!(
             "{}: /neuron_names has {} entries for {n_cols} columns of /traces",
@@ -40,6 +46,9 @@ pub fn read(path: &Path) -> Result<Vec<RawWorm>> {
         n_cols,
         time,
         time_is_estimated: h5.attr_bool("time_is_estimated").unwrap_or(false),
+        signal: h5.attr("signal").unwrap_or_default(),
+        source: h5.attr("source").unwrap_or_default(),
+        time_note: h5.attr("time_note").unwrap_or_default(),
         labels: names.into_iter().map(|n| (!n.trim().is_empty()).then_some(n)).collect(),
     }])
 }

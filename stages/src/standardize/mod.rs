@@ -13,6 +13,8 @@ mod flavell_json;
 mod generic_h5;
 mod leifer;
 mod mat5;
+mod nwb;
+mod worm_data_parquet;
 mod yemini_mat;
 mod zimmer_mat;
 
@@ -33,7 +35,8 @@ pub struct Standardize;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// flavell-h5 | generic-h5 | flavell-json | flavell-2023 | zimmer-mat | yemini-mat | leifer
+    /// flavell-h5 | generic-h5 | flavell-json | flavell-2023 | zimmer-mat | yemini-mat |
+    /// leifer | nwb | worm-data-parquet
     pub format: String,
     /// Name of the source dataset (e.g. "Dag2023"); generic-h5 files may carry their own.
     pub dataset: String,
@@ -48,6 +51,16 @@ pub struct Params {
     /// What to do with NaN inside a labelled neuron's trace: "error" | "interpolate".
     /// (A trace that is entirely NaN is masked out and counted either way.)
     pub nan: String,
+    /// Which trace to read. nwb: "auto" (ΔF/F, else processed, else raw) | "dff" |
+    /// "processed" | "raw". worm-data-parquet: "auto" or "original" (the traces as
+    /// recorded) | "processed" (the successor's resampled, smoothed, normalised traces).
+    pub signal: String,
+    /// nwb: frame rate in Hz for series with neither timestamps nor a rate (0 = none).
+    pub rate: f64,
+    /// nwb: path of the RoiResponseSeries to read ("" = find it).
+    pub nwb_series: String,
+    /// nwb: path of the labels column ("" = find it; see nwb.rs).
+    pub nwb_labels: String,
 }
 
 impl Default for Params {
@@ -60,6 +73,10 @@ impl Default for Params {
             labels: "NeuroPAL_labels_dict.json".into(),
             missing_labels: "error".into(),
             nan: "error".into(),
+            signal: "auto".into(),
+            rate: 0.0,
+            nwb_series: String::new(),
+            nwb_labels: String::new(),
         }
     }
 }
@@ -72,6 +89,8 @@ pub const FORMATS: &[&str] = &[
     "zimmer-mat",
     "yemini-mat",
     "leifer",
+    "nwb",
+    "worm-data-parquet",
 ];
 
 impl Stage for Standardize {
@@ -93,6 +112,24 @@ impl Stage for Standardize {
         }
         if !matches!(p.nan.as_str(), "error" | "interpolate") {
             return Err("params.nan must be \"error\" or \"interpolate\"".into());
+        }
+        match p.format.as_str() {
+            "nwb" => {
+                nwb::Signal::parse(&p.signal)?;
+            }
+            "worm-data-parquet" => {
+                worm_data_parquet::Traces::parse(&p.signal)?;
+            }
+            _ if p.signal != "auto" => {
+                return Err(format!(
+                    "params.signal is for formats nwb and worm-data-parquet; format {} has one signal (remove signal)",
+                    p.format
+                ))
+            }
+            _ => {}
+        }
+        if !(p.rate >= 0.0 && p.rate.is_finite()) {
+            return Err(format!("params.rate must be a frame rate in Hz ≥ 0 (0 = from the file); got {}", p.rate));
         }
         files_glob(&p.files).map_err(|e| format!("params.files: {e}"))?;
         files_glob(&p.labels).map_err(|e| format!("params.labels: {e}"))?;
@@ -116,34 +153,51 @@ impl Stage for Standardize {
         let mut dropped = Vec::new();
         // Worm ids must be unique: two recordings under one id would be merged downstream
         // (one's first half training, the other's second half validating).
-        let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        // (A pool of several sources numbers worms within each: the key includes the dataset.)
+        let mut seen: std::collections::HashMap<(String, String), String> =
+            std::collections::HashMap::new();
+        let origins = Origins::of(ctx);
+        let mut log = String::new();
         for (i, file) in files.iter().enumerate() {
             (ctx.progress)(&wormflow_api::Progress::new(
                 i as f64 / files.len() as f64,
                 file.file_name().unwrap_or_default().to_string_lossy(),
             ));
-            let raws = match p.format.as_str() {
-                "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
-                "generic-h5" => generic_h5::read(file)?,
-                "flavell-json" => flavell_json::read(file)?,
-                "flavell-2023" => flavell_2023::read(file)?,
-                "zimmer-mat" => zimmer_mat::read(file)?,
-                "yemini-mat" => yemini_mat::read(file)?,
-                "leifer" => leifer::read(file)?,
-                _ => unreachable!("checked at plan time"),
+            let read = || -> Result<Vec<RawWorm>> {
+                Ok(match p.format.as_str() {
+                    "flavell-h5" => flavell_h5::read(file, ctx, &p)?,
+                    "generic-h5" => generic_h5::read(file)?,
+                    "flavell-json" => flavell_json::read(file)?,
+                    "flavell-2023" => flavell_2023::read(file)?,
+                    "zimmer-mat" => zimmer_mat::read(file)?,
+                    "yemini-mat" => yemini_mat::read(file)?,
+                    "leifer" => leifer::read(file)?,
+                    "nwb" => nwb::read(file, &p)?,
+                    "worm-data-parquet" => worm_data_parquet::read(file, &p)?,
+                    _ => unreachable!("checked at plan time"),
+                })
             };
+            let raws = read().map_err(|e| origins.rewrite(e, file))?;
+            let user_file = origins.user_path(file);
+            for raw in &raws {
+                let signal = if raw.signal.is_empty() { String::new() } else { format!("; {}", raw.signal) };
+                log.push_str(&format!("{user_file}: worm {} — {} steps × {} columns{signal}\n", raw.worm, raw.n_steps(), raw.n_cols));
+            }
             for raw in raws {
                 let name = raw.worm.clone();
-                if let Some(first) = seen.insert(name.clone(), display_name(file)) {
+                let dataset = raw.dataset.clone().unwrap_or_default();
+                if let Some(first) = seen.insert((dataset, name.clone()), display_name(file)) {
                     bail!(
                         "worm id {name:?} appears twice: in {first} and in {}; each recording needs its own worm id (fix the file's `worm` attribute, or split them into two standardize stages)",
                         display_name(file)
                     );
                 }
-                match raw.into_worm(&p)? {
+                match raw.into_worm(&p).map_err(|e| origins.rewrite(e, file))? {
                     Kept::Worm(w) => worms.push(w),
-                    Kept::Dropped(reason) => dropped
-                        .push(json!({"file": display_name(file), "worm": name, "reason": reason})),
+                    Kept::Dropped(reason) => {
+                        log.push_str(&format!("{user_file}: worm {name} dropped: {reason}\n"));
+                        dropped.push(json!({"file": display_name(file), "worm": name, "reason": reason}))
+                    }
                 }
             }
         }
@@ -156,6 +210,8 @@ impl Stage for Standardize {
         }
         write_dataset(ctx.out_dir, &worms, &ctx.file_metadata())?;
         std::fs::write(ctx.out_dir.join("dropped.json"), serde_json::to_vec_pretty(&dropped)?)?;
+        // What was read from each file, and each worm dropped: the node's log.
+        let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), &log);
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(worms.len()));
         prov.insert("dropped_worms".into(), json!(dropped.len()));
@@ -169,12 +225,56 @@ fn default_pattern(format: &str) -> &'static str {
         "flavell-2023" => "*.{json,h5}",
         "zimmer-mat" | "yemini-mat" => "*.mat",
         "leifer" => "*_gcamp.txt",
+        "nwb" => "*.nwb",
+        "worm-data-parquet" => "*.parquet",
         _ => "*.h5",
     }
 }
 
 fn display_name(path: &Path) -> String {
     path.file_name().unwrap_or_default().to_string_lossy().to_string()
+}
+
+/// Where each input file came from, as its download's `.sources.json` says (the user's
+/// path or URL), so messages name that rather than the store's copy.
+struct Origins {
+    /// (input directory, output path → origin)
+    inputs: Vec<(PathBuf, std::collections::BTreeMap<String, String>)>,
+}
+
+impl Origins {
+    fn of(ctx: &StageContext) -> Origins {
+        let inputs = ctx
+            .inputs
+            .iter()
+            .map(|i| {
+                let map = std::fs::read(i.dir.join(crate::download::SOURCES_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                (i.dir.clone(), map)
+            })
+            .collect();
+        Origins { inputs }
+    }
+
+    /// The user's name for an input file: its origin, else `<file> (from <input dir name>)`.
+    fn user_path(&self, file: &Path) -> String {
+        for (dir, map) in &self.inputs {
+            if let Ok(rel) = file.strip_prefix(dir) {
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                return map.get(&rel).cloned().unwrap_or(rel);
+            }
+        }
+        display_name(file)
+    }
+
+    /// The error with the store's path of `file` replaced by the user's (the readers name
+    /// the file they opened, which is a copy inside the store).
+    fn rewrite(&self, e: anyhow::Error, file: &Path) -> anyhow::Error {
+        let text = format!("{e:#}").replace(&file.display().to_string(), &self.user_path(file));
+        anyhow::Error::msg(text)
+    }
 }
 
 /// Files under the input directories whose path (relative to its input dir) or file name
@@ -188,7 +288,12 @@ fn find_files(ctx: &StageContext, pattern: &str) -> Result<Vec<PathBuf>> {
             for e in
                 std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
             {
-                let path = e?.path();
+                let entry = e?;
+                // Hidden files (a download's .sources.json, .DS_Store) are never inputs.
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
                     continue;
@@ -232,6 +337,12 @@ pub struct RawWorm {
     pub time_is_estimated: bool,
     /// One label per column (None: unidentified).
     pub labels: Vec<Option<String>>,
+    /// What the traces are and where in the file they were read ("" = the format's one).
+    pub signal: String,
+    /// Where the recording came from, as the file says (generic-h5 `source`, NWB identifier).
+    pub source: String,
+    /// How the time axis was obtained, when it is worth saying.
+    pub time_note: String,
 }
 
 pub enum Kept {
@@ -247,6 +358,12 @@ impl RawWorm {
     /// Check, label and convert to the standard layout.
     pub fn into_worm(self, p: &Params) -> Result<Kept> {
         let where_ = format!("{} (worm {})", self.source_file, self.worm);
+        if self.labels.iter().all(Option::is_none) {
+            return Ok(Kept::Dropped(format!(
+                "no identified neurons: none of its {} trace columns has a neuron label",
+                self.n_cols
+            )));
+        }
         let n = self.n_steps();
         if n == 0 || self.n_cols == 0 {
             bail!("{where_}: the recording is empty ({n} time steps × {} neurons)", self.n_cols);
@@ -297,7 +414,7 @@ impl RawWorm {
         }
         if traces.iter().all(Option::is_none) {
             return Ok(Kept::Dropped(format!(
-                "no labelled neuron ({} columns: {} unknown, {} duplicate, {} ambiguous dropped labels)",
+                "no identified neurons among its labels ({} columns: {} unknown, {} duplicate, {} ambiguous dropped labels)",
                 self.n_cols, map.unknown, map.duplicate, map.ambiguous_dropped
             )));
         }
@@ -325,6 +442,9 @@ impl RawWorm {
                 ambiguous_dropped: map.ambiguous_dropped,
                 masked_neurons: masked,
                 resampling: String::new(),
+                signal: self.signal,
+                source: self.source,
+                time_note: self.time_note,
             },
         }))
     }
