@@ -99,14 +99,14 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
     let dff = native_kato[0].traces[slot].as_ref().unwrap();
     assert!(trace.iter().zip(dff).all(|(r, d)| (r - (d + 100.0)).abs() < 1e-3));
     let ws = Workspace::new(&download_and_standardize(&[&dag], r#"format = "nwb", signal = "dff""#));
-    let err = ws.bad(&["run"]);
+    let err = ws.run_fails();
     assert!(err.contains("no ΔF/F series") && err.contains("SignalCalciumImResponseSeries (processed)"), "{err}");
     assert!(!err.contains("cache/tmp"), "errors name the user's file: {err}");
 
     // 000541: neither rate nor timestamps → an error naming params.rate; with it, the values.
     let kato3 = nwb("000541", "data/kato2015/WT_NoStim_worm3.h5", "WT_NoStim_worm3");
     let ws = Workspace::new(&download_and_standardize(&[&kato3], r#"format = "nwb""#));
-    let err = ws.bad(&["run"]);
+    let err = ws.run_fails();
     assert!(err.contains("params.rate") && err.contains("WT_NoStim_worm3.nwb"), "{err}");
     let (_, native3) =
         standardize(&[&repo("data/kato2015/WT_NoStim_worm3.h5")], r#"format = "generic-h5""#);
@@ -160,7 +160,7 @@ fn an_nwb_file_without_traces_says_what_it_holds() {
     b.add_group(processing.finish());
     b.write(&path).unwrap();
     let ws = Workspace::new(&download_and_standardize(&[&path], r#"format = "nwb""#));
-    let err = ws.bad(&["run"]);
+    let err = ws.run_fails();
     assert!(err.contains("no RoiResponseSeries") && err.contains("processing/Behavior: velocity"), "{err}");
     assert!(err.contains("params.nwb_series"), "{err}");
 }
@@ -250,7 +250,7 @@ with h5py.File("{out}", "w") as f:
 
     // A transposed file is named as the user's file, and called transposed.
     make("bad.h5", 1, true);
-    let err = ws.bad(&["run"]);
+    let err = ws.run_fails();
     assert!(err.contains("mydata/bad.h5") && err.contains("looks transposed"), "{err}");
     assert!(!err.contains("cache/tmp"), "{err}");
 }

@@ -466,9 +466,9 @@ fn a_dandi_asset_whose_bytes_differ_from_the_published_sha256_stores_nothing() {
         routes
     });
     let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }"));
-    let err = ws.bad(&["run"]);
+    let err = ws.run_fails();
     assert!(err.contains("checksum mismatch") && err.contains("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb"), "{err}");
     assert!(!ws.file("results/get").exists());
     let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-9/none.nwb\" }"));
-    assert!(ws.bad(&["run"]).contains("lists no such asset"));
+    assert!(ws.run_fails().contains("lists no such asset"));
 }

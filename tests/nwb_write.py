@@ -112,12 +112,13 @@ def write(layout, traces, time, names, out):
         order = list(range(n_rois))[::-1]  # table row r holds trace column order[r]
         table = segmentation("NeuroPALNeurons", np_vol, n_rois, [names[c] for c in order])
         neuropal.add(ImageSegmentation(name="NeuroPALSegmentation", plane_segmentations=[table]))
-        # Trace column c is table row order.index(c).
-        region = table.create_roi_table_region(
-            description="trace column → NeuroPAL ROI", region=[order.index(c) for c in range(n_rois)]
-        )
         for container, data in ((DfOverF, traces), (Fluorescence, traces + 100.0)):
             name = "SignalDFoF" if container is DfOverF else "SignalRawFluor"
+            # Trace column c is table row order.index(c). One region per series, as
+            # NWBelegans makes them (a shared one would be written as a soft link).
+            region = table.create_roi_table_region(
+                description="trace column → NeuroPAL ROI", region=[order.index(c) for c in range(n_rois)]
+            )
             series = RoiResponseSeries(
                 name="SignalCalciumImResponseSeries", description=name, data=H5DataIO(data, compression="gzip"),
                 rois=region, unit="a.u.", starting_time=0.0, rate=rate,

@@ -116,7 +116,9 @@ impl FileSpec {
     /// only known with the workspace) land under `path`, or the output's root.
     fn is_folder_source(&self) -> bool {
         matches!(DandiRef::parse(&self.url), Some(Ok(r)) if r.is_folder())
-            || (!is_remote(&self.url) && local_path(&self.url).contains(['*', '?', '[', '{']))
+            || (!is_remote(&self.url)
+                && (local_path(&self.url).contains(['*', '?', '[', '{'])
+                    || self.url.ends_with('/')))
     }
 }
 

@@ -82,6 +82,14 @@ impl Workspace {
         text(&out.stderr)
     }
 
+    /// `wormflow run` must fail with a node failing (exit 1); returns stdout and stderr.
+    pub fn run_fails(&self) -> String {
+        let out = self.wf(&["run"]);
+        let both = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "expected a node to fail: {both}");
+        both
+    }
+
     /// Number of action records in the default store.
     pub fn action_count(&self) -> usize {
         count_files(&self.file("cache/actions"))
