@@ -60,7 +60,13 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
         let src = repo(src);
         write_with_python(
             "tests/nwb_write.py",
-            &[layout, src.to_str().unwrap(), out.to_str().unwrap(), "--labels", labels.to_str().unwrap()],
+            &[
+                layout,
+                src.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--labels",
+                labels.to_str().unwrap(),
+            ],
         );
         out
     };
@@ -77,17 +83,24 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
         &[&repo("data/kato2015/WT_NoStim_worm1.h5"), &repo("data/kato2015/WT_NoStim_worm2.h5")],
         r#"format = "generic-h5", dataset = "D""#,
     );
-    let (ws, from_nwb) =
-        standardize(&[&dag, &kato1, &kato2], r#"format = "nwb", dataset = "D""#);
+    let (ws, from_nwb) = standardize(&[&dag, &kato1, &kato2], r#"format = "nwb", dataset = "D""#);
     assert_eq!(from_nwb.len(), 3);
     assert_same_worm(&from_nwb[0], &native_dag[0], 1e-9);
     // Kato's time is frame × (1080 s / frames); the NWB file stores it as a rate.
     assert_same_worm(&from_nwb[1], &native_kato[0], 1e-9);
     assert_same_worm(&from_nwb[2], &native_kato[1], 1e-9);
     let infos = read_worm_infos(&ws.file("results/std/worms.parquet")).unwrap();
-    assert!(infos[0].2.signal.contains("processing/CalciumActivity/SignalCalciumImResponseSeries"), "{:?}", infos[0].2);
+    assert!(
+        infos[0].2.signal.contains("processing/CalciumActivity/SignalCalciumImResponseSeries"),
+        "{:?}",
+        infos[0].2
+    );
     assert!(infos[0].2.signal.contains("NeuronIDs/labels"));
-    assert!(infos[1].2.signal.starts_with("ΔF/F: processing/CalciumActivity/SignalDFoF"), "{:?}", infos[1].2);
+    assert!(
+        infos[1].2.signal.starts_with("ΔF/F: processing/CalciumActivity/SignalDFoF"),
+        "{:?}",
+        infos[1].2
+    );
     assert!(infos[1].2.signal.contains("NeuroPAL/NeuroPALSegmentation/NeuroPALNeurons/ID_labels"));
     assert!(infos[1].2.time_note.contains("rate"));
     let log = ws.read("cache/logs/std.log");
@@ -95,12 +108,17 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
 
     // The other signal of the same file: raw fluorescence (the writer stored traces + 100).
     let (_, raw) = standardize(&[&kato1], r#"format = "nwb", dataset = "D", signal = "raw""#);
-    let (slot, trace) = raw[0].traces.iter().enumerate().find_map(|(i, t)| Some((i, t.as_ref()?))).unwrap();
+    let (slot, trace) =
+        raw[0].traces.iter().enumerate().find_map(|(i, t)| Some((i, t.as_ref()?))).unwrap();
     let dff = native_kato[0].traces[slot].as_ref().unwrap();
     assert!(trace.iter().zip(dff).all(|(r, d)| (r - (d + 100.0)).abs() < 1e-3));
-    let ws = Workspace::new(&download_and_standardize(&[&dag], r#"format = "nwb", signal = "dff""#));
+    let ws =
+        Workspace::new(&download_and_standardize(&[&dag], r#"format = "nwb", signal = "dff""#));
     let err = ws.run_fails();
-    assert!(err.contains("no ΔF/F series") && err.contains("SignalCalciumImResponseSeries (processed)"), "{err}");
+    assert!(
+        err.contains("no ΔF/F series") && err.contains("SignalCalciumImResponseSeries (processed)"),
+        "{err}"
+    );
     assert!(!err.contains("cache/tmp"), "errors name the user's file: {err}");
 
     // 000541: neither rate nor timestamps → an error naming params.rate; with it, the values.
@@ -120,8 +138,11 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
 #[test]
 fn leifer_nwb_2_1_files_parse_and_are_dropped_for_having_no_identities() {
     let scholz = repo("../shared/data/scholz2018");
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(&scholz).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "nwb")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&scholz)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nwb"))
+        .collect();
     files.sort();
     assert_eq!(files.len(), 3);
     let tmp = tempfile::tempdir().unwrap();
@@ -129,18 +150,27 @@ fn leifer_nwb_2_1_files_parse_and_are_dropped_for_having_no_identities() {
     let kato = tmp.path().join("WT_NoStim_worm1.nwb");
     write_with_python(
         "tests/nwb_write.py",
-        &["000776", repo("data/kato2015/WT_NoStim_worm1.h5").to_str().unwrap(), kato.to_str().unwrap()],
+        &[
+            "000776",
+            repo("data/kato2015/WT_NoStim_worm1.h5").to_str().unwrap(),
+            kato.to_str().unwrap(),
+        ],
     );
     let mut all: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     all.push(&kato);
     let (ws, worms) = standardize(&all, r#"format = "nwb", dataset = "Scholz2018""#);
     assert_eq!(worms.len(), 1);
-    let dropped: serde_json::Value = serde_json::from_str(&ws.read("results/std/dropped.json")).unwrap();
+    let dropped: serde_json::Value =
+        serde_json::from_str(&ws.read("results/std/dropped.json")).unwrap();
     let dropped = dropped.as_array().unwrap();
     assert_eq!(dropped.len(), 3, "{dropped:?}");
     for (d, n_neurons) in dropped.iter().zip([62, 59, 57]) {
         let reason = d["reason"].as_str().unwrap();
-        assert!(reason.starts_with("no identified neurons") && reason.contains(&format!("{n_neurons} trace columns")), "{reason}");
+        assert!(
+            reason.starts_with("no identified neurons")
+                && reason.contains(&format!("{n_neurons} trace columns")),
+            "{reason}"
+        );
     }
     assert!(ws.read("cache/logs/std.log").contains("dropped: no identified neurons"));
 }
@@ -161,7 +191,10 @@ fn an_nwb_file_without_traces_says_what_it_holds() {
     b.write(&path).unwrap();
     let ws = Workspace::new(&download_and_standardize(&[&path], r#"format = "nwb""#));
     let err = ws.run_fails();
-    assert!(err.contains("no RoiResponseSeries") && err.contains("processing/Behavior: velocity"), "{err}");
+    assert!(
+        err.contains("no RoiResponseSeries") && err.contains("processing/Behavior: velocity"),
+        "{err}"
+    );
     assert!(err.contains("params.nwb_series"), "{err}");
 }
 
@@ -170,29 +203,48 @@ fn the_studys_parquet_pool_reads_like_the_native_files() {
     let tmp = tempfile::tempdir().unwrap();
     let pool = tmp.path().join("worm_data_short.parquet");
     let labels = repo("data/dag2023/NeuroPAL_labels_dict.json");
-    let sources =
-        ["data/kato2015/WT_NoStim_worm1.h5", "data/kato2015/WT_NoStim_worm2.h5", "data/dag2023/2022-07-26-31-data.h5"];
-    let mut args: Vec<String> = vec![pool.display().to_string(), "--labels".into(), labels.display().to_string()];
+    let sources = [
+        "data/kato2015/WT_NoStim_worm1.h5",
+        "data/kato2015/WT_NoStim_worm2.h5",
+        "data/dag2023/2022-07-26-31-data.h5",
+    ];
+    let mut args: Vec<String> =
+        vec![pool.display().to_string(), "--labels".into(), labels.display().to_string()];
     args.extend(sources.iter().map(|s| repo(s).display().to_string()));
-    write_with_python("tests/worm_data_parquet_write.py", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    write_with_python(
+        "tests/worm_data_parquet_write.py",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
 
     let (ws, worms) = standardize(&[&pool], r#"format = "worm-data-parquet""#);
-    let ids: Vec<(String, String)> = worms.iter().map(|w| (w.dataset.clone(), w.worm.clone())).collect();
+    let ids: Vec<(String, String)> =
+        worms.iter().map(|w| (w.dataset.clone(), w.worm.clone())).collect();
     let pair = |d: &str, w: &str| (d.to_string(), w.to_string());
-    assert_eq!(ids, [pair("Kato2015", "worm0"), pair("Kato2015", "worm1"), pair("Dag2023", "worm0")]);
-    let (_, kato) = standardize(&[&repo(sources[0]), &repo(sources[1])], r#"format = "generic-h5""#);
+    assert_eq!(
+        ids,
+        [pair("Kato2015", "worm0"), pair("Kato2015", "worm1"), pair("Dag2023", "worm0")]
+    );
+    let (_, kato) =
+        standardize(&[&repo(sources[0]), &repo(sources[1])], r#"format = "generic-h5""#);
     let (_, dag) = standardize(&[&repo(sources[2]), &labels], r#"format = "flavell-h5""#);
     for (from_pool, native) in worms.iter().zip(kato.iter().chain(&dag)) {
         assert_eq!(from_pool.labelled(), native.labelled());
         assert_eq!(from_pool.traces, native.traces, "{}", native.worm);
         // The pool stores time as float32.
-        let worst = from_pool.t.iter().zip(&native.t).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let worst =
+            from_pool.t.iter().zip(&native.t).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-3, "{worst}");
     }
     let infos = read_worm_infos(&ws.file("results/std/worms.parquet")).unwrap();
-    assert!(infos[0].2.source.contains("WT_NoStim_worm1.h5") && infos[0].2.source.contains("unlabelled rows skipped"), "{:?}", infos[0].2);
+    assert!(
+        infos[0].2.source.contains("WT_NoStim_worm1.h5")
+            && infos[0].2.source.contains("unlabelled rows skipped"),
+        "{:?}",
+        infos[0].2
+    );
 
-    let (ws, processed) = standardize(&[&pool], r#"format = "worm-data-parquet", signal = "processed""#);
+    let (ws, processed) =
+        standardize(&[&pool], r#"format = "worm-data-parquet", signal = "processed""#);
     assert_eq!(processed.len(), 3);
     assert!((processed[0].median_dt() - 0.333).abs() < 1e-3, "{}", processed[0].median_dt());
     let infos = read_worm_infos(&ws.file("results/std/worms.parquet")).unwrap();
@@ -235,7 +287,10 @@ with h5py.File("{out}", "w") as f:
     let infos = read_worm_infos(&ws.file("results/std/worms.parquet")).unwrap();
     assert_eq!(infos.len(), 4);
     let info = &infos[0].2;
-    assert_eq!((info.signal.as_str(), info.source.as_str(), info.time_note.as_str()), ("dF/F0", "our rig, session 3", "2 Hz camera"));
+    assert_eq!(
+        (info.signal.as_str(), info.source.as_str(), info.time_note.as_str()),
+        ("dF/F0", "our rig, session 3", "2 Hz camera")
+    );
     // Resampling 0.5 s data to 0.667 s: from → to, per worm, in the table and the log.
     let pre = read_worm_infos(&ws.file("results/pre/worms.parquet")).unwrap();
     assert!(pre[0].2.resampling.starts_with("600 steps → 449 steps"), "{}", pre[0].2.resampling);

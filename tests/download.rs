@@ -385,24 +385,38 @@ fn dandi_routes(base: &str, assets: &[(&str, &str, Vec<u8>, String)]) -> Vec<Rou
     };
     let mut routes = Vec::new();
     for a in assets {
-        let one = serde_json::json!({"count": 1, "next": null, "previous": null, "results": [listed(a)]});
+        let one =
+            serde_json::json!({"count": 1, "next": null, "previous": null, "results": [listed(a)]});
         let query: String = a.1.replace('/', "%2F");
-        routes.push(route(&format!("{version}/assets/?path={query}&page_size=1000"), one.to_string().into_bytes()));
+        routes.push(route(
+            &format!("{version}/assets/?path={query}&page_size=1000"),
+            one.to_string().into_bytes(),
+        ));
         let meta = serde_json::json!({"id": format!("dandiasset:{}", a.0), "schemaKey": "Asset", "path": a.1,
             "contentSize": a.2.len(), "encodingFormat": "application/x-nwb",
             "digest": {"dandi:dandi-etag": "0123abcd-1", "dandi:sha2-256": a.3},
             "contentUrl": [format!("{base}/api/assets/{}/download/", a.0), format!("{base}/blobs/{}", a.0)]});
         routes.push(route(&format!("{version}/assets/{}/", a.0), meta.to_string().into_bytes()));
-        routes.push(redirect(&format!("/api/assets/{}/download/", a.0), &format!("{base}/blobs/{}", a.0)));
+        routes.push(redirect(
+            &format!("/api/assets/{}/download/", a.0),
+            &format!("{base}/blobs/{}", a.0),
+        ));
         routes.push(route(&format!("/blobs/{}", a.0), a.2.clone()));
     }
     // The whole dandiset (`path=` empty), two pages.
     let page2 = format!("{base}{version}/assets/?page=2&path=&page_size=1000");
     let first = serde_json::json!({"count": assets.len(), "next": page2, "previous": null, "results": [listed(&assets[0])]});
     let rest: Vec<_> = assets[1..].iter().map(listed).collect();
-    let second = serde_json::json!({"count": assets.len(), "next": null, "previous": "…", "results": rest});
-    routes.push(route(&format!("{version}/assets/?path=&page_size=1000"), first.to_string().into_bytes()));
-    routes.push(route(&format!("{version}/assets/?page=2&path=&page_size=1000"), second.to_string().into_bytes()));
+    let second =
+        serde_json::json!({"count": assets.len(), "next": null, "previous": "…", "results": rest});
+    routes.push(route(
+        &format!("{version}/assets/?path=&page_size=1000"),
+        first.to_string().into_bytes(),
+    ));
+    routes.push(route(
+        &format!("{version}/assets/?page=2&path=&page_size=1000"),
+        second.to_string().into_bytes(),
+    ));
     routes
 }
 
@@ -420,17 +434,27 @@ fn dandi_assets_resolve_through_the_api_and_are_pinned_by_its_sha256() {
     let server = Server::start_with(|base| dandi_routes(base, &assets));
     let api = server.url("/api");
     // One asset of a published version: no pin needed, the archive's sha256 is checked.
-    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }"));
+    let ws = Workspace::new(&dandi_pipeline(
+        &api,
+        "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }",
+    ));
     assert_eq!(ws.run_events(&[]).ran(), ["get"]);
     assert_eq!(std::fs::read(ws.file("results/get/sub-1_ophys.nwb")).unwrap(), a);
-    let sources: serde_json::Value = serde_json::from_str(&ws.read("results/get/.sources.json")).unwrap();
+    let sources: serde_json::Value =
+        serde_json::from_str(&ws.read("results/get/.sources.json")).unwrap();
     assert_eq!(sources["sub-1_ophys.nwb"], "dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb");
     let log = server.requests();
     assert!(log.iter().any(|r| r.starts_with("GET /api/assets/aaaa-1/download/")), "{log:?}");
-    assert!(log.iter().any(|r| r.starts_with("GET /blobs/aaaa-1")), "the redirect is followed: {log:?}");
+    assert!(
+        log.iter().any(|r| r.starts_with("GET /blobs/aaaa-1")),
+        "the redirect is followed: {log:?}"
+    );
 
     // The whole dandiset: every NWB asset, across pages, keeping the folders.
-    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/0.241009.1509/\", path = \"raw\" }"));
+    let ws = Workspace::new(&dandi_pipeline(
+        &api,
+        "{ url = \"dandi:000776/0.241009.1509/\", path = \"raw\" }",
+    ));
     ws.run_events(&[]);
     assert_eq!(std::fs::read(ws.file("results/get/raw/sub-1/sub-1_ophys.nwb")).unwrap(), a);
     assert_eq!(std::fs::read(ws.file("results/get/raw/sub-2/sub-2_ophys.nwb")).unwrap(), b);
@@ -443,11 +467,18 @@ fn dandi_assets_resolve_through_the_api_and_are_pinned_by_its_sha256() {
     )));
     ws.run_events(&[]);
     assert_eq!(std::fs::read(ws.file("results/get/b.nwb")).unwrap(), b);
-    let ws = Workspace::new(&pipeline(&format!("{{ url = \"{}\", sha256 = \"{}\" }}", server.url("/api/assets/bbbb-2/download/"), sha256(&b))));
+    let ws = Workspace::new(&pipeline(&format!(
+        "{{ url = \"{}\", sha256 = \"{}\" }}",
+        server.url("/api/assets/bbbb-2/download/"),
+        sha256(&b)
+    )));
     assert!(ws.bad(&["run"]).contains("names no file"));
 
     // A draft can change: refused at plan time without a pin.
-    let ws = Workspace::new(&dandi_pipeline(&api, "{ url = \"dandi:000776/draft/sub-1/sub-1_ophys.nwb\" }"));
+    let ws = Workspace::new(&dandi_pipeline(
+        &api,
+        "{ url = \"dandi:000776/draft/sub-1/sub-1_ophys.nwb\" }",
+    ));
     assert!(ws.bad(&["status"]).contains("a DANDI draft can change"));
 }
 
@@ -465,10 +496,20 @@ fn a_dandi_asset_whose_bytes_differ_from_the_published_sha256_stores_nothing() {
         ));
         routes
     });
-    let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }"));
+    let ws = Workspace::new(&dandi_pipeline(
+        &server.url("/api"),
+        "{ url = \"dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb\" }",
+    ));
     let err = ws.run_fails();
-    assert!(err.contains("checksum mismatch") && err.contains("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb"), "{err}");
+    assert!(
+        err.contains("checksum mismatch")
+            && err.contains("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb"),
+        "{err}"
+    );
     assert!(!ws.file("results/get").exists());
-    let ws = Workspace::new(&dandi_pipeline(&server.url("/api"), "{ url = \"dandi:000776/0.241009.1509/sub-9/none.nwb\" }"));
+    let ws = Workspace::new(&dandi_pipeline(
+        &server.url("/api"),
+        "{ url = \"dandi:000776/0.241009.1509/sub-9/none.nwb\" }",
+    ));
     assert!(ws.run_fails().contains("lists no such asset"));
 }

@@ -405,4 +405,36 @@ fn the_paper_pipeline_plans() {
             "{source} missing:\n{dag}"
         );
     }
+    // The alternative source: the study's Parquet pool, picked with one --set.
+    assert!(dag.contains("std_pool (standardize) <- get_pool"), "{dag}");
+    let pool = std::process::Command::new(common::wormflow_bin())
+        .args([
+            "-f",
+            paper.to_str().unwrap(),
+            "--set",
+            r#"stages.preprocess.needs=["std_pool"]"#,
+            "dag",
+        ])
+        .output()
+        .unwrap();
+    assert!(pool.status.success(), "{}", common::text(&pool.stderr));
+    assert!(common::text(&pool.stdout).contains("preprocess (preprocess) <- std_pool"));
+}
+
+/// pipelines/wormid.toml (the WormID dandisets from DANDI) plans offline: every standardize
+/// reads NWB from its dandiset's download, published versions need no pin of their own.
+#[test]
+fn the_wormid_pipeline_plans() {
+    let wormid = repo("pipelines/wormid.toml");
+    let out = std::process::Command::new(common::wormflow_bin())
+        .args(["-f", wormid.to_str().unwrap(), "dag"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let dag = common::text(&out.stdout);
+    for d in ["000541", "000472", "000565", "000692", "000714", "000715", "000776", "001623"] {
+        assert!(dag.contains(&format!("std_{d} (standardize) <- get_{d}")), "{d}:\n{dag}");
+    }
+    let doc: toml::Value = toml::from_str(&std::fs::read_to_string(&wormid).unwrap()).unwrap();
+    assert_eq!(doc["stages"]["std_000541"]["params"]["rate"].as_float(), Some(4.0));
 }

@@ -119,7 +119,12 @@ mod tests {
         assert_eq!(paths("one.h5"), vec![p("one.h5", "one.h5")]);
         assert_eq!(
             paths("d/"),
-            vec![p("d/a.h5", "a.h5"), p("d/b.h5", "b.h5"), p("d/notes.txt", "notes.txt"), p("d/sub/c.h5", "sub/c.h5")]
+            vec![
+                p("d/a.h5", "a.h5"),
+                p("d/b.h5", "b.h5"),
+                p("d/notes.txt", "notes.txt"),
+                p("d/sub/c.h5", "sub/c.h5")
+            ]
         );
         assert_eq!(paths("d/*.h5"), vec![p("d/a.h5", "a.h5"), p("d/b.h5", "b.h5")]);
         assert_eq!(paths("d/**/*.h5").len(), 3);

@@ -26,7 +26,10 @@ impl DandiRef {
         let mut parts = rest.splitn(3, '/');
         let (dandiset, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let path = parts.next().unwrap_or("").to_string();
-        if dandiset.len() != 6 || !dandiset.bytes().all(|b| b.is_ascii_digit()) || version.is_empty() {
+        if dandiset.len() != 6
+            || !dandiset.bytes().all(|b| b.is_ascii_digit())
+            || version.is_empty()
+        {
             return Some(Err(format!(
                 "{url}: a DANDI source is dandi:<6-digit dandiset>/<version>/<asset path>, e.g. dandi:000776/0.241009.1509/sub-2022-06-14-01-SWF702/sub-2022-06-14-01-SWF702_ses-20220614_behavior+image+ophys.nwb"
             )));
@@ -82,12 +85,16 @@ struct Metadata {
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str) -> Result<T> {
-    let resp = agent.get(url).call().with_context(|| format!("{url}: the DANDI API cannot be reached"))?;
+    let resp =
+        agent.get(url).call().with_context(|| format!("{url}: the DANDI API cannot be reached"))?;
     let status = resp.status().as_u16();
     if status != 200 {
         bail!("{url}: the DANDI API answered HTTP {status}; check the dandiset, version and path (or params.dandi_api)");
     }
-    let body = resp.into_body().read_to_string().with_context(|| format!("{url}: reading the DANDI API's answer"))?;
+    let body = resp
+        .into_body()
+        .read_to_string()
+        .with_context(|| format!("{url}: reading the DANDI API's answer"))?;
     serde_json::from_str(&body).with_context(|| format!("{url}: not the DANDI API's JSON"))
 }
 
@@ -105,7 +112,10 @@ pub fn resolve(agent: &ureq::Agent, api: &str, r: &DandiRef) -> Result<Vec<Asset
     }
     // `path=` matches by prefix: keep what the reference means.
     let chosen: Vec<Listed> = if r.is_folder() {
-        listed.into_iter().filter(|a| a.path.starts_with(&r.path) && a.path.ends_with(".nwb")).collect()
+        listed
+            .into_iter()
+            .filter(|a| a.path.starts_with(&r.path) && a.path.ends_with(".nwb"))
+            .collect()
     } else {
         listed.into_iter().filter(|a| a.path == r.path).collect()
     };
@@ -139,8 +149,12 @@ mod tests {
 
     #[test]
     fn references() {
-        let r = DandiRef::parse("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb").unwrap().unwrap();
-        assert_eq!((r.dandiset.as_str(), r.version.as_str(), r.path.as_str()), ("000776", "0.241009.1509", "sub-1/sub-1_ophys.nwb"));
+        let r =
+            DandiRef::parse("dandi:000776/0.241009.1509/sub-1/sub-1_ophys.nwb").unwrap().unwrap();
+        assert_eq!(
+            (r.dandiset.as_str(), r.version.as_str(), r.path.as_str()),
+            ("000776", "0.241009.1509", "sub-1/sub-1_ophys.nwb")
+        );
         assert!(!r.is_folder() && !r.is_draft());
         assert_eq!(r.dest_of("sub-1/sub-1_ophys.nwb"), "sub-1_ophys.nwb");
         let all = DandiRef::parse("dandi:000541/draft").unwrap().unwrap();

@@ -192,15 +192,25 @@ impl Stage for Download {
             // A published DANDI version is immutable and carries each asset's sha256.
             let pinned_by_archive = dandi.as_ref().is_some_and(|r| !r.is_draft());
             if is_remote(&f.url) && f.pin().is_none() && !pinned_by_archive && !p.allow_unpinned {
-                let what = if dandi.is_some() { "a DANDI draft can change" } else { "remote files must be pinned" };
+                let what = if dandi.is_some() {
+                    "a DANDI draft can change"
+                } else {
+                    "remote files must be pinned"
+                };
                 return Err(format!("{}: {what}: add blake3 = \"…\" (or sha256 = \"…\"){}; for a first fetch of files whose hash nobody has yet, set allow_unpinned = true and copy the hashes from the node's pins.toml", f.url, if dandi.is_some() { ", or name a published version" } else { "" }));
             }
             if f.is_folder_source() && f.pin().is_some() {
-                return Err(format!("{}: names many files, and a pin is the hash of one; pin files one by one", f.url));
+                return Err(format!(
+                    "{}: names many files, and a pin is the hash of one; pin files one by one",
+                    f.url
+                ));
             }
             if f.is_folder_source() {
                 if !f.path.is_empty() && !safe_relative(Path::new(&f.path)) {
-                    return Err(format!("{}: path {:?} must be a relative path inside the output", f.url, f.path));
+                    return Err(format!(
+                        "{}: path {:?} must be a relative path inside the output",
+                        f.url, f.path
+                    ));
                 }
                 continue;
             }
@@ -234,8 +244,7 @@ impl Stage for Download {
                 lands(b) == lands(a)
                     && !(a.extract && b.extract)
                     && !(a.is_folder_source() || b.is_folder_source())
-            })
-            {
+            }) {
                 return Err(format!(
                     "{} and {} would both be written to {:?}; give one of them its own path, e.g. {{ url = \"{}\", path = \"b/{}\" }}",
                     b.url, a.url, lands(a), a.url, file_name(&a.url)
@@ -272,7 +281,8 @@ impl Stage for Download {
                 origins.insert(item.dest.clone(), item.origin.clone());
                 if is_remote(&item.url) && item.pins.is_empty() {
                     let got = digest(&tmp, "blake3")?;
-                    first_pins.push_str(&format!("{{ url = {:?}, blake3 = \"{got}\" }},\n", item.origin));
+                    first_pins
+                        .push_str(&format!("{{ url = {:?}, blake3 = \"{got}\" }},\n", item.origin));
                 }
                 let dest = ctx.out_dir.join(&item.dest);
                 if spec.extract {

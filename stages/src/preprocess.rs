@@ -107,7 +107,8 @@ impl Stage for Preprocess {
         let log: String = out
             .iter()
             .map(|w| {
-                let what = if w.info.resampling.is_empty() { "not resampled" } else { &w.info.resampling };
+                let what =
+                    if w.info.resampling.is_empty() { "not resampled" } else { &w.info.resampling };
                 format!("{} {}: {what}\n", w.dataset, w.worm)
             })
             .collect();

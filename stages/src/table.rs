@@ -277,7 +277,9 @@ pub fn read_worm_infos(path: &Path) -> Result<Vec<(String, String, WormInfo)>> {
         );
         // Tables written by older versions lack the later text columns.
         let optional = |name: &str| {
-            batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
         };
         let text = |c: &Option<StringArray>, r: usize| {
             c.as_ref().map_or_else(String::new, |c| c.value(r).to_string())

@@ -129,7 +129,10 @@ impl Stage for Standardize {
             _ => {}
         }
         if !(p.rate >= 0.0 && p.rate.is_finite()) {
-            return Err(format!("params.rate must be a frame rate in Hz ≥ 0 (0 = from the file); got {}", p.rate));
+            return Err(format!(
+                "params.rate must be a frame rate in Hz ≥ 0 (0 = from the file); got {}",
+                p.rate
+            ));
         }
         files_glob(&p.files).map_err(|e| format!("params.files: {e}"))?;
         files_glob(&p.labels).map_err(|e| format!("params.labels: {e}"))?;
@@ -180,8 +183,14 @@ impl Stage for Standardize {
             let raws = read().map_err(|e| origins.rewrite(e, file))?;
             let user_file = origins.user_path(file);
             for raw in &raws {
-                let signal = if raw.signal.is_empty() { String::new() } else { format!("; {}", raw.signal) };
-                log.push_str(&format!("{user_file}: worm {} — {} steps × {} columns{signal}\n", raw.worm, raw.n_steps(), raw.n_cols));
+                let signal =
+                    if raw.signal.is_empty() { String::new() } else { format!("; {}", raw.signal) };
+                log.push_str(&format!(
+                    "{user_file}: worm {} — {} steps × {} columns{signal}\n",
+                    raw.worm,
+                    raw.n_steps(),
+                    raw.n_cols
+                ));
             }
             for raw in raws {
                 let name = raw.worm.clone();
@@ -193,10 +202,12 @@ impl Stage for Standardize {
                     );
                 }
                 match raw.into_worm(&p).map_err(|e| origins.rewrite(e, file))? {
-                    Kept::Worm(w) => worms.push(w),
+                    Kept::Worm(w) => worms.push(*w),
                     Kept::Dropped(reason) => {
                         log.push_str(&format!("{user_file}: worm {name} dropped: {reason}\n"));
-                        dropped.push(json!({"file": display_name(file), "worm": name, "reason": reason}))
+                        dropped.push(
+                            json!({"file": display_name(file), "worm": name, "reason": reason}),
+                        )
                     }
                 }
             }
@@ -346,7 +357,7 @@ pub struct RawWorm {
 }
 
 pub enum Kept {
-    Worm(Worm),
+    Worm(Box<Worm>),
     Dropped(String),
 }
 
@@ -419,7 +430,7 @@ impl RawWorm {
             )));
         }
         let t0 = time[0];
-        Ok(Kept::Worm(Worm {
+        Ok(Kept::Worm(Box::new(Worm {
             dataset: self
                 .dataset
                 .clone()
@@ -446,7 +457,7 @@ impl RawWorm {
                 source: self.source,
                 time_note: self.time_note,
             },
-        }))
+        })))
     }
 }
 

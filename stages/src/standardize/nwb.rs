@@ -136,14 +136,20 @@ fn inventory(h5: &H5) -> String {
                     .iter()
                     .map(|k| {
                         let t = neurodata_type(h5, &format!("{path}/{k}"));
-                        if t.is_empty() { k.clone() } else { format!("{k} ({t})") }
+                        if t.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{k} ({t})")
+                        }
                     })
                     .collect();
                 all.extend(d);
                 all
             });
             lines.push(match kids {
-                Some(k) if k.len() > 8 => format!("{path}: {}, … ({} in all)", k[..8].join(", "), k.len()),
+                Some(k) if k.len() > 8 => {
+                    format!("{path}: {}, … ({} in all)", k[..8].join(", "), k.len())
+                }
                 Some(k) => format!("{path}: {}", k.join(", ")),
                 None => format!("{path}: (cannot be listed)"),
             });
@@ -164,11 +170,16 @@ fn pick_series(h5: &H5, path: &Path, p: &Params) -> Result<Series> {
     if !p.nwb_series.is_empty() {
         let s = p.nwb_series.trim_matches('/').to_string();
         if !h5.shape(&format!("{s}/data")).is_ok_and(|d| d.len() == 2) {
-            bail!("{}: params.nwb_series = {s:?} has no 2-D `data` dataset; the file holds: {}", path.display(), inventory(h5));
+            bail!(
+                "{}: params.nwb_series = {s:?} has no 2-D `data` dataset; the file holds: {}",
+                path.display(),
+                inventory(h5)
+            );
         }
         let parent = s.rsplit_once('/').map_or("", |(a, _)| a).to_string();
         let module = s.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
-        let signal = if parent == module { Signal::Processed } else { signal_of_container(h5, &parent) };
+        let signal =
+            if parent == module { Signal::Processed } else { signal_of_container(h5, &parent) };
         return Ok(Series { path: s, signal, module });
     }
     let found = find_series(h5);
@@ -200,7 +211,14 @@ fn pick_series(h5: &H5, path: &Path, p: &Params) -> Result<Series> {
 }
 
 /// Time stamps for `n_steps` frames of the series, and how they were obtained.
-fn series_time(h5: &H5, path: &Path, series: &str, n_steps: usize, n_cols: usize, p: &Params) -> Result<(Vec<f64>, String, bool)> {
+fn series_time(
+    h5: &H5,
+    path: &Path,
+    series: &str,
+    n_steps: usize,
+    n_cols: usize,
+    p: &Params,
+) -> Result<(Vec<f64>, String, bool)> {
     let stamps = format!("{series}/timestamps");
     if h5.has(&stamps) {
         let (_, t) = h5.f64s(&stamps)?;
@@ -217,7 +235,11 @@ fn series_time(h5: &H5, path: &Path, series: &str, n_steps: usize, n_cols: usize
     }
     if p.rate > 0.0 {
         let t = (0..n_steps).map(|i| i as f64 / p.rate).collect();
-        return Ok((t, format!("params.rate ({} Hz; the file has no rate or timestamps)", p.rate), true));
+        return Ok((
+            t,
+            format!("params.rate ({} Hz; the file has no rate or timestamps)", p.rate),
+            true,
+        ));
     }
     bail!(
         "{}: {series} has neither timestamps nor starting_time with a rate; set params.rate to the recording's frame rate in Hz (e.g. rate = 4.0 for dandiset 000541, as the study's successor assumes)",
@@ -238,7 +260,11 @@ fn label_column(h5: &H5, path: &str) -> Result<Vec<String>> {
     for (r, &end) in ends.iter().enumerate() {
         let end = end as usize;
         if end < start || end > values.len() {
-            bail!("{}: {index} row {r} ends at {end}, outside 0..={} of {path}", h5.path.display(), values.len());
+            bail!(
+                "{}: {index} row {r} ends at {end}, outside 0..={} of {path}",
+                h5.path.display(),
+                values.len()
+            );
         }
         rows.push(values[start..end].concat());
         start = end;
@@ -282,7 +308,13 @@ fn label_candidates(h5: &H5, module: &str) -> Vec<String> {
     out
 }
 
-fn column_labels(h5: &H5, path: &Path, series: &Series, n_cols: usize, p: &Params) -> Result<(Vec<Option<String>>, String)> {
+fn column_labels(
+    h5: &H5,
+    path: &Path,
+    series: &Series,
+    n_cols: usize,
+    p: &Params,
+) -> Result<(Vec<Option<String>>, String)> {
     let rois_path = format!("{}/rois", series.path);
     let rois: Vec<usize> = if h5.has(&rois_path) {
         h5.indices(&rois_path)?.into_iter().map(|r| r as usize).collect()
@@ -296,7 +328,11 @@ fn column_labels(h5: &H5, path: &Path, series: &Series, n_cols: usize, p: &Param
         (0..n_cols).collect()
     };
     if rois.len() != n_cols {
-        bail!("{}: {rois_path} has {} entries for {n_cols} trace columns", path.display(), rois.len());
+        bail!(
+            "{}: {rois_path} has {} entries for {n_cols} trace columns",
+            path.display(),
+            rois.len()
+        );
     }
     let need = rois.iter().max().map_or(0, |m| m + 1);
     let candidates = if p.nwb_labels.is_empty() {
@@ -308,11 +344,19 @@ fn column_labels(h5: &H5, path: &Path, series: &Series, n_cols: usize, p: &Param
         let rows = label_column(h5, c)?;
         if rows.len() < need {
             if !p.nwb_labels.is_empty() {
-                bail!("{}: {c} has {} rows but {rois_path} indexes row {}", path.display(), rows.len(), need - 1);
+                bail!(
+                    "{}: {c} has {} rows but {rois_path} indexes row {}",
+                    path.display(),
+                    rows.len(),
+                    need - 1
+                );
             }
             continue;
         }
-        let labels = rois.iter().map(|&r| Some(rows[r].trim().to_string()).filter(|l| !l.is_empty())).collect();
+        let labels = rois
+            .iter()
+            .map(|&r| Some(rows[r].trim().to_string()).filter(|l| !l.is_empty()))
+            .collect();
         return Ok((labels, c.clone()));
     }
     Ok((vec![None; n_cols], String::new()))
@@ -341,7 +385,12 @@ fn per_neuron_series(h5: &H5) -> Option<(String, Vec<String>)> {
     None
 }
 
-fn read_per_neuron(h5: &H5, path: &Path, group: &str, series: &[String]) -> Result<(RawWorm, String)> {
+fn read_per_neuron(
+    h5: &H5,
+    path: &Path,
+    group: &str,
+    series: &[String],
+) -> Result<(RawWorm, String)> {
     let mut columns = Vec::with_capacity(series.len());
     let mut labels = Vec::with_capacity(series.len());
     let mut time: Option<Vec<f64>> = None;
@@ -420,7 +469,9 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
     worm.worm = stem;
     worm.source_file = display_name(path);
     worm.citation = first_text(&h5, "general/related_publications");
-    worm.source = first_text(&h5, "identifier").map(|id| format!("NWB file, identifier {id}")).unwrap_or_default();
+    worm.source = first_text(&h5, "identifier")
+        .map(|id| format!("NWB file, identifier {id}"))
+        .unwrap_or_default();
     worm.signal = signal;
     Ok(vec![worm])
 }

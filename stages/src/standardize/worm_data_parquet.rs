@@ -112,27 +112,42 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
         };
         let list = |name: &str| -> Result<ListArray> {
             let item = Field::new_list_field(DataType::Float64, true);
-            let c = cast(batch.column_by_name(name).expect("projected"), &DataType::List(item.into()))
-                .with_context(|| format!("{}: column {name:?} is not a list of numbers", path.display()))?;
+            let c =
+                cast(batch.column_by_name(name).expect("projected"), &DataType::List(item.into()))
+                    .with_context(|| {
+                        format!("{}: column {name:?} is not a list of numbers", path.display())
+                    })?;
             Ok(c.as_list::<i32>().clone())
         };
         let (datasets, files, worm_ids, neurons) =
             (text("source_dataset")?, text("raw_data_file")?, text("worm")?, text("neuron")?);
-        let labelled = cast(batch.column_by_name("is_labeled_neuron").expect("projected"), &DataType::Boolean)
-            .with_context(|| format!("{}: is_labeled_neuron is not boolean", path.display()))?;
+        let labelled =
+            cast(batch.column_by_name("is_labeled_neuron").expect("projected"), &DataType::Boolean)
+                .with_context(|| format!("{}: is_labeled_neuron is not boolean", path.display()))?;
         let labelled: &BooleanArray = labelled.as_boolean();
         let steps = cast(batch.column_by_name(steps_col).expect("projected"), &DataType::Int64)
             .with_context(|| format!("{}: {steps_col} is not an integer", path.display()))?;
         let steps: &Int64Array = steps.as_primitive();
         let (data, time) = (list(data_col)?, list(time_col)?);
         let methods = if traces == Traces::Processed {
-            Some((text("smooth_method")?, text("interpolate_method")?, text("normalization_method")?))
+            Some((
+                text("smooth_method")?,
+                text("interpolate_method")?,
+                text("normalization_method")?,
+            ))
         } else {
             None
         };
         for r in 0..batch.num_rows() {
             row_number += 1;
-            let at = || format!("{} row {row_number} ({} {})", path.display(), datasets.value(r), worm_ids.value(r));
+            let at = || {
+                format!(
+                    "{} row {row_number} ({} {})",
+                    path.display(),
+                    datasets.value(r),
+                    worm_ids.value(r)
+                )
+            };
             let key = (datasets.value(r).to_string(), worm_ids.value(r).to_string());
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 worms.push(Gathered {
@@ -140,7 +155,12 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
                     worm: key.1.clone(),
                     raw_file: files.value(r).to_string(),
                     methods: methods.as_ref().map_or_else(String::new, |(s, i, n)| {
-                        format!("smoothing {}, interpolation {}, normalisation {}", s.value(r), i.value(r), n.value(r))
+                        format!(
+                            "smoothing {}, interpolation {}, normalisation {}",
+                            s.value(r),
+                            i.value(r),
+                            n.value(r)
+                        )
                     }),
                     time: Vec::new(),
                     columns: Vec::new(),
@@ -158,7 +178,11 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
                 if l.is_null(r) {
                     return Vec::new();
                 }
-                l.value(r).as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+                l.value(r)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect()
             };
             let (trace, t) = (values(&data), values(&time));
             let n = steps.value(r);
@@ -196,7 +220,15 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
                 time: w.time,
                 labels,
                 signal,
-                source: format!("worm-data-parquet, raw file {}{}", w.raw_file, if unlabelled > 0 { format!(" ({unlabelled} unlabelled rows skipped)") } else { String::new() }),
+                source: format!(
+                    "worm-data-parquet, raw file {}{}",
+                    w.raw_file,
+                    if unlabelled > 0 {
+                        format!(" ({unlabelled} unlabelled rows skipped)")
+                    } else {
+                        String::new()
+                    }
+                ),
                 ..Default::default()
             }
         })
