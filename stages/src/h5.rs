@@ -12,7 +12,11 @@ pub struct H5 {
 
 impl H5 {
     pub fn open(path: &Path) -> Result<H5> {
-        let file = File::open(path).map_err(|e| {
+        H5::wrap(path, File::open(path))
+    }
+
+    fn wrap(path: &Path, opened: Result<File, hdf5_pure::Error>) -> Result<H5> {
+        let file = opened.map_err(|e| {
             anyhow!(
                 "{}: cannot read as HDF5 ({e}); is it the right file and format?",
                 path.display()
@@ -24,13 +28,7 @@ impl H5 {
     /// Open for reads of only what is asked for (metadata and the datasets read), never
     /// the whole file: NWB files hold image volumes of many gigabytes beside the traces.
     pub fn open_streaming(path: &Path) -> Result<H5> {
-        let file = File::open_streaming(path).map_err(|e| {
-            anyhow!(
-                "{}: cannot read as HDF5 ({e}); is it the right file and format?",
-                path.display()
-            )
-        })?;
-        Ok(H5 { file, path: path.to_path_buf() })
+        H5::wrap(path, File::open_streaming(path))
     }
 
     /// Names of the subgroups and datasets of the group at `path` ("" = root). `None`
