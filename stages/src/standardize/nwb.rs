@@ -241,8 +241,14 @@ fn series_time(
             true,
         ));
     }
+    // A series group that cannot be listed holds a soft link, perhaps its timestamps.
+    let unlisted = if h5.members(series).is_none() {
+        " (its group holds a soft link, perhaps timestamps shared with another series, which hdf5-pure 0.47 cannot follow in old-style groups)"
+    } else {
+        ""
+    };
     bail!(
-        "{}: {series} has neither timestamps nor starting_time with a rate; set params.rate to the recording's frame rate in Hz (e.g. rate = 4.0 for dandiset 000541, as the study's successor assumes)",
+        "{}: {series} has neither readable timestamps nor starting_time with a rate{unlisted}; set params.rate to the recording's frame rate in Hz (e.g. rate = 4.0 for dandiset 000541, as the study's successor assumes)",
         path.display()
     )
 }
