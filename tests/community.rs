@@ -1,6 +1,6 @@
 //! The community's data: NWB files as the WormID dandisets write them (made by the real
 //! pynwb + ndx-multichannel-volume from the real worms in data/), the Leifer lab's NWB 2.1.0
-//! files in ../shared/data (someone else's tooling), and the study's published Parquet pool
+//! files in data/scholz2018 (someone else's tooling), and the study's published Parquet pool
 //! (written from the same worms in its layout). Each must give the same standard-format
 //! values as the same worms through their native readers.
 
@@ -137,7 +137,7 @@ fn wormid_nwb_layouts_read_like_the_native_files() {
 
 #[test]
 fn leifer_nwb_2_1_files_parse_and_are_dropped_for_having_no_identities() {
-    let scholz = repo("../shared/data/scholz2018");
+    let scholz = repo("data/scholz2018");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&scholz)
         .unwrap()
         .map(|e| e.unwrap().path())
