@@ -168,8 +168,7 @@ fn a_good_file_is_fetched_and_pinned() {
     assert!(ws.run_events(&[]).ran().is_empty());
     assert_eq!(server.requests().len(), before);
     // sha256 is accepted too.
-    use sha2::Digest;
-    let sha: String = sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    let sha = sha256(&data);
     let ws = Workspace::new(&pipeline(&format!(
         "{{ url = \"{}\", sha256 = \"{sha}\", path = \"x/y.bin\" }}",
         server.url("/good.bin")

@@ -46,6 +46,11 @@ impl DandiRef {
         self.version == "draft"
     }
 
+    /// The `dandi:` reference of one asset (or folder) `path` of this dandiset version.
+    pub fn reference(&self, path: &str) -> String {
+        format!("dandi:{}/{}/{path}", self.dandiset, self.version)
+    }
+
     /// Where one asset lands in the output: its path below the folder named (one asset:
     /// its file name).
     pub fn dest_of(&self, asset_path: &str) -> String {
@@ -121,10 +126,8 @@ pub fn resolve(agent: &ureq::Agent, api: &str, r: &DandiRef) -> Result<Vec<Asset
     };
     if chosen.is_empty() {
         bail!(
-            "dandi:{}/{}/{}: the archive lists no such {} in dandiset {} version {}; check the path (as shown on dandiarchive.org under Files)",
-            r.dandiset,
-            r.version,
-            r.path,
+            "{}: the archive lists no such {} in dandiset {} version {}; check the path (as shown on dandiarchive.org under Files)",
+            r.reference(&r.path),
             if r.is_folder() { "NWB asset under that folder" } else { "asset" },
             r.dandiset,
             r.version

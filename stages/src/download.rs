@@ -353,14 +353,14 @@ fn expand(spec: &FileSpec, p: &Params, ctx: &StageContext) -> Result<Vec<Item>> 
                 match &a.sha256 {
                     Some(sha) => pins.push(("sha256", sha.clone())),
                     None if pins.is_empty() && !p.allow_unpinned => bail!(
-                        "dandi:{}/{}/{}: the archive publishes no sha256 for this asset (yet); pin it with blake3/sha256, or set allow_unpinned = true",
-                        r.dandiset, r.version, a.path
+                        "{}: the archive publishes no sha256 for this asset (yet); pin it with blake3/sha256, or set allow_unpinned = true",
+                        r.reference(&a.path)
                     ),
                     None => {}
                 }
                 let dest = if r.is_folder() { under(&r.dest_of(&a.path)) } else { spec.dest() };
                 Ok(Item {
-                    origin: format!("dandi:{}/{}/{}", r.dandiset, r.version, a.path),
+                    origin: r.reference(&a.path),
                     url: a.download_url,
                     mirror_name: a.path.rsplit('/').next().unwrap_or(&a.path).to_string(),
                     dest,

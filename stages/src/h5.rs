@@ -44,10 +44,6 @@ impl H5 {
         Some((groups, datasets))
     }
 
-    pub fn is_group(&self, path: &str) -> bool {
-        self.file.group(path).is_ok()
-    }
-
     /// A text attribute of the group or dataset at `path` (e.g. NWB's `neurodata_type`).
     pub fn text_attr(&self, path: &str, name: &str) -> Option<String> {
         let attrs = match self.file.group(path) {

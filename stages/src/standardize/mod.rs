@@ -182,7 +182,7 @@ impl Stage for Standardize {
             };
             let raws = read().map_err(|e| origins.rewrite(e, file))?;
             let user_file = origins.user_path(file);
-            for raw in &raws {
+            for raw in raws {
                 let signal =
                     if raw.signal.is_empty() { String::new() } else { format!("; {}", raw.signal) };
                 log.push_str(&format!(
@@ -191,8 +191,6 @@ impl Stage for Standardize {
                     raw.n_steps(),
                     raw.n_cols
                 ));
-            }
-            for raw in raws {
                 let name = raw.worm.clone();
                 let dataset = raw.dataset.clone().unwrap_or_default();
                 if let Some(first) = seen.insert((dataset, name.clone()), display_name(file)) {
@@ -269,7 +267,7 @@ impl Origins {
         Origins { inputs }
     }
 
-    /// The user's name for an input file: its origin, else `<file> (from <input dir name>)`.
+    /// The user's name for an input file: its origin, else its path inside the input.
     fn user_path(&self, file: &Path) -> String {
         for (dir, map) in &self.inputs {
             if let Ok(rel) = file.strip_prefix(dir) {

@@ -68,7 +68,7 @@ impl Signal {
 struct Series {
     path: String,
     signal: Signal,
-    /// The processing module it belongs to ("" for acquisition).
+    /// The processing module it belongs to (`processing/<name>`).
     module: String,
 }
 
@@ -96,12 +96,17 @@ fn signal_of_container(h5: &H5, path: &str) -> Signal {
     }
 }
 
+/// The processing modules' paths (`processing/<name>`), sorted.
+fn modules(h5: &H5) -> Vec<String> {
+    h5.members("processing")
+        .map(|(m, _)| m.into_iter().map(|m| format!("processing/{m}")).collect())
+        .unwrap_or_default()
+}
+
 /// Every RoiResponseSeries under the processing modules (directly, or one container down).
 fn find_series(h5: &H5) -> Vec<Series> {
     let mut out = Vec::new();
-    let Some((modules, _)) = h5.members("processing") else { return out };
-    for module in modules {
-        let mpath = format!("processing/{module}");
+    for mpath in modules(h5) {
         let Some((children, _)) = h5.members(&mpath) else { continue };
         for child in children {
             let cpath = format!("{mpath}/{child}");
@@ -281,10 +286,7 @@ fn label_column(h5: &H5, path: &str) -> Result<Vec<String>> {
 /// Where identities may be, best first: SegmentationLabels in the series' module, then
 /// `ID_labels` columns of segmentation tables (the series' module first).
 fn label_candidates(h5: &H5, module: &str) -> Vec<String> {
-    let mut modules: Vec<String> = h5
-        .members("processing")
-        .map(|(m, _)| m.into_iter().map(|m| format!("processing/{m}")).collect())
-        .unwrap_or_default();
+    let mut modules = modules(h5);
     modules.sort_by_key(|m| m != module);
     let mut out = Vec::new();
     if let Some((kids, _)) = h5.members(module) {
@@ -370,10 +372,7 @@ fn column_labels(
 
 /// Older layout: one 1-D TimeSeries per neuron in a group (acquisition, or a module).
 fn per_neuron_series(h5: &H5) -> Option<(String, Vec<String>)> {
-    let mut groups = vec!["acquisition".to_string()];
-    if let Some((m, _)) = h5.members("processing") {
-        groups.extend(m.into_iter().map(|m| format!("processing/{m}")));
-    }
+    let groups = std::iter::once("acquisition".to_string()).chain(modules(h5));
     for g in groups {
         let Some((kids, _)) = h5.members(&g) else { continue };
         let series: Vec<String> = kids
