@@ -404,11 +404,15 @@ fn fetch(
     tmp: &Path,
     progress: &dyn Fn(f64, &str),
 ) -> Result<String> {
-    let pin = item.pins.first().map(|(algo, hex)| Pin { algo, hex });
-    if let Some(pin) = &pin {
+    // A mirror copy stands in only if it has every hash the file must have (a DANDI
+    // asset may carry the archive's sha256 and the user's pin).
+    let has_all_pins = |f: &Path| {
+        item.pins.iter().all(|(algo, hex)| verify(f, &Pin { algo, hex }, "mirror").is_ok())
+    };
+    if !item.pins.is_empty() {
         for mirror in &p.mirrors {
             let candidate = ctx.workspace.join(mirror).join(&item.mirror_name);
-            if candidate.is_file() && verify(&candidate, pin, "mirror").is_ok() {
+            if candidate.is_file() && has_all_pins(&candidate) {
                 fs::copy(&candidate, tmp)
                     .with_context(|| format!("cannot copy {}", candidate.display()))?;
                 progress(1.0, "from mirror");
