@@ -91,7 +91,7 @@ fn sweep_nodes(
 }
 
 pub fn compare(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
-    match print_tables(p, args) {
+    match without_panics("compare", || print_tables(p, args)) {
         // `wormflow compare … | head` closed the pipe: what was wanted was printed.
         Err(e)
             if e.chain().any(|c| {
@@ -123,6 +123,11 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
             bail!("no stage {stage:?} in {}; its stages: {}", p.file.display(), names.join(", "));
         }
         let (nodes, never) = sweep_nodes(p, &store, &indices, args.params);
+        if nodes.is_empty() {
+            // No table to filter or sort: say so, rather than that a column is missing.
+            eprintln!("{stage}: no results yet; `wormflow run {stage}` builds its {} nodes", indices.len());
+            continue;
+        }
         let table = sweep::table(&nodes).with_context(|| format!("stage {stage}"))?;
         let mut table = sweep::select(table, args.filter, args.sort)
             .with_context(|| format!("stage {stage}"))?;
@@ -159,6 +164,24 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run `f`, turning a panic inside it (polars panics on some inputs instead of returning
+/// an error) into a one-line error: the user sees what failed, not a backtrace.
+fn without_panics<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let first_line = message.lines().next().unwrap_or("").to_string();
+        bail!("{what} stopped inside polars: {first_line}; check --where and --sort (please report it if they look right)")
+    })
+}
+
 fn abbreviated(items: &[String]) -> String {
     match items.len() {
         0..=4 => items.join(", "),
@@ -179,6 +202,10 @@ fn flat_params(node: &crate::graph::NodeRecipe) -> BTreeMap<String, String> {
 }
 
 pub fn diff(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
+    without_panics("diff", || diff_nodes(p, a, b))
+}
+
+fn diff_nodes(p: &Planned, a: &str, b: &str) -> Result<ExitCode> {
     let index = |id: &str| {
         p.graph
             .index

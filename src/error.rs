@@ -50,6 +50,11 @@ pub fn environment(e: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(EnvironmentError(e.into()))
 }
 
+/// Whether `e` is marked as the environment's fault (see `environment`).
+pub fn is_environment(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<EnvironmentError>())
+}
+
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Error {
         if e.chain().any(|c| c.is::<EnvironmentError>()) {

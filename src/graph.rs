@@ -128,6 +128,12 @@ pub fn declarations(map: &SourceMap, raw: RawConfig) -> Result<Declarations, Con
                         "stages.{name}.matrix: axis name {axis:?} may only use letters, digits, '_' and '-' (it is part of node ids); rename it"
                     )));
                 }
+                if axis.len() > MAX_AXIS_NAME {
+                    return Err(map.error(Some(values.span()), format!(
+                        "stages.{name}.matrix: axis name {}… is {} characters long; at most {MAX_AXIS_NAME} (it names results/ folders, `axis=value`): shorten it",
+                        &axis[..20], axis.len()
+                    )));
+                }
                 if values.get_ref().is_empty() {
                     return Err(map.error(Some(values.span()), format!(
                         "stages.{name}.matrix.{axis} is an empty list: a matrix axis needs at least one value"
@@ -212,6 +218,8 @@ pub fn render_value(v: &Value) -> String {
 
 /// Longest stage name: node ids become file names (refs, logs, results/).
 pub const MAX_STAGE_NAME: usize = 100;
+/// Longest matrix axis name: `axis=value` folders in results/ keep 150 bytes for values.
+pub const MAX_AXIS_NAME: usize = 100;
 
 /// A matrix value as it appears in a node id: as written, except that a string which
 /// could be read as another value — empty, a number, `true`/`false`/`null`, or holding

@@ -164,6 +164,10 @@ impl StatCache {
 
     pub fn hash(&mut self, path: &Path) -> std::io::Result<Hash> {
         let meta = std::fs::metadata(path)?;
+        // Never open a FIFO or a device: reading it may block for ever.
+        if let Some(what) = wormflow_api::local::not_regular(&meta) {
+            return Err(std::io::Error::other(format!("it is {what}, not a regular file")));
+        }
         let stamp = FileStamp::of(&meta);
         if let Some((s, h)) = self.entries.get(path) {
             if *s == stamp {

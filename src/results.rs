@@ -28,26 +28,27 @@ const KEY_MARKER: &str = ".wormflow-key";
 pub fn dir_of(workspace: &Path, node: &NodeRecipe) -> PathBuf {
     let mut dir = workspace.join("results").join(&node.stage);
     for (axis, value) in &node.matrix {
-        dir.push(format!("{axis}={}", hive_value(value)));
+        dir.push(hive_folder(axis, value));
     }
     dir
 }
 
-/// Longest escaped value kept whole in a folder name (file systems allow 255 bytes).
-const MAX_VALUE: usize = 200;
+/// Longest folder name (file systems allow 255 bytes); axis names are at most
+/// `graph::MAX_AXIS_NAME`, so a value always keeps well over 100 bytes.
+const MAX_FOLDER: usize = 255;
 
-/// A matrix value as a Hive partition value: as in the node id (strings as written unless
-/// they would read as another value — `"1"` beside the number 1 — numbers and booleans as
-/// JSON writes them); the characters Hive escapes (and control characters) as %XX, which
-/// polars and pyarrow decode; "" as Hive's null partition.
-fn hive_value(v: &Value) -> String {
+/// `axis=value` with the value as a Hive partition value that polars and pyarrow read
+/// back as written: the characters Hive escapes (and control characters) as %XX, which
+/// they decode; "" as Hive's null partition. One exception keeps values distinct: a
+/// string that reads as JSON — `"1"` beside the number 1, `true`, `"x"` in quotes — keeps
+/// JSON's quotes (`x="1"`). Too long a name keeps a prefix and a hash (see `shorten_name`).
+fn hive_folder(axis: &str, v: &Value) -> String {
     let raw = match v {
-        Value::String(s) if s.is_empty() => String::new(),
-        other => crate::graph::id_value(other),
+        Value::String(s) if s.is_empty() => return format!("{axis}=__HIVE_DEFAULT_PARTITION__"),
+        Value::String(s) if serde_json::from_str::<Value>(s).is_ok() => v.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     };
-    if raw.is_empty() {
-        return "__HIVE_DEFAULT_PARTITION__".into();
-    }
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         if c.is_control() || "\"#%'*/:=?\\{[]^".contains(c) {
@@ -59,7 +60,7 @@ fn hive_value(v: &Value) -> String {
             out.push(c);
         }
     }
-    shorten_name(out, &raw, MAX_VALUE)
+    format!("{axis}={}", shorten_name(out, &raw, MAX_FOLDER - axis.len() - 1))
 }
 
 /// What is wrong with `results/<node>/` for this action, if anything: another result shown,
@@ -165,6 +166,40 @@ fn fill_and_swap(
     Ok(())
 }
 
+/// Remove the `.new-*`/`.old-*` folders a swap left behind when its process was killed
+/// mid-way (kill -9, power loss): a Hive glob over results/ would read them as data. Only
+/// those of processes no longer alive go (their names start with the pid, see
+/// `unique_suffix`): another run may be swapping right now. Walks the stage folders and
+/// the `axis=value` folders under them, not the nodes' own files.
+pub fn remove_litter(workspace: &Path) {
+    fn walk(dir: &Path, depth: usize) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let swap = name.strip_prefix(".new-").or_else(|| name.strip_prefix(".old-"));
+            if let Some(rest) = swap {
+                let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+                if pid.is_some_and(|pid| !alive(pid)) {
+                    make_writable(&entry.path());
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            } else if depth == 0 || name.contains('=') {
+                walk(&entry.path(), depth + 1);
+            }
+        }
+    }
+    walk(&workspace.join("results"), 0);
+}
+
+/// Whether a process with this id exists (signal 0 checks without sending anything).
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks permission and existence.
+    unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
+}
+
 /// A user may have made read-only directories in there; removal needs them writable.
 fn make_writable(dir: &Path) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -182,14 +217,21 @@ mod tests {
 
     #[test]
     fn hive_values_escape_what_hive_escapes() {
-        assert_eq!(hive_value(&json!("lstm")), "lstm");
-        assert_eq!(hive_value(&json!(24)), "24");
-        assert_eq!(hive_value(&json!(0.5)), "0.5");
-        assert_eq!(hive_value(&json!(true)), "true");
-        assert_eq!(hive_value(&json!("a/b d")), "a%2Fb d");
-        assert_eq!(hive_value(&json!("1")), "%221%22", "the string \"1\" is not the number 1");
-        assert_eq!(hive_value(&json!("")), "__HIVE_DEFAULT_PARTITION__");
-        let long = hive_value(&json!("x".repeat(300)));
-        assert!(long.len() <= MAX_VALUE && long.contains('~'));
+        let v = |x: Value| hive_folder("a", &x);
+        assert_eq!(v(json!("lstm")), "a=lstm");
+        assert_eq!(v(json!(24)), "a=24");
+        assert_eq!(v(json!(0.5)), "a=0.5");
+        assert_eq!(v(json!(true)), "a=true");
+        assert_eq!(v(json!("a/b d")), "a=a%2Fb d");
+        assert_eq!(v(json!("k=v")), "a=k%3Dv", "as written, not quoted");
+        assert_eq!(v(json!("tab\tnl\n")), "a=tab%09nl%0A");
+        assert_eq!(v(json!("1")), "a=%221%22", "the string \"1\" is not the number 1");
+        assert_eq!(v(json!("\"1\"")), "a=%22%5C%221%5C%22%22", "nor is the string '\"1\"'");
+        assert_eq!(v(json!("")), "a=__HIVE_DEFAULT_PARTITION__");
+        let long = v(json!("x".repeat(300)));
+        assert!(long.len() <= MAX_FOLDER && long.contains('~'));
+        let axis = "y".repeat(100);
+        let long = hive_folder(&axis, &json!("x".repeat(300)));
+        assert!(long.len() <= MAX_FOLDER && long.contains('~'), "{}", long.len());
     }
 }

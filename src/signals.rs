@@ -13,6 +13,9 @@ use crate::exec::INTERRUPTED;
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
+/// How long a cancelled run may take to wind down before it exits regardless.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Start handling the signals on a thread of their own.
 pub fn install() -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -25,6 +28,20 @@ pub fn install() -> std::io::Result<()> {
             }
             RECEIVED.store(sig, Ordering::SeqCst);
             eprintln!("interrupted ({}): cancelling running nodes; nothing half-done is stored (signal again to quit at once)", name(sig));
+            // Stages check the cancel flag at least every second and helpers are stopped
+            // within GRACE, so a run ends in seconds. Should anything still hold on, quit
+            // well before a scheduler's SIGKILL (Slurm's KillWait is 30 s): records are
+            // written atomically, so an exit here loses only unfinished nodes.
+            std::thread::spawn(move || {
+                std::thread::sleep(BACKSTOP);
+                wormflow_api::child::kill_all();
+                eprintln!(
+                    "still running {} s after {}: stopped every running command; exiting now",
+                    BACKSTOP.as_secs(),
+                    name(sig)
+                );
+                std::process::exit(128 + sig);
+            });
         }
     });
     Ok(())

@@ -12,9 +12,7 @@ use std::process::Command;
 use common::Workspace;
 use wormflow_stages::table::{read_recordings, read_worm_infos, Worm};
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use common::repo;
 
 /// Run one of the tests' Python writers with the venv's Python (`make torch` installs
 /// pynwb, ndx-multichannel-volume, h5py, pandas and pyarrow there).
@@ -249,6 +247,54 @@ fn the_studys_parquet_pool_reads_like_the_native_files() {
     assert!((processed[0].median_dt() - 0.333).abs() < 1e-3, "{}", processed[0].median_dt());
     let infos = read_worm_infos(&ws.file("results/std/worms.parquet")).unwrap();
     assert!(infos[0].2.signal.contains("normalisation standard"), "{:?}", infos[0].2);
+
+    // Two recordings under one (source_dataset, worm) inside one file: refused, naming
+    // both raw files, never merged into one worm.
+    let clash = tmp.path().join("clash.parquet");
+    let python = common::python().unwrap();
+    let rename = "import pandas as pd, sys\ndf = pd.read_parquet(sys.argv[1])\ndf.loc[(df.source_dataset == 'Kato2015') & (df.worm == 'worm1'), 'worm'] = 'worm0'\ndf.to_parquet(sys.argv[2])";
+    let out = Command::new(python)
+        .args(["-c", rename, pool.to_str().unwrap(), clash.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let ws = Workspace::new(&download_and_standardize(&[&clash], r#"format = "worm-data-parquet""#));
+    let err = ws.run_fails();
+    assert!(
+        err.contains("worm0 of Kato2015 comes from two raw files")
+            && err.contains("WT_NoStim_worm1.h5")
+            && err.contains("WT_NoStim_worm2.h5"),
+        "{err}"
+    );
+    assert!(!ws.file("results/std").exists());
+}
+
+/// An NWB file cut short (an interrupted download) says so wherever it was cut; one whose
+/// labelled traces are all NaN says that, not that it has no identified neurons.
+#[test]
+fn truncated_and_all_nan_nwb_files_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole.nwb");
+    let kato = repo("data/kato2015/WT_NoStim_worm1.h5");
+    write_with_python("tests/nwb_write.py", &["000776", kato.to_str().unwrap(), whole.to_str().unwrap()]);
+    let bytes = std::fs::read(&whole).unwrap();
+    for percent in [10, 50, 99] {
+        let cut = tmp.path().join(format!("cut{percent}.nwb"));
+        std::fs::write(&cut, &bytes[..bytes.len() * percent / 100]).unwrap();
+        let ws = Workspace::new(&download_and_standardize(&[&cut], r#"format = "nwb""#));
+        let err = ws.run_fails();
+        assert!(err.contains("truncated") && err.contains(&format!("cut{percent}.nwb")), "{percent}%: {err}");
+        assert!(!err.contains("no RoiResponseSeries"), "{percent}%: {err}");
+    }
+    let nan = tmp.path().join("nan.nwb");
+    write_with_python(
+        "tests/nwb_write.py",
+        &["000776", kato.to_str().unwrap(), nan.to_str().unwrap(), "--all-nan"],
+    );
+    let ws = Workspace::new(&download_and_standardize(&[&nan], r#"format = "nwb""#));
+    let err = ws.run_fails();
+    assert!(err.contains("every labelled trace is NaN"), "{err}");
+    assert!(!err.contains("no identified neurons among its labels"), "{err}");
 }
 
 /// A new user's folder: four generic-h5 worms made with h5py (from real Kato 2015 worms, at

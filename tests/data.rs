@@ -13,7 +13,7 @@ use wormflow_stages::table::{read_recordings, read_worm_infos, Worm};
 use wormflow_stages::windows::{read_split, read_windows};
 
 fn repo(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
+    common::repo(rel).display().to_string()
 }
 
 const DAG_UIDS: [&str; 7] = [

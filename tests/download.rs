@@ -512,3 +512,77 @@ fn a_dandi_asset_whose_bytes_differ_from_the_published_sha256_stores_nothing() {
     ));
     assert!(ws.run_fails().contains("lists no such asset"));
 }
+
+/// A DANDI listing (from whatever answers at `dandi_api`) whose asset path climbs out of
+/// the output (`..`), or is absolute: the node fails naming the asset and the dandiset,
+/// and nothing is written anywhere — not beside the workspace, not at the absolute path.
+#[test]
+fn dandi_asset_paths_that_leave_the_output_are_refused() {
+    let name = format!("wormflow-escape-{}.nwb", std::process::id());
+    let a = body(5_000, 7);
+    for evil in [format!("sub-1/../../../../../../../../{name}"), format!("/tmp/{name}")] {
+        let assets = [("aaaa-1", evil.as_str(), a.clone(), sha256(&a))];
+        let server = Server::start_with(|base| {
+            let mut routes = dandi_routes(base, &assets);
+            // The folder listing (`path=sub-1/`) answers with the hostile asset too.
+            let listed = serde_json::json!({"count": 1, "next": null, "previous": null, "results": [
+                {"asset_id": "aaaa-1", "path": evil, "size": a.len()}]});
+            routes.push(route(
+                "/api/dandisets/000776/versions/0.241009.1509/assets/?path=sub-1%2F&page_size=1000",
+                listed.to_string().into_bytes(),
+            ));
+            routes
+        });
+        let ws = Workspace::new(&dandi_pipeline(
+            &server.url("/api"),
+            "{ url = \"dandi:000776/0.241009.1509/sub-1/\" }",
+        ));
+        let err = ws.run_fails();
+        assert!(
+            err.contains("dandiset 000776 version 0.241009.1509")
+                && err.contains(&format!("{evil:?}"))
+                && err.contains("outside the output"),
+            "{err}"
+        );
+        assert_eq!(ws.action_count(), 0);
+        assert!(!ws.file("results/get").exists());
+        assert!(
+            !server.requests().iter().any(|r| r.contains("/download/") || r.contains("/blobs/")),
+            "nothing was fetched: {:?}",
+            server.requests()
+        );
+        // Wherever `..` could have led: the workspace's ancestors, and the absolute path.
+        for dir in ws.path().ancestors() {
+            assert!(!dir.join(&name).exists(), "{} was written", dir.join(&name).display());
+        }
+        assert!(!std::path::Path::new("/tmp").join(&name).exists());
+        assert!(common::files_under(ws.path()).iter().all(|f| !f.ends_with(&name)));
+    }
+}
+
+/// A listing whose `next` names a page already fetched would be followed for ever: it is
+/// an error after that page comes again, with a bounded number of requests.
+#[test]
+fn a_dandi_listing_that_loops_ends_with_an_error() {
+    let a = body(5_000, 8);
+    let assets = [("aaaa-1", "sub-1/sub-1_ophys.nwb", a.clone(), sha256(&a))];
+    let server = Server::start_with(|base| {
+        let mut routes = dandi_routes(base, &assets);
+        let me = "/api/dandisets/000776/versions/0.241009.1509/assets/?path=sub-1%2F&page_size=1000";
+        let looping = serde_json::json!({"count": 2, "next": format!("{base}{me}"), "previous": null,
+            "results": [{"asset_id": "aaaa-1", "path": "sub-1/sub-1_ophys.nwb", "size": a.len()}]});
+        routes.push(route(me, looping.to_string().into_bytes()));
+        routes
+    });
+    let ws = Workspace::new(&dandi_pipeline(
+        &server.url("/api"),
+        "{ url = \"dandi:000776/0.241009.1509/sub-1/\" }",
+    ));
+    let started = std::time::Instant::now();
+    let err = ws.run_fails();
+    assert!(err.contains("listing loops") && err.contains("dandi:000776/0.241009.1509/sub-1/"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let listings = server.requests().iter().filter(|r| r.contains("/assets/?")).count();
+    assert_eq!(listings, 2, "the page once, then its repeat is noticed: {:?}", server.requests());
+    assert_eq!(ws.action_count(), 0);
+}

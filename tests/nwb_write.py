@@ -1,7 +1,7 @@
 """Write a real recording shipped in data/ as an NWB file, in one of the layouts the WormID
 dandisets use (focolab/NWBelegans conventions), with the real pynwb and ndx-multichannel-volume.
 
-    python nwb_write.py LAYOUT SOURCE OUT.nwb [--labels NeuroPAL_labels_dict.json]
+    python nwb_write.py LAYOUT SOURCE OUT.nwb [--labels NeuroPAL_labels_dict.json] [--all-nan]
 
 SOURCE is a generic-h5 worm (/traces, /time, /neuron_names: data/kato2015, data/flavell2023)
 or a Flavell-lab recording (gcamp/traces_array_F_F20 + timing/timestamp_confocal, labels from
@@ -156,8 +156,11 @@ def main():
     ap.add_argument("source")
     ap.add_argument("out")
     ap.add_argument("--labels")
+    ap.add_argument("--all-nan", action="store_true", help="every trace value NaN (a broken export)")
     a = ap.parse_args()
     traces, time, names = read_source(a.source, a.labels)
+    if a.all_nan:
+        traces = np.full(np.shape(traces), np.nan)
     write(a.layout, np.asarray(traces, dtype=np.float64), np.asarray(time, dtype=np.float64), names, a.out)
     if a.layout == "000541":
         return  # pynwb itself refuses such a series ("either 'timestamps' or 'rate' must be specified")

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use common::Workspace;
 use serde_json::Value;
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use common::repo;
 
 /// Real-data trainings shortened; the synthetic ones keep their budget (the sanity checks
 /// need it).

@@ -11,8 +11,10 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
+pub mod cancel;
 pub mod child;
 pub mod local;
+pub mod relpath;
 
 /// One finished upstream node, as a stage sees it (serialisable, so a stage can hand its
 /// context to a helper process).
@@ -112,6 +114,12 @@ impl Progress {
 }
 
 impl StageContext<'_> {
+    /// `Err(Cancelled)` once the run is being cancelled: call it at least every second in
+    /// long loops (see [`cancel`]).
+    pub fn check_cancel(&self) -> Result<(), cancel::Cancelled> {
+        cancel::check(self.cancel)
+    }
+
     /// The key-value metadata every file the stage writes should carry (see [`Origin`]).
     pub fn file_metadata(&self) -> Vec<(String, String)> {
         self.origin.metadata(self.params)

@@ -29,16 +29,58 @@ pub fn is_multi(workspace: &Path, pattern: &str) -> bool {
     has_glob(pattern) || workspace.join(pattern).is_dir()
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+/// What a non-regular file is, in words (None for a regular file). wormflow never opens
+/// such a file: reading a FIFO blocks until a writer comes, a device may never end.
+pub fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// A file's name as text, or an error naming its bytes: file names are recorded in keys
+/// and outputs as UTF-8, and a lossy conversion would name a file that does not exist.
+fn utf8_name(path: &Path) -> Result<&str, String> {
+    path.to_str().ok_or_else(|| {
+        format!(
+            "{}: the file name is not valid UTF-8; rename it (wormflow records file names as text)",
+            path.to_string_lossy()
+        )
+    })
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let listing = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).map_err(listing)?.collect::<Result<_, _>>().map_err(listing)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        if e.file_name().to_string_lossy().starts_with('.') {
+        if e.file_name().as_encoded_bytes().starts_with(b".") {
             continue;
         }
         let path = e.path();
-        if path.is_dir() {
+        utf8_name(&path)?;
+        // Follows links, as reading the file would; a dangling link is an error here.
+        let meta = std::fs::metadata(&path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        if meta.is_dir() {
             walk(&path, out)?;
+        } else if let Some(what) = not_regular(&meta) {
+            return Err(format!(
+                "{} is {what}, not a regular file; wormflow reads only regular files (it was not opened): move it out of the folder, or name the files you mean with a glob",
+                path.display()
+            ));
         } else {
             out.push(path);
         }
@@ -70,10 +112,16 @@ pub fn expand(workspace: &Path, pattern: &str) -> Result<Vec<LocalFile>, String>
     };
     let root = workspace.join(&base);
     let mut found = Vec::new();
-    if matcher.is_none() && root.is_file() {
+    let root_meta = std::fs::metadata(&root);
+    if matcher.is_none() && root_meta.as_ref().is_ok_and(|m| m.is_file()) {
         found.push(root.clone());
-    } else if root.is_dir() {
-        walk(&root, &mut found).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
+    } else if root_meta.as_ref().is_ok_and(|m| m.is_dir()) {
+        walk(&root, &mut found)?;
+    } else if let Some(what) = root_meta.as_ref().ok().and_then(not_regular) {
+        return Err(format!(
+            "{pattern:?}: {} is {what}, not a regular file; wormflow reads only regular files (it was not opened)",
+            root.display()
+        ));
     } else {
         return Err(format!(
             "{pattern:?}: no such file or directory {} (paths are relative to the pipeline's directory)",
@@ -131,6 +179,28 @@ mod tests {
         assert!(expand(&ws, "d/*.nwb").unwrap_err().contains("matches no file"));
         assert!(expand(&ws, "nope/").unwrap_err().contains("no such file"));
         assert!(is_multi(&ws, "d") && is_multi(&ws, "x/*.h5") && !is_multi(&ws, "one.h5"));
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+
+    #[test]
+    fn special_files_and_odd_names_are_refused_unopened() {
+        use std::os::unix::ffi::OsStrExt;
+        let ws = std::env::temp_dir().join(format!("wormflow-local-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("d")).unwrap();
+        std::fs::write(ws.join("d/a.h5"), "a").unwrap();
+        let fifo = std::ffi::CString::new(ws.join("d/pipe").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        // Opening the FIFO would block this test for ever.
+        let e = expand(&ws, "d/").unwrap_err();
+        assert!(e.contains("pipe is a FIFO") && e.contains("not a regular file"), "{e}");
+        let e = expand(&ws, "d/pipe").unwrap_err();
+        assert!(e.contains("FIFO"), "{e}");
+        std::fs::remove_file(ws.join("d/pipe")).unwrap();
+        let odd = ws.join("d").join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+        std::fs::write(&odd, "x").unwrap();
+        let e = expand(&ws, "d/").unwrap_err();
+        assert!(e.contains("not valid UTF-8") && e.contains("caf"), "{e}");
         std::fs::remove_dir_all(&ws).unwrap();
     }
 }

@@ -109,7 +109,9 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<Ex
 }
 
 pub fn exit_for(s: &RunSummary) -> ExitCode {
-    if s.failed > 0 || s.skipped > 0 {
+    if s.environment_failures > 0 {
+        ExitCode::from(3)
+    } else if s.failed > 0 || s.skipped > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -83,6 +83,9 @@ pub(super) fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<E
         keep
     };
     let r = gc::collect(&store, keep, dry_run)?;
+    if !dry_run {
+        crate::results::remove_litter(&p.workspace);
+    }
     let verb = if dry_run { "would remove" } else { "removed" };
     if dry_run && !r.removed_nodes.is_empty() {
         println!(

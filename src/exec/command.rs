@@ -123,28 +123,32 @@ impl StageKind for CommandKind {
             .with_context(|| format!("cannot write {}", listing.display()))?;
         command.env("WORMFLOW_INPUTS", &listing);
 
-        // Output goes to files, not pipes: a background process that keeps a pipe open
-        // would otherwise make the node wait for ever.
+        // stdout goes to a file, not a pipe: a background process that keeps a pipe open
+        // would otherwise make the node wait for ever. stderr goes through a pipe into
+        // memory (its tail): the cause of a failure must reach the message even when the
+        // disk is full ("No space left on device" written to a file on that disk is lost).
         let out_path = ctx.scratch.join("stdout.txt");
-        let err_path = ctx.scratch.join("stderr.txt");
-        let create = |p: &std::path::Path| {
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
-        };
-        command.stdout(create(&out_path)?).stderr(create(&err_path)?);
+        let stdout_file = std::fs::File::create(&out_path)
+            .with_context(|| format!("cannot create {}", out_path.display()))?;
+        command.stdout(stdout_file).stderr(Stdio::piped());
         let limit = timeout(ctx.params).map_err(anyhow::Error::msg)?;
-        let child = child::spawn(&mut command)
+        let mut child = child::spawn(&mut command)
             .with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
+        let stderr_tail = StderrTail::capture(child.stderr.take().expect("piped"));
         let ended = child
             .wait(ctx.cancel, limit)
             .with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
+        let stderr = stderr_tail.finish();
         let stdout = std::fs::read(&out_path).unwrap_or_default();
-        let stderr = std::fs::read(&err_path).unwrap_or_default();
         let log =
             [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
         let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), &log);
         let status = match ended {
             child::Ended::Exited(status) => status,
-            child::Ended::Cancelled => bail!("{}: cancelled; its processes were stopped and nothing was stored", ctx.node),
+            child::Ended::Cancelled => {
+                return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled)
+                    .context(format!("{}: its processes were stopped", ctx.node)))
+            }
             child::Ended::TimedOut(limit) => bail!(
                 "{}: command `{cmd}` ran past params.timeout_s = {}; its processes were stopped and nothing was stored (raise timeout_s if it needs longer)",
                 ctx.node,
@@ -172,6 +176,45 @@ impl StageKind for CommandKind {
         let mut prov = Map::new();
         prov.insert("command".into(), Value::String(cmd.to_string()));
         Ok(prov)
+    }
+}
+
+/// The last `STDERR_KEPT` bytes a command wrote to stderr, read from its pipe by a thread.
+struct StderrTail {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+/// How much of a command's stderr is kept (its end: where the cause is).
+const STDERR_KEPT: usize = 1 << 20;
+
+impl StderrTail {
+    fn capture(mut pipe: std::process::ChildStderr) -> StderrTail {
+        use std::io::Read;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = std::sync::mpsc::channel();
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * STDERR_KEPT {
+                    let cut = kept.len() - STDERR_KEPT;
+                    kept.drain(..cut);
+                }
+            }
+            let _ = tx.send(());
+        });
+        StderrTail { kept, done }
+    }
+
+    /// What was kept, once the pipe closed — or after a second, if a process that left the
+    /// command's process group still holds it open.
+    fn finish(self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept[kept.len().saturating_sub(STDERR_KEPT)..].to_vec()
     }
 }
 

@@ -55,6 +55,9 @@ pub struct RunSummary {
     pub skipped: usize,
     /// Fetched from the remote (`run --pull`) instead of run.
     pub pulled: usize,
+    /// Of the failed nodes, those that failed for the machine's sake (the store's disk is
+    /// full): the run then exits 3, not 1.
+    pub environment_failures: usize,
     /// (node, message) for every warning a used result carries (see `wormflow_api::WARNINGS`).
     pub warnings: Vec<(String, String)>,
 }
@@ -194,6 +197,9 @@ pub fn run_local(
         forced[i] = true;
     }
     let _store_lock = store.lock_shared()?;
+    if opts.show_results {
+        crate::results::remove_litter(workspace);
+    }
     let resolver = Resolver::new(graph, store, workspace);
     // What is stored already, looked up in parallel (records and stats) before scheduling:
     // a no-op run then only checks each key against it.
@@ -325,7 +331,17 @@ pub fn run_local(
                     reporter.pulled(id, &action);
                     s.done(i, action, shown, store, reporter);
                 }
-                Err(e) => s.failed(i, reporter, &format!("{e:#}")),
+                Err(e) if wormflow_api::cancel::is_cancelled(&e) => {
+                    s.slots[i] = Slot::Failed;
+                    s.summary.skipped += 1;
+                    reporter.skipped(id, "cancelled by the interrupt; nothing of it was stored");
+                }
+                Err(e) => {
+                    if crate::error::is_environment(&e) {
+                        s.summary.environment_failures += 1;
+                    }
+                    s.failed(i, reporter, &format!("{e:#}"))
+                }
             }
         }
         monitor_stop.store(true, Ordering::Relaxed);
@@ -427,11 +443,22 @@ pub fn execute(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             Err(anyhow!("{}: the stage panicked: {}", node.id, msg.unwrap_or_default()))
         });
+    // A node still running when the run was cancelled is not stored, even if it got to
+    // the end: the user asked for the run to stop, not for whatever finishes next.
+    let result = match result {
+        Ok(_) if cancel.load(Ordering::Relaxed) => {
+            Err(anyhow::Error::new(wormflow_api::cancel::Cancelled))
+        }
+        other => other,
+    };
+    let result = result.map_err(|e| when_store_is_full(store, e));
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     log.keep(store, &node.id, &work.scratch, error.as_deref());
     work.check_inputs_untouched(store, &node.id)?;
     let stage_provenance = result?;
-    let outputs = work.ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))?;
+    let outputs = work
+        .ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))
+        .map_err(|e| when_store_is_full(store, e))?;
     let seconds = clock.elapsed().as_secs_f64();
     let action = ActionRecord {
         schema: crate::store::ACTION_SCHEMA,
@@ -450,6 +477,27 @@ pub fn execute(
     store.write_action(&action)?;
     Ok(Outcome::Ran(action, seconds))
 }
+
+/// A node that failed while the store's file system is full (a command's own output, or
+/// the store's copy, ran out of space): the machine's fault, not the node's — said as
+/// such, and the run exits 3.
+fn when_store_is_full(store: &Store, e: anyhow::Error) -> anyhow::Error {
+    let out_of_space = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    });
+    match store.free_bytes() {
+        Some(free) if out_of_space || free < FULL_BELOW => crate::error::environment(anyhow!(
+            "{e:#} — the store's file system ({}) is full ({free} bytes free): free space (`wormflow gc` removes what no pipeline uses) or move the store, then run again",
+            store.root.display()
+        )),
+        _ if out_of_space => crate::error::environment(e),
+        _ => e,
+    }
+}
+
+/// Below this many free bytes the store's file system counts as full.
+const FULL_BELOW: u64 = 1 << 20;
 
 fn provenance(
     started: SystemTime,

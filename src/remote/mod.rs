@@ -89,32 +89,15 @@ impl Remote {
 
     /// Say what went wrong in words a user can act on.
     fn explain(&self, what: &str, e: object_store::Error) -> anyhow::Error {
-        let text = format!("{e}");
-        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        let hint = if matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        ) || has(&[
-            "403",
-            "Forbidden",
-            "SignatureDoesNotMatch",
-            "InvalidAccessKeyId",
-            "AccessDenied",
-        ]) {
-            " — the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        } else if has(&[
-            "error sending request",
-            "onnection refused",
-            "dns error",
-            "timed out",
-            "tcp connect",
-        ]) {
-            " — the endpoint cannot be reached: check remotes.NAME.endpoint and the network"
-        } else if has(&["NoSuchBucket"]) {
-            " — the bucket does not exist: create it, or fix remotes.NAME.url"
-        } else {
-            ""
+        let hint = match Cause::of(&e) {
+            Cause::Credentials => {
+                " — the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            }
+            Cause::Unreachable => {
+                " — the endpoint cannot be reached: check remotes.NAME.endpoint and the network"
+            }
+            Cause::NoBucket => " — the bucket does not exist: create it, or fix remotes.NAME.url",
+            Cause::Other => "",
         };
         crate::error::environment(anyhow!("remote {} ({}): {what}: {e}{hint}", self.name, self.url))
     }
@@ -233,6 +216,59 @@ impl Remote {
     }
 }
 
+/// Why a request to a remote failed, told by the error's kind, its HTTP status and the
+/// `<Code>` of S3's error document — never by searching the message, whose URL holds
+/// object hashes (a hash containing "403" is no refusal).
+#[derive(Debug, PartialEq, Eq)]
+enum Cause {
+    Credentials,
+    Unreachable,
+    NoBucket,
+    Other,
+}
+
+impl Cause {
+    fn of(e: &object_store::Error) -> Cause {
+        use object_store::client::{HttpError, HttpErrorKind};
+        // object_store maps HTTP 401 and 403 to these variants.
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) {
+            return Cause::Credentials;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(http) = s.downcast_ref::<HttpError>() {
+                return match http.kind() {
+                    HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted => Cause::Unreachable,
+                    _ => Cause::Other,
+                };
+            }
+            source = s.source();
+        }
+        match s3_error_code(&e.to_string()) {
+            Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied") => {
+                Cause::Credentials
+            }
+            Some("NoSuchBucket") => Cause::NoBucket,
+            _ => Cause::Other,
+        }
+    }
+}
+
+/// The `<Code>…</Code>` of an S3 error document quoted in an error message. A URL cannot
+/// hold `<` unescaped, so this never matches part of an object's name.
+fn s3_error_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(&text[start..start + len])
+}
+
 fn s3_client(name: &str, decl: &RemoteDecl, bucket: &str) -> Result<object_store::aws::AmazonS3> {
     use object_store::aws::AmazonS3Builder;
     use object_store::{ClientOptions, RetryConfig};
@@ -263,4 +299,38 @@ fn s3_client(name: &str, decl: &RemoteDecl, bucket: &str) -> Result<object_store
         b = b.with_region(region);
     }
     b.with_client_options(options).build().map_err(|e| anyhow!("remote {name} ({}): {e}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION or remotes.{name}.region)", decl.url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request to a dead endpoint for an object whose name holds "403" and "Forbidden" is
+    /// unreachable, not refused (the name is in the message; the cause is not).
+    #[test]
+    fn causes_come_from_the_error_not_its_url() {
+        use object_store::aws::AmazonS3Builder;
+        let client = AmazonS3Builder::new()
+            .with_bucket_name("bucket")
+            .with_endpoint("http://127.0.0.1:1")
+            .with_region("us-east-1")
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_retry(object_store::RetryConfig { max_retries: 0, ..Default::default() })
+            .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let path = ObjectPath::from("prefix/objects/40/3403Forbidden0403");
+        let e = runtime.block_on(client.head(&path)).unwrap_err();
+        assert!(e.to_string().contains("403"), "{e}");
+        assert_eq!(Cause::of(&e), Cause::Unreachable, "{e}");
+    }
+
+    #[test]
+    fn s3_codes() {
+        let body = "Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><BucketName>b403</BucketName></Error>";
+        assert_eq!(s3_error_code(body), Some("NoSuchBucket"));
+        assert_eq!(s3_error_code("GET http://h/objects/40/3403 - 403"), None);
+    }
 }

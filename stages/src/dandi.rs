@@ -8,6 +8,8 @@
 //! redirects to the file on S3. A published version never changes, so the URL text is a
 //! fine key; `draft` can, so it needs a pin or `allow_unpinned`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
@@ -103,17 +105,59 @@ fn get_json<T: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str) -> R
     serde_json::from_str(&body).with_context(|| format!("{url}: not the DANDI API's JSON"))
 }
 
-/// The assets a reference names, each with its download URL and published sha256.
-pub fn resolve(agent: &ureq::Agent, api: &str, r: &DandiRef) -> Result<Vec<Asset>> {
-    let api = api.trim_end_matches('/');
-    let base = format!("{api}/dandisets/{}/versions/{}", r.dandiset, r.version);
-    let query = form_urlencoded::byte_serialize(r.path.as_bytes()).collect::<String>();
-    let mut next = Some(format!("{base}/assets/?path={query}&page_size=1000"));
+/// Most listing pages followed: 10,000 pages of 1,000 assets is far beyond the largest
+/// dandiset; a server whose `next` never ends is refused, not followed for ever.
+const MAX_PAGES: usize = 10_000;
+
+/// Every asset the listing at `first` holds, following `next` until it ends. A `next`
+/// seen before (a server that loops) or more than MAX_PAGES pages is an error; `cancel`
+/// is checked before each page.
+fn list_all(
+    agent: &ureq::Agent,
+    first: String,
+    r: &DandiRef,
+    cancel: &AtomicBool,
+) -> Result<Vec<Listed>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut next = Some(first);
     let mut listed = Vec::new();
     while let Some(url) = next {
+        if cancel.load(Ordering::Relaxed) {
+            bail!("{}: cancelled while listing the dandiset", r.reference(&r.path));
+        }
+        if !seen.insert(url.clone()) {
+            bail!("{}: the DANDI API's listing loops (page {url} comes again after {} pages); nothing was fetched. Check params.dandi_api", r.reference(&r.path), seen.len());
+        }
+        if seen.len() > MAX_PAGES {
+            bail!("{}: the DANDI API's listing goes on past {MAX_PAGES} pages; nothing was fetched. Check params.dandi_api, or name a folder of the dandiset", r.reference(&r.path));
+        }
         let page: Page = get_json(agent, &url)?;
         listed.extend(page.results);
         next = page.next.filter(|n| !n.is_empty());
+    }
+    Ok(listed)
+}
+
+/// The assets a reference names, each with its download URL and published sha256. Asset
+/// paths come from a server: each must be a relative path inside the output (no `..`,
+/// no absolute path) before anything is written.
+pub fn resolve(
+    agent: &ureq::Agent,
+    api: &str,
+    r: &DandiRef,
+    cancel: &AtomicBool,
+) -> Result<Vec<Asset>> {
+    let api = api.trim_end_matches('/');
+    let base = format!("{api}/dandisets/{}/versions/{}", r.dandiset, r.version);
+    let query = form_urlencoded::byte_serialize(r.path.as_bytes()).collect::<String>();
+    let listed = list_all(agent, format!("{base}/assets/?path={query}&page_size=1000"), r, cancel)?;
+    for a in &listed {
+        if let Err(why) = wormflow_api::relpath::check_relative_path(&a.path) {
+            bail!(
+                "dandiset {} version {}: the archive lists an asset whose path {:?} {why}; it would be written outside the output, so nothing was fetched (is params.dandi_api the real archive?)",
+                r.dandiset, r.version, a.path
+            );
+        }
     }
     // `path=` matches by prefix: keep what the reference means.
     let chosen: Vec<Listed> = if r.is_folder() {
@@ -136,6 +180,9 @@ pub fn resolve(agent: &ureq::Agent, api: &str, r: &DandiRef) -> Result<Vec<Asset
     chosen
         .into_iter()
         .map(|a| {
+            if cancel.load(Ordering::Relaxed) {
+                bail!("{}: cancelled while resolving assets", r.reference(&r.path));
+            }
             let meta: Metadata = get_json(agent, &format!("{base}/assets/{}/", a.asset_id))?;
             Ok(Asset {
                 download_url: format!("{api}/assets/{}/download/", a.asset_id),

@@ -21,6 +21,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -275,6 +276,12 @@ impl Stage for Download {
                 ))
             };
             for (j, item) in expand(spec, &p, ctx)?.into_iter().enumerate() {
+                // Every name was checked already (params at plan time, archive listings
+                // when resolved); this is the last line before a write.
+                if let Err(why) = wormflow_api::relpath::check_relative_path(&item.dest) {
+                    bail!("{}: its place in the output, {:?}, {why}; nothing was written", item.origin, item.dest);
+                }
+                ctx.check_cancel()?;
                 let tmp = ctx.scratch.join(format!("download-{i}-{j}"));
                 let from = fetch(&item, &p, ctx, &tmp, &progress)?;
                 sources.push(json!({"path": item.dest, "from": from}));
@@ -345,7 +352,7 @@ fn expand(spec: &FileSpec, p: &Params, ctx: &StageContext) -> Result<Vec<Item>> 
     };
     if let Some(r) = DandiRef::parse(&spec.url) {
         let r = r.map_err(anyhow::Error::msg)?;
-        let assets = dandi::resolve(&agent(p), &p.dandi_api, &r)?;
+        let assets = dandi::resolve(&agent(p), &p.dandi_api, &r, ctx.cancel)?;
         return assets
             .into_iter()
             .map(|a| {
@@ -421,7 +428,7 @@ fn fetch(
         }
     }
     if is_remote(&item.url) {
-        http_get(&item.url, tmp, p, progress)?;
+        http_get(&item.url, tmp, p, ctx.cancel, progress)?;
     } else {
         let src = ctx.workspace.join(local_path(&item.url));
         fs::copy(&src, tmp).with_context(|| {
@@ -444,15 +451,22 @@ enum Attempt {
     Retry(String),
 }
 
-fn http_get(url: &str, tmp: &Path, p: &Params, progress: &dyn Fn(f64, &str)) -> Result<()> {
+fn http_get(
+    url: &str,
+    tmp: &Path,
+    p: &Params,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(f64, &str),
+) -> Result<()> {
     let agent = agent(p);
     let _ = fs::remove_file(tmp);
     let mut last = String::new();
     for attempt in 0..=p.retries {
         if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(200 << (attempt - 1).min(6)));
+            wormflow_api::cancel::sleep(Duration::from_millis(200 << (attempt - 1).min(6)), cancel)
+                .with_context(|| format!("{url}: download"))?;
         }
-        match try_once(&agent, url, tmp, progress)? {
+        match try_once(&agent, url, tmp, cancel, progress)? {
             Attempt::Done => return Ok(()),
             Attempt::Retry(why) => last = why,
         }
@@ -464,6 +478,7 @@ fn try_once(
     agent: &ureq::Agent,
     url: &str,
     tmp: &Path,
+    cancel: &AtomicBool,
     progress: &dyn Fn(f64, &str),
 ) -> Result<Attempt> {
     let have = fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
@@ -496,6 +511,10 @@ fn try_once(
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = start;
     loop {
+        // A read waits at most timeout_s; between reads the run may be cancelled.
+        if cancel.load(Ordering::Relaxed) {
+            bail!("{url}: cancelled after {got} bytes");
+        }
         match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {

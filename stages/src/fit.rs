@@ -194,6 +194,7 @@ pub fn read_points(
 ) -> Result<(Vec<Point>, Vec<LeftOut>)> {
     let (mut points, mut left_out) = (Vec::new(), Vec::new());
     for input in ctx.inputs {
+        ctx.check_cancel()?;
         let path = input.dir.join("eval.parquet");
         if !path.exists() {
             continue;
@@ -262,8 +263,12 @@ impl Stage for Fit {
         for q in &points {
             groups.entry((q.model.clone(), q.dataset.clone())).or_default().push(q);
         }
-        let mut fits: Vec<LineFit> =
-            groups.values().filter_map(|g| fit_points(g, &p.x, p.bootstrap, p.seed)).collect();
+        let mut fits: Vec<LineFit> = Vec::new();
+        for g in groups.values() {
+            // A fit's bootstrap is ~ms; a pipeline may fit thousands of groups.
+            ctx.check_cancel()?;
+            fits.extend(fit_points(g, &p.x, p.bootstrap, p.seed));
+        }
         for f in &mut fits {
             f.n_left_out = left_out.iter().filter(|l| l.model == f.model).count() as i64;
         }

@@ -18,10 +18,21 @@ impl H5 {
     fn wrap(path: &Path, opened: Result<File, hdf5_pure::Error>) -> Result<H5> {
         let file = opened.map_err(|e| {
             anyhow!(
-                "{}: cannot read as HDF5 ({e}); is it the right file and format?",
+                "{}: cannot read as HDF5 ({e}): the file is truncated or not valid HDF5; is it the right file and format, and was it copied whole?",
                 path.display()
             )
         })?;
+        // The superblock says where the file ends; a file cut short (an interrupted
+        // download or copy) still opens, and only shows as groups that cannot be read.
+        let sb = file.superblock();
+        let ends_at = sb.base_address.get().saturating_add(sb.eof_address);
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+        if size < ends_at {
+            bail!(
+                "{}: the file is truncated: it has {size} bytes, but its HDF5 superblock says it ends at byte {ends_at} (an interrupted download or copy?); fetch or copy it again",
+                path.display()
+            );
+        }
         Ok(H5 { file, path: path.to_path_buf() })
     }
 

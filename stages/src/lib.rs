@@ -19,6 +19,7 @@ pub mod stage;
 pub mod standardize;
 pub mod summaries;
 pub mod sweep;
+pub mod sweep_filter;
 pub mod synthesize;
 pub mod table;
 pub mod torch_stages;

@@ -95,6 +95,7 @@ impl Stage for Preprocess {
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         let mut worms = Vec::new();
         for input in ctx.inputs {
+            ctx.check_cancel()?;
             worms.extend(read_recordings(&input.dir)?);
         }
         if worms.is_empty() {
@@ -102,7 +103,15 @@ impl Stage for Preprocess {
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
         let out: Vec<Worm> = pool
-            .install(|| worms.par_iter().map(|w| preprocess_worm(w, &p)).collect::<Result<_>>())?;
+            .install(|| {
+                worms
+                    .par_iter()
+                    .map(|w| {
+                        ctx.check_cancel()?;
+                        preprocess_worm(w, &p)
+                    })
+                    .collect::<Result<_>>()
+            })?;
         write_dataset(ctx.out_dir, &out, &ctx.file_metadata())?;
         let log: String = out
             .iter()

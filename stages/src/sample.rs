@@ -65,6 +65,7 @@ impl Stage for Sample {
     fn run(p: Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         let mut pool = Vec::new();
         for input in ctx.inputs {
+            ctx.check_cancel()?;
             pool.extend(read_split(&input.dir.join("split.parquet"))?);
         }
         if pool.is_empty() {
@@ -75,6 +76,7 @@ impl Stage for Sample {
         let mut windows = Vec::new();
         let mut too_short = Vec::new();
         for (i, w) in pool.iter().enumerate() {
+            ctx.check_cancel()?;
             for (set, half, wanted) in [("train", w.train, chosen[i]), ("val", w.val, true)] {
                 if !wanted {
                     continue;

@@ -95,16 +95,19 @@ pub fn table(nodes: &[SweepNode]) -> Result<DataFrame> {
 /// Keep the rows where `filter` (a SQL expression, see [`parse_filter`]) holds, then sort
 /// by the named columns (a leading `-` sorts descending).
 pub fn select(df: DataFrame, filter: Option<&str>, sort: &[String]) -> Result<DataFrame> {
-    let mut lazy = df.lazy();
+    let columns: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
+    let mut lazy = df.clone().lazy();
     if let Some(f) = filter {
-        lazy = lazy.filter(parse_filter(f)?);
+        lazy = lazy.filter(parse_filter(f, &columns)?);
     }
     if !sort.is_empty() {
-        let names: Vec<PlSmallStr> =
-            sort.iter().map(|s| s.trim_start_matches('-').into()).collect();
+        let names: Vec<&str> = sort.iter().map(|s| s.trim_start_matches('-')).collect();
+        if let Some(missing) = names.iter().find(|n| !columns.contains(n)) {
+            bail!("--sort {missing}: no such column in the sweep table; its columns: {}", columns.join(", "));
+        }
         let descending: Vec<bool> = sort.iter().map(|s| s.starts_with('-')).collect();
         lazy = lazy.sort(
-            names,
+            names.into_iter().map(PlSmallStr::from).collect::<Vec<_>>(),
             SortMultipleOptions::default()
                 .with_order_descending_multi(descending)
                 .with_nulls_last(true)
@@ -114,11 +117,13 @@ pub fn select(df: DataFrame, filter: Option<&str>, sort: &[String]) -> Result<Da
     lazy.collect().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// A `--where` filter: a SQL expression as polars SQL reads it (`ratio < 1 AND model =
-/// 'lstm'`), where `==` also means equality and a double-quoted word is a string, as a
-/// shell user types it (`model == "lstm"`); column names with brackets go in backticks.
-pub fn parse_filter(text: &str) -> Result<Expr> {
+/// A `--where` filter over the table's `columns`: a SQL expression as polars SQL reads it
+/// (`ratio < 1 AND model = 'lstm'`), where `==` also means equality and a double-quoted
+/// word is a string, as a shell user types it (`model == "lstm"`); column names with
+/// brackets go in backticks. Only a row filter gets through (see `sweep_filter`).
+pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Expr> {
     let sql = requote(text);
+    crate::sweep_filter::check(&sql, text, columns).map_err(anyhow::Error::msg)?;
     polars::sql::sql_expr(&sql).map_err(|e| anyhow::anyhow!("--where {text:?} is not an expression polars SQL reads ({e}); e.g. --where 'model == \"lstm\" and ratio < 1'"))
 }
 
@@ -310,6 +315,6 @@ mod tests {
         assert_eq!(kept.height(), 1);
         let sorted = select(df, None, &["-ratio".into()]).unwrap();
         assert_eq!(sorted.column("ratio").unwrap().f64().unwrap().get(0), Some(1.2));
-        assert!(parse_filter("model ==").is_err());
+        assert!(parse_filter("model ==", &["model"]).is_err());
     }
 }

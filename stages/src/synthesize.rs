@@ -24,6 +24,9 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::AtomicBool;
+
+use wormflow_api::cancel::Cancelled;
 use wormflow_api::StageContext;
 
 use crate::neurons::{self, N_NEURONS};
@@ -141,20 +144,21 @@ impl Stage for Synthesize {
             let mut rng = stream(p.seed, "sine-frequencies", 0);
             (0..N_NEURONS).map(|_| rng.random_range(p.freq_min..=p.freq_max)).collect()
         };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
-        let worms: Vec<Worm> = pool.install(|| {
-            (0..p.n_worms)
-                .into_par_iter()
-                .map(|w| {
-                    let activity = match p.model.as_str() {
-                        "sines" => sines(&p, &freqs, w),
-                        "random_walk" => random_walk(&p, w),
-                        _ => wiring.as_ref().expect("loaded above").simulate(&p, w),
-                    };
-                    observe(&p, &dataset, w, activity)
-                })
-                .collect()
-        });
+        // Worms are independent and each draws from its own seeded stream, so the bytes do
+        // not depend on the number of threads. The process-wide pool: nodes running side
+        // by side share the cores by work stealing, and a lone node gets them all.
+        let worms: Vec<Worm> = (0..p.n_worms)
+            .into_par_iter()
+            .map(|w| {
+                ctx.check_cancel()?;
+                let activity = match p.model.as_str() {
+                    "sines" => sines(&p, &freqs, w),
+                    "random_walk" => random_walk(&p, w),
+                    _ => wiring.as_ref().expect("loaded above").simulate(&p, w, ctx.cancel)?,
+                };
+                Ok(observe(&p, &dataset, w, activity))
+            })
+            .collect::<Result<_, Cancelled>>()?;
         write_dataset(ctx.out_dir, &worms, &ctx.file_metadata())?;
         let mut prov = Map::new();
         prov.insert("worms".into(), json!(worms.len()));
@@ -278,7 +282,8 @@ impl Wiring {
         Ok(wiring)
     }
 
-    fn simulate(&self, p: &Params, w: u64) -> Vec<Vec<f64>> {
+    /// One worm's activity; stops early (`Cancelled`) when the run is cancelled.
+    fn simulate(&self, p: &Params, w: u64, cancel: &AtomicBool) -> Result<Vec<Vec<f64>>, Cancelled> {
         let mut rng = stream(p.seed, "connectome", w);
         let mut x: Vec<f64> = (0..N_NEURONS).map(|_| normal(&mut rng)).collect();
         let mut rate = vec![0.0; N_NEURONS];
@@ -289,6 +294,10 @@ impl Wiring {
             (0..N_NEURONS).map(|_| Vec::with_capacity(p.n_steps as usize)).collect();
         let total = burn + per_record * p.n_steps as usize;
         for step in 0..total {
+            // A step is ~10 µs: checking every 4096 steps notices a cancel within ~50 ms.
+            if step % 4096 == 0 {
+                wormflow_api::cancel::check(cancel)?;
+            }
             for (r, v) in rate.iter_mut().zip(&x) {
                 *r = v.tanh();
             }
@@ -307,6 +316,6 @@ impl Wiring {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }

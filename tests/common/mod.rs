@@ -11,6 +11,11 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
+/// A file of the repository (data/, tests/ scripts).
+pub fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
 pub fn wormflow_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wormflow")
 }

@@ -110,6 +110,7 @@ type Inputs<'a> = (Vec<(&'a InputNode, FitsDoc)>, Vec<Eval<'a>>, Vec<Trained<'a>
 fn read_inputs<'a>(ctx: &StageContext<'a>) -> Result<Inputs<'a>> {
     let (mut fits, mut evals, mut trains) = (Vec::new(), Vec::new(), Vec::new());
     for i in ctx.inputs {
+        ctx.check_cancel()?;
         if i.dir.join("fits.json").exists() {
             fits.push((i, read_fits(&i.dir.join("fits.json"))?));
         }
@@ -145,14 +146,17 @@ impl Stage for Report {
         }
         let mut figures = Vec::new();
         for (node, doc) in &fits {
+            ctx.check_cancel()?;
             figures.extend(scaling_figures(node, doc));
         }
+        ctx.check_cancel()?;
         figures.extend(synthetic_figure(&evals, &p.synthetic));
         figures.extend(kstep_figures(&evals, &p.synthetic)?);
         figures.extend(generation_figure(&evals, p.generation_neurons)?);
         figures.extend(training_figure(&trains));
         let named: Vec<(&str, &FitsDoc)> = fits.iter().map(|(i, d)| (i.node.as_str(), d)).collect();
         let findings = findings::findings(&named);
+        ctx.check_cancel()?;
         let mut tables = vec![fit_table(&fits)];
         tables.extend(left_out_table(&fits));
         tables.extend(neuron_table(&evals, &p.synthetic)?);

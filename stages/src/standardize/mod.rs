@@ -162,6 +162,7 @@ impl Stage for Standardize {
         let origins = Origins::of(ctx);
         let mut log = String::new();
         for (i, file) in files.iter().enumerate() {
+            ctx.check_cancel()?;
             (ctx.progress)(&wormflow_api::Progress::new(
                 i as f64 / files.len() as f64,
                 file.file_name().unwrap_or_default().to_string_lossy(),
@@ -183,6 +184,7 @@ impl Stage for Standardize {
             let raws = read().map_err(|e| origins.rewrite(e, file))?;
             let user_file = origins.user_path(file);
             for raw in raws {
+                ctx.check_cancel()?;
                 let signal =
                     if raw.signal.is_empty() { String::new() } else { format!("; {}", raw.signal) };
                 log.push_str(&format!(
@@ -420,6 +422,11 @@ impl RawWorm {
                 interpolate_nans(&mut trace);
             }
             traces[slot] = Some(trace.into_iter().map(|v| v as f32).collect());
+        }
+        if traces.iter().all(Option::is_none) && masked > 0 {
+            return Ok(Kept::Dropped(format!(
+                "every labelled trace is NaN: {masked} columns carry a neuron label, and all their values are NaN (not a number); the file holds no activity for its identified neurons — check how it was exported"
+            )));
         }
         if traces.iter().all(Option::is_none) {
             return Ok(Kept::Dropped(format!(

@@ -170,6 +170,18 @@ pub fn read(path: &Path, p: &Params) -> Result<Vec<RawWorm>> {
                 worms.len() - 1
             });
             let w = &mut worms[i];
+            // One (dataset, worm) is one recording: rows from another raw file under the
+            // same id are another worm, and merging them would mix two animals' neurons.
+            if w.raw_file != files.value(r) {
+                bail!(
+                    "{}: worm {} of {} comes from two raw files, {} and {}; each recording needs its own (source_dataset, worm) — fix the file, or read the sources with separate standardize stages",
+                    at(),
+                    w.worm,
+                    w.dataset,
+                    w.raw_file,
+                    files.value(r)
+                );
+            }
             if labelled.is_null(r) || !labelled.value(r) {
                 w.unlabelled_rows += 1;
                 continue;
