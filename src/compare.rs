@@ -125,7 +125,10 @@ fn print_tables(p: &Planned, args: &CompareArgs) -> Result<ExitCode> {
         let (nodes, never) = sweep_nodes(p, &store, &indices, args.params);
         if nodes.is_empty() {
             // No table to filter or sort: say so, rather than that a column is missing.
-            eprintln!("{stage}: no results yet; `wormflow run {stage}` builds its {} nodes", indices.len());
+            eprintln!(
+                "{stage}: no results yet; `wormflow run {stage}` builds its {} nodes",
+                indices.len()
+            );
             continue;
         }
         let table = sweep::table(&nodes).with_context(|| format!("stage {stage}"))?;

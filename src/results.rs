@@ -197,7 +197,10 @@ pub fn remove_litter(workspace: &Path) {
 /// Whether a process with this id exists (signal 0 checks without sending anything).
 fn alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks permission and existence.
-    unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
+    unsafe {
+        libc::kill(pid, 0) == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
 }
 
 /// A user may have made read-only directories in there; removal needs them writable.

@@ -258,7 +258,8 @@ fn the_studys_parquet_pool_reads_like_the_native_files() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let ws = Workspace::new(&download_and_standardize(&[&clash], r#"format = "worm-data-parquet""#));
+    let ws =
+        Workspace::new(&download_and_standardize(&[&clash], r#"format = "worm-data-parquet""#));
     let err = ws.run_fails();
     assert!(
         err.contains("worm0 of Kato2015 comes from two raw files")
@@ -276,14 +277,20 @@ fn truncated_and_all_nan_nwb_files_say_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole.nwb");
     let kato = repo("data/kato2015/WT_NoStim_worm1.h5");
-    write_with_python("tests/nwb_write.py", &["000776", kato.to_str().unwrap(), whole.to_str().unwrap()]);
+    write_with_python(
+        "tests/nwb_write.py",
+        &["000776", kato.to_str().unwrap(), whole.to_str().unwrap()],
+    );
     let bytes = std::fs::read(&whole).unwrap();
     for percent in [10, 50, 99] {
         let cut = tmp.path().join(format!("cut{percent}.nwb"));
         std::fs::write(&cut, &bytes[..bytes.len() * percent / 100]).unwrap();
         let ws = Workspace::new(&download_and_standardize(&[&cut], r#"format = "nwb""#));
         let err = ws.run_fails();
-        assert!(err.contains("truncated") && err.contains(&format!("cut{percent}.nwb")), "{percent}%: {err}");
+        assert!(
+            err.contains("truncated") && err.contains(&format!("cut{percent}.nwb")),
+            "{percent}%: {err}"
+        );
         assert!(!err.contains("no RoiResponseSeries"), "{percent}%: {err}");
     }
     let nan = tmp.path().join("nan.nwb");

@@ -279,7 +279,11 @@ impl Stage for Download {
                 // Every name was checked already (params at plan time, archive listings
                 // when resolved); this is the last line before a write.
                 if let Err(why) = wormflow_api::relpath::check_relative_path(&item.dest) {
-                    bail!("{}: its place in the output, {:?}, {why}; nothing was written", item.origin, item.dest);
+                    bail!(
+                        "{}: its place in the output, {:?}, {why}; nothing was written",
+                        item.origin,
+                        item.dest
+                    );
                 }
                 ctx.check_cancel()?;
                 let tmp = ctx.scratch.join(format!("download-{i}-{j}"));

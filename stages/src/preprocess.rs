@@ -102,16 +102,15 @@ impl Stage for Preprocess {
             bail!("no recordings among the inputs; `needs` should name standardize or synthesize stages");
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build()?;
-        let out: Vec<Worm> = pool
-            .install(|| {
-                worms
-                    .par_iter()
-                    .map(|w| {
-                        ctx.check_cancel()?;
-                        preprocess_worm(w, &p)
-                    })
-                    .collect::<Result<_>>()
-            })?;
+        let out: Vec<Worm> = pool.install(|| {
+            worms
+                .par_iter()
+                .map(|w| {
+                    ctx.check_cancel()?;
+                    preprocess_worm(w, &p)
+                })
+                .collect::<Result<_>>()
+        })?;
         write_dataset(ctx.out_dir, &out, &ctx.file_metadata())?;
         let log: String = out
             .iter()

@@ -103,7 +103,10 @@ pub fn select(df: DataFrame, filter: Option<&str>, sort: &[String]) -> Result<Da
     if !sort.is_empty() {
         let names: Vec<&str> = sort.iter().map(|s| s.trim_start_matches('-')).collect();
         if let Some(missing) = names.iter().find(|n| !columns.contains(n)) {
-            bail!("--sort {missing}: no such column in the sweep table; its columns: {}", columns.join(", "));
+            bail!(
+                "--sort {missing}: no such column in the sweep table; its columns: {}",
+                columns.join(", ")
+            );
         }
         let descending: Vec<bool> = sort.iter().map(|s| s.starts_with('-')).collect();
         lazy = lazy.sort(
@@ -154,6 +157,9 @@ pub fn to_text(df: &DataFrame) -> String {
     let columns = df.columns();
     let mut cells: Vec<Vec<String>> = vec![columns.iter().map(|c| c.name().to_string()).collect()];
     let shorten = |s: String| {
+        // A tab or newline inside a value would break the table's rows: shown escaped.
+        let s: String =
+            if s.chars().any(char::is_control) { s.escape_debug().collect() } else { s };
         if s.chars().count() > MAX_TEXT_CELL {
             s.chars().take(MAX_TEXT_CELL - 1).chain(['…']).collect()
         } else {

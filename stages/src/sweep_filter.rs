@@ -17,9 +17,26 @@ use sqlparser::tokenizer::Token;
 
 /// Scalar functions a filter may call: none reads files or other tables.
 const FUNCTIONS: &[&str] = &[
-    "abs", "round", "sqrt", "exp", "ln", "log", "log2", "log10", "pow", "power",
-    "sign", "lower", "upper", "length", "starts_with", "ends_with", "coalesce", "nullif",
-    "greatest", "least",
+    "abs",
+    "round",
+    "sqrt",
+    "exp",
+    "ln",
+    "log",
+    "log2",
+    "log10",
+    "pow",
+    "power",
+    "sign",
+    "lower",
+    "upper",
+    "length",
+    "starts_with",
+    "ends_with",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
 ];
 
 /// Check `sql` (the filter after requoting; `written` as the user typed it) against the
@@ -36,8 +53,9 @@ pub fn check(sql: &str, written: &str, columns: &[&str]) -> Result<(), String> {
             parser.peek_token().token
         )));
     }
-    if let ControlFlow::Break(table) = visit_relations(&expr, |r| ControlFlow::Break(r.to_string())) {
-        return Err(bad(format!("reads the table {table}; a filter may use only the sweep table's columns (no tables, subqueries or files)")));
+    if let ControlFlow::Break(table) = visit_relations(&expr, |r| ControlFlow::Break(r.to_string()))
+    {
+        return Err(bad(format!("reads from {table}; a filter may use only the sweep table's columns (no tables, subqueries or files)")));
     }
     match visit_expressions(&expr, |e| match allowed(e, columns) {
         Ok(()) => ControlFlow::Continue(()),
@@ -124,8 +142,8 @@ mod tests {
     #[test]
     fn files_tables_and_unknown_columns_are_refused() {
         for (bad, says) in [
-            ("node IN (SELECT nosuch FROM read_csv('/etc/passwd'))", "reads the table"),
-            ("node IN (SELECT x FROM read_parquet('f.parquet'))", "reads the table"),
+            ("node IN (SELECT nosuch FROM read_csv('/etc/passwd'))", "reads from read_csv"),
+            ("node IN (SELECT x FROM read_parquet('f.parquet'))", "reads from read_parquet"),
             ("EXISTS (SELECT 1)", "not allowed"),
             ("read_csv('/etc/passwd') = 1", "read_csv(…) is not allowed"),
             ("nosuch > 1", "no column \"nosuch\""),

@@ -283,7 +283,12 @@ impl Wiring {
     }
 
     /// One worm's activity; stops early (`Cancelled`) when the run is cancelled.
-    fn simulate(&self, p: &Params, w: u64, cancel: &AtomicBool) -> Result<Vec<Vec<f64>>, Cancelled> {
+    fn simulate(
+        &self,
+        p: &Params,
+        w: u64,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Vec<f64>>, Cancelled> {
         let mut rng = stream(p.seed, "connectome", w);
         let mut x: Vec<f64> = (0..N_NEURONS).map(|_| normal(&mut rng)).collect();
         let mut rate = vec![0.0; N_NEURONS];

@@ -347,7 +347,8 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     let status = match ended.context("lost track of wormflow-torch")? {
         child::Ended::Exited(status) => status,
         child::Ended::Cancelled | child::Ended::TimedOut(_) => {
-            return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled).context("wormflow-torch was stopped"))
+            return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled)
+                .context("wormflow-torch was stopped"))
         }
     };
     if !status.success() {
