@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 
 use common::{Events, Workspace};
 use serde_json::Value;
