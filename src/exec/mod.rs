@@ -5,10 +5,10 @@
 pub mod command;
 mod node_log;
 pub mod report;
+mod schedule;
 pub mod slurm;
 mod workdir;
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -18,12 +18,12 @@ use anyhow::{anyhow, Result};
 use serde_json::{Map, Value};
 
 use crate::graph::Graph;
-use crate::hash::Hash;
 use crate::kinds::{Registry, StageContext};
 use crate::remote::Remote;
 use crate::status::{KeyParts, Resolver};
 use crate::store::{output_tree_hash, ActionRecord, Store};
 use report::Reporter;
+use schedule::Schedule;
 
 pub struct RunOptions {
     pub jobs: usize,
@@ -62,14 +62,6 @@ pub struct RunSummary {
     pub warnings: Vec<(String, String)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
 /// What a worker (or a Slurm job) hands back for one node.
 pub enum Outcome {
     Ran(ActionRecord, f64),
@@ -88,94 +80,33 @@ pub struct Job {
     pub inputs: Vec<(usize, ActionRecord)>,
 }
 
-/// The run's bookkeeping: where each node stands, what is ready, and the counts.
-struct Schedule<'a> {
+/// Where a job goes: this process's worker threads, or — with `--executor slurm` — a Slurm
+/// job (but for kinds marked to run locally). Outcomes come back on one channel.
+struct Executors<'a> {
+    workers: mpsc::Sender<Job>,
+    slurm: Option<&'a slurm::Slurm>,
     graph: &'a Graph,
-    mask: Vec<bool>,
-    slots: Vec<Slot>,
-    results: Vec<Option<ActionRecord>>,
-    missing_inputs: Vec<usize>,
-    ready: VecDeque<usize>,
-    summary: RunSummary,
-    /// No new node starts (after a failure without --keep-going, or Ctrl-C).
-    stopping: bool,
-    keep_going: bool,
+    store: &'a Store,
+    reporter: &'a Reporter,
 }
 
-impl<'a> Schedule<'a> {
-    fn new(graph: &'a Graph, mask: Vec<bool>, keep_going: bool) -> Self {
-        let n = graph.nodes.len();
-        let missing_inputs: Vec<usize> = (0..n).map(|i| graph.inputs[i].len()).collect();
-        let ready = (0..n).filter(|&i| mask[i] && missing_inputs[i] == 0).collect();
-        Schedule {
-            graph,
-            mask,
-            slots: vec![Slot::Pending; n],
-            results: vec![None; n],
-            missing_inputs,
-            ready,
-            summary: RunSummary::default(),
-            stopping: false,
-            keep_going,
-        }
-    }
-
-    /// Node `i` has its result: show it in results/ (when `shown` is the workspace) and
-    /// release the dependents whose inputs are all done.
-    fn done(
-        &mut self,
-        i: usize,
-        action: ActionRecord,
-        shown: Option<&Path>,
-        store: &Store,
-        reporter: &Reporter,
-    ) {
-        self.slots[i] = Slot::Done;
-        let node = &self.graph.nodes[i].id;
-        for message in wormflow_api::warnings_of(&action.provenance) {
-            reporter.warn(&format!("{node}: {message}"));
-            self.summary.warnings.push((node.clone(), message));
-        }
-        if let Some(workspace) = shown {
-            for w in crate::results::show(workspace, store, &self.graph.nodes[i], &action) {
-                reporter.warn(&format!("{node}: {w}"));
+impl Executors<'_> {
+    /// Hand the job over; an error means it was never started (sbatch refused it).
+    fn submit(&self, job: Job) -> Result<()> {
+        match self.slurm {
+            Some(slurm) if !slurm.runs_locally(&self.graph.nodes[job.index].kind) => {
+                slurm.submit(self.graph, self.store, job, self.reporter)
             }
-        }
-        self.results[i] = Some(action);
-        for &d in &self.graph.dependents[i] {
-            self.missing_inputs[d] -= 1;
-            if self.missing_inputs[d] == 0 && self.mask[d] {
-                self.ready.push_back(d);
+            _ => {
+                self.workers.send(job).expect("workers are alive");
+                Ok(())
             }
         }
     }
 
-    fn failed(&mut self, i: usize, reporter: &Reporter, error: &str) {
-        self.slots[i] = Slot::Failed;
-        self.summary.failed += 1;
-        reporter.failed(&self.graph.nodes[i].id, None, error);
-        self.stopping |= !self.keep_going;
-    }
-
-    /// Say why each selected node that never started did not.
-    fn report_skipped(&mut self, reporter: &Reporter) {
-        for i in 0..self.graph.nodes.len() {
-            if !self.mask[i] || self.slots[i] != Slot::Pending {
-                continue;
-            }
-            self.summary.skipped += 1;
-            let failed_up: Vec<&str> = self.graph.inputs[i]
-                .iter()
-                .filter(|&&j| self.slots[j] != Slot::Done)
-                .map(|&j| self.graph.nodes[j].id.as_str())
-                .collect();
-            let why = if failed_up.is_empty() {
-                "not started after a failure (use --keep-going to run independent nodes)"
-                    .to_string()
-            } else {
-                format!("input {} did not finish", failed_up.join(", "))
-            };
-            reporter.skipped(&self.graph.nodes[i].id, &why);
+    fn cancel(&self) {
+        if let Some(slurm) = self.slurm {
+            slurm.cancel_all();
         }
     }
 }
@@ -203,7 +134,7 @@ pub fn run_local(
     let resolver = Resolver::new(graph, store, workspace);
     // What is stored already, looked up in parallel (records and stats) before scheduling:
     // a no-op run then only checks each key against it.
-    let mut stored: Vec<Option<ActionRecord>> = resolver
+    let stored: Vec<Option<ActionRecord>> = resolver
         .states(Some(&mask))
         .into_iter()
         .map(|state| match state {
@@ -212,9 +143,16 @@ pub fn run_local(
         })
         .collect();
     reporter.begin(mask.iter().filter(|m| **m).count());
-    let mut s = Schedule::new(graph, mask, opts.keep_going);
-    let shown = opts.show_results.then_some(workspace);
-    let mut running = 0usize;
+    let mut s = Schedule::new(schedule::Plan {
+        graph,
+        store,
+        reporter,
+        shown: opts.show_results.then_some(workspace),
+        mask,
+        forced,
+        stored,
+        keep_going: opts.keep_going,
+    });
     let cancel = AtomicBool::new(false);
     let monitor_stop = AtomicBool::new(false);
     let capacity = match &opts.slurm {
@@ -254,123 +192,51 @@ pub fn run_local(
             scope.spawn(move || slurm.monitor(store, reporter, &done_tx, monitor_stop));
         }
         drop(done_tx);
+        let executors =
+            Executors { workers: job_tx, slurm: opts.slurm.as_ref(), graph, store, reporter };
 
         loop {
-            if INTERRUPTED.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
-                s.stopping = true;
-                cancel.store(true, Ordering::Relaxed);
-                if let Some(slurm) = &opts.slurm {
-                    slurm.cancel_all();
+            if INTERRUPTED.load(Ordering::Relaxed) && !cancel.swap(true, Ordering::Relaxed) {
+                s.stop();
+                executors.cancel();
+            }
+            for job in s.start(capacity - s.running(), &resolver, local_threads) {
+                let i = job.index;
+                if let Err(e) = executors.submit(job) {
+                    s.settle(i, Err(e));
                 }
             }
-            while !s.stopping && running < capacity {
-                let Some(i) = s.ready.pop_front() else { break };
-                let node = &graph.nodes[i];
-                let inputs: Vec<(usize, ActionRecord)> = graph.inputs[i]
-                    .iter()
-                    .map(|&j| (j, s.results[j].clone().expect("inputs are done")))
-                    .collect();
-                let outs: Vec<Hash> = inputs.iter().map(|(_, a)| a.output_hash).collect();
-                let parts = match resolver.key(i, &outs) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        s.failed(i, reporter, &format!("{e:#}"));
-                        continue;
-                    }
-                };
-                if !forced[i] {
-                    let known = stored[i].take().filter(|a| a.key == parts.key);
-                    if let Some(action) = known.or_else(|| store.cached_action(&parts.key)) {
-                        s.summary.cached += 1;
-                        reporter.cached(&node.id, &parts.key, &action);
-                        s.done(i, action, shown, store, reporter);
-                        continue;
-                    }
-                }
-                s.slots[i] = Slot::Running;
-                let job = Job { index: i, threads: local_threads, parts, force: forced[i], inputs };
-                match &opts.slurm {
-                    Some(slurm) if !slurm.runs_locally(&node.kind) => {
-                        match slurm.submit(graph, store, job, reporter) {
-                            Ok(()) => running += 1,
-                            Err(e) => s.failed(i, reporter, &format!("{e:#}")),
-                        }
-                    }
-                    _ => {
-                        running += 1;
-                        job_tx.send(job).expect("workers are alive");
-                    }
-                }
-            }
-            if running == 0 {
+            if s.running() == 0 {
                 break;
             }
             // Wake up now and then to notice Ctrl-C.
-            let (i, outcome) = match done_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(x) => x,
+            match done_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((i, outcome)) => s.settle(i, outcome),
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     unreachable!("workers outlive the loop")
                 }
-            };
-            running -= 1;
-            let id = &graph.nodes[i].id;
-            match outcome {
-                Ok(Outcome::Ran(action, secs)) => {
-                    s.summary.ran += 1;
-                    reporter.done(id, &action, secs);
-                    s.done(i, action, shown, store, reporter);
-                }
-                Ok(Outcome::FoundStored(action)) => {
-                    s.summary.cached += 1;
-                    reporter.cached(id, &action.key, &action);
-                    s.done(i, action, shown, store, reporter);
-                }
-                Ok(Outcome::Pulled(action)) => {
-                    s.summary.pulled += 1;
-                    reporter.pulled(id, &action);
-                    s.done(i, action, shown, store, reporter);
-                }
-                Err(e) if wormflow_api::cancel::is_cancelled(&e) => {
-                    s.slots[i] = Slot::Failed;
-                    s.summary.skipped += 1;
-                    reporter.skipped(id, "cancelled by the interrupt; nothing of it was stored");
-                }
-                Err(e) => {
-                    if crate::error::is_environment(&e) {
-                        s.summary.environment_failures += 1;
-                    }
-                    s.failed(i, reporter, &format!("{e:#}"))
-                }
             }
         }
         monitor_stop.store(true, Ordering::Relaxed);
-        drop(job_tx);
+        drop(executors);
     });
     resolver.save_stat_cache();
     if let Some(file) = &opts.pipeline {
         let mut ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
         ids.sort_unstable();
-        let reached = s
-            .results
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| Some((graph.nodes[i].id.clone(), a.as_ref()?.key)))
-            .collect();
         if let Err(e) = crate::store::roots::Roots::record(
             store,
             &crate::store::roots::pipeline_id(file),
             &ids,
-            reached,
+            s.reached(),
         ) {
             reporter.warn(&format!(
                 "{e:#}; `gc` from another pipeline may not know what this one uses"
             ));
         }
     }
-    s.report_skipped(reporter);
-    reporter.finish(&s.summary);
-    Ok(s.summary)
+    Ok(s.finish())
 }
 
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
