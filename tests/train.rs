@@ -374,3 +374,136 @@ params = { model = "lstm", hidden = 4, epochs = 1 }
     let stdout = common::text(&out.stdout);
     assert!(stdout.contains("has no recorded neuron (all masked)"), "{stdout}");
 }
+
+/// The helper that ran a node, from its record's provenance: (pid, nodes it had served).
+fn helper_of(ws: &Workspace, node: &str) -> (i64, i64) {
+    let doc: Value = serde_json::from_str(&ws.ok(&["show", node, "--json"])).unwrap();
+    let h = &doc["provenance"]["helper"];
+    (h["pid"].as_i64().unwrap(), h["nodes_served"].as_i64().unwrap())
+}
+
+/// With -j 1 one `wormflow-torch` process serves every train node of the run, one after
+/// another: libtorch starts once, not once per node. A node that fails inside the helper
+/// does not change the next node's result (same bytes as that node trained alone), and
+/// the helper is gone when the run ends.
+#[test]
+fn one_helper_serves_node_after_node_and_a_failure_does_not_leak() {
+    let p = pipeline("sines", 3, 200, 40, 4, "hidden = 8, epochs = 2, batch_size = 4");
+    // The cuda:7 nodes come first (axes by name, the last varying fastest) and fail in the
+    // helper (no CUDA here); the cpu ones after them must come out as if trained alone.
+    let failing = p.replace(
+        "params = { model = \"${matrix.model}\"",
+        "params = { device = \"${matrix.device}\", model = \"${matrix.model}\"",
+    );
+    let failing = failing.replace(
+        "matrix = { model = [\"baseline\", \"lstm\", \"ctrnn\", \"linear\", \"feedforward\", \"transformer\", \"attention\"] }",
+        "matrix = { model = [\"lstm\", \"ctrnn\"], device = [\"cuda:7\", \"cpu\"] }",
+    );
+    let ws = Workspace::new(&failing);
+    let out = ws.wf(&["run", "-j", "1", "-k"]);
+    let all = format!("{}{}", common::text(&out.stdout), common::text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("no CUDA device is available"), "{all}");
+    let served: Vec<(i64, i64)> = ["lstm", "ctrnn"]
+        .iter()
+        .map(|m| helper_of(&ws, &format!("train[device=cpu,model={m}]")))
+        .collect();
+    assert_eq!(served[0].0, served[1].0, "one helper process for both: {served:?}");
+    assert!(served[1].1 >= 2, "the second node was not its first: {served:?}");
+    let alone = Workspace::new(&p);
+    alone.run_events(&["train[model=ctrnn]"]);
+    // The tensors' bytes (the header's metadata names the node, which differs).
+    let weights = |ws: &Workspace, dir: &str| {
+        let bytes = std::fs::read(ws.file(&format!("{dir}/weights.safetensors"))).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + n..].to_vec()
+    };
+    assert!(
+        weights(&ws, "results/train/device=cpu/model=ctrnn")
+            == weights(&alone, "results/train/model=ctrnn"),
+        "a node served after others (one of them failing) equals the node trained alone"
+    );
+    let pid = served[0].0 as i32;
+    assert!(unsafe { libc::kill(pid, 0) } != 0, "the helper {pid} is gone after the run");
+}
+
+/// SIGTERM while the persistent helper trains the third node: the run exits 143 within
+/// seconds, stores nothing of that node (the two before it are stored), and leaves no
+/// process behind.
+#[test]
+fn sigterm_during_the_third_node_stops_the_helper() {
+    let front = common::synthetic_front(
+        "third",
+        3,
+        r#"model = "sines", n_worms = 3, n_steps = 200, n_observed = 20"#,
+        "n_windows = 4, window = 40",
+    );
+    // Three nodes in this order: 1 epoch, 2 epochs, then one that would take minutes.
+    let ws = Workspace::new(&format!(
+        r#"{front}[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+matrix = {{ epochs = [1, 2, 5000] }}
+params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_stopping = 5000, batch_size = 2, threads = 1 }}
+"#
+    ));
+    ws.run_events(&["sample"]);
+    let mut child = ws
+        .cmd(&["run", "--json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut started = Vec::new();
+    for line in lines.by_ref() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+        if event["event"] == "start" && event["node"].as_str().unwrap_or("").starts_with("train") {
+            started.push(event["node"].as_str().unwrap().to_string());
+            if started.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(started.len(), 3, "{started:?}");
+    assert_eq!(started[2], "train[epochs=5000]");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let helpers = helpers_of(pid);
+    assert_eq!(helpers.len(), 1, "one helper serves the run: {helpers:?}");
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in lines.by_ref() {}
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < std::time::Duration::from_secs(20), "running 20 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(sent.elapsed() < std::time::Duration::from_secs(5), "{:?}", sent.elapsed());
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert!(!ws.wf(&["show", "train[epochs=5000]"]).status.success(), "the third was stored");
+    ws.ok(&["show", "train[epochs=1]"]);
+    ws.ok(&["show", "train[epochs=2]"]);
+    let left: Vec<i32> =
+        helpers.into_iter().filter(|p| unsafe { libc::kill(*p, 0) } == 0).collect();
+    assert!(left.is_empty(), "helper processes left: {left:?}");
+}
+
+/// Pids of the `wormflow-torch` processes whose parent is `parent`.
+fn helpers_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid …: comm may hold spaces, so split after its ')'.
+            let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (comm == "wormflow-torch" && ppid == parent).then_some(pid)
+        })
+        .collect()
+}

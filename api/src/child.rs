@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::os::unix::process::CommandExt; // process_group
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,7 @@ pub enum Ended {
 /// A running child in its own process group; its pipes, if any, are the caller's.
 pub struct Supervised {
     pub pid: i32,
+    pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
     waited: mpsc::Receiver<io::Result<ExitStatus>>,
@@ -66,12 +67,12 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Supervised> {
     let mut child: Child = cmd.spawn()?;
     let pid = child.id() as i32;
     register(pid, true);
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let (tx, waited) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    Ok(Supervised { pid, stdout, stderr, waited })
+    Ok(Supervised { pid, stdin, stdout, stderr, waited })
 }
 
 /// In a helper started by `spawn`: be SIGKILLed when wormflow dies (even by SIGKILL), or

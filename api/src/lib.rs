@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 pub mod cancel;
 pub mod child;
+pub mod helper;
 pub mod local;
 pub mod relpath;
 
@@ -81,6 +82,8 @@ pub struct StageContext<'a> {
     pub threads: usize,
     /// Set when the run is being cancelled; long stages should check it.
     pub cancel: &'a AtomicBool,
+    /// The run's long-lived helper processes, for kinds that run nodes in a helper program.
+    pub helpers: &'a helper::HelperPool,
     /// Reports progress (shown on the node's bar, in plain log lines and as `--json` events).
     pub progress: &'a (dyn Fn(&Progress) + Sync),
 }

@@ -99,7 +99,8 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<Ex
     let reporter = Reporter::new(true);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
-    match crate::exec::execute(&resolver, registry, &reporter, job, &cancel, None)? {
+    let helpers = wormflow_api::helper::HelperPool::new();
+    match crate::exec::execute(&resolver, registry, &reporter, job, (&cancel, &helpers), None)? {
         crate::exec::Outcome::Ran(action, secs) => reporter.done(&spec.node, &action, secs),
         crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => {
             reporter.cached(&spec.node, &action.key, &action)

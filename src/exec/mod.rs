@@ -154,6 +154,9 @@ pub fn run_local(
         keep_going: opts.keep_going,
     });
     let cancel = AtomicBool::new(false);
+    // Long-lived helper processes (e.g. the libtorch helper), reused node after node; they
+    // are stopped when the run ends (the pool is dropped).
+    let helpers = wormflow_api::helper::HelperPool::new();
     let monitor_stop = AtomicBool::new(false);
     let capacity = match &opts.slurm {
         Some(slurm) => slurm.max_jobs(),
@@ -172,7 +175,7 @@ pub fn run_local(
     std::thread::scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             let done_tx = done_tx.clone();
-            let (resolver, cancel, job_rx) = (&resolver, &cancel, &job_rx);
+            let (resolver, cancel, job_rx, helpers) = (&resolver, &cancel, &job_rx, &helpers);
             let pull = opts.pull.as_deref();
             scope.spawn(move || {
                 while let Ok(job) = {
@@ -180,7 +183,8 @@ pub fn run_local(
                     rx.recv()
                 } {
                     let i = job.index;
-                    let outcome = execute(resolver, registry, reporter, job, cancel, pull);
+                    let outcome =
+                        execute(resolver, registry, reporter, job, (cancel, helpers), pull);
                     if done_tx.send((i, outcome)).is_err() {
                         break;
                     }
@@ -245,7 +249,7 @@ pub fn execute(
     registry: &Registry,
     reporter: &Reporter,
     job: Job,
-    cancel: &AtomicBool,
+    (cancel, helpers): (&AtomicBool, &wormflow_api::helper::HelperPool),
     pull: Option<&Remote>,
 ) -> Result<Outcome> {
     let graph = resolver.graph;
@@ -299,6 +303,7 @@ pub fn execute(
         scratch: &work.scratch,
         threads,
         cancel,
+        helpers,
         progress: &progress,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(&ctx)))

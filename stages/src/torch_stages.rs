@@ -1,21 +1,21 @@
 //! The libtorch stage kinds as the engine sees them — `train` and `evaluate`: their params,
-//! checks and code versions, without libtorch. Running one starts the `wormflow-torch`
-//! helper (built beside `wormflow`) on a job file, so only processes that train or evaluate
-//! load libtorch; every other command starts in milliseconds.
+//! checks and code versions, without libtorch. A node runs in the `wormflow-torch` helper
+//! (built beside `wormflow`), so only processes that train or evaluate load libtorch; every
+//! other command starts in milliseconds. The helper is one of the run's pool
+//! (`StageContext::helpers`, protocol in wormflow_api::helper): it serves node after node,
+//! so libtorch (and a GPU's context) starts once per worker, not once per node.
 //!
-//! Protocol: `wormflow-torch JOB.json` where the job holds kind, node, params, inputs,
-//! out_dir, workspace, scratch and threads. The helper prints `progress FRACTION MESSAGE`
-//! lines on stdout, writes its provenance to `SCRATCH/provenance.json`, and exits 0; on
-//! failure it prints the error on stderr and exits 1.
+//! A job file holds kind, node, params, inputs, out_dir, workspace, scratch and threads.
+//! The helper reports progress, writes its provenance to `SCRATCH/provenance.json`, and
+//! answers `ok` or `failed MESSAGE`. (`wormflow-torch JOB.json` runs one job by hand.)
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use wormflow_api::{child, InputNode, Provenance, StageContext};
+use wormflow_api::helper::HelperError;
+use wormflow_api::{InputNode, Provenance, StageContext};
 
 use crate::stage::Stage;
 
@@ -318,55 +318,36 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     };
     let job_path = ctx.scratch.join("job.json");
     std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
-    let mut command = Command::new(helper()?);
-    command.arg(&job_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // Its own process group, killed on cancel and when this process dies (see child.rs).
-    let mut child = child::spawn(&mut command).context("cannot start wormflow-torch")?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let (ended, errors) = std::thread::scope(|scope| {
-        let errors = scope.spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        scope.spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let update = line.strip_prefix("progress ").map(serde_json::from_str);
-                if let Some(Ok(update)) = update {
-                    (ctx.progress)(&update);
-                }
-            }
-        });
-        let ended = child.wait(ctx.cancel, None);
-        (ended, errors.join().unwrap_or_default())
-    });
-    // What libtorch and the helper printed goes into the node's log.
-    let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), &errors);
-    let status = match ended.context("lost track of wormflow-torch")? {
-        child::Ended::Exited(status) => status,
-        child::Ended::Cancelled | child::Ended::TimedOut(_) => {
+    // A helper of the run's pool serves node after node (libtorch and CUDA start once per
+    // worker); its stderr during this node goes into the node's log.
+    let served = ctx.helpers.run(&helper()?, &job_path, ctx.cancel, ctx.progress);
+    let log = match &served {
+        Ok(s) => s.log.as_str(),
+        Err(HelperError::Failed { log, .. }) => log.as_str(),
+        Err(_) => "",
+    };
+    let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
+    let served = match served {
+        Ok(served) => served,
+        Err(HelperError::Cancelled) => {
             return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled)
                 .context("wormflow-torch was stopped"))
         }
+        Err(HelperError::Failed { message, .. }) => return Err(anyhow!("{message}")),
+        Err(HelperError::Lost(why)) => bail!("wormflow-torch: {why}"),
     };
-    if !status.success() {
-        let why = errors.trim();
-        return Err(anyhow!(
-            "{}",
-            if why.is_empty() {
-                format!("wormflow-torch failed ({status})")
-            } else {
-                why.to_string()
-            }
-        ));
-    }
     let prov: Value = serde_json::from_slice(
         &std::fs::read(ctx.scratch.join("provenance.json")).unwrap_or_else(|_| b"{}".to_vec()),
     )?;
-    Ok(match prov {
+    let mut prov = match prov {
         Value::Object(m) => m,
-        _ => Map::from_iter([("helper".to_string(), json!("wormflow-torch"))]),
-    })
+        _ => Map::new(),
+    };
+    // Which helper process ran it, and its how-manieth node: shows the helper's start
+    // being paid once per worker (not part of any key).
+    prov.insert(
+        "helper".into(),
+        json!({"program": "wormflow-torch", "pid": served.pid, "nodes_served": served.nodes_served}),
+    );
+    Ok(prov)
 }

@@ -1,37 +1,83 @@
-//! The libtorch half of wormflow: runs one `train` or `evaluate` job for the engine (see
-//! torch_stages.rs for the protocol). Not meant to be run by hand.
+//! The libtorch half of wormflow: runs `train` and `evaluate` jobs for the engine — one
+//! job (`wormflow-torch JOB.json`), or node after node for the run (`--serve`, the protocol
+//! in wormflow_api::helper), so libtorch and a GPU's context start once per worker. Not
+//! meant to be run by hand.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use wormflow_api::helper::{END_OF_LOG, SERVE_ARG};
 use wormflow_api::StageContext;
 use wormflow_stages::torch_stages::Job;
 use wormflow_torch::{evaluate, train};
 
 fn main() -> ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!(
-            "usage: wormflow-torch JOB.json (started by wormflow for train and evaluate nodes)"
-        );
-        return ExitCode::from(2);
-    };
     // libtorch reports errors by panicking with its C++ backtrace (thousands of
     // characters); say it in one line instead (see `one_line`).
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(|| run(&path)).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-        Err(anyhow::anyhow!("libtorch failed: {}", msg.unwrap_or_default()))
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{}", one_line(&format!("{e:#}"), &path));
-            ExitCode::from(1)
+    wormflow_api::child::die_with_parent();
+    // The engine cancels with SIGTERM (then SIGKILL after a grace period): stop between
+    // batches and report "cancelled" rather than die mid-write.
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&cancel)) {
+        eprintln!("cannot handle SIGTERM: {e}");
+        return ExitCode::from(1);
+    }
+    match std::env::args().nth(1).as_deref() {
+        Some(SERVE_ARG) => serve(&cancel),
+        Some(path) => match run_caught(path, &cancel) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((message, _)) => {
+                eprintln!("{message}");
+                ExitCode::from(1)
+            }
+        },
+        None => {
+            eprintln!("usage: wormflow-torch JOB.json | wormflow-torch {SERVE_ARG} (started by wormflow for train and evaluate nodes)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Serve node after node (the protocol in wormflow_api::helper): a job file's path per line
+/// on stdin, `progress …` lines and then `ok` / `failed MESSAGE` on stdout. After a panic
+/// (libtorch may be left unusable) or a cancel, answer and exit: the engine starts a fresh
+/// helper for the next node.
+fn serve(cancel: &AtomicBool) -> ExitCode {
+    for line in std::io::stdin().lines() {
+        let Ok(path) = line else { break };
+        let (answer, fatal) = match run_caught(path.trim(), cancel) {
+            Ok(()) => ("ok".to_string(), false),
+            Err((message, panicked)) => {
+                (format!("failed {}", message.replace('\n', " ")), panicked)
+            }
+        };
+        eprintln!("{END_OF_LOG}");
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+            break;
+        }
+        if fatal || cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One job, its error as one line (and whether it was a panic).
+fn run_caught(path: &str, cancel: &AtomicBool) -> Result<(), (String, bool)> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(path, cancel))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err((one_line(&format!("{e:#}"), path), false)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let e = anyhow::anyhow!("libtorch failed: {}", msg.unwrap_or_default());
+            Err((one_line(&format!("{e:#}"), path), true))
         }
     }
 }
@@ -66,13 +112,9 @@ fn one_line(error: &str, job_path: &str) -> String {
     first
 }
 
-fn run(path: &str) -> anyhow::Result<()> {
-    wormflow_api::child::die_with_parent();
+fn run(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
     let job: Job = serde_json::from_slice(&std::fs::read(path)?)?;
-    // The engine cancels with SIGTERM (then SIGKILL after a grace period): stop between
-    // batches and report "cancelled" rather than die mid-write.
-    let cancel = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&cancel))?;
+    let helpers = wormflow_api::helper::HelperPool::new();
     let progress = |update: &wormflow_api::Progress| {
         let mut out = std::io::stdout().lock();
         let line = serde_json::to_string(update).unwrap_or_default();
@@ -88,7 +130,8 @@ fn run(path: &str) -> anyhow::Result<()> {
         workspace: &job.workspace,
         scratch: &job.scratch,
         threads: job.threads,
-        cancel: &cancel,
+        cancel,
+        helpers: &helpers,
         progress: &progress,
     };
     let provenance = match job.kind.as_str() {
