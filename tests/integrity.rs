@@ -360,16 +360,20 @@ fn the_torch_helper_dies_with_its_parent() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let helper = || running(&format!("wormflow-torch {}", ws.path().display()));
-        wait_for("the helper", Duration::from_secs(60), || !helper().is_empty());
-        unsafe {
-            libc::kill(child.id() as i32, if kill_9 { libc::SIGKILL } else { libc::SIGTERM })
-        };
+        let pid = child.id() as i32;
+        let mut helpers = Vec::new();
+        wait_for("the helper", Duration::from_secs(60), || {
+            helpers = common::helpers_of(pid);
+            !helpers.is_empty()
+        });
+        unsafe { libc::kill(pid, if kill_9 { libc::SIGKILL } else { libc::SIGTERM }) };
         let status = child.wait().unwrap();
         if !kill_9 {
             assert_eq!(status.code(), Some(143));
         }
-        wait_for("the helper to exit", Duration::from_secs(10), || helper().is_empty());
+        wait_for("the helper to exit", Duration::from_secs(10), || {
+            helpers.iter().all(|&h| !common::alive(h))
+        });
     }
     verify_clean(&ws);
 }

@@ -424,7 +424,7 @@ fn one_helper_serves_node_after_node_and_a_failure_does_not_leak() {
         "a node served after others (one of them failing) equals the node trained alone"
     );
     let pid = served[0].0 as i32;
-    assert!(unsafe { libc::kill(pid, 0) } != 0, "the helper {pid} is gone after the run");
+    assert!(!common::alive(pid), "the helper {pid} is gone after the run");
 }
 
 /// SIGTERM while the persistent helper trains the third node: the run exits 143 within
@@ -470,7 +470,7 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
     assert_eq!(started.len(), 3, "{started:?}");
     assert_eq!(started[2], "train[epochs=5000]");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let helpers = helpers_of(pid);
+    let helpers = common::helpers_of(pid);
     assert_eq!(helpers.len(), 1, "one helper serves the run: {helpers:?}");
     let sent = std::time::Instant::now();
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -490,20 +490,4 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
     let left: Vec<i32> =
         helpers.into_iter().filter(|p| unsafe { libc::kill(*p, 0) } == 0).collect();
     assert!(left.is_empty(), "helper processes left: {left:?}");
-}
-
-/// Pids of the `wormflow-torch` processes whose parent is `parent`.
-fn helpers_of(parent: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // pid (comm) state ppid …: comm may hold spaces, so split after its ')'.
-            let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
-            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (comm == "wormflow-torch" && ppid == parent).then_some(pid)
-        })
-        .collect()
 }

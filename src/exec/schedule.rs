@@ -1,7 +1,9 @@
 //! The run's bookkeeping, as steps an executor loop calls in turn:
 //!
-//!     ready nodes → their keys → stored results settled at once → jobs (to an executor)
-//!     outcomes → done / failed / cancelled → dependents ready
+//! ```text
+//! ready nodes → their keys → stored results settled at once → jobs (to an executor)
+//! outcomes → done / failed / cancelled → dependents ready
+//! ```
 //!
 //! It knows where every node stands and what the run counted; it never runs a node, so
 //! executors (local workers, Slurm) and the loop that drives them stay small.

@@ -385,3 +385,27 @@ params = {{ horizon = 3, context = 10, generate_worms = 1, device = "cpu" }}
 {extra}"#
     )
 }
+
+/// Pids of the `wormflow-torch` helper processes whose parent is `parent`.
+pub fn helpers_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid …: comm may hold spaces, so split at its last ')'.
+            let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (comm == "wormflow-torch" && ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether a process runs (a zombie waiting to be reaped does not count).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
