@@ -169,6 +169,20 @@ fn training_is_deterministic_on_cpu_and_outputs_are_documented() {
         (Some(6 * 144 + 615 * 12 + 302), Some(12 * 144 + 627 * 12 + 302))
     );
     assert_eq!(card["dropout"], 0.1);
+    // Where the time went: measured per phase, so the fixed cost shows in `compare`.
+    let phases =
+        ["seconds_start", "seconds_load", "seconds_train", "seconds_validation", "seconds_write"];
+    for phase in phases {
+        assert!(card[phase].as_f64().is_some_and(|s| s >= 0.0), "{phase}: {card}");
+    }
+    assert!(card["seconds_train"].as_f64().unwrap() > 0.0, "{card}");
+    let log = std::fs::read_dir(a.file("cache/logs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("train[model=transformer]"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    assert!(log.contains("phases (s): helper start"), "{log}");
     let metrics = read_epochs(&a.file("results/train/model=lstm/metrics.parquet")).unwrap();
     assert_eq!(metrics.len(), 5, "epoch 0 (untrained) and 4 epochs");
     assert!(metrics.iter().all(|m| m.val_loss.is_finite() && m.lr > 0.0));

@@ -66,18 +66,29 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let device = pick_device(&p.device)?;
     let threads = if p.threads > 0 { p.threads } else { ctx.threads as i64 };
     tch::set_num_threads(threads as i32);
+    let mut phases = Phases { start: helper_start_seconds(), ..Phases::default() };
+    let clock = Instant::now();
     let data = TrainingData::load(ctx, device)?;
     let hidden = hidden_size(p)?;
     let vs = nn::VarStore::new(device);
     let options = Options { hidden, residual: p.residual, dropout: p.dropout };
     let model = seeded_build(&p.model, options, &vs, p.seed)?;
     let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    phases.load = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
     let outcome = if p.model == "baseline" {
         evaluate_only(&*model, &data)
     } else {
         fit(p, &*model, &vs, &data, ctx)?
     };
-    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
+    phases.validation = outcome.validation_seconds;
+    phases.train = clock.elapsed().as_secs_f64() - phases.validation;
+    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data, &mut phases)?;
+    // Into the node's log (the helper's stderr): where a node's time went.
+    eprintln!(
+        "phases (s): helper start {:.3}, load and build {:.3}, training {:.3}, validation {:.3}, writing {:.3}",
+        phases.start, phases.load, phases.train, phases.validation, phases.write
+    );
     let mut prov = Map::new();
     prov.insert("device".into(), json!(device_name(device)));
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
@@ -89,6 +100,45 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         );
     }
     Ok(prov)
+}
+
+/// Where one node's time went, in seconds (the model card's `seconds_*` columns).
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    /// The helper's own start (process, libtorch, CUDA) — paid by the first node it serves.
+    start: f64,
+    /// Reading the windows onto the device and building the model.
+    load: f64,
+    /// Epochs of optimizer steps (validation passes excluded).
+    train: f64,
+    /// Validation passes: the untrained model's and one per epoch.
+    validation: f64,
+    /// Writing weights and metrics.
+    write: f64,
+}
+
+/// How long this process took to start, for the first node it serves; 0 for later ones
+/// (the helper was already up). The process's age from /proc covers the dynamic loading of
+/// libtorch before `main`.
+fn helper_start_seconds() -> f64 {
+    static PAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if PAID.swap(true, Ordering::SeqCst) {
+        return 0.0;
+    }
+    process_age().unwrap_or(0.0)
+}
+
+/// Seconds since this process started (Linux: /proc/self/stat's start time, in clock ticks
+/// since boot, against /proc/uptime).
+fn process_age() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after "pid (comm) ": state is field 3, starttime field 22.
+    let started: f64 = stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 =
+        std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks > 0.0).then(|| (uptime - started / ticks).max(0.0))
 }
 
 /// libtorch's random generator is global to the process: seed and initialise under one lock,
@@ -167,6 +217,8 @@ pub struct Outcome {
     pub learning_note: String,
     /// The best epoch's weights, by name.
     pub weights: Vec<(String, Tensor)>,
+    /// Seconds spent in validation passes (the untrained one and one per epoch).
+    pub validation_seconds: f64,
 }
 
 /// Masked MSE of `model` over a whole window set, in batches, without gradients.
@@ -191,7 +243,9 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
 }
 
 fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
+    let clock = Instant::now();
     let val = loss_over(model, &data.val, 256);
+    let validation_seconds = clock.elapsed().as_secs_f64();
     let train = loss_over(model, &data.train, 256);
     Outcome {
         metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }],
@@ -201,6 +255,7 @@ fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
         learning: Learning::NotTrained,
         learning_note: String::new(),
         weights: Vec::new(),
+        validation_seconds,
     }
 }
 
@@ -228,7 +283,9 @@ fn fit(
     let mut lr = p.lr;
     // Epoch 0 is the untrained model: kept if training never does better (for a residual
     // model that is exactly the Baseline).
+    let validating = Instant::now();
     let initial = loss_over(model, &data.val, p.batch_size.max(256));
+    let mut validation_seconds = validating.elapsed().as_secs_f64();
     let (mut best_val, mut best_epoch, mut weights) =
         (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
     let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
@@ -284,7 +341,9 @@ fn fit(
             seen += chunk.len() as i64;
         }
         let train_loss = sum / seen as f64;
+        let validating = Instant::now();
         let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
+        validation_seconds += validating.elapsed().as_secs_f64();
         // The learning rate the epoch's last step used (below lr while warming up).
         metrics.push(Epoch {
             epoch: epoch as i64,
@@ -339,7 +398,16 @@ fn fit(
         ),
         None => (Learning::Learned, String::new()),
     };
-    Ok(Outcome { metrics, best_val, best_epoch, steps: step, learning, learning_note, weights })
+    Ok(Outcome {
+        metrics,
+        best_val,
+        best_epoch,
+        steps: step,
+        learning,
+        learning_note,
+        weights,
+        validation_seconds,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -352,7 +420,9 @@ fn write_outputs(
     device: Device,
     threads: i64,
     data: &TrainingData,
+    phases: &mut Phases,
 ) -> Result<()> {
+    let clock = Instant::now();
     let meta = ctx.file_metadata();
     crate::weights::write(&ctx.out_dir.join("weights.safetensors"), &o.weights, &meta)?;
     wormflow_stages::metrics::write_epochs(
@@ -382,7 +452,14 @@ fn write_outputs(
         val_windows: data.val.len(),
         window: data.train.x.size()[1],
         steps: o.steps as i64,
+        seconds_start: 0.0,
+        seconds_load: phases.load,
+        seconds_train: phases.train,
+        seconds_validation: phases.validation,
+        seconds_write: 0.0,
     };
+    phases.write = clock.elapsed().as_secs_f64();
+    let card = ModelCard { seconds_start: phases.start, seconds_write: phases.write, ..card };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())
 }
