@@ -56,15 +56,6 @@ pub struct ModelCard {
     pub window: i64,
     /// Optimizer steps taken.
     pub steps: i64,
-    /// Where the node's time went, in seconds: the helper's own start (process, libtorch,
-    /// CUDA; only the first node a helper serves pays it), reading windows and building the
-    /// model, epochs of optimizer steps, validation passes, writing weights and metrics.
-    /// Measured, not keyed: they differ from run to run.
-    pub seconds_start: f64,
-    pub seconds_load: f64,
-    pub seconds_train: f64,
-    pub seconds_validation: f64,
-    pub seconds_write: f64,
 }
 
 /// `eval.parquet` (one row): evaluate's verdict on one trained model, with what a sweep

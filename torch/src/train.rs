@@ -90,6 +90,13 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         phases.start, phases.load, phases.train, phases.validation, phases.write
     );
     let mut prov = Map::new();
+    // Measured, so recorded rather than written into an output: model.parquet stays the
+    // same bytes for the same inputs and seed (tests/slurm.rs compares it across hosts).
+    prov.insert(
+        "phases".into(),
+        json!({"start": phases.start, "load": phases.load, "train": phases.train,
+               "validation": phases.validation, "write": phases.write}),
+    );
     prov.insert("device".into(), json!(device_name(device)));
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
     prov.insert("best_val_loss".into(), json!(outcome.best_val));
@@ -102,7 +109,8 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     Ok(prov)
 }
 
-/// Where one node's time went, in seconds (the model card's `seconds_*` columns).
+/// Where one node's time went, in seconds: in the node's log and its record's provenance
+/// (`wormflow show NODE`).
 #[derive(Debug, Default, Clone, Copy)]
 struct Phases {
     /// The helper's own start (process, libtorch, CUDA) — paid by the first node it serves.
@@ -113,7 +121,7 @@ struct Phases {
     train: f64,
     /// Validation passes: the untrained model's and one per epoch.
     validation: f64,
-    /// Writing weights and metrics.
+    /// Writing weights, metrics and the model card.
     write: f64,
 }
 
@@ -452,14 +460,8 @@ fn write_outputs(
         val_windows: data.val.len(),
         window: data.train.x.size()[1],
         steps: o.steps as i64,
-        seconds_start: 0.0,
-        seconds_load: phases.load,
-        seconds_train: phases.train,
-        seconds_validation: phases.validation,
-        seconds_write: 0.0,
     };
-    phases.write = clock.elapsed().as_secs_f64();
-    let card = ModelCard { seconds_start: phases.start, seconds_write: phases.write, ..card };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
+    phases.write = clock.elapsed().as_secs_f64();
     Ok(())
 }
