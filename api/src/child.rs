@@ -7,11 +7,11 @@
 //! wakes every `TICK` only to notice a cancel flag.
 
 use std::collections::BTreeSet;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt; // process_group
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(25);
@@ -140,5 +140,54 @@ impl Drop for Supervised {
             self.stop_group();
             register(self.pid, false);
         }
+    }
+}
+
+/// The end of what a child writes to a pipe, kept in memory by a reader thread: the cause
+/// of a failure reaches the message even when the disk is full (a file on that disk would
+/// lose it), and a chatty child cannot fill memory (only the last `keep` bytes are kept).
+pub struct PipeTail {
+    kept: Arc<Mutex<Vec<u8>>>,
+    closed: mpsc::Receiver<()>,
+    keep: usize,
+}
+
+impl PipeTail {
+    pub fn capture(mut pipe: impl Read + Send + 'static, keep: usize) -> PipeTail {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let (tx, closed) = mpsc::channel();
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                // Trimmed now and then, not on every read: a drain is a copy.
+                if kept.len() > 2 * keep {
+                    let cut = kept.len() - keep;
+                    kept.drain(..cut);
+                }
+            }
+            let _ = tx.send(());
+        });
+        PipeTail { kept, closed, keep }
+    }
+
+    /// The last `keep` bytes read so far.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept[kept.len().saturating_sub(self.keep)..].to_vec()
+    }
+
+    /// Forget what was read so far (a long-lived child starting its next piece of work).
+    pub fn clear(&self) {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// What was kept once the pipe closed — or after `limit`, if a process that left the
+    /// child's process group still holds it open.
+    pub fn finish(self, limit: Duration) -> Vec<u8> {
+        let _ = self.closed.recv_timeout(limit);
+        self.snapshot()
     }
 }

@@ -16,14 +16,14 @@
 //! Each helper is a supervised child (`child.rs`): its own process group, stopped on
 //! cancel (SIGTERM, SIGKILL after the grace period), and it dies with its parent.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use crate::child::{self, Supervised};
+use crate::child::{self, PipeTail, Supervised};
 use crate::Progress;
 
 /// The argument that starts a helper program in serving mode.
@@ -60,7 +60,7 @@ struct Helper {
     child: Supervised,
     program: PathBuf,
     lines: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: PipeTail,
     served: u64,
 }
 
@@ -89,7 +89,7 @@ impl HelperPool {
             Some(h) => h,
             None => Helper::start(program).map_err(HelperError::Lost)?,
         };
-        helper.stderr.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        helper.stderr.clear();
         if writeln!(helper.stdin, "{}", job.display()).and_then(|_| helper.stdin.flush()).is_err() {
             // It died while idle (killed from outside): one fresh try.
             helper = Helper::start(program).map_err(HelperError::Lost)?;
@@ -138,17 +138,13 @@ impl HelperPool {
         };
         let log = helper.log();
         let (pid, nodes_served) = (helper.child.pid, helper.served);
+        // Back to the pool either way: a helper that says a node failed is still usable
+        // unless it exits, and the next `run` finds that out (its stdin is closed) and
+        // starts a fresh one.
+        self.give_back(helper);
         match answer {
-            Ok(()) => {
-                self.give_back(helper);
-                Ok(Served { log, pid, nodes_served })
-            }
-            Err(message) => {
-                // A helper that says a node failed is still usable unless it exits; the
-                // next take finds out (its stdin is closed), and starts a fresh one.
-                self.give_back(helper);
-                Err(HelperError::Failed { message, log })
-            }
+            Ok(()) => Ok(Served { log, pid, nodes_served }),
+            Err(message) => Err(HelperError::Failed { message, log }),
         }
     }
 
@@ -171,7 +167,8 @@ impl Helper {
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let mut err_pipe = child.stderr.take().expect("piped");
+        // A node's log keeps its last MiB (libtorch can be chatty).
+        let stderr = PipeTail::capture(child.stderr.take().expect("piped"), 1 << 20);
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -179,20 +176,6 @@ impl Helper {
                 if tx.send(line).is_err() {
                     break;
                 }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
-                // A node's log keeps its last MiB (libtorch can be chatty).
-                if kept.len() > 2 << 20 {
-                    let cut = kept.len() - (1 << 20);
-                    kept.drain(..cut);
-                }
-                kept.extend_from_slice(&buf[..n]);
             }
         });
         Ok(Helper { program: program.to_path_buf(), child, stdin, lines, stderr, served: 0 })
@@ -204,15 +187,12 @@ impl Helper {
     fn log(&self) -> String {
         let marker = format!("{END_OF_LOG}\n");
         for _ in 0..200 {
-            let kept = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-            if kept.ends_with(marker.as_bytes()) {
-                let text = &kept[..kept.len() - marker.len()];
+            let kept = self.stderr.snapshot();
+            if let Some(text) = kept.strip_suffix(marker.as_bytes()) {
                 return String::from_utf8_lossy(text).into_owned();
             }
-            drop(kept);
             std::thread::sleep(Duration::from_millis(5));
         }
-        let kept = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&kept).replace(END_OF_LOG, "")
+        String::from_utf8_lossy(&self.stderr.snapshot()).replace(END_OF_LOG, "")
     }
 }

@@ -134,11 +134,13 @@ impl StageKind for CommandKind {
         let limit = timeout(ctx.params).map_err(anyhow::Error::msg)?;
         let mut child = child::spawn(&mut command)
             .with_context(|| format!("{}: cannot start `sh -c {cmd:?}`", ctx.node))?;
-        let stderr_tail = StderrTail::capture(child.stderr.take().expect("piped"));
+        let stderr_tail =
+            child::PipeTail::capture(child.stderr.take().expect("piped"), STDERR_KEPT);
         let ended = child
             .wait(ctx.cancel, limit)
             .with_context(|| format!("{}: lost track of `sh -c {cmd:?}`", ctx.node))?;
-        let stderr = stderr_tail.finish();
+        // A process that left the command's group may hold the pipe open: wait a second.
+        let stderr = stderr_tail.finish(Duration::from_secs(1));
         let stdout = std::fs::read(&out_path).unwrap_or_default();
         let log =
             [b"--- stdout ---\n".as_slice(), &stdout, b"\n--- stderr ---\n", &stderr].concat();
@@ -179,44 +181,8 @@ impl StageKind for CommandKind {
     }
 }
 
-/// The last `STDERR_KEPT` bytes a command wrote to stderr, read from its pipe by a thread.
-struct StderrTail {
-    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    done: std::sync::mpsc::Receiver<()>,
-}
-
 /// How much of a command's stderr is kept (its end: where the cause is).
 const STDERR_KEPT: usize = 1 << 20;
-
-impl StderrTail {
-    fn capture(mut pipe: std::process::ChildStderr) -> StderrTail {
-        use std::io::Read;
-        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, done) = std::sync::mpsc::channel();
-        let sink = kept.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * STDERR_KEPT {
-                    let cut = kept.len() - STDERR_KEPT;
-                    kept.drain(..cut);
-                }
-            }
-            let _ = tx.send(());
-        });
-        StderrTail { kept, done }
-    }
-
-    /// What was kept, once the pipe closed — or after a second, if a process that left the
-    /// command's process group still holds it open.
-    fn finish(self) -> Vec<u8> {
-        let _ = self.done.recv_timeout(Duration::from_secs(1));
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept[kept.len().saturating_sub(STDERR_KEPT)..].to_vec()
-    }
-}
 
 /// `params.timeout_s`: absent or 0 = no limit (checked at plan time, read when running).
 fn timeout(params: &Value) -> Result<Option<Duration>, String> {
