@@ -175,11 +175,7 @@ fn without_panics<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(hook);
     result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let message = wormflow_api::panic_message(&*panic);
         let first_line = message.lines().next().unwrap_or("").to_string();
         bail!("{what} stopped inside polars: {first_line}; check --where and --sort (please report it if they look right)")
     })

@@ -57,7 +57,7 @@ pub fn is_environment(e: &anyhow::Error) -> bool {
 
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Error {
-        if e.chain().any(|c| c.is::<EnvironmentError>()) {
+        if is_environment(&e) {
             Error::Environment(e)
         } else {
             Error::BadInput(e)

@@ -134,6 +134,17 @@ impl StageContext<'_> {
     }
 }
 
+/// The message a panic carried (`panic!("…")` gives a `&str` or a `String`), or "" — for
+/// the places that catch a panic and report it in words (the engine around a node, the
+/// torch helper around libtorch, `compare` around polars).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// What a stage run reports besides its files: provenance entries (device, library
 /// versions, …) recorded in the action record but not part of the key.
 pub type Provenance = Map<String, Value>;

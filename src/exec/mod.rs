@@ -308,11 +308,8 @@ pub fn execute(
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(&ctx)))
         .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(anyhow!("{}: the stage panicked: {}", node.id, msg.unwrap_or_default()))
+            let msg = wormflow_api::panic_message(&*panic);
+            Err(anyhow!("{}: the stage panicked: {msg}", node.id))
         });
     // A node still running when the run was cancelled is not stored, even if it got to
     // the end: the user asked for the run to stop, not for whatever finishes next.

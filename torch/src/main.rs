@@ -72,11 +72,7 @@ fn run_caught(path: &str, cancel: &AtomicBool) -> Result<(), (String, bool)> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err((one_line(&format!("{e:#}"), path), false)),
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            let e = anyhow::anyhow!("libtorch failed: {}", msg.unwrap_or_default());
+            let e = anyhow::anyhow!("libtorch failed: {}", wormflow_api::panic_message(&*panic));
             Err((one_line(&format!("{e:#}"), path), true))
         }
     }
