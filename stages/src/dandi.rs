@@ -8,10 +8,11 @@
 //! redirects to the file on S3. A published version never changes, so the URL text is a
 //! fine key; `draft` can, so it needs a pin or `allow_unpinned`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use wormflow_api::cancel::check;
 
 /// A parsed `dandi:` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,9 +123,7 @@ fn list_all(
     let mut next = Some(first);
     let mut listed = Vec::new();
     while let Some(url) = next {
-        if cancel.load(Ordering::Relaxed) {
-            bail!("{}: cancelled while listing the dandiset", r.reference(&r.path));
-        }
+        check(cancel).with_context(|| format!("{}: listing the dandiset", r.reference(&r.path)))?;
         if !seen.insert(url.clone()) {
             bail!("{}: the DANDI API's listing loops (page {url} comes again after {} pages); nothing was fetched. Check params.dandi_api", r.reference(&r.path), seen.len());
         }
@@ -180,9 +179,7 @@ pub fn resolve(
     chosen
         .into_iter()
         .map(|a| {
-            if cancel.load(Ordering::Relaxed) {
-                bail!("{}: cancelled while resolving assets", r.reference(&r.path));
-            }
+            check(cancel).with_context(|| format!("{}: resolving assets", r.reference(&r.path)))?;
             let meta: Metadata = get_json(agent, &format!("{base}/assets/{}/", a.asset_id))?;
             Ok(Asset {
                 download_url: format!("{api}/assets/{}/download/", a.asset_id),

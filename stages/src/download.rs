@@ -21,7 +21,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -516,9 +516,8 @@ fn try_once(
     let mut got = start;
     loop {
         // A read waits at most timeout_s; between reads the run may be cancelled.
-        if cancel.load(Ordering::Relaxed) {
-            bail!("{url}: cancelled after {got} bytes");
-        }
+        wormflow_api::cancel::check(cancel)
+            .with_context(|| format!("{url}: stopped after {got} bytes"))?;
         match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {

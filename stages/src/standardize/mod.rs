@@ -423,16 +423,15 @@ impl RawWorm {
             }
             traces[slot] = Some(trace.into_iter().map(|v| v as f32).collect());
         }
-        if traces.iter().all(Option::is_none) && masked > 0 {
-            return Ok(Kept::Dropped(format!(
-                "every labelled trace is NaN: {masked} columns carry a neuron label, and all their values are NaN (not a number); the file holds no activity for its identified neurons — check how it was exported"
-            )));
-        }
         if traces.iter().all(Option::is_none) {
-            return Ok(Kept::Dropped(format!(
-                "no identified neurons among its labels ({} columns: {} unknown, {} duplicate, {} ambiguous dropped labels)",
-                self.n_cols, map.unknown, map.duplicate, map.ambiguous_dropped
-            )));
+            return Ok(Kept::Dropped(if masked > 0 {
+                format!("every labelled trace is NaN: {masked} columns carry a neuron label, and all their values are NaN (not a number); the file holds no activity for its identified neurons — check how it was exported")
+            } else {
+                format!(
+                    "no identified neurons among its labels ({} columns: {} unknown, {} duplicate, {} ambiguous dropped labels)",
+                    self.n_cols, map.unknown, map.duplicate, map.ambiguous_dropped
+                )
+            }));
         }
         let t0 = time[0];
         Ok(Kept::Worm(Box::new(Worm {
