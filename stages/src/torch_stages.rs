@@ -320,20 +320,22 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
     // A helper of the run's pool serves node after node (libtorch and CUDA start once per
     // worker); its stderr during this node goes into the node's log.
-    let served = ctx.helpers.run(&helper()?, &job_path, ctx.cancel, ctx.progress);
-    let log = match &served {
-        Ok(s) => s.log.as_str(),
-        Err(HelperError::Failed { log, .. }) => log.as_str(),
-        Err(_) => "",
+    let keep_log = |log: &str| {
+        let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
     };
-    let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
-    let served = match served {
-        Ok(served) => served,
+    let served = match ctx.helpers.run(&helper()?, &job_path, ctx.cancel, ctx.progress) {
+        Ok(served) => {
+            keep_log(&served.log);
+            served
+        }
+        Err(HelperError::Failed { message, log }) => {
+            keep_log(&log);
+            return Err(anyhow!("{message}"));
+        }
         Err(HelperError::Cancelled) => {
             return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled)
                 .context("wormflow-torch was stopped"))
         }
-        Err(HelperError::Failed { message, .. }) => return Err(anyhow!("{message}")),
         Err(HelperError::Lost(why)) => bail!("wormflow-torch: {why}"),
     };
     let prov: Value = serde_json::from_slice(

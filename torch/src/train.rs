@@ -83,7 +83,9 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     };
     phases.validation = outcome.validation_seconds;
     phases.train = clock.elapsed().as_secs_f64() - phases.validation;
-    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data, &mut phases)?;
+    let clock = Instant::now();
+    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
+    phases.write = clock.elapsed().as_secs_f64();
     // Into the node's log (the helper's stderr): where a node's time went.
     eprintln!(
         "phases (s): helper start {:.3}, load and build {:.3}, training {:.3}, validation {:.3}, writing {:.3}",
@@ -428,9 +430,7 @@ fn write_outputs(
     device: Device,
     threads: i64,
     data: &TrainingData,
-    phases: &mut Phases,
 ) -> Result<()> {
-    let clock = Instant::now();
     let meta = ctx.file_metadata();
     crate::weights::write(&ctx.out_dir.join("weights.safetensors"), &o.weights, &meta)?;
     wormflow_stages::metrics::write_epochs(
@@ -462,6 +462,5 @@ fn write_outputs(
         steps: o.steps as i64,
     };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
-    phases.write = clock.elapsed().as_secs_f64();
     Ok(())
 }
