@@ -322,5 +322,7 @@ mod tests {
         let sorted = select(df, None, &["-ratio".into()]).unwrap();
         assert_eq!(sorted.column("ratio").unwrap().f64().unwrap().get(0), Some(1.2));
         assert!(parse_filter("model ==", &["model"]).is_err());
+        let e = select(df!("model" => ["lstm"]).unwrap(), None, &["-nosuch".into()]).unwrap_err();
+        assert!(e.to_string().contains("--sort nosuch: no such column"), "{e}");
     }
 }
