@@ -8,7 +8,10 @@ include!("code_closure.rs");
 include!("versions.rs");
 
 fn main() {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build script compiled in another checkout of the same target
+    // directory must still look at this one.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let base = Path::new(&manifest_dir);
     for watched in ["versions.rs", "code_closure.rs", "../Cargo.lock", "templates", "../data"] {
         println!("cargo:rerun-if-changed={watched}");
     }

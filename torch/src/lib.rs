@@ -5,7 +5,9 @@
 //! processes pay libtorch's start-up time and memory.
 
 pub mod evaluate;
+pub mod fit;
 pub mod models;
+pub mod stacked;
 pub mod tensors;
 pub mod train;
 pub mod weights;

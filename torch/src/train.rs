@@ -15,21 +15,20 @@
 //! `model.parquet` (the model card, `summaries::ModelCard`).
 //! On CPU the same inputs, seed and threads give byte-identical weights.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rand::seq::SliceRandom;
-use rand::Rng;
 use serde_json::{json, Map};
-use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Tensor};
-use wormflow_api::{Progress, StageContext};
+use tch::{nn, Device, Tensor};
+use wormflow_api::StageContext;
 
+use crate::fit;
 use crate::models::{self, Counting, Model, Options};
-use crate::tensors::{masked_mse, masked_sse, predict, window_set, WindowSet};
+use crate::stacked::Stack;
+use crate::tensors::{masked_sse, predict, window_set, WindowSet};
 pub use wormflow_stages::metrics::{Epoch, Learning};
-use wormflow_stages::rng::stream;
 use wormflow_stages::summaries::{self, ModelCard};
 use wormflow_stages::table::read_recordings;
 pub use wormflow_stages::torch_stages::TrainParams as Params;
@@ -61,35 +60,139 @@ pub fn pick_device(name: &str) -> Result<Device> {
     })
 }
 
-/// Train one model (called by the `wormflow-torch` helper).
+/// Train one model (called by the `wormflow-torch` helper): a group of one.
 pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-    let device = pick_device(&p.device)?;
-    let threads = if p.threads > 0 { p.threads } else { ctx.threads as i64 };
+    run_group(&[(p.clone(), ctx)]).pop().expect("one result per member")
+}
+
+/// Train several nodes at once (the helper's `group` job): nodes whose architecture and
+/// shapes match train as one stack (`stacked.rs`, `fit.rs`), the others (another window
+/// length, the Baseline) on their own. One result per node, in order; a node whose data
+/// cannot be loaded fails alone.
+pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::Provenance>> {
+    let start = helper_start_seconds();
+    let clock = Instant::now();
+    let mut results: Vec<Option<Result<wormflow_api::Provenance>>> =
+        nodes.iter().map(|_| None).collect();
+    // Load each node's windows; a failure is that node's alone.
+    let mut loaded = Vec::new();
+    for (k, (p, ctx)) in nodes.iter().enumerate() {
+        let setup = || -> Result<(Device, i64, TrainingData)> {
+            let device = pick_device(&p.device)?;
+            Ok((device, hidden_size(p)?, TrainingData::load(ctx, device)?))
+        };
+        match setup() {
+            Ok(ready) => loaded.push((k, ready)),
+            Err(e) => results[k] = Some(Err(e)),
+        }
+    }
+    let threads = nodes.first().map_or(1, |(p, ctx)| {
+        if p.threads > 0 {
+            p.threads
+        } else {
+            ctx.threads as i64
+        }
+    });
     tch::set_num_threads(threads as i32);
-    let mut phases = Phases { start: helper_start_seconds(), ..Phases::default() };
+    let load = clock.elapsed().as_secs_f64();
+    // Stacks: same architecture, hidden size, window length, device, residual and dropout.
+    let mut stacks: BTreeMap<(String, i64, i64, String, bool, u64), Vec<usize>> = BTreeMap::new();
+    for (at, (k, (device, hidden, data))) in loaded.iter().enumerate() {
+        let p = &nodes[*k].0;
+        let shape = (
+            p.model.clone(),
+            *hidden,
+            data.train.x.size()[1],
+            device_name(*device),
+            p.residual,
+            p.dropout.to_bits(),
+        );
+        stacks.entry(shape).or_default().push(at);
+    }
+    let group_nodes: Vec<&str> = nodes.iter().map(|(_, ctx)| ctx.node).collect();
+    for members in stacks.values() {
+        let clock = Instant::now();
+        let first = &loaded[members[0]];
+        let (model, device, hidden) = (&nodes[first.0].0.model, first.1 .0, first.1 .1);
+        let trained: Result<Vec<(Outcome, i64)>> = (|| {
+            if model == "baseline" {
+                return Ok(members.iter().map(|&at| (evaluate_only(&loaded[at].1 .2), 0)).collect());
+            }
+            let p = &nodes[first.0].0;
+            let options = Options { hidden, residual: p.residual, dropout: p.dropout };
+            let seeds: Vec<u64> = members.iter().map(|&at| nodes[loaded[at].0].0.seed).collect();
+            let mut stack = Stack::new(model, options, &seeds, device)?;
+            let n_params: i64 =
+                stack.params.iter().map(|t| t.numel() as i64).sum::<i64>() / stack.len();
+            let fit_members: Vec<fit::Member> = members
+                .iter()
+                .map(|&at| {
+                    let (k, (_, _, data)) = &loaded[at];
+                    fit::Member { params: &nodes[*k].0, data, ctx: nodes[*k].1 }
+                })
+                .collect();
+            Ok(fit::fit(&mut stack, &fit_members)?.into_iter().map(|o| (o, n_params)).collect())
+        })();
+        let seconds = clock.elapsed().as_secs_f64();
+        let stacked: Vec<&str> = members.iter().map(|&at| nodes[loaded[at].0].1.node).collect();
+        match trained {
+            Err(e) => {
+                let message = format!("{e:#}");
+                let cancelled = wormflow_api::cancel::is_cancelled(&e);
+                for &at in members {
+                    results[loaded[at].0] = Some(Err(if cancelled {
+                        anyhow::Error::new(wormflow_api::cancel::Cancelled)
+                    } else {
+                        anyhow::anyhow!("{message}")
+                    }));
+                }
+            }
+            Ok(outcomes) => {
+                for (&at, (outcome, n_params)) in members.iter().zip(outcomes) {
+                    let (k, (device, hidden, data)) = &loaded[at];
+                    let (p, ctx) = &nodes[*k];
+                    let phases = Phases {
+                        start,
+                        load,
+                        train: seconds - outcome.validation_seconds,
+                        validation: outcome.validation_seconds,
+                        write: 0.0,
+                    };
+                    let group = Group { nodes: &group_nodes, stacked: &stacked };
+                    let written = finish_node(p, ctx, &outcome, (*hidden, n_params, *device, threads), data, phases, group);
+                    results[*k] = Some(written);
+                }
+            }
+        }
+    }
+    results.into_iter().map(|r| r.expect("every node settled")).collect()
+}
+
+/// Who a node was trained with (recorded in its provenance).
+struct Group<'a> {
+    /// The nodes of the helper's job.
+    nodes: &'a [&'a str],
+    /// The nodes of the stack this one was part of (itself included).
+    stacked: &'a [&'a str],
+}
+
+/// Write one trained node's outputs and say what its provenance records.
+fn finish_node(
+    p: &Params,
+    ctx: &StageContext,
+    outcome: &Outcome,
+    (hidden, n_params, device, threads): (i64, i64, Device, i64),
+    data: &TrainingData,
+    mut phases: Phases,
+    group: Group,
+) -> Result<wormflow_api::Provenance> {
     let clock = Instant::now();
-    let data = TrainingData::load(ctx, device)?;
-    let hidden = hidden_size(p)?;
-    let vs = nn::VarStore::new(device);
-    let options = Options { hidden, residual: p.residual, dropout: p.dropout };
-    let model = seeded_build(&p.model, options, &vs, p.seed)?;
-    let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    phases.load = clock.elapsed().as_secs_f64();
-    let clock = Instant::now();
-    let outcome = if p.model == "baseline" {
-        evaluate_only(&*model, &data)
-    } else {
-        fit(p, &*model, &vs, &data, ctx)?
-    };
-    phases.validation = outcome.validation_seconds;
-    phases.train = clock.elapsed().as_secs_f64() - phases.validation;
-    let clock = Instant::now();
-    write_outputs(ctx, p, &outcome, hidden, n_params, device, threads, &data)?;
+    write_outputs(ctx, p, outcome, hidden, n_params, device, threads, data)?;
     phases.write = clock.elapsed().as_secs_f64();
     // Into the node's log (the helper's stderr): where a node's time went.
     eprintln!(
-        "phases (s): helper start {:.3}, load and build {:.3}, training {:.3}, validation {:.3}, writing {:.3}",
-        phases.start, phases.load, phases.train, phases.validation, phases.write
+        "{}: phases (s): helper start {:.3}, load and build {:.3}, training {:.3}, validation {:.3}, writing {:.3}; trained in a stack of {}",
+        ctx.node, phases.start, phases.load, phases.train, phases.validation, phases.write, group.stacked.len()
     );
     let mut prov = Map::new();
     // Measured, so recorded rather than written into an output: model.parquet stays the
@@ -98,6 +201,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         "phases".into(),
         json!({"start": phases.start, "load": phases.load, "train": phases.train,
                "validation": phases.validation, "write": phases.write}),
+    );
+    prov.insert(
+        "group".into(),
+        json!({"size": group.stacked.len(), "stacked_with": group.stacked, "job": group.nodes}),
     );
     prov.insert("device".into(), json!(device_name(device)));
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
@@ -151,18 +258,32 @@ fn process_age() -> Option<f64> {
     (ticks > 0.0).then(|| (uptime - started / ticks).max(0.0))
 }
 
-/// libtorch's random generator is global to the process: seed and initialise under one lock,
-/// so a model's initial weights depend on its seed alone even where several models are
-/// built in one process (tests, benches). Batches are shuffled with our own seeded streams;
-/// dropout masks come from the same generator, re-seeded by `fit` (one node per process).
+/// Run `f`, which seeds libtorch's random generator and draws from it, alone: the
+/// generator is global to the process, and several threads (tests, benches) may draw.
+pub fn with_generator<T>(f: impl FnOnce() -> T) -> T {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
+/// Build a model with the initial weights its seed gives (under `with_generator`, so they
+/// depend on the seed alone). Batches are shuffled with our own seeded streams; dropout
+/// masks are drawn per model and step (`stacked::Draws`).
 pub fn seeded_build(
     model: &str,
     options: Options,
     vs: &nn::VarStore,
     seed: u64,
 ) -> Result<Box<dyn Model>> {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    with_generator(|| build_seeded(model, options, vs, seed))
+}
+
+fn build_seeded(
+    model: &str,
+    options: Options,
+    vs: &nn::VarStore,
+    seed: u64,
+) -> Result<Box<dyn Model>> {
     tch::manual_seed(seed as i64);
     let built = models::build(model, options, &vs.root())?;
     if options.residual {
@@ -252,7 +373,11 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
     })
 }
 
-fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
+/// The Baseline: nothing to train, its losses are those of copying the input.
+fn evaluate_only(data: &TrainingData) -> Outcome {
+    let options = Options { hidden: 0, residual: false, dropout: 0.0 };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = &*models::build("baseline", options, &vs.root()).expect("the Baseline builds");
     let clock = Instant::now();
     let val = loss_over(model, &data.val, 256);
     let validation_seconds = clock.elapsed().as_secs_f64();
@@ -267,157 +392,6 @@ fn evaluate_only(model: &dyn Model, data: &TrainingData) -> Outcome {
         weights: Vec::new(),
         validation_seconds,
     }
-}
-
-fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut w: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(k, v)| (k, v.detach().to_device(Device::Cpu).copy()))
-        .collect();
-    w.sort_by(|a, b| a.0.cmp(&b.0));
-    w
-}
-
-fn fit(
-    p: &Params,
-    model: &dyn Model,
-    vs: &nn::VarStore,
-    data: &TrainingData,
-    ctx: &StageContext,
-) -> Result<Outcome> {
-    let mut opt =
-        nn::AdamW { beta1: 0.9, beta2: 0.999, wd: p.weight_decay, eps: 1e-8, amsgrad: false }
-            .build(vs, p.lr)?;
-    let n_train = data.train.len();
-    let mut lr = p.lr;
-    // Epoch 0 is the untrained model: kept if training never does better (for a residual
-    // model that is exactly the Baseline).
-    let validating = Instant::now();
-    let initial = loss_over(model, &data.val, p.batch_size.max(256));
-    let mut validation_seconds = validating.elapsed().as_secs_f64();
-    let (mut best_val, mut best_epoch, mut weights) =
-        (if initial.is_finite() { initial } else { f64::INFINITY }, 0, snapshot(vs));
-    let (mut plateau_best, mut plateau_bad) = (f64::INFINITY, 0);
-    let mut step = 0u64; // optimizer steps so far (for the warm-up)
-                         // The rate of optimizer step n (1-based): ramps linearly up to lr over warmup_steps.
-    let warmed = |lr: f64, n: u64| {
-        if n < p.warmup_steps {
-            lr * n as f64 / p.warmup_steps as f64
-        } else {
-            lr
-        }
-    };
-    let mut metrics = vec![Epoch {
-        epoch: 0,
-        train_loss: loss_over(model, &data.train, p.batch_size.max(256)),
-        val_loss: initial,
-        lr,
-        seconds: 0.0,
-    }];
-    // Dropout masks: libtorch's generator (this process trains this node only), seeded from
-    // the node's seed, so the same inputs and seed give the same weights on CPU.
-    tch::manual_seed(stream(p.seed, "dropout", 0).random::<i64>());
-    let mut diverged = None;
-    for epoch in 1..=p.epochs {
-        if ctx.cancel.load(Ordering::Relaxed) {
-            bail!("cancelled");
-        }
-        let clock = Instant::now();
-        let mut order: Vec<i64> = (0..n_train).collect();
-        order.shuffle(&mut stream(p.seed, "batches", epoch));
-        let (mut sum, mut seen) = (0.0, 0i64);
-        for chunk in order.chunks(p.batch_size as usize) {
-            if ctx.cancel.load(Ordering::Relaxed) {
-                bail!("cancelled"); // SIGTERM from the engine: stop within a batch
-            }
-            step += 1;
-            if step <= p.warmup_steps {
-                opt.set_lr(warmed(lr, step));
-            }
-            let idx = Tensor::from_slice(chunk).to_device(data.train.x.device());
-            let mask = data.train.mask.index_select(0, &idx);
-            let loss = masked_mse(
-                &predict(model, &data.train.x.index_select(0, &idx), &mask, true),
-                &data.train.y.index_select(0, &idx),
-                &mask,
-            );
-            if p.grad_clip > 0.0 {
-                opt.backward_step_clip_norm(&loss, p.grad_clip);
-            } else {
-                opt.backward_step(&loss);
-            }
-            sum += loss.double_value(&[]) * chunk.len() as f64;
-            seen += chunk.len() as i64;
-        }
-        let train_loss = sum / seen as f64;
-        let validating = Instant::now();
-        let val_loss = loss_over(model, &data.val, p.batch_size.max(256));
-        validation_seconds += validating.elapsed().as_secs_f64();
-        // The learning rate the epoch's last step used (below lr while warming up).
-        metrics.push(Epoch {
-            epoch: epoch as i64,
-            train_loss,
-            val_loss,
-            lr: warmed(lr, step),
-            seconds: clock.elapsed().as_secs_f64(),
-        });
-        (ctx.progress)(&Progress {
-            fraction: epoch as f64 / p.epochs as f64,
-            message: format!("epoch {epoch}/{}: train {train_loss:.4} val {val_loss:.4}", p.epochs),
-            epoch: Some(epoch),
-            epochs: Some(p.epochs),
-            train_loss: Some(train_loss),
-            val_loss: Some(val_loss),
-        });
-        if !train_loss.is_finite() || !val_loss.is_finite() || val_loss > p.diverged_above * initial
-        {
-            diverged = Some(format!(
-                "at epoch {epoch} the training loss was {train_loss:.3e} and the validation loss {val_loss:.3e} ({:.3e} × the untrained model's {initial:.3e}); training stopped, the weights of epoch {best_epoch} are kept; lower params.lr or set params.grad_clip",
-                val_loss / initial
-            ));
-            break;
-        }
-        if val_loss < best_val {
-            (best_val, best_epoch, weights) = (val_loss, epoch, snapshot(vs));
-        }
-        // ReduceLROnPlateau (relative threshold 1e-4, as PyTorch's default).
-        if val_loss < plateau_best * (1.0 - 1e-4) {
-            (plateau_best, plateau_bad) = (val_loss, 0);
-        } else {
-            plateau_bad += 1;
-            if plateau_bad > p.plateau_patience {
-                lr *= p.plateau_factor;
-                opt.set_lr(lr);
-                plateau_bad = 0;
-            }
-        }
-        if epoch - best_epoch >= p.early_stopping {
-            break;
-        }
-    }
-    let (learning, learning_note) = match diverged {
-        Some(note) => (Learning::Diverged, note),
-        None if best_epoch == 0 => (
-            Learning::NeverImproved,
-            format!(
-                "no epoch of {} beat the untrained model's validation loss {initial:.4e}; the stored weights are the initial ones{}",
-                metrics.len() - 1,
-                if p.residual { " (for a residual model: exactly the Baseline, which on data nothing can predict is the expected result)" } else { "" }
-            ),
-        ),
-        None => (Learning::Learned, String::new()),
-    };
-    Ok(Outcome {
-        metrics,
-        best_val,
-        best_epoch,
-        steps: step,
-        learning,
-        learning_note,
-        weights,
-        validation_seconds,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]

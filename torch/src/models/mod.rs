@@ -27,7 +27,7 @@ mod transformer;
 use anyhow::{bail, Result};
 use tch::{nn, Tensor};
 
-pub use blocks::N_NEURONS_I64;
+pub use blocks::{positions, N_NEURONS_I64};
 
 /// A next-step predictor.
 pub trait Model: Send {
