@@ -12,6 +12,10 @@
 //!   stderr with the line [`END_OF_LOG`] (before its answer), so the log is complete;
 //! - a helper that may be unusable after a node (a libtorch panic) reports `failed …`
 //!   and exits; the pool then starts a fresh one for the next node. EOF on stdin: exit.
+//! - a group (nodes a kind runs at once, `StageKind::run_group`): the line is
+//!   `group PATH`, PATH a JSON array of job paths; the helper prefixes each member's
+//!   `progress …`, `ok` and `failed …` lines with the member's index and a space, then
+//!   ends with `ok` (or `failed MESSAGE`, which fails every member not yet answered).
 //!
 //! Each helper is a supervised child (`child.rs`): its own process group, stopped on
 //! cancel (SIGTERM, SIGKILL after the grace period), and it dies with its parent.
@@ -28,6 +32,13 @@ use crate::Progress;
 
 /// The argument that starts a helper program in serving mode.
 pub const SERVE_ARG: &str = "--serve";
+
+/// A request line naming a group file instead of one job: `group PATH`.
+pub const GROUP_PREFIX: &str = "group ";
+
+fn parse_progress(line: &str) -> Option<Progress> {
+    serde_json::from_str(line.strip_prefix("progress ")?).ok()
+}
 
 /// The line a helper writes to stderr at the end of each node (ASCII record separator).
 pub const END_OF_LOG: &str = "\u{1e}";
@@ -85,15 +96,72 @@ impl HelperPool {
         cancel: &AtomicBool,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Served, HelperError> {
+        let mut on_line = |line: &str| {
+            if let Some(update) = parse_progress(line) {
+                progress(&update);
+            }
+        };
+        let (answer, served) = self.exchange(program, &job.display().to_string(), cancel, &mut on_line)?;
+        match answer {
+            Ok(()) => Ok(served),
+            Err(message) => Err(HelperError::Failed { message, log: served.log }),
+        }
+    }
+
+    /// Run the jobs listed in `group` (a JSON array of job paths) in one helper, at once:
+    /// one answer per member, in order (`Err` with the helper's message for a member that
+    /// failed). `progress` gets each member's progress, by index. The log is the group's.
+    pub fn run_group(
+        &self,
+        program: &Path,
+        group: &Path,
+        members: usize,
+        cancel: &AtomicBool,
+        progress: &(dyn Fn(usize, &Progress) + Sync),
+    ) -> Result<(Vec<Result<(), String>>, Served), HelperError> {
+        let mut answers: Vec<Option<Result<(), String>>> = vec![None; members];
+        let mut on_line = |line: &str| {
+            let Some((index, rest)) = line.split_once(' ') else { return };
+            let Some(k) = index.parse::<usize>().ok().filter(|&k| k < members) else { return };
+            if let Some(update) = parse_progress(rest) {
+                progress(k, &update);
+            } else if rest == "ok" {
+                answers[k] = Some(Ok(()));
+            } else if let Some(message) = rest.strip_prefix("failed ") {
+                answers[k] = Some(Err(message.to_string()));
+            }
+        };
+        let line = format!("{GROUP_PREFIX}{}", group.display());
+        let (answer, served) = self.exchange(program, &line, cancel, &mut on_line)?;
+        let answers = answers
+            .into_iter()
+            .map(|a| match (&answer, a) {
+                (_, Some(a)) => a,
+                (Err(message), None) => Err(message.clone()),
+                (Ok(()), None) => Err("the helper gave no answer for this node".to_string()),
+            })
+            .collect();
+        Ok((answers, served))
+    }
+
+    /// Send one request line to a helper of `program` and read its answer lines until `ok`
+    /// or `failed …`; every other line goes to `on_line`.
+    fn exchange(
+        &self,
+        program: &Path,
+        request: &str,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(Result<(), String>, Served), HelperError> {
         let mut helper = match self.take(program) {
             Some(h) => h,
             None => Helper::start(program).map_err(HelperError::Lost)?,
         };
         helper.stderr.clear();
-        if writeln!(helper.stdin, "{}", job.display()).and_then(|_| helper.stdin.flush()).is_err() {
+        if writeln!(helper.stdin, "{request}").and_then(|_| helper.stdin.flush()).is_err() {
             // It died while idle (killed from outside): one fresh try.
             helper = Helper::start(program).map_err(HelperError::Lost)?;
-            writeln!(helper.stdin, "{}", job.display())
+            writeln!(helper.stdin, "{request}")
                 .and_then(|_| helper.stdin.flush())
                 .map_err(|e| HelperError::Lost(format!("cannot send it the job: {e}")))?;
         }
@@ -101,15 +169,12 @@ impl HelperPool {
         let answer = loop {
             match helper.lines.recv_timeout(TICK) {
                 Ok(line) => {
-                    if let Some(json) = line.strip_prefix("progress ") {
-                        if let Ok(update) = serde_json::from_str::<Progress>(json) {
-                            progress(&update);
-                        }
-                    } else if line == "ok" {
+                    if line == "ok" {
                         break Ok(());
                     } else if let Some(message) = line.strip_prefix("failed ") {
                         break Err(message.to_string());
                     }
+                    on_line(&line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if cancel.load(Ordering::Relaxed) {
@@ -139,13 +204,10 @@ impl HelperPool {
         let log = helper.log();
         let (pid, nodes_served) = (helper.child.pid, helper.served);
         // Back to the pool either way: a helper that says a node failed is still usable
-        // unless it exits, and the next `run` finds that out (its stdin is closed) and
+        // unless it exits, and the next request finds that out (its stdin is closed) and
         // starts a fresh one.
         self.give_back(helper);
-        match answer {
-            Ok(()) => Ok(Served { log, pid, nodes_served }),
-            Err(message) => Err(HelperError::Failed { message, log }),
-        }
+        Ok((answer, Served { log, pid, nodes_served }))
     }
 
     fn take(&self, program: &Path) -> Option<Helper> {

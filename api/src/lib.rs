@@ -201,4 +201,17 @@ pub trait StageKind: Send + Sync {
         false
     }
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Provenance>;
+    /// Nodes of one stage whose group keys are equal may run together in one
+    /// [`StageKind::run_group`] call — for the torch kinds one stacked computation of models
+    /// that differ only in seed, data draw or optimizer params. `None`: never grouped.
+    /// Grouping is an execution choice like `-j`: it never enters a key, and a node's
+    /// outputs must not depend on its company beyond rounding.
+    fn group_key(&self, _params: &Value) -> Option<String> {
+        None
+    }
+    /// Run the nodes of one group at once: one result per context, in order; one node's
+    /// failure is that node's alone. The default runs them one after another.
+    fn run_group(&self, ctxs: &[StageContext]) -> Vec<anyhow::Result<Provenance>> {
+        ctxs.iter().map(|ctx| self.run(ctx)).collect()
+    }
 }

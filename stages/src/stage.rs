@@ -30,6 +30,14 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
     fn run(p: Self::Params, ctx: &StageContext) -> Result<Provenance>;
+    /// See `StageKind::group_key`.
+    fn group_key(_p: &Self::Params) -> Option<String> {
+        None
+    }
+    /// See `StageKind::run_group`; `ps[i]` are `ctxs[i]`'s params.
+    fn run_group(ps: Vec<Self::Params>, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+        ps.into_iter().zip(ctxs).map(|(p, ctx)| Self::run(p, ctx)).collect()
+    }
 }
 
 struct Adapter<S: Stage>(PhantomData<S>);
@@ -73,6 +81,22 @@ impl<S: Stage> StageKind for Adapter<S> {
     fn run(&self, ctx: &StageContext) -> Result<Provenance> {
         let p = parse::<S>(ctx.params).map_err(anyhow::Error::msg)?;
         S::run(p, ctx).map_err(|e| e.context(format!("{} ({})", ctx.node, S::NAME)))
+    }
+    fn group_key(&self, params: &Value) -> Option<String> {
+        S::group_key(&parse::<S>(params).ok()?)
+    }
+    fn run_group(&self, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+        let parsed: Result<Vec<S::Params>, String> =
+            ctxs.iter().map(|ctx| parse::<S>(ctx.params)).collect();
+        match parsed {
+            Ok(ps) => S::run_group(ps, ctxs)
+                .into_iter()
+                .zip(ctxs)
+                .map(|(r, ctx)| r.map_err(|e| e.context(format!("{} ({})", ctx.node, S::NAME))))
+                .collect(),
+            // Checked at plan time; should it fail here, each node runs (and fails) alone.
+            Err(_) => ctxs.iter().map(|ctx| self.run(ctx)).collect(),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use wormflow_api::helper::HelperError;
+use wormflow_api::helper::{HelperError, Served};
 use wormflow_api::{InputNode, Provenance, StageContext};
 
 use crate::stage::Stage;
@@ -201,6 +201,30 @@ impl Stage for Train {
     fn run(p: TrainParams, ctx: &StageContext) -> Result<Provenance> {
         run_helper(Self::NAME, &serde_json::to_value(p)?, ctx)
     }
+
+    /// Models that can share a stack: same architecture and size, residual and dropout,
+    /// on the same device with the same threads. Seeds, data draws, learning rates and the
+    /// other optimizer params may differ (and batch sizes and window lengths, which the
+    /// helper sorts out: members whose windows differ in length train in separate stacks).
+    fn group_key(p: &TrainParams) -> Option<String> {
+        Some(format!(
+            "model={} hidden={} residual={} dropout={} device={} threads={}",
+            p.model,
+            hidden_size(p).ok()?,
+            p.residual,
+            p.dropout,
+            p.device,
+            p.threads
+        ))
+    }
+
+    fn run_group(ps: Vec<TrainParams>, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+        let values: Result<Vec<Value>, _> = ps.iter().map(serde_json::to_value).collect();
+        match values {
+            Ok(values) if ctxs.len() > 1 => run_helper_group(Self::NAME, &values, ctxs),
+            _ => ps.into_iter().zip(ctxs).map(|(p, ctx)| Self::run(p, ctx)).collect(),
+        }
+    }
 }
 
 impl Stage for Evaluate {
@@ -304,7 +328,8 @@ fn helper() -> Result<PathBuf> {
     }
 }
 
-fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenance> {
+/// Write the node's job file (what the helper rebuilds its context from) into its scratch.
+fn write_job(kind: &str, params: &Value, ctx: &StageContext) -> Result<PathBuf> {
     let job = Job {
         kind: kind.into(),
         node: ctx.node.into(),
@@ -318,26 +343,18 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
     };
     let job_path = ctx.scratch.join("job.json");
     std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
-    // A helper of the run's pool serves node after node (libtorch and CUDA start once per
-    // worker); its stderr during this node goes into the node's log.
-    let keep_log = |log: &str| {
-        let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
-    };
-    let served = match ctx.helpers.run(&helper()?, &job_path, ctx.cancel, ctx.progress) {
-        Ok(served) => {
-            keep_log(&served.log);
-            served
-        }
-        Err(HelperError::Failed { message, log }) => {
-            keep_log(&log);
-            return Err(anyhow!("{message}"));
-        }
-        Err(HelperError::Cancelled) => {
-            return Err(anyhow::Error::new(wormflow_api::cancel::Cancelled)
-                .context("wormflow-torch was stopped"))
-        }
-        Err(HelperError::Lost(why)) => bail!("wormflow-torch: {why}"),
-    };
+    Ok(job_path)
+}
+
+/// The helper's stderr during the node goes into the node's log.
+fn keep_log(ctx: &StageContext, log: &str) {
+    let _ = std::fs::write(ctx.scratch.join(wormflow_api::KIND_LOG), log);
+}
+
+/// What the helper recorded for the node (its scratch's provenance.json), and which helper
+/// process ran it, as its how-manieth request: shows the helper's start being paid once per
+/// worker (not part of any key).
+fn provenance_of(ctx: &StageContext, served: &Served) -> Result<Provenance> {
     let prov: Value = serde_json::from_slice(
         &std::fs::read(ctx.scratch.join("provenance.json")).unwrap_or_else(|_| b"{}".to_vec()),
     )?;
@@ -345,11 +362,78 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    // Which helper process ran it, and its how-manieth node: shows the helper's start
-    // being paid once per worker (not part of any key).
     prov.insert(
         "helper".into(),
         json!({"program": "wormflow-torch", "pid": served.pid, "nodes_served": served.nodes_served}),
     );
     Ok(prov)
+}
+
+fn helper_error(e: HelperError) -> anyhow::Error {
+    match e {
+        HelperError::Failed { message, .. } => anyhow!("{message}"),
+        HelperError::Cancelled => anyhow::Error::new(wormflow_api::cancel::Cancelled)
+            .context("wormflow-torch was stopped"),
+        HelperError::Lost(why) => anyhow!("wormflow-torch: {why}"),
+    }
+}
+
+fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenance> {
+    let job_path = write_job(kind, params, ctx)?;
+    // A helper of the run's pool serves node after node (libtorch and CUDA start once per
+    // worker).
+    match ctx.helpers.run(&helper()?, &job_path, ctx.cancel, ctx.progress) {
+        Ok(served) => {
+            keep_log(ctx, &served.log);
+            provenance_of(ctx, &served)
+        }
+        Err(e) => {
+            if let HelperError::Failed { log, .. } = &e {
+                keep_log(ctx, log);
+            }
+            Err(helper_error(e))
+        }
+    }
+}
+
+/// Several nodes in one helper request (`group`), trained there as one stack where their
+/// shapes match; one result per node.
+fn run_helper_group(kind: &str, ps: &[Value], ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+    let all = |e: &dyn Fn() -> anyhow::Error| ctxs.iter().map(|_| Err(e())).collect();
+    let sent = || -> Result<(PathBuf, PathBuf)> {
+        let jobs: Vec<PathBuf> =
+            ps.iter().zip(ctxs).map(|(p, ctx)| write_job(kind, p, ctx)).collect::<Result<_>>()?;
+        let group = ctxs[0].scratch.join("group.json");
+        std::fs::write(&group, serde_json::to_vec(&jobs)?)?;
+        Ok((helper()?, group))
+    };
+    let (program, group) = match sent() {
+        Ok(sent) => sent,
+        Err(e) => return all(&|| anyhow!("{e:#}")),
+    };
+    let progress = |k: usize, update: &wormflow_api::Progress| (ctxs[k].progress)(update);
+    match ctxs[0].helpers.run_group(&program, &group, ctxs.len(), ctxs[0].cancel, &progress) {
+        Ok((answers, served)) => answers
+            .into_iter()
+            .zip(ctxs)
+            .map(|(answer, ctx)| {
+                keep_log(ctx, &served.log);
+                match answer {
+                    Ok(()) => provenance_of(ctx, &served),
+                    Err(message) => Err(anyhow!("{message}")),
+                }
+            })
+            .collect(),
+        Err(e) => {
+            let cancelled = matches!(e, HelperError::Cancelled);
+            let message = format!("{:#}", helper_error(e));
+            all(&|| {
+                if cancelled {
+                    anyhow::Error::new(wormflow_api::cancel::Cancelled).context(message.clone())
+                } else {
+                    anyhow!("{message}")
+                }
+            })
+        }
+    }
 }

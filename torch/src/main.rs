@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use wormflow_api::helper::{END_OF_LOG, SERVE_ARG};
+use wormflow_api::helper::{END_OF_LOG, GROUP_PREFIX, SERVE_ARG};
 use wormflow_api::StageContext;
 use wormflow_stages::torch_stages::Job;
 use wormflow_torch::{evaluate, train};
@@ -42,21 +42,25 @@ fn main() -> ExitCode {
 }
 
 /// Serve node after node (the protocol in wormflow_api::helper): a job file's path per line
-/// on stdin, `progress …` lines and then `ok` / `failed MESSAGE` on stdout. After a panic
-/// (libtorch may be left unusable) or a cancel, answer and exit: the engine starts a fresh
-/// helper for the next node.
+/// on stdin (or `group PATH`), `progress …` lines and then `ok` / `failed MESSAGE` on
+/// stdout. After a panic (libtorch may be left unusable) or a cancel, answer and exit: the
+/// engine starts a fresh helper for the next node.
 fn serve(cancel: &AtomicBool) -> ExitCode {
     for line in std::io::stdin().lines() {
-        let Ok(path) = line else { break };
-        let (answer, fatal) = match run_caught(path.trim(), cancel) {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        let outcome = match line.strip_prefix(GROUP_PREFIX) {
+            Some(group) => run_group_caught(group, cancel),
+            None => run_caught(line, cancel),
+        };
+        let (answer, fatal) = match outcome {
             Ok(()) => ("ok".to_string(), false),
             Err((message, panicked)) => {
                 (format!("failed {}", message.replace('\n', " ")), panicked)
             }
         };
         eprintln!("{END_OF_LOG}");
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+        if say(&answer).is_err() {
             break;
         }
         if fatal || cancel.load(std::sync::atomic::Ordering::Relaxed) {
@@ -66,9 +70,25 @@ fn serve(cancel: &AtomicBool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One line on stdout, flushed (the engine reads answers line by line).
+fn say(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush())
+}
+
 /// One job, its error as one line (and whether it was a panic).
 fn run_caught(path: &str, cancel: &AtomicBool) -> Result<(), (String, bool)> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(path, cancel))) {
+    caught(path, || run(path, cancel))
+}
+
+/// A group of jobs: each member's answer is said as it is known (`K ok`, `K failed …`);
+/// the error returned is the group's (a panic, or a group file that cannot be read).
+fn run_group_caught(path: &str, cancel: &AtomicBool) -> Result<(), (String, bool)> {
+    caught(path, || run_group(path, cancel))
+}
+
+fn caught(path: &str, f: impl FnOnce() -> anyhow::Result<()>) -> Result<(), (String, bool)> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err((one_line(&format!("{e:#}"), path), false)),
         Err(panic) => {
@@ -108,16 +128,18 @@ fn one_line(error: &str, job_path: &str) -> String {
     first
 }
 
-fn run(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
-    let job: Job = serde_json::from_slice(&std::fs::read(path)?)?;
-    let helpers = wormflow_api::helper::HelperPool::new();
-    let progress = |update: &wormflow_api::Progress| {
-        let mut out = std::io::stdout().lock();
-        let line = serde_json::to_string(update).unwrap_or_default();
-        let _ = writeln!(out, "progress {line}");
-        let _ = out.flush();
-    };
-    let ctx = StageContext {
+fn read_job(path: &str) -> anyhow::Result<Job> {
+    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+}
+
+/// The context a job's node runs with in this process; `progress` says its updates.
+fn context<'a>(
+    job: &'a Job,
+    cancel: &'a AtomicBool,
+    helpers: &'a wormflow_api::helper::HelperPool,
+    progress: &'a (dyn Fn(&wormflow_api::Progress) + Sync),
+) -> StageContext<'a> {
+    StageContext {
         node: &job.node,
         origin: &job.origin,
         params: &job.params,
@@ -127,14 +149,83 @@ fn run(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
         scratch: &job.scratch,
         threads: job.threads,
         cancel,
-        helpers: &helpers,
-        progress: &progress,
-    };
+        helpers,
+        progress,
+    }
+}
+
+fn progress_line(prefix: &str, update: &wormflow_api::Progress) {
+    let _ = say(&format!("{prefix}progress {}", serde_json::to_string(update).unwrap_or_default()));
+}
+
+fn keep_provenance(job: &Job, provenance: &wormflow_api::Provenance) -> anyhow::Result<()> {
+    std::fs::write(job.scratch.join("provenance.json"), serde_json::to_vec(provenance)?)?;
+    Ok(())
+}
+
+fn run(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
+    let job = read_job(path)?;
+    let helpers = wormflow_api::helper::HelperPool::new();
+    let progress = |update: &wormflow_api::Progress| progress_line("", update);
+    let ctx = context(&job, cancel, &helpers, &progress);
     let provenance = match job.kind.as_str() {
         "train" => train::run(&serde_json::from_value(job.params.clone())?, &ctx)?,
         "evaluate" => evaluate::run(&serde_json::from_value(job.params.clone())?, &ctx)?,
         other => anyhow::bail!("wormflow-torch runs train and evaluate jobs, not {other:?}"),
     };
-    std::fs::write(job.scratch.join("provenance.json"), serde_json::to_vec(&provenance)?)?;
+    keep_provenance(&job, &provenance)
+}
+
+/// The jobs of a group file: train jobs trained together (`train::run_group`), any other
+/// job on its own; each member's answer is said as `K ok` / `K failed MESSAGE`.
+fn run_group(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
+    let paths: Vec<String> = serde_json::from_slice(&std::fs::read(path)?)?;
+    let jobs: Vec<anyhow::Result<Job>> = paths.iter().map(|p| read_job(p)).collect();
+    let helpers = wormflow_api::helper::HelperPool::new();
+    let prefixes: Vec<String> = (0..jobs.len()).map(|k| format!("{k} ")).collect();
+    let reporters: Vec<Box<dyn Fn(&wormflow_api::Progress) + Sync>> = prefixes
+        .iter()
+        .map(|prefix| {
+            Box::new(move |u: &wormflow_api::Progress| progress_line(prefix, u))
+                as Box<dyn Fn(&wormflow_api::Progress) + Sync>
+        })
+        .collect();
+    let answer = |k: usize, job: Option<&Job>, result: anyhow::Result<wormflow_api::Provenance>| {
+        let result = result.and_then(|p| job.map_or(Ok(()), |j| keep_provenance(j, &p)));
+        let line = match result {
+            Ok(()) => format!("{k} ok"),
+            Err(e) => format!("{k} failed {}", one_line(&format!("{e:#}"), &paths[k]).replace('\n', " ")),
+        };
+        say(&line)
+    };
+    let mut train_members = Vec::new();
+    for (k, job) in jobs.iter().enumerate() {
+        match job {
+            Err(e) => answer(k, None, Err(anyhow::anyhow!("{e:#}")))?,
+            Ok(job) if job.kind == "train" => match serde_json::from_value::<train::Params>(job.params.clone()) {
+                Ok(params) => train_members.push((k, job, params)),
+                Err(e) => answer(k, Some(job), Err(e.into()))?,
+            },
+            Ok(job) => {
+                let ctx = context(job, cancel, &helpers, &*reporters[k]);
+                let result = match job.kind.as_str() {
+                    "evaluate" => serde_json::from_value(job.params.clone())
+                        .map_err(anyhow::Error::from)
+                        .and_then(|p| evaluate::run(&p, &ctx)),
+                    other => Err(anyhow::anyhow!("wormflow-torch runs train and evaluate jobs, not {other:?}")),
+                };
+                answer(k, Some(job), result)?;
+            }
+        }
+    }
+    let contexts: Vec<StageContext> = train_members
+        .iter()
+        .map(|(k, job, _)| context(job, cancel, &helpers, &*reporters[*k]))
+        .collect();
+    let nodes: Vec<(train::Params, &StageContext)> =
+        train_members.iter().zip(&contexts).map(|((_, _, p), ctx)| (p.clone(), ctx)).collect();
+    for ((k, job, _), result) in train_members.iter().zip(train::run_group(&nodes)) {
+        answer(*k, Some(job), result)?;
+    }
     Ok(())
 }
