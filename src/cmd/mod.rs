@@ -50,6 +50,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--group-max` by default (see the README's "Many models at once" for the measurements).
+pub const DEFAULT_GROUP_MAX: usize = 16;
+
 #[derive(Parser, Clone)]
 pub struct RunArgs {
     /// Nodes or stages to bring up to date (with what they need); default: all.
@@ -57,6 +60,10 @@ pub struct RunArgs {
     /// Nodes run at once (default: the number of cores).
     #[arg(short = 'j', long, env = "WORMFLOW_JOBS")]
     pub jobs: Option<usize>,
+    /// The most nodes of one group that run at once — train nodes of a stage that share
+    /// architecture and size, trained as one stack of models; 1: each node alone.
+    #[arg(long, env = "WORMFLOW_GROUP_MAX", default_value_t = DEFAULT_GROUP_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub group_max: usize,
     /// After a failure, go on with nodes that do not depend on it.
     #[arg(short = 'k', long)]
     pub keep_going: bool,

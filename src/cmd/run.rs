@@ -52,6 +52,7 @@ pub fn run_once(
         pull,
         slurm,
         pipeline: Some(p.file.clone()),
+        group_max: args.group_max,
         show_results,
     };
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)

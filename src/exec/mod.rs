@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub slurm: Option<slurm::Slurm>,
     /// The pipeline file, whose reach is recorded in the store's roots for `gc`.
     pub pipeline: Option<std::path::PathBuf>,
+    /// The most nodes of one group (nodes whose kind may run them at once, e.g. models
+    /// trained as one stack) in one batch; 1 turns grouping off.
+    pub group_max: usize,
     /// Whether results/ (and each node's ref, what `status` and `explain` compare with)
     /// show this run's results: not for a run with `--set` overrides unless asked, so
     /// results/ always shows the pipeline as its file says.
@@ -80,10 +83,10 @@ pub struct Job {
     pub inputs: Vec<(usize, ActionRecord)>,
 }
 
-/// Where a job goes: this process's worker threads, or — with `--executor slurm` — a Slurm
-/// job (but for kinds marked to run locally). Outcomes come back on one channel.
+/// Where a batch goes: this process's worker threads, or — with `--executor slurm` — Slurm
+/// jobs (but for kinds marked to run locally). Outcomes come back on one channel, per node.
 struct Executors<'a> {
-    workers: mpsc::Sender<Job>,
+    workers: mpsc::Sender<Vec<Job>>,
     slurm: Option<&'a slurm::Slurm>,
     graph: &'a Graph,
     store: &'a Store,
@@ -91,15 +94,19 @@ struct Executors<'a> {
 }
 
 impl Executors<'_> {
-    /// Hand the job over; an error means it was never started (sbatch refused it).
-    fn submit(&self, job: Job) -> Result<()> {
+    /// Hand the batch over; the nodes it could not start (sbatch refused them), with why.
+    fn submit(&self, batch: Vec<Job>) -> Vec<(usize, anyhow::Error)> {
         match self.slurm {
-            Some(slurm) if !slurm.runs_locally(&self.graph.nodes[job.index].kind) => {
-                slurm.submit(self.graph, self.store, job, self.reporter)
-            }
+            Some(slurm) if !slurm.runs_locally(&self.graph.nodes[batch[0].index].kind) => batch
+                .into_iter()
+                .filter_map(|job| {
+                    let i = job.index;
+                    slurm.submit(self.graph, self.store, job, self.reporter).err().map(|e| (i, e))
+                })
+                .collect(),
             _ => {
-                self.workers.send(job).expect("workers are alive");
-                Ok(())
+                self.workers.send(batch).expect("workers are alive");
+                Vec::new()
             }
         }
     }
@@ -152,6 +159,15 @@ pub fn run_local(
         forced,
         stored,
         keep_going: opts.keep_going,
+        group_of: graph
+            .nodes
+            .iter()
+            .map(|node| {
+                let key = registry.get(&node.kind)?.group_key(&node.params)?;
+                Some(format!("{}\u{0}{key}", node.stage))
+            })
+            .collect(),
+        group_max: opts.group_max,
     });
     let cancel = AtomicBool::new(false);
     // Long-lived helper processes (e.g. the libtorch helper), reused node after node; they
@@ -168,7 +184,7 @@ pub fn run_local(
     let local_threads = (cores / opts.jobs.max(1)).max(1);
 
     // One queue shared by the workers (std's receiver is single-consumer, hence the mutex).
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let (job_tx, job_rx) = mpsc::channel::<Vec<Job>>();
     let job_rx = std::sync::Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome>)>();
 
@@ -178,14 +194,13 @@ pub fn run_local(
             let (resolver, cancel, job_rx, helpers) = (&resolver, &cancel, &job_rx, &helpers);
             let pull = opts.pull.as_deref();
             scope.spawn(move || {
-                while let Ok(job) = {
+                while let Ok(batch) = {
                     let rx = job_rx.lock().expect("job queue lock");
                     rx.recv()
                 } {
-                    let i = job.index;
-                    let outcome =
-                        execute(resolver, registry, reporter, job, (cancel, helpers), pull);
-                    if done_tx.send((i, outcome)).is_err() {
+                    let outcomes =
+                        execute_batch(resolver, registry, reporter, batch, (cancel, helpers), pull);
+                    if outcomes.into_iter().any(|outcome| done_tx.send(outcome).is_err()) {
                         break;
                     }
                 }
@@ -204,9 +219,8 @@ pub fn run_local(
                 s.stop();
                 executors.cancel();
             }
-            for job in s.start(capacity - s.running(), &resolver, local_threads) {
-                let i = job.index;
-                if let Err(e) = executors.submit(job) {
+            for batch in s.start(capacity - s.in_flight(), &resolver, local_threads) {
+                for (i, e) in executors.submit(batch) {
                     s.settle(i, Err(e));
                 }
             }
@@ -243,6 +257,24 @@ pub fn run_local(
     Ok(s.finish())
 }
 
+/// Run a batch: one node, or the nodes of one group in one `run_group` call. One outcome
+/// per node, with its index.
+fn execute_batch(
+    resolver: &Resolver,
+    registry: &Registry,
+    reporter: &Reporter,
+    batch: Vec<Job>,
+    run: (&AtomicBool, &wormflow_api::helper::HelperPool),
+    pull: Option<&Remote>,
+) -> Vec<(usize, Result<Outcome>)> {
+    if batch.len() == 1 {
+        let job = batch.into_iter().next().expect("one job");
+        let i = job.index;
+        return vec![(i, execute(resolver, registry, reporter, job, run, pull))];
+    }
+    execute_group(resolver, registry, reporter, batch, run, pull)
+}
+
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
 pub fn execute(
     resolver: &Resolver,
@@ -252,17 +284,108 @@ pub fn execute(
     (cancel, helpers): (&AtomicBool, &wormflow_api::helper::HelperPool),
     pull: Option<&Remote>,
 ) -> Result<Outcome> {
+    let node = match prepare(resolver, registry, reporter, job, pull)? {
+        Prepared::Settled(outcome) => return Ok(outcome),
+        Prepared::Ready(node) => node,
+    };
+    let result = {
+        let progress = node.progress(reporter);
+        let ctx = node.context(resolver, (cancel, helpers), &progress);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.kind.run(&ctx)))
+            .unwrap_or_else(|panic| {
+                let msg = wormflow_api::panic_message(&*panic);
+                Err(anyhow!("{}: the stage panicked: {msg}", node.node.id))
+            })
+    };
+    node.conclude(resolver.store, result, cancel)
+}
+
+/// Run the nodes of one group at once (`StageKind::run_group`): each prepared (and
+/// settled at once if stored meanwhile or pulled), run together, concluded one by one —
+/// one node's failure is its own.
+fn execute_group(
+    resolver: &Resolver,
+    registry: &Registry,
+    reporter: &Reporter,
+    batch: Vec<Job>,
+    (cancel, helpers): (&AtomicBool, &wormflow_api::helper::HelperPool),
+    pull: Option<&Remote>,
+) -> Vec<(usize, Result<Outcome>)> {
+    let mut outcomes = Vec::new();
+    let mut ready = Vec::new();
+    for job in batch {
+        let i = job.index;
+        match prepare(resolver, registry, reporter, job, pull) {
+            Ok(Prepared::Ready(node)) => ready.push(node),
+            Ok(Prepared::Settled(outcome)) => outcomes.push((i, Ok(outcome))),
+            Err(e) => outcomes.push((i, Err(e))),
+        }
+    }
+    if ready.is_empty() {
+        return outcomes;
+    }
+    let results = {
+        let progress: Vec<_> = ready.iter().map(|node| node.progress(reporter)).collect();
+        let contexts: Vec<StageContext> = ready
+            .iter()
+            .zip(&progress)
+            .map(|(node, progress)| node.context(resolver, (cancel, helpers), progress))
+            .collect();
+        let kind = std::sync::Arc::clone(&ready[0].kind);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_group(&contexts)))
+            .unwrap_or_else(|panic| {
+                let msg = wormflow_api::panic_message(&*panic);
+                let failed = |c: &StageContext| anyhow!("{}: the stage panicked: {msg}", c.node);
+                contexts.iter().map(|c| Err(failed(c))).collect()
+            })
+    };
+    for (node, result) in ready.into_iter().zip(results) {
+        let i = node.job.index;
+        outcomes.push((i, node.conclude(resolver.store, result, cancel)));
+    }
+    outcomes
+}
+
+/// A node about to run, or settled before it had to.
+enum Prepared<'a> {
+    Ready(Box<ReadyNode<'a>>),
+    Settled(Outcome),
+}
+
+/// A node whose key is locked and whose inputs are in place in its work directory.
+struct ReadyNode<'a> {
+    job: Job,
+    node: &'a crate::graph::NodeRecipe,
+    kind: std::sync::Arc<dyn crate::kinds::StageKind>,
+    work: workdir::WorkDir,
+    inputs: Vec<crate::kinds::InputNode>,
+    log: node_log::NodeLog,
+    origin: wormflow_api::Origin,
+    started: SystemTime,
+    clock: Instant,
+    _key_lock: crate::store::LockGuard,
+}
+
+/// Lock the node's key; settle it if its result is stored meanwhile or the remote has it;
+/// otherwise put its inputs in place.
+fn prepare<'a>(
+    resolver: &'a Resolver,
+    registry: &Registry,
+    reporter: &Reporter,
+    job: Job,
+    pull: Option<&Remote>,
+) -> Result<Prepared<'a>> {
     let graph = resolver.graph;
     let store = resolver.store;
     let node = &graph.nodes[job.index];
-    let _key_lock = store.lock_key(&job.parts.key)?;
+    let key_lock = store.lock_key(&job.parts.key)?;
     if !job.force {
         if let Some(action) = store.cached_action(&job.parts.key) {
-            return Ok(Outcome::FoundStored(action));
+            return Ok(Prepared::Settled(Outcome::FoundStored(action)));
         }
         if let Some(remote) = pull {
             match remote.fetch(store, &job.parts.key) {
-                Ok(Some(action)) => return Ok(Outcome::Pulled(action)),
+                Ok(Some(action)) => return Ok(Prepared::Settled(Outcome::Pulled(action))),
                 Ok(None) => {}
                 // A remote that cannot serve the result is no reason not to compute it.
                 Err(e) => {
@@ -271,9 +394,9 @@ pub fn execute(
             }
         }
     }
-    let kind = registry
-        .get(&node.kind)
-        .ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?;
+    let kind = std::sync::Arc::clone(
+        registry.get(&node.kind).ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?,
+    );
     reporter.start(&node.id, &job.parts.key);
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -281,11 +404,6 @@ pub fn execute(
     let inputs =
         work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
     let log = node_log::NodeLog::new(&node.id, &node.kind, &job.parts.key.hex());
-    let progress = |update: &wormflow_api::Progress| {
-        reporter.progress(&node.id, update);
-        log.progress(update);
-    };
-    let threads = job.threads.max(1);
     let origin = wormflow_api::Origin {
         node: node.id.clone(),
         stage: node.stage.clone(),
@@ -293,57 +411,95 @@ pub fn execute(
         key: job.parts.key.hex(),
         wormflow_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let ctx = StageContext {
-        node: &node.id,
-        origin: &origin,
-        params: &node.params,
-        inputs: &inputs,
-        out_dir: &work.out,
-        workspace: &resolver.workspace,
-        scratch: &work.scratch,
-        threads,
-        cancel,
-        helpers,
-        progress: &progress,
-    };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(&ctx)))
-        .unwrap_or_else(|panic| {
-            let msg = wormflow_api::panic_message(&*panic);
-            Err(anyhow!("{}: the stage panicked: {msg}", node.id))
-        });
-    // A node still running when the run was cancelled is not stored, even if it got to
-    // the end: the user asked for the run to stop, not for whatever finishes next.
-    let result = match result {
-        Ok(_) if cancel.load(Ordering::Relaxed) => {
-            Err(anyhow::Error::new(wormflow_api::cancel::Cancelled))
+    Ok(Prepared::Ready(Box::new(ReadyNode {
+        job,
+        node,
+        kind,
+        work,
+        inputs,
+        log,
+        origin,
+        started,
+        clock,
+        _key_lock: key_lock,
+    })))
+}
+
+impl ReadyNode<'_> {
+    /// Where the node's progress goes: its bar (or plain lines) and its log.
+    fn progress<'b>(&'b self, reporter: &'b Reporter) -> impl Fn(&wormflow_api::Progress) + Sync + 'b {
+        move |update: &wormflow_api::Progress| {
+            reporter.progress(&self.node.id, update);
+            self.log.progress(update);
         }
-        other => other,
-    };
-    let result = result.map_err(|e| when_store_is_full(store, e));
-    let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    log.keep(store, &node.id, &work.scratch, error.as_deref());
-    work.check_inputs_untouched(store, &node.id)?;
-    let stage_provenance = result?;
-    let outputs = work
-        .ingest_outputs(store, &node.id, kind.allows_empty_output(&node.params))
-        .map_err(|e| when_store_is_full(store, e))?;
-    let seconds = clock.elapsed().as_secs_f64();
-    let action = ActionRecord {
-        schema: crate::store::ACTION_SCHEMA,
-        node: node.id.clone(),
-        key: job.parts.key,
-        kind: node.kind.clone(),
-        stage_version: node.version.clone(),
-        code: (*node.code).clone(),
-        params: node.params.clone(),
-        inputs: job.parts.inputs,
-        deps: job.parts.deps,
-        output_hash: output_tree_hash(&outputs),
-        outputs,
-        provenance: provenance(started, seconds, threads, stage_provenance),
-    };
-    store.write_action(&action)?;
-    Ok(Outcome::Ran(action, seconds))
+    }
+
+    fn context<'b>(
+        &'b self,
+        resolver: &'b Resolver,
+        (cancel, helpers): (&'b AtomicBool, &'b wormflow_api::helper::HelperPool),
+        progress: &'b (dyn Fn(&wormflow_api::Progress) + Sync),
+    ) -> StageContext<'b> {
+        StageContext {
+            node: &self.node.id,
+            origin: &self.origin,
+            params: &self.node.params,
+            inputs: &self.inputs,
+            out_dir: &self.work.out,
+            workspace: &resolver.workspace,
+            scratch: &self.work.scratch,
+            threads: self.job.threads.max(1),
+            cancel,
+            helpers,
+            progress,
+        }
+    }
+
+    /// Keep the node's log and, if it ran to the end and the run goes on, store its
+    /// outputs and record.
+    fn conclude(
+        self,
+        store: &Store,
+        result: Result<Map<String, Value>>,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome> {
+        let node = self.node;
+        // A node still running when the run was cancelled is not stored, even if it got
+        // to the end: the user asked for the run to stop, not for whatever finishes next.
+        let result = match result {
+            Ok(_) if cancel.load(Ordering::Relaxed) => {
+                Err(anyhow::Error::new(wormflow_api::cancel::Cancelled))
+            }
+            other => other,
+        };
+        let result = result.map_err(|e| when_store_is_full(store, e));
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        self.log.keep(store, &node.id, &self.work.scratch, error.as_deref());
+        self.work.check_inputs_untouched(store, &node.id)?;
+        let stage_provenance = result?;
+        let outputs = self
+            .work
+            .ingest_outputs(store, &node.id, self.kind.allows_empty_output(&node.params))
+            .map_err(|e| when_store_is_full(store, e))?;
+        let seconds = self.clock.elapsed().as_secs_f64();
+        let threads = self.job.threads.max(1);
+        let action = ActionRecord {
+            schema: crate::store::ACTION_SCHEMA,
+            node: node.id.clone(),
+            key: self.job.parts.key,
+            kind: node.kind.clone(),
+            stage_version: node.version.clone(),
+            code: (*node.code).clone(),
+            params: node.params.clone(),
+            inputs: self.job.parts.inputs,
+            deps: self.job.parts.deps,
+            output_hash: output_tree_hash(&outputs),
+            outputs,
+            provenance: provenance(self.started, seconds, threads, stage_provenance),
+        };
+        store.write_action(&action)?;
+        Ok(Outcome::Ran(action, seconds))
+    }
 }
 
 /// A node that failed while the store's file system is full (a command's own output, or

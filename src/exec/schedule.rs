@@ -1,14 +1,21 @@
 //! The run's bookkeeping, as steps an executor loop calls in turn:
 //!
 //! ```text
-//! ready nodes → their keys → stored results settled at once → jobs (to an executor)
+//! ready nodes → their keys → stored results settled at once → groups → batches (to an executor)
 //! outcomes → done / failed / cancelled → dependents ready
 //! ```
+//!
+//! Grouping: a node whose kind declares a group key (`StageKind::group_key`) waits, once
+//! ready, for the other nodes of its stage with the same key that may still become ready;
+//! then they leave together, in node order, in batches of at most `group_max` — one call of
+//! the kind's `run_group`. Waiting ends early when nothing else is left to run (an input of
+//! a member failed), so a group can never hold the run up. A batch of one node is the
+//! ordinary case.
 //!
 //! It knows where every node stands and what the run counted; it never runs a node, so
 //! executors (local workers, Slurm) and the loop that drives them stay small.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 use anyhow::Result;
@@ -42,7 +49,18 @@ pub(super) struct Schedule<'a> {
     results: Vec<Option<ActionRecord>>,
     missing_inputs: Vec<usize>,
     ready: VecDeque<usize>,
+    /// Nodes handed out (or waiting for their group) and not yet settled.
     running: usize,
+    /// Each node's group (its stage and its kind's group key), if its kind groups.
+    group_of: Vec<Option<String>>,
+    group_max: usize,
+    /// Ready nodes waiting for the rest of their group, by group.
+    waiting: BTreeMap<String, Vec<Job>>,
+    /// Batches handed to executors and not yet settled, and the batch of each such node.
+    in_flight: usize,
+    batch_of: Vec<usize>,
+    batch_left: BTreeMap<usize, usize>,
+    next_batch: usize,
     summary: RunSummary,
     /// No new node starts (after a failure without --keep-going, or an interrupt).
     stopping: bool,
@@ -59,6 +77,10 @@ pub(super) struct Plan<'a> {
     pub forced: Vec<bool>,
     pub stored: Vec<Option<ActionRecord>>,
     pub keep_going: bool,
+    /// See `Schedule::group_of`; empty: nothing groups.
+    pub group_of: Vec<Option<String>>,
+    /// The most nodes in one group's batch (at least 1).
+    pub group_max: usize,
 }
 
 impl<'a> Schedule<'a> {
@@ -80,15 +102,27 @@ impl<'a> Schedule<'a> {
             missing_inputs,
             ready,
             running: 0,
+            group_of: if plan.group_of.is_empty() { vec![None; n] } else { plan.group_of },
+            group_max: plan.group_max.max(1),
+            waiting: BTreeMap::new(),
+            in_flight: 0,
+            batch_of: vec![usize::MAX; n],
+            batch_left: BTreeMap::new(),
+            next_batch: 0,
             summary: RunSummary::default(),
             stopping: false,
             keep_going: plan.keep_going,
         }
     }
 
-    /// Nodes handed out and not yet settled.
+    /// Nodes handed out (or waiting for their group) and not yet settled.
     pub fn running(&self) -> usize {
         self.running
+    }
+
+    /// Batches handed to executors and not yet settled: what `-j` bounds.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
     }
 
     /// Start no new node (an interrupt).
@@ -96,44 +130,110 @@ impl<'a> Schedule<'a> {
         self.stopping = true;
     }
 
-    /// Jobs for up to `room` ready nodes, in order. On the way, each node's key is computed
-    /// and a node whose result is stored is settled at once (its dependents may then be
-    /// ready too). A job's node counts as running until its outcome is settled.
-    pub fn start(&mut self, room: usize, resolver: &Resolver, threads: usize) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        while !self.stopping && jobs.len() < room {
+    /// Batches for up to `room` executors, in order. On the way, each ready node's key is
+    /// computed and a node whose result is stored is settled at once (its dependents may
+    /// then be ready too); a node of a grouping kind waits for its group. A batch's nodes
+    /// count as running until their outcomes are settled.
+    pub fn start(&mut self, room: usize, resolver: &Resolver, threads: usize) -> Vec<Vec<Job>> {
+        let mut batches = Vec::new();
+        while !self.stopping && batches.len() < room {
             let Some(i) = self.ready.pop_front() else { break };
-            let inputs: Vec<(usize, ActionRecord)> = self.graph.inputs[i]
-                .iter()
-                .map(|&j| (j, self.results[j].clone().expect("inputs are done")))
-                .collect();
-            let outs: Vec<Hash> = inputs.iter().map(|(_, a)| a.output_hash).collect();
-            let parts = match resolver.key(i, &outs) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.failed(i, &format!("{e:#}"));
-                    continue;
-                }
-            };
-            if !self.forced[i] {
-                let known = self.stored[i].take().filter(|a| a.key == parts.key);
-                if let Some(action) = known.or_else(|| self.store.cached_action(&parts.key)) {
-                    self.summary.cached += 1;
-                    self.reporter.cached(&self.graph.nodes[i].id, &parts.key, &action);
-                    self.done(i, action);
-                    continue;
-                }
-            }
+            let Some(job) = self.job_for(i, resolver, threads) else { continue };
             self.slots[i] = Slot::Running;
             self.running += 1;
-            jobs.push(Job { index: i, threads, parts, force: self.forced[i], inputs });
+            match self.group_of[i].clone() {
+                Some(group) => self.waiting.entry(group).or_default().push(job),
+                None => batches.push(vec![job]),
+            }
         }
-        jobs
+        if self.stopping {
+            // Nodes waiting for their group never start: the summary says so.
+            for job in std::mem::take(&mut self.waiting).into_values().flatten() {
+                self.slots[job.index] = Slot::Pending;
+                self.running -= 1;
+            }
+        }
+        let idle = self.in_flight == 0 && batches.is_empty() && self.ready.is_empty();
+        let groups: Vec<String> = self.waiting.keys().cloned().collect();
+        for group in groups {
+            if batches.len() >= room || (!idle && self.may_grow(&group)) {
+                continue;
+            }
+            let mut members = self.waiting.remove(&group).unwrap_or_default();
+            members.sort_by_key(|job| job.index);
+            let mut chunks: Vec<Vec<Job>> = Vec::new();
+            for job in members {
+                match chunks.last_mut() {
+                    Some(chunk) if chunk.len() < self.group_max => chunk.push(job),
+                    _ => chunks.push(vec![job]),
+                }
+            }
+            let fits = room - batches.len();
+            if chunks.len() > fits {
+                let rest: Vec<Job> = chunks.split_off(fits).into_iter().flatten().collect();
+                self.waiting.insert(group, rest);
+            }
+            batches.extend(chunks);
+        }
+        for batch in &batches {
+            let id = self.next_batch;
+            self.next_batch += 1;
+            self.in_flight += 1;
+            self.batch_left.insert(id, batch.len());
+            for job in batch {
+                self.batch_of[job.index] = id;
+            }
+        }
+        batches
+    }
+
+    /// Whether another node of `group` may still join it: one not yet taken from the
+    /// ready queue, or one whose inputs are still to come.
+    fn may_grow(&self, group: &str) -> bool {
+        (0..self.graph.nodes.len()).any(|j| {
+            self.mask[j]
+                && self.slots[j] == Slot::Pending
+                && self.group_of[j].as_deref() == Some(group)
+        })
+    }
+
+    /// The job for ready node `i`, or None when it was settled on the way (its result is
+    /// stored, or its key cannot be computed).
+    fn job_for(&mut self, i: usize, resolver: &Resolver, threads: usize) -> Option<Job> {
+        let inputs: Vec<(usize, ActionRecord)> = self.graph.inputs[i]
+            .iter()
+            .map(|&j| (j, self.results[j].clone().expect("inputs are done")))
+            .collect();
+        let outs: Vec<Hash> = inputs.iter().map(|(_, a)| a.output_hash).collect();
+        let parts = match resolver.key(i, &outs) {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed(i, &format!("{e:#}"));
+                return None;
+            }
+        };
+        if !self.forced[i] {
+            let known = self.stored[i].take().filter(|a| a.key == parts.key);
+            if let Some(action) = known.or_else(|| self.store.cached_action(&parts.key)) {
+                self.summary.cached += 1;
+                self.reporter.cached(&self.graph.nodes[i].id, &parts.key, &action);
+                self.done(i, action);
+                return None;
+            }
+        }
+        Some(Job { index: i, threads, parts, force: self.forced[i], inputs })
     }
 
     /// A started node's outcome (from a worker, a Slurm job, or a submission that failed).
     pub fn settle(&mut self, i: usize, outcome: Result<Outcome>) {
         self.running -= 1;
+        if let Some(left) = self.batch_left.get_mut(&self.batch_of[i]) {
+            *left -= 1;
+            if *left == 0 {
+                self.batch_left.remove(&self.batch_of[i]);
+                self.in_flight -= 1;
+            }
+        }
         let id = &self.graph.nodes[i].id;
         match outcome {
             Ok(Outcome::Ran(action, secs)) => {
