@@ -505,3 +505,145 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
         helpers.into_iter().filter(|p| unsafe { libc::kill(*p, 0) } == 0).collect();
     assert!(left.is_empty(), "helper processes left: {left:?}");
 }
+
+/// Train nodes that share architecture and size train as one stack of models (`--group-max`).
+/// A pipeline whose train nodes differ in seed, learning rate and data draw (two samples).
+fn grouping_pipeline(train: &str) -> String {
+    format!(
+        r#"[pipeline]
+name = "grouping"
+seed = 3
+[stages.synth]
+kind = "synthesize"
+params = {{ model = "sines", n_worms = 6, n_steps = 200, n_observed = 12, noise = 0.0 }}
+[stages.pre]
+kind = "preprocess"
+needs = ["synth"]
+params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
+[stages.split]
+kind = "split"
+needs = ["pre"]
+[stages.sample]
+kind = "sample"
+needs = ["split"]
+matrix = {{ draw = [1, 2] }}
+params = {{ n_worms = 3, n_windows = 6, window = 20, seed = "${{matrix.draw}}" }}
+[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+{train}
+"#
+    )
+}
+
+/// Every train node's per-epoch (train, val) losses, by node id.
+fn losses_by_node(ws: &Workspace) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in ws.ok(&["status", "--json"]).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let id = row["node"].as_str().unwrap();
+        if !id.starts_with("train[") {
+            continue;
+        }
+        let dir = ws.file(&common::results_dir(id));
+        let epochs = read_epochs(&dir.join("metrics.parquet")).unwrap();
+        out.insert(id.to_string(), epochs.iter().map(|e| (e.train_loss, e.val_loss)).collect());
+    }
+    out
+}
+
+/// The relative difference of two losses.
+fn relative(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.abs().max(b.abs()).max(1e-30)
+}
+
+#[test]
+fn grouped_training_matches_training_alone_for_every_architecture() {
+    let p = grouping_pipeline(
+        r#"matrix = { model = ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"], draw = [1, 2], seed = [1, 2], lr = [0.001, 0.003] }
+params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = "${matrix.lr}", epochs = 5, early_stopping = 100, batch_size = 4, threads = 1, device = "cpu" }"#,
+    );
+    let (alone, grouped, again) = (Workspace::new(&p), Workspace::new(&p), Workspace::new(&p));
+    alone.ok(&["run", "-j", "2", "--group-max", "1"]);
+    grouped.ok(&["run", "-j", "2"]);
+    again.ok(&["run", "-j", "1", "--group-max", "5"]);
+    let (a, g) = (losses_by_node(&alone), losses_by_node(&grouped));
+    assert_eq!(a.len(), 48);
+    // Tolerance: rounding only (a batched matmul of 8 may sum in another order than one of
+    // 1); measured worst case over these 48 nodes × 6 epochs is printed.
+    let mut worst = 0f64;
+    for (node, losses) in &a {
+        for (e, (x, y)) in losses.iter().zip(&g[node]).enumerate() {
+            let d = relative(x.0, y.0).max(relative(x.1, y.1));
+            assert!(d < 1e-5, "{node} epoch {e}: alone {x:?}, grouped {y:?} (relative {d:.2e})");
+            worst = worst.max(d);
+        }
+    }
+    println!("grouped vs alone: worst relative difference of a per-epoch loss {worst:.2e}");
+    // Members really differ: no two nodes of an architecture have the same losses.
+    for model in ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"] {
+        let of: Vec<&Vec<(f64, f64)>> =
+            g.iter().filter(|(n, _)| n.contains(&format!("model={model}"))).map(|(_, l)| l).collect();
+        assert_eq!(of.len(), 8);
+        for i in 0..of.len() {
+            for j in i + 1..of.len() {
+                assert_ne!(of[i][1..], of[j][1..], "{model}: two members trained alike");
+            }
+        }
+    }
+    // Provenance says who trained together.
+    let show = |ws: &Workspace, node: &str| -> Value {
+        serde_json::from_str(&ws.ok(&["show", node, "--json"])).unwrap()
+    };
+    let node = "train[model=lstm,draw=1,seed=1,lr=0.001]";
+    let doc = show(&grouped, node);
+    assert_eq!(doc["provenance"]["group"]["size"], 8, "{}", doc["provenance"]);
+    assert_eq!(show(&alone, node)["provenance"]["group"]["size"], 1);
+    assert_eq!(show(&again, node)["provenance"]["group"]["size"], 5);
+    // Same pipeline, same grouping, same seeds ⇒ same bytes; another grouping: same
+    // losses within the tolerance (checked above for group-max 1 vs 16).
+    let twice = Workspace::new(&p);
+    twice.ok(&["run", "-j", "2"]);
+    for id in a.keys() {
+        let file = format!("{}/weights.safetensors", common::results_dir(id));
+        assert!(
+            std::fs::read(grouped.file(&file)).unwrap() == std::fs::read(twice.file(&file)).unwrap(),
+            "{id}: the same grouped run twice gave other weights"
+        );
+    }
+    for (node, losses) in losses_by_node(&again) {
+        for (x, y) in losses.iter().zip(&a[&node]) {
+            assert!(relative(x.1, y.1) < 1e-5, "{node}: group of 5 vs alone");
+        }
+    }
+}
+
+#[test]
+fn a_diverging_member_of_a_group_is_flagged_alone() {
+    let p = grouping_pipeline(
+        r#"matrix = { lr = [0.001, 1000.0, 0.002] }
+params = { model = "lstm", hidden = 8, lr = "${matrix.lr}", epochs = 6, batch_size = 4, threads = 1, device = "cpu" }"#,
+    )
+    .replace("matrix = { draw = [1, 2] }\n", "")
+    .replace("\"${matrix.draw}\"", "1");
+    let ws = Workspace::new(&p);
+    let alone = Workspace::new(&p);
+    ws.ok(&["run"]);
+    alone.ok(&["run", "--group-max", "1"]);
+    let learning = |ws: &Workspace, lr: &str| -> String {
+        let card = ws.file(&format!("results/train/lr={lr}/model.parquet"));
+        let card: wormflow_stages::summaries::ModelCard =
+            wormflow_stages::summaries::read(&card).unwrap();
+        card.learning.as_str().to_string()
+    };
+    assert_eq!(learning(&ws, "1000"), "diverged");
+    for lr in ["0.001", "0.002"] {
+        assert_eq!(learning(&ws, lr), "learned", "lr {lr}");
+        let file = format!("results/train/lr={lr}/metrics.parquet");
+        let (x, y) = (read_epochs(&ws.file(&file)).unwrap(), read_epochs(&alone.file(&file)).unwrap());
+        assert_eq!(x.len(), y.len(), "lr {lr}: as many epochs as alone");
+        for (a, b) in x.iter().zip(&y) {
+            assert!(relative(a.val_loss, b.val_loss) < 1e-5, "lr {lr}: {a:?} vs {b:?}");
+        }
+    }
+}
