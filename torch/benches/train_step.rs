@@ -5,33 +5,42 @@
 
 use std::time::Instant;
 
-use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use wormflow_torch::models::{build, hidden_for_target, n_params, Counting, Options};
-use wormflow_torch::tensors::{masked_mse, predict};
+use wormflow_torch::fit::AdamW;
+use wormflow_torch::models::{hidden_for_target, n_params, Counting, Options};
+use wormflow_torch::stacked::{Draws, Stack};
 
 const BATCH: i64 = 128;
 const WINDOW: i64 = 180;
 const STEPS: usize = 5;
 
+/// Seconds per optimizer step of one model as a train node runs it (a stack of one).
 fn time_steps(model: &str, hidden: i64, device: Device) -> f64 {
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
-    let m = build(model, Options { hidden, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
-    let mut opt = nn::AdamW::default().build(&vs, 1e-3).unwrap();
-    let x = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
-    let y = Tensor::randn([BATCH, WINDOW, 302], (Kind::Float, device));
-    let mask = Tensor::ones([BATCH, 1, 302], (Kind::Float, device));
-    let mut step = || {
-        let loss = masked_mse(&predict(&*m, &x, &mask, true), &y, &mask);
-        opt.backward_step(&loss);
+    let options = Options { hidden, residual: false, dropout: 0.1 };
+    let mut stack = Stack::new(model, options, &[0], device).unwrap();
+    let mut adam = AdamW::new(&stack);
+    let x = Tensor::randn([1, BATCH, WINDOW, 302], (Kind::Float, device));
+    let y = Tensor::randn([1, BATCH, WINDOW, 302], (Kind::Float, device));
+    let mut n = 0u64;
+    let mut step = |stack: &mut Stack| {
+        n += 1;
+        for p in &mut stack.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let pred = stack.forward(&stack.weights(None), &x, true, &Draws::new(vec![(0, n)]));
+        let loss = (pred - &y).square().mean(Kind::Float);
+        loss.backward();
+        adam.step(stack, &[Some((1e-3, 0.01, n))]);
         let _ = loss.double_value(&[]); // wait for the device
     };
-    step();
-    step();
+    step(&mut stack);
+    step(&mut stack);
     let start = Instant::now();
     for _ in 0..STEPS {
-        step();
+        step(&mut stack);
     }
     start.elapsed().as_secs_f64() / STEPS as f64
 }

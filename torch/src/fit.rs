@@ -31,7 +31,7 @@ pub struct Member<'a> {
 
 /// AdamW (decoupled weight decay, PyTorch's update) over stacked parameters, with each
 /// member's own step count and learning rate; a member absent from a step is left as is.
-struct AdamW {
+pub struct AdamW {
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
 }
@@ -41,13 +41,13 @@ const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
 impl AdamW {
-    fn new(stack: &Stack) -> AdamW {
+    pub fn new(stack: &Stack) -> AdamW {
         let zeros = || stack.params.iter().map(|p| p.zeros_like()).collect();
         AdamW { exp_avg: zeros(), exp_avg_sq: zeros() }
     }
 
     /// One step for the members with `Some((lr, weight_decay, step))`.
-    fn step(&mut self, stack: &mut Stack, members: &[Option<(f64, f64, u64)>]) {
+    pub fn step(&mut self, stack: &mut Stack, members: &[Option<(f64, f64, u64)>]) {
         let device = stack.params[0].device();
         let per_member = |f: &dyn Fn(f64, f64, u64) -> f64, absent: f64| -> Tensor {
             let values: Vec<f32> =

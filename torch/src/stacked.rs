@@ -196,13 +196,28 @@ impl Stack {
                 let b_hh = w.get("recurrent.bias").unsqueeze(1);
                 let mut state = Tensor::zeros([m, b, h], (x.kind(), x.device()));
                 let mut states = Vec::with_capacity(t as usize);
-                for step in 0..t {
-                    let target = (drive.select(2, step) + b_hh.baddbmm(&state, &w_hh, 1.0, 1.0))
-                        .relu();
+                // unbind, not select per step: its backward stacks the steps' gradients once
+                // instead of scattering each into a zeroed (M, B, T, H) tensor.
+                for input in drive.unbind(2) {
+                    let target = (input + b_hh.baddbmm(&state, &w_hh, 1.0, 1.0)).relu();
                     state = state.lerp_tensor(&target, &alpha);
                     states.push(state.shallow_clone());
                 }
                 Tensor::stack(&states, 2).reshape([m, b * t, h])
+            }
+            Arch::Lstm if m == 1 => {
+                // A stack of one (a node alone): libtorch's fused LSTM (cuDNN on a GPU), 1.3×
+                // faster than the cell below on CPU; the two agree up to rounding.
+                let e = layer_norm(&e, w, "embedding_norm").reshape([b, t, h]);
+                let weights: Vec<Tensor> =
+                    ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+                        .iter()
+                        .map(|n| w.get(&format!("lstm.{n}")).get(0))
+                        .collect();
+                let zeros = Tensor::zeros([1, b, h], (x.kind(), x.device()));
+                let (out, _, _) =
+                    e.lstm(&[zeros.shallow_clone(), zeros], &weights, true, 1, 0.0, train, false, true);
+                out.reshape([1, b * t, h])
             }
             Arch::Lstm => {
                 // PyTorch's LSTM: gates i, f, g, o from W_ih x + b_ih + W_hh h + b_hh.
@@ -214,8 +229,8 @@ impl Stack {
                 let mut hidden = Tensor::zeros([m, b, h], (x.kind(), x.device()));
                 let mut cell = hidden.zeros_like();
                 let mut outs = Vec::with_capacity(t as usize);
-                for step in 0..t {
-                    let gates = gates_in.select(2, step).baddbmm(&hidden, &w_hh, 1.0, 1.0);
+                for input in gates_in.unbind(2) {
+                    let gates = input.baddbmm(&hidden, &w_hh, 1.0, 1.0);
                     let g = gates.chunk(4, -1);
                     cell = g[1].sigmoid() * &cell + g[0].sigmoid() * g[2].tanh();
                     hidden = g[3].sigmoid() * cell.tanh();
