@@ -200,3 +200,50 @@ fn ctrl_c_cancels_the_drivers_jobs() {
     assert!(text(&queue.stdout).trim().is_empty(), "job {job} still queued after Ctrl-C");
     assert_eq!(ws.action_count(), 0);
 }
+
+#[test]
+fn a_group_of_train_nodes_is_one_slurm_job() {
+    if !slurm_up() {
+        return;
+    }
+    let extra = format!("{SLURM}[slurm.kinds.synthesize]\nlocal = true\n");
+    let p = tiny_science_pipeline(&extra).replace(
+        "params = { model = \"lstm\", hidden = 8,",
+        "matrix = { seed = [1, 2, 3] }\nparams = { model = \"ctrnn\", seed = \"${matrix.seed}\", hidden = 8,",
+    );
+    assert!(p.contains("matrix = { seed"), "{p}");
+    let p = p.replace("needs = [\"train\", \"pre\", \"sample\", \"split\"]", "needs = [\"train\", \"pre\", \"sample\", \"split\"]\nmatrix_from = \"train\"");
+    let ws = Workspace::new(&p);
+    let ev = ws.run_events(&["--executor", "slurm", "train"]);
+    let jobs: std::collections::BTreeSet<String> = ev
+        .0
+        .iter()
+        .filter(|e| e["event"] == "submitted" && e["node"].as_str().unwrap().starts_with("train["))
+        .map(|e| e["job"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(jobs.len(), 1, "three train nodes, one job: {:?}", ev.0);
+    assert_eq!(ev.ran().iter().filter(|n| n.starts_with("train[")).count(), 3, "{:?}", ev.0);
+    // One script runs the three keys; each node's record says it trained in a stack of 3.
+    let keys: Vec<String> = ev
+        .0
+        .iter()
+        .filter(|e| e["event"] == "done" && e["node"].as_str().unwrap().starts_with("train["))
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    let scripts: Vec<String> = keys
+        .iter()
+        .filter_map(|k| std::fs::read_to_string(ws.file(&format!("cache/slurm/{k}.sh"))).ok())
+        .collect();
+    assert_eq!(scripts.len(), 1, "one script for the group");
+    assert!(keys.iter().all(|k| scripts[0].contains(k.as_str())), "{}", scripts[0]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&ws.ok(&["show", "train[seed=2]", "--json"])).unwrap();
+    assert_eq!(doc["provenance"]["group"]["size"], 3, "{}", doc["provenance"]);
+    // The same weights as a local run.
+    let local = Workspace::new(&p);
+    local.ok(&["run", "train"]);
+    for seed in 1..=3 {
+        let file = format!("results/train/seed={seed}/weights.safetensors");
+        assert!(std::fs::read(ws.file(&file)).unwrap() == std::fs::read(local.file(&file)).unwrap(), "{file}");
+    }
+}

@@ -200,7 +200,11 @@ pub enum Command {
         remote: Option<String>,
     },
     /// Run one submitted node by its key (what a Slurm job runs; see --executor slurm).
-    Exec { key: String },
+    Exec {
+        /// The node's key; several keys: the nodes of one group, run together.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// Print a shell completion script, e.g. `wormflow completions bash > ~/.local/share/bash-completion/completions/wormflow`.
     Completions {
         #[arg(value_enum)]
@@ -318,8 +322,8 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { key } => {
-            run::exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, key)
+        Command::Exec { keys } => {
+            run::exec_cmd(&plan(registry, &cli.file, &cli.set)?, registry, keys)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

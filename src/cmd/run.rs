@@ -58,13 +58,64 @@ pub fn run_once(
     run_local(&p.graph, store, &p.workspace, registry, &opts, &reporter)
 }
 
-/// `wormflow exec KEY`: run the node a Slurm job was submitted for, after checking that
-/// the pipeline still gives it the same key.
-pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<ExitCode> {
+/// `wormflow exec KEY…`: run the node a Slurm job was submitted for (or the nodes of one
+/// group, together), after checking that the pipeline still gives each the same key.
+pub(super) fn exec_cmd(p: &Planned, registry: &Registry, keys: &[String]) -> Result<ExitCode> {
+    let store = Store::open(&p.store_root)?;
+    let _lock = store.lock_shared()?;
+    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
+    let threads = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut batch = Vec::new();
+    for key in keys {
+        batch.push(submitted_job(p, &store, &resolver, key, threads)?);
+    }
+    // JSON events into the job's output: the driver forwards the progress ones.
+    let reporter = Reporter::new(true);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let helpers = wormflow_api::helper::HelperPool::new();
+    let outcomes = crate::exec::execute_batch(
+        &resolver,
+        registry,
+        &reporter,
+        batch,
+        (&cancel, &helpers),
+        None,
+    );
+    let mut failed = None;
+    for (i, outcome) in outcomes {
+        let node = &p.graph.nodes[i].id;
+        match outcome {
+            Ok(crate::exec::Outcome::Ran(action, secs)) => reporter.done(node, &action, secs),
+            Ok(crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action)) => {
+                reporter.cached(node, &action.key, &action)
+            }
+            Err(e) => {
+                reporter.failed(node, None, &format!("{e:#}"));
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The job `wormflow run --executor slurm` described under `key`, checked against the
+/// pipeline as it is now.
+fn submitted_job(
+    p: &Planned,
+    store: &Store,
+    resolver: &Resolver,
+    key: &str,
+    threads: usize,
+) -> Result<crate::exec::Job> {
     let key: crate::hash::Hash =
         key.parse().map_err(|_| anyhow!("{key:?} is not a node key (64 hex digits)"))?;
-    let store = Store::open(&p.store_root)?;
-    let spec_path = crate::exec::slurm::job_file(&store, &key, "json");
+    let spec_path = crate::exec::slurm::job_file(store, &key, "json");
     let spec: crate::exec::slurm::JobSpec = serde_json::from_slice(
         &std::fs::read(&spec_path).with_context(|| format!("no job description at {}; `wormflow exec` runs nodes submitted by `run --executor slurm`", spec_path.display()))?,
     )
@@ -72,7 +123,6 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<Ex
     let &i = p.graph.index.get(&spec.node).ok_or_else(|| {
         anyhow!("node {} is no longer in {}; resubmit", spec.node, p.file.display())
     })?;
-    let _lock = store.lock_shared()?;
     let mut inputs = Vec::new();
     for (&j, k) in p.graph.inputs[i].iter().zip(&spec.inputs) {
         let action = store.cached_action(k).ok_or_else(|| {
@@ -86,28 +136,12 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, key: &str) -> Result<Ex
         })?;
         inputs.push((j, action));
     }
-    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
     let outs: Vec<_> = inputs.iter().map(|(_, a)| a.output_hash).collect();
     let parts = resolver.key(i, &outs)?;
     if parts.key != key {
         bail!("{}: the pipeline changed since this job was submitted (key {} now, {} then); nothing run", spec.node, parts.key.short(), key.short());
     }
-    let threads = std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    // JSON events into the job's output: the driver forwards the progress ones.
-    let reporter = Reporter::new(true);
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let job = crate::exec::Job { index: i, threads, parts, force: spec.force, inputs };
-    let helpers = wormflow_api::helper::HelperPool::new();
-    match crate::exec::execute(&resolver, registry, &reporter, job, (&cancel, &helpers), None)? {
-        crate::exec::Outcome::Ran(action, secs) => reporter.done(&spec.node, &action, secs),
-        crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action) => {
-            reporter.cached(&spec.node, &action.key, &action)
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::exec::Job { index: i, threads, parts, force: spec.force, inputs })
 }
 
 pub fn exit_for(s: &RunSummary) -> ExitCode {

@@ -97,13 +97,16 @@ impl Executors<'_> {
     /// Hand the batch over; the nodes it could not start (sbatch refused them), with why.
     fn submit(&self, batch: Vec<Job>) -> Vec<(usize, anyhow::Error)> {
         match self.slurm {
-            Some(slurm) if !slurm.runs_locally(&self.graph.nodes[batch[0].index].kind) => batch
-                .into_iter()
-                .filter_map(|job| {
-                    let i = job.index;
-                    slurm.submit(self.graph, self.store, job, self.reporter).err().map(|e| (i, e))
-                })
-                .collect(),
+            Some(slurm) if !slurm.runs_locally(&self.graph.nodes[batch[0].index].kind) => {
+                let indices: Vec<usize> = batch.iter().map(|job| job.index).collect();
+                match slurm.submit(self.graph, self.store, batch, self.reporter) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        indices.into_iter().map(|i| (i, anyhow!("{message}"))).collect()
+                    }
+                }
+            }
             _ => {
                 self.workers.send(batch).expect("workers are alive");
                 Vec::new()
@@ -259,7 +262,7 @@ pub fn run_local(
 
 /// Run a batch: one node, or the nodes of one group in one `run_group` call. One outcome
 /// per node, with its index.
-fn execute_batch(
+pub fn execute_batch(
     resolver: &Resolver,
     registry: &Registry,
     reporter: &Reporter,

@@ -1,5 +1,7 @@
 //! `--executor slurm`: each ready node becomes a Slurm job running `wormflow exec KEY`
-//! against the same store (which must be on a path every compute node sees).
+//! against the same store (which must be on a path every compute node sees); the nodes of
+//! one group (`StageKind::group_key`) become one job, `wormflow exec KEY1 KEY2 …`, named and
+//! logged by its first key.
 //!
 //! The driver writes `<store>/slurm/KEY.json` (the node and the keys of its inputs'
 //! results) and `KEY.sh` (the batch script, with the kind's resources), submits it with
@@ -36,10 +38,16 @@ pub struct JobSpec {
     pub force: bool,
 }
 
-struct Submitted {
+/// One node of a submitted job.
+struct Member {
     index: usize,
     node: String,
     key: Hash,
+}
+
+struct Submitted {
+    /// The job's nodes (one, or a group's); the first key names its files.
+    members: Vec<Member>,
     since: Instant,
     running: bool,
     /// How far the job's output has been read (for its progress events).
@@ -89,7 +97,8 @@ impl Slurm {
         self.settings.slurm_resources(kind).local
     }
 
-    fn script(&self, store: &Store, node: &str, kind: &str, key: &Hash) -> String {
+    fn script(&self, store: &Store, node: &str, kind: &str, keys: &[Hash]) -> String {
+        let key = &keys[0];
         let r = self.settings.slurm_resources(kind);
         let mut s = String::from("#!/bin/sh\n");
         let name: String = node
@@ -125,32 +134,40 @@ impl Slurm {
             cmd.push(quote(o));
         }
         cmd.push("exec".into());
-        cmd.push(key.hex());
+        cmd.extend(keys.iter().map(Hash::hex));
         s += &format!("exec {}\n", cmd.join(" "));
         s
     }
 
-    /// Write the job's files and hand it to sbatch.
+    /// Write the batch's files (a description per node, one script) and hand it to sbatch
+    /// as one job.
     pub fn submit(
         &self,
         graph: &Graph,
         store: &Store,
-        job: Job,
+        batch: Vec<Job>,
         reporter: &Reporter,
     ) -> Result<()> {
-        let node = &graph.nodes[job.index];
-        let key = job.parts.key;
-        let spec_file = job_file(store, &key, "json");
-        let dir = spec_file.parent().expect("job files are in slurm/");
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let spec = JobSpec {
-            node: node.id.clone(),
-            inputs: job.inputs.iter().map(|(_, a)| a.key).collect(),
-            force: job.force,
+        let first = &graph.nodes[batch[0].index];
+        let keys: Vec<Hash> = batch.iter().map(|job| job.parts.key).collect();
+        for job in &batch {
+            let spec_file = job_file(store, &job.parts.key, "json");
+            let dir = spec_file.parent().expect("job files are in slurm/");
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let spec = JobSpec {
+                node: graph.nodes[job.index].id.clone(),
+                inputs: job.inputs.iter().map(|(_, a)| a.key).collect(),
+                force: job.force,
+            };
+            atomic_write(&spec_file, &serde_json::to_vec_pretty(&spec)?)?;
+        }
+        let name = match batch.len() {
+            1 => first.id.clone(),
+            n => format!("{} (+{} of its group)", first.id, n - 1),
         };
-        atomic_write(&spec_file, &serde_json::to_vec_pretty(&spec)?)?;
-        let script = job_file(store, &key, "sh");
-        atomic_write(&script, self.script(store, &node.id, &node.kind, &key).as_bytes())?;
+        let script = job_file(store, &keys[0], "sh");
+        atomic_write(&script, self.script(store, &first.id, &first.kind, &keys).as_bytes())?;
         let out = Command::new("sbatch")
             .arg("--parsable")
             .args(&self.settings.slurm.sbatch_args)
@@ -159,8 +176,7 @@ impl Slurm {
             .context("cannot run sbatch")?;
         if !out.status.success() {
             bail!(
-                "sbatch refused the job for {}: {}",
-                node.id,
+                "sbatch refused the job for {name}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -171,19 +187,22 @@ impl Slurm {
             .unwrap_or_default()
             .to_string();
         if id.is_empty() {
-            bail!("sbatch printed no job id for {}", node.id);
+            bail!("sbatch printed no job id for {name}");
         }
-        reporter.submitted(&node.id, &id);
+        let members: Vec<Member> = batch
+            .iter()
+            .map(|job| Member {
+                index: job.index,
+                node: graph.nodes[job.index].id.clone(),
+                key: job.parts.key,
+            })
+            .collect();
+        for m in &members {
+            reporter.submitted(&m.node, &id);
+        }
         self.jobs.lock().expect("jobs lock").insert(
             id,
-            Submitted {
-                index: job.index,
-                node: node.id.clone(),
-                key,
-                since: Instant::now(),
-                running: false,
-                read: 0,
-            },
+            Submitted { members, since: Instant::now(), running: false, read: 0 },
         );
         Ok(())
     }
@@ -239,7 +258,9 @@ impl Slurm {
                     match queue.get(id) {
                         Some((state, _)) if state == "RUNNING" && !job.running => {
                             job.running = true;
-                            reporter.start(&job.node, &job.key);
+                            for m in &job.members {
+                                reporter.start(&m.node, &m.key);
+                            }
                         }
                         Some((state, reason))
                             if state == "PENDING" && job.since.elapsed() > timeout =>
@@ -254,25 +275,31 @@ impl Slurm {
                         None => ended.push((id.clone(), None)),
                     }
                     if job.running {
-                        forward_progress(&job_file(store, &job.key, "out"), job, reporter);
+                        let out = job_file(store, &job.members[0].key, "out");
+                        forward_progress(&out, job, reporter);
                     }
                 }
             }
             for (id, why) in ended {
                 let Some(job) = self.jobs.lock().expect("jobs lock").remove(&id) else { continue };
-                let outcome = match (why, store.cached_action(&job.key)) {
-                    (None, Some(action)) => {
-                        Ok(Outcome::Ran(action, job.since.elapsed().as_secs_f64()))
+                let out = job_file(store, &job.members[0].key, "out");
+                for m in &job.members {
+                    // Each node of the job is done iff its record is in the store.
+                    let outcome = match (&why, store.cached_action(&m.key)) {
+                        (None, Some(action)) => {
+                            Ok(Outcome::Ran(action, job.since.elapsed().as_secs_f64()))
+                        }
+                        (Some(why), _) => Err(anyhow!("{why}")),
+                        (None, None) => Err(anyhow!(
+                            "slurm job {id} ended ({}) without storing a result for {}{}",
+                            job_state(&id),
+                            m.node,
+                            output_tail(&out)
+                        )),
+                    };
+                    if done.send((m.index, outcome)).is_err() {
+                        return;
                     }
-                    (Some(why), _) => Err(anyhow!(why)),
-                    (None, None) => Err(anyhow!(
-                        "slurm job {id} ended ({}) without storing a result{}",
-                        job_state(&id),
-                        output_tail(&job_file(store, &job.key, "out"))
-                    )),
-                };
-                if done.send((job.index, outcome)).is_err() {
-                    return;
                 }
             }
         }
@@ -290,14 +317,21 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
     }
     let Some(end) = text.rfind('\n') else { return };
     job.read += end as u64 + 1;
-    let last = text[..end]
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "progress")
-        .and_then(|e| serde_json::from_value::<wormflow_api::Progress>(e).ok());
-    if let Some(update) = last {
-        reporter.progress(&job.node, &update);
+    // The last progress of each node of the job.
+    let mut last: BTreeMap<String, wormflow_api::Progress> = BTreeMap::new();
+    for event in text[..end].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if event["event"] != "progress" {
+            continue;
+        }
+        let node = event["node"].as_str().unwrap_or_default().to_string();
+        if let Ok(update) = serde_json::from_value::<wormflow_api::Progress>(event) {
+            last.insert(node, update);
+        }
+    }
+    for m in &job.members {
+        if let Some(update) = last.get(&m.node) {
+            reporter.progress(&m.node, update);
+        }
     }
 }
 
