@@ -212,7 +212,10 @@ fn a_group_of_train_nodes_is_one_slurm_job() {
         "matrix = { seed = [1, 2, 3] }\nparams = { model = \"ctrnn\", seed = \"${matrix.seed}\", hidden = 8,",
     );
     assert!(p.contains("matrix = { seed"), "{p}");
-    let p = p.replace("needs = [\"train\", \"pre\", \"sample\", \"split\"]", "needs = [\"train\", \"pre\", \"sample\", \"split\"]\nmatrix_from = \"train\"");
+    let p = p.replace(
+        "needs = [\"train\", \"pre\", \"sample\", \"split\"]",
+        "needs = [\"train\", \"pre\", \"sample\", \"split\"]\nmatrix_from = \"train\"",
+    );
     let ws = Workspace::new(&p);
     let ev = ws.run_events(&["--executor", "slurm", "train"]);
     let jobs: std::collections::BTreeSet<String> = ev
@@ -224,12 +227,11 @@ fn a_group_of_train_nodes_is_one_slurm_job() {
     assert_eq!(jobs.len(), 1, "three train nodes, one job: {:?}", ev.0);
     assert_eq!(ev.ran().iter().filter(|n| n.starts_with("train[")).count(), 3, "{:?}", ev.0);
     // One script runs the three keys; each node's record says it trained in a stack of 3.
-    let keys: Vec<String> = ev
-        .0
-        .iter()
-        .filter(|e| e["event"] == "done" && e["node"].as_str().unwrap().starts_with("train["))
-        .map(|e| e["key"].as_str().unwrap().to_string())
-        .collect();
+    let keys: Vec<String> =
+        ev.0.iter()
+            .filter(|e| e["event"] == "done" && e["node"].as_str().unwrap().starts_with("train["))
+            .map(|e| e["key"].as_str().unwrap().to_string())
+            .collect();
     let scripts: Vec<String> = keys
         .iter()
         .filter_map(|k| std::fs::read_to_string(ws.file(&format!("cache/slurm/{k}.sh"))).ok())
@@ -244,6 +246,9 @@ fn a_group_of_train_nodes_is_one_slurm_job() {
     local.ok(&["run", "train"]);
     for seed in 1..=3 {
         let file = format!("results/train/seed={seed}/weights.safetensors");
-        assert!(std::fs::read(ws.file(&file)).unwrap() == std::fs::read(local.file(&file)).unwrap(), "{file}");
+        assert!(
+            std::fs::read(ws.file(&file)).unwrap() == std::fs::read(local.file(&file)).unwrap(),
+            "{file}"
+        );
     }
 }

@@ -582,8 +582,11 @@ params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = 
     println!("grouped vs alone: worst relative difference of a per-epoch loss {worst:.2e}");
     // Members really differ: no two nodes of an architecture have the same losses.
     for model in ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"] {
-        let of: Vec<&Vec<(f64, f64)>> =
-            g.iter().filter(|(n, _)| n.contains(&format!("model={model}"))).map(|(_, l)| l).collect();
+        let of: Vec<&Vec<(f64, f64)>> = g
+            .iter()
+            .filter(|(n, _)| n.contains(&format!("model={model}")))
+            .map(|(_, l)| l)
+            .collect();
         assert_eq!(of.len(), 8);
         for i in 0..of.len() {
             for j in i + 1..of.len() {
@@ -607,7 +610,8 @@ params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = 
     for id in a.keys() {
         let file = format!("{}/weights.safetensors", common::results_dir(id));
         assert!(
-            std::fs::read(grouped.file(&file)).unwrap() == std::fs::read(twice.file(&file)).unwrap(),
+            std::fs::read(grouped.file(&file)).unwrap()
+                == std::fs::read(twice.file(&file)).unwrap(),
             "{id}: the same grouped run twice gave other weights"
         );
     }
@@ -640,7 +644,8 @@ params = { model = "lstm", hidden = 8, lr = "${matrix.lr}", epochs = 6, batch_si
     for lr in ["0.001", "0.002"] {
         assert_eq!(learning(&ws, lr), "learned", "lr {lr}");
         let file = format!("results/train/lr={lr}/metrics.parquet");
-        let (x, y) = (read_epochs(&ws.file(&file)).unwrap(), read_epochs(&alone.file(&file)).unwrap());
+        let (x, y) =
+            (read_epochs(&ws.file(&file)).unwrap(), read_epochs(&alone.file(&file)).unwrap());
         assert_eq!(x.len(), y.len(), "lr {lr}: as many epochs as alone");
         for (a, b) in x.iter().zip(&y) {
             assert!(relative(a.val_loss, b.val_loss) < 1e-5, "lr {lr}: {a:?} vs {b:?}");

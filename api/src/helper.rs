@@ -101,7 +101,8 @@ impl HelperPool {
                 progress(&update);
             }
         };
-        let (answer, served) = self.exchange(program, &job.display().to_string(), cancel, &mut on_line)?;
+        let (answer, served) =
+            self.exchange(program, &job.display().to_string(), cancel, &mut on_line)?;
         match answer {
             Ok(()) => Ok(served),
             Err(message) => Err(HelperError::Failed { message, log: served.log }),

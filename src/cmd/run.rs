@@ -89,9 +89,9 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, keys: &[String]) -> Res
         let node = &p.graph.nodes[i].id;
         match outcome {
             Ok(crate::exec::Outcome::Ran(action, secs)) => reporter.done(node, &action, secs),
-            Ok(crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action)) => {
-                reporter.cached(node, &action.key, &action)
-            }
+            Ok(
+                crate::exec::Outcome::FoundStored(action) | crate::exec::Outcome::Pulled(action),
+            ) => reporter.cached(node, &action.key, &action),
             Err(e) => {
                 reporter.failed(node, None, &format!("{e:#}"));
                 failed = Some(e);

@@ -398,7 +398,9 @@ fn prepare<'a>(
         }
     }
     let kind = std::sync::Arc::clone(
-        registry.get(&node.kind).ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?,
+        registry
+            .get(&node.kind)
+            .ok_or_else(|| anyhow!("{}: unknown kind {:?}", node.id, node.kind))?,
     );
     reporter.start(&node.id, &job.parts.key);
     let started = SystemTime::now();
@@ -430,7 +432,10 @@ fn prepare<'a>(
 
 impl ReadyNode<'_> {
     /// Where the node's progress goes: its bar (or plain lines) and its log.
-    fn progress<'b>(&'b self, reporter: &'b Reporter) -> impl Fn(&wormflow_api::Progress) + Sync + 'b {
+    fn progress<'b>(
+        &'b self,
+        reporter: &'b Reporter,
+    ) -> impl Fn(&wormflow_api::Progress) + Sync + 'b {
         move |update: &wormflow_api::Progress| {
             reporter.progress(&self.node.id, update);
             self.log.progress(update);

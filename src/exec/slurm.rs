@@ -200,10 +200,10 @@ impl Slurm {
         for m in &members {
             reporter.submitted(&m.node, &id);
         }
-        self.jobs.lock().expect("jobs lock").insert(
-            id,
-            Submitted { members, since: Instant::now(), running: false, read: 0 },
-        );
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(id, Submitted { members, since: Instant::now(), running: false, read: 0 });
         Ok(())
     }
 
@@ -319,7 +319,9 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
     job.read += end as u64 + 1;
     // The last progress of each node of the job.
     let mut last: BTreeMap<String, wormflow_api::Progress> = BTreeMap::new();
-    for event in text[..end].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+    for event in
+        text[..end].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
         if event["event"] != "progress" {
             continue;
         }

@@ -12,7 +12,14 @@ use wormflow_torch::models::{hidden_for_target, Counting, Options};
 use wormflow_torch::stacked::{Draws, Stack};
 
 /// Seconds per optimizer step of one stack of `m` models.
-fn seconds_per_step(model: &str, hidden: i64, m: i64, (batch, window): (i64, i64), device: Device, steps: usize) -> f64 {
+fn seconds_per_step(
+    model: &str,
+    hidden: i64,
+    m: i64,
+    (batch, window): (i64, i64),
+    device: Device,
+    steps: usize,
+) -> f64 {
     let seeds: Vec<u64> = (0..m as u64).collect();
     let options = Options { hidden, residual: false, dropout: 0.1 };
     let mut stack = Stack::new(model, options, &seeds, device).unwrap();

@@ -50,8 +50,10 @@ impl AdamW {
     pub fn step(&mut self, stack: &mut Stack, members: &[Option<(f64, f64, u64)>]) {
         let device = stack.params[0].device();
         let per_member = |f: &dyn Fn(f64, f64, u64) -> f64, absent: f64| -> Tensor {
-            let values: Vec<f32> =
-                members.iter().map(|m| m.map_or(absent, |(lr, wd, n)| f(lr, wd, n)) as f32).collect();
+            let values: Vec<f32> = members
+                .iter()
+                .map(|m| m.map_or(absent, |(lr, wd, n)| f(lr, wd, n)) as f32)
+                .collect();
             Tensor::from_slice(&values).to_device(device)
         };
         let decay = per_member(&|lr, wd, _| 1.0 - lr * wd, 1.0);

@@ -194,7 +194,9 @@ fn run_group(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
         let result = result.and_then(|p| job.map_or(Ok(()), |j| keep_provenance(j, &p)));
         let line = match result {
             Ok(()) => format!("{k} ok"),
-            Err(e) => format!("{k} failed {}", one_line(&format!("{e:#}"), &paths[k]).replace('\n', " ")),
+            Err(e) => {
+                format!("{k} failed {}", one_line(&format!("{e:#}"), &paths[k]).replace('\n', " "))
+            }
         };
         say(&line)
     };
@@ -202,17 +204,21 @@ fn run_group(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
     for (k, job) in jobs.iter().enumerate() {
         match job {
             Err(e) => answer(k, None, Err(anyhow::anyhow!("{e:#}")))?,
-            Ok(job) if job.kind == "train" => match serde_json::from_value::<train::Params>(job.params.clone()) {
-                Ok(params) => train_members.push((k, job, params)),
-                Err(e) => answer(k, Some(job), Err(e.into()))?,
-            },
+            Ok(job) if job.kind == "train" => {
+                match serde_json::from_value::<train::Params>(job.params.clone()) {
+                    Ok(params) => train_members.push((k, job, params)),
+                    Err(e) => answer(k, Some(job), Err(e.into()))?,
+                }
+            }
             Ok(job) => {
                 let ctx = context(job, cancel, &helpers, &*reporters[k]);
                 let result = match job.kind.as_str() {
                     "evaluate" => serde_json::from_value(job.params.clone())
                         .map_err(anyhow::Error::from)
                         .and_then(|p| evaluate::run(&p, &ctx)),
-                    other => Err(anyhow::anyhow!("wormflow-torch runs train and evaluate jobs, not {other:?}")),
+                    other => Err(anyhow::anyhow!(
+                        "wormflow-torch runs train and evaluate jobs, not {other:?}"
+                    )),
                 };
                 answer(k, Some(job), result)?;
             }

@@ -215,8 +215,16 @@ impl Stack {
                         .map(|n| w.get(&format!("lstm.{n}")).get(0))
                         .collect();
                 let zeros = Tensor::zeros([1, b, h], (x.kind(), x.device()));
-                let (out, _, _) =
-                    e.lstm(&[zeros.shallow_clone(), zeros], &weights, true, 1, 0.0, train, false, true);
+                let (out, _, _) = e.lstm(
+                    &[zeros.shallow_clone(), zeros],
+                    &weights,
+                    true,
+                    1,
+                    0.0,
+                    train,
+                    false,
+                    true,
+                );
                 out.reshape([1, b * t, h])
             }
             Arch::Lstm => {

@@ -86,13 +86,17 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
             Err(e) => results[k] = Some(Err(e)),
         }
     }
-    let threads = nodes.first().map_or(1, |(p, ctx)| {
-        if p.threads > 0 {
-            p.threads
-        } else {
-            ctx.threads as i64
-        }
-    });
+    let threads =
+        nodes.first().map_or(
+            1,
+            |(p, ctx)| {
+                if p.threads > 0 {
+                    p.threads
+                } else {
+                    ctx.threads as i64
+                }
+            },
+        );
     tch::set_num_threads(threads as i32);
     let load = clock.elapsed().as_secs_f64();
     // Stacks: same architecture, hidden size, window length, device, residual and dropout.
@@ -124,7 +128,10 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
         let (model, device, hidden) = (&nodes[first.0].0.model, first.1 .0, first.1 .1);
         let trained: Result<Vec<(Outcome, i64)>> = (|| {
             if model == "baseline" {
-                return Ok(members.iter().map(|&at| (evaluate_only(&loaded[at].1 .2), 0)).collect());
+                return Ok(members
+                    .iter()
+                    .map(|&at| (evaluate_only(&loaded[at].1 .2), 0))
+                    .collect());
             }
             let p = &nodes[first.0].0;
             let options = Options { hidden, residual: p.residual, dropout: p.dropout };
@@ -167,7 +174,15 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
                         write: 0.0,
                     };
                     let group = Group { nodes: &group_nodes, stacked: &stacked };
-                    let written = finish_node(p, ctx, &outcome, (*hidden, n_params, *device, threads), data, phases, group);
+                    let written = finish_node(
+                        p,
+                        ctx,
+                        &outcome,
+                        (*hidden, n_params, *device, threads),
+                        data,
+                        phases,
+                        group,
+                    );
                     results[*k] = Some(written);
                 }
             }
