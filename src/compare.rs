@@ -70,7 +70,21 @@ fn sweep_node(
             .iter()
             .map(|o| (o.path.clone(), store.object_path(&o.hash)))
             .collect(),
+        timing: timing(&action.provenance),
     }
+}
+
+/// `seconds` and `seconds.<phase>` from a record's provenance (a kind's measured phases,
+/// e.g. train's start / load / train / validation / write): the fixed cost per node, in
+/// the sweep table.
+fn timing(provenance: &serde_json::Map<String, Value>) -> Vec<(String, f64)> {
+    let total = provenance.get("seconds").and_then(Value::as_f64).map(|s| ("seconds".into(), s));
+    let phases =
+        provenance.get(wormflow_api::PHASES).and_then(Value::as_object).into_iter().flatten();
+    total
+        .into_iter()
+        .chain(phases.filter_map(|(name, s)| Some((format!("seconds.{name}"), s.as_f64()?))))
+        .collect()
 }
 
 /// The sweep nodes of `indices` that have a stored result, and the ids of those never built.

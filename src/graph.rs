@@ -464,7 +464,14 @@ pub fn expand_stage(
         }
         let deps = kind.file_deps(&params);
         let mut h = Hasher::new("wormflow-recipe-1");
-        h.field(&stage.kind).field(kind.version()).field(&canonical_json(&params));
+        // Params that only choose how the node runs stay out of its key.
+        let mut keyed = params.clone();
+        if let Value::Object(map) = &mut keyed {
+            for name in kind.execution_params() {
+                map.remove(*name);
+            }
+        }
+        h.field(&stage.kind).field(kind.version()).field(&canonical_json(&keyed));
         for input in &inputs {
             h.field(&input.stage).field(if input.gathered { "gather" } else { "single" });
             for n in &input.nodes {

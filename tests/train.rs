@@ -443,7 +443,8 @@ fn one_helper_serves_node_after_node_and_a_failure_does_not_leak() {
 
 /// SIGTERM while the persistent helper trains the third node: the run exits 143 within
 /// seconds, stores nothing of that node (the two before it are stored), and leaves no
-/// process behind.
+/// process behind. The three are one group (one helper job; on a CPU each LSTM is its own
+/// stack): a member is stored as soon as it finishes, not when the group does.
 #[test]
 fn sigterm_during_the_third_node_stops_the_helper() {
     let front = common::synthetic_front(
@@ -565,8 +566,9 @@ params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = 
     );
     let (alone, grouped, again) = (Workspace::new(&p), Workspace::new(&p), Workspace::new(&p));
     alone.ok(&["run", "-j", "2", "--group-max", "1"]);
-    grouped.ok(&["run", "-j", "2"]);
-    again.ok(&["run", "-j", "1", "--group-max", "5"]);
+    grouped.ok(&["run", "-j", "1"]);
+    // Two workers: each takes half of a group of 8 (4 + 4), none idles.
+    again.ok(&["run", "-j", "2"]);
     let (a, g) = (losses_by_node(&alone), losses_by_node(&grouped));
     assert_eq!(a.len(), 48);
     // Tolerance: rounding only (a batched matmul of 8 may sum in another order than one of
@@ -598,15 +600,22 @@ params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = 
     let show = |ws: &Workspace, node: &str| -> Value {
         serde_json::from_str(&ws.ok(&["show", node, "--json"])).unwrap()
     };
-    let node = "train[model=lstm,draw=1,seed=1,lr=0.001]";
-    let doc = show(&grouped, node);
-    assert_eq!(doc["provenance"]["group"]["size"], 8, "{}", doc["provenance"]);
-    assert_eq!(show(&alone, node)["provenance"]["group"]["size"], 1);
-    assert_eq!(show(&again, node)["provenance"]["group"]["size"], 5);
+    // group.job: the nodes of the helper's job; group.size: those in this node's stack.
+    let group = |ws: &Workspace, node: &str| -> (usize, i64) {
+        let g = &show(ws, node)["provenance"]["group"];
+        (g["job"].as_array().unwrap().len(), g["size"].as_i64().unwrap())
+    };
+    let node = "train[model=feedforward,draw=1,seed=1,lr=0.001]";
+    assert_eq!(group(&grouped, node), (8, 8));
+    assert_eq!(group(&alone, node), (1, 1));
+    assert_eq!(group(&again, node), (4, 4));
+    // A CPU LSTM trains in a stack of one (the fused kernel beats a stack there; see
+    // `cpu_stack_limit`), still in the job of 8 that loaded libtorch and the data once.
+    assert_eq!(group(&grouped, "train[model=lstm,draw=1,seed=1,lr=0.001]"), (8, 1));
     // Same pipeline, same grouping, same seeds ⇒ same bytes; another grouping: same
     // losses within the tolerance (checked above for group-max 1 vs 16).
     let twice = Workspace::new(&p);
-    twice.ok(&["run", "-j", "2"]);
+    twice.ok(&["run", "-j", "1"]);
     for id in a.keys() {
         let file = format!("{}/weights.safetensors", common::results_dir(id));
         assert!(
@@ -617,7 +626,7 @@ params = { model = "${matrix.model}", hidden = 8, seed = "${matrix.seed}", lr = 
     }
     for (node, losses) in losses_by_node(&again) {
         for (x, y) in losses.iter().zip(&a[&node]) {
-            assert!(relative(x.1, y.1) < 1e-5, "{node}: group of 5 vs alone");
+            assert!(relative(x.1, y.1) < 1e-5, "{node}: group of 4 vs alone");
         }
     }
 }

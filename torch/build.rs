@@ -23,6 +23,25 @@ fn link_libtorch() {
     }
 }
 
+/// The precision shim (shim/precision.cpp): libtorch's TF32 switch, which tch does not
+/// wrap. Compiled against the same libtorch headers and C++ ABI as torch-sys.
+fn build_shim() {
+    println!("cargo:rerun-if-changed=shim/precision.cpp");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
+    let include = std::path::Path::new(&lib).join("../include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("shim/precision.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag_if_supported("-w")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .compile("wormflow_precision");
+}
+
 fn main() {
     link_libtorch();
+    build_shim();
 }

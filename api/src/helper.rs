@@ -14,8 +14,10 @@
 //!   and exits; the pool then starts a fresh one for the next node. EOF on stdin: exit.
 //! - a group (nodes a kind runs at once, `StageKind::run_group`): the line is
 //!   `group PATH`, PATH a JSON array of job paths; the helper prefixes each member's
-//!   `progress …`, `ok` and `failed …` lines with the member's index and a space, then
-//!   ends with `ok` (or `failed MESSAGE`, which fails every member not yet answered).
+//!   `progress …`, `ok` and `failed …` lines with the member's index and a space, says
+//!   each member's `K ok` as soon as that member's outputs are written (the engine stores
+//!   it then), and ends with `ok` (or `failed MESSAGE`, which fails every member not yet
+//!   answered).
 //!
 //! Each helper is a supervised child (`child.rs`): its own process group, stopped on
 //! cancel (SIGTERM, SIGKILL after the grace period), and it dies with its parent.
@@ -52,6 +54,10 @@ pub struct Served {
     pub pid: i32,
     pub nodes_served: u64,
 }
+
+/// A group member's answer (`Err`: the helper's message), by index, with the helper's
+/// log and counts so far.
+pub type Answered<'a> = dyn FnMut(usize, Result<(), String>, &Served) + 'a;
 
 /// Why a node in a helper did not end with `ok`.
 #[derive(Debug)]
@@ -96,7 +102,7 @@ impl HelperPool {
         cancel: &AtomicBool,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Served, HelperError> {
-        let mut on_line = |line: &str| {
+        let mut on_line = |line: &str, _: &dyn Fn() -> Served| {
             if let Some(update) = parse_progress(line) {
                 progress(&update);
             }
@@ -109,9 +115,12 @@ impl HelperPool {
         }
     }
 
-    /// Run the jobs listed in `group` (a JSON array of job paths) in one helper, at once:
-    /// one answer per member, in order (`Err` with the helper's message for a member that
-    /// failed). `progress` gets each member's progress, by index. The log is the group's.
+    /// Run the jobs listed in `group` (a JSON array of job paths) in one helper, at once.
+    /// `answered` hears each member's answer as the helper gives it (`Err` with the
+    /// helper's message for a member that failed), with the helper's log so far; members
+    /// the helper ends without answering get its final answer. `progress` gets each
+    /// member's progress, by index. An `Err` (cancelled, helper lost) leaves the members
+    /// not yet answered to the caller.
     pub fn run_group(
         &self,
         program: &Path,
@@ -119,40 +128,46 @@ impl HelperPool {
         members: usize,
         cancel: &AtomicBool,
         progress: &(dyn Fn(usize, &Progress) + Sync),
-    ) -> Result<(Vec<Result<(), String>>, Served), HelperError> {
-        let mut answers: Vec<Option<Result<(), String>>> = vec![None; members];
-        let mut on_line = |line: &str| {
+        answered: &mut Answered,
+    ) -> Result<Served, HelperError> {
+        let mut done = vec![false; members];
+        let mut on_line = |line: &str, served: &dyn Fn() -> Served| {
             let Some((index, rest)) = line.split_once(' ') else { return };
             let Some(k) = index.parse::<usize>().ok().filter(|&k| k < members) else { return };
-            if let Some(update) = parse_progress(rest) {
-                progress(k, &update);
+            let answer = if let Some(update) = parse_progress(rest) {
+                return progress(k, &update);
             } else if rest == "ok" {
-                answers[k] = Some(Ok(()));
+                Ok(())
             } else if let Some(message) = rest.strip_prefix("failed ") {
-                answers[k] = Some(Err(message.to_string()));
+                Err(message.to_string())
+            } else {
+                return;
+            };
+            if !std::mem::replace(&mut done[k], true) {
+                answered(k, answer, &served());
             }
         };
         let line = format!("{GROUP_PREFIX}{}", group.display());
         let (answer, served) = self.exchange(program, &line, cancel, &mut on_line)?;
-        let answers = answers
-            .into_iter()
-            .map(|a| match (&answer, a) {
-                (_, Some(a)) => a,
-                (Err(message), None) => Err(message.clone()),
-                (Ok(()), None) => Err("the helper gave no answer for this node".to_string()),
-            })
-            .collect();
-        Ok((answers, served))
+        for k in (0..members).filter(|&k| !done[k]) {
+            let unanswered = match &answer {
+                Err(message) => Err(message.clone()),
+                Ok(()) => Err("the helper gave no answer for this node".to_string()),
+            };
+            answered(k, unanswered, &served);
+        }
+        Ok(served)
     }
 
     /// Send one request line to a helper of `program` and read its answer lines until `ok`
-    /// or `failed …`; every other line goes to `on_line`.
+    /// or `failed …`; every other line goes to `on_line`, with what `Served` would say now
+    /// (the log so far) should it need that.
     fn exchange(
         &self,
         program: &Path,
         request: &str,
         cancel: &AtomicBool,
-        on_line: &mut dyn FnMut(&str),
+        on_line: &mut dyn FnMut(&str, &dyn Fn() -> Served),
     ) -> Result<(Result<(), String>, Served), HelperError> {
         let mut helper = match self.take(program) {
             Some(h) => h,
@@ -175,7 +190,12 @@ impl HelperPool {
                     } else if let Some(message) = line.strip_prefix("failed ") {
                         break Err(message.to_string());
                     }
-                    on_line(&line);
+                    let served = || Served {
+                        log: helper.log_so_far(),
+                        pid: helper.child.pid,
+                        nodes_served: helper.served,
+                    };
+                    on_line(&line, &served);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if cancel.load(Ordering::Relaxed) {
@@ -244,6 +264,11 @@ impl Helper {
         Ok(Helper { program: program.to_path_buf(), child, stdin, lines, stderr, served: 0 })
     }
 
+    /// What the helper has written to stderr since the request, without waiting.
+    fn log_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.snapshot()).replace(END_OF_LOG, "")
+    }
+
     /// What the helper wrote to stderr during the node: waits (up to a second) for the
     /// end-of-log line, which the helper writes before its answer but which the reader
     /// thread may not have copied yet.
@@ -256,6 +281,6 @@ impl Helper {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        String::from_utf8_lossy(&self.stderr.snapshot()).replace(END_OF_LOG, "")
+        self.log_so_far()
     }
 }

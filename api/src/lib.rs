@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Map, Value};
 
 pub mod cancel;
+pub mod checkpoint;
 pub mod child;
 pub mod helper;
 pub mod local;
@@ -82,6 +83,10 @@ pub struct StageContext<'a> {
     pub threads: usize,
     /// Set when the run is being cancelled; long stages should check it.
     pub cancel: &'a AtomicBool,
+    /// For a kind that resumes (`StageKind::checkpoints`): the node's checkpoint folder,
+    /// kept across interrupted attempts and removed once its result is stored (see
+    /// [`checkpoint`]). None for other kinds.
+    pub checkpoints: Option<&'a Path>,
     /// The run's long-lived helper processes, for kinds that run nodes in a helper program.
     pub helpers: &'a helper::HelperPool,
     /// Reports progress (shown on the node's bar, in plain log lines and as `--json` events).
@@ -149,10 +154,18 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// versions, …) recorded in the action record but not part of the key.
 pub type Provenance = Map<String, Value>;
 
+/// How a member of a group ended, by its index in the group (`StageKind::run_group`).
+pub type Finished<'a> = dyn FnMut(usize, anyhow::Result<Provenance>) + 'a;
+
 /// The provenance entry under which a stage lists what the user must hear although nothing
 /// failed (e.g. a model that diverged): an array of strings. The engine shows them as
 /// warnings whenever the node's result is used, and counts them in the run's summary.
 pub const WARNINGS: &str = "warnings";
+
+/// The provenance entry under which a stage records where its time went: an object of
+/// phase name → seconds (train: `start`, `load`, `train`, `validation`, `write`).
+/// `wormflow compare` shows each as a `seconds.<phase>` column.
+pub const PHASES: &str = "phases";
 
 /// The warnings a stage recorded in its provenance (see [`WARNINGS`]).
 pub fn warnings_of(provenance: &Provenance) -> Vec<String> {
@@ -201,6 +214,17 @@ pub trait StageKind: Send + Sync {
         false
     }
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Provenance>;
+    /// Params that choose how a node runs, not what it computes (how often a long node
+    /// saves a checkpoint): left out of its key, so changing one reruns nothing.
+    fn execution_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether the kind resumes long nodes: the engine then gives each node a checkpoint
+    /// folder (`StageContext::checkpoints`) that survives a kill, removes it once the
+    /// node's result is stored, and `gc`/`verify` look after it.
+    fn checkpoints(&self) -> bool {
+        false
+    }
     /// Nodes of one stage whose group keys are equal may run together in one
     /// [`StageKind::run_group`] call — for the torch kinds one stacked computation of models
     /// that differ only in seed, data draw or optimizer params. `None`: never grouped.
@@ -209,9 +233,14 @@ pub trait StageKind: Send + Sync {
     fn group_key(&self, _params: &Value) -> Option<String> {
         None
     }
-    /// Run the nodes of one group at once: one result per context, in order; one node's
-    /// failure is that node's alone. The default runs them one after another.
-    fn run_group(&self, ctxs: &[StageContext]) -> Vec<anyhow::Result<Provenance>> {
-        ctxs.iter().map(|ctx| self.run(ctx)).collect()
+    /// Run the nodes of one group at once, telling `finished` how each member ended (its
+    /// index in `ctxs`) as soon as that is known: the engine stores a finished member
+    /// then, so a signal later in the group loses nothing that had finished. Once per
+    /// member; a member never told of fails. One node's failure is that node's alone.
+    /// The default runs them one after another.
+    fn run_group(&self, ctxs: &[StageContext], finished: &mut Finished) {
+        for (k, ctx) in ctxs.iter().enumerate() {
+            finished(k, self.run(ctx));
+        }
     }
 }

@@ -107,6 +107,12 @@ pub(super) fn gc_cmd(p: &Planned, dry_run: bool, forget: &[PathBuf]) -> Result<E
         r.actions_kept,
         r.objects_kept
     );
+    if r.checkpoints_removed > 0 {
+        println!(
+            "{verb} {} checkpoints of finished nodes or of nodes no longer in the pipeline",
+            r.checkpoints_removed
+        );
+    }
     if r.job_files_removed > 0 {
         println!(
             "{verb} {} Slurm job files of nodes no longer in the pipeline",
@@ -130,6 +136,12 @@ pub(super) fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
     for (path, why) in &r.broken_actions {
         println!("broken record: {} ({why})", path.display());
     }
+    for (path, why) in &r.damaged_checkpoints {
+        println!(
+            "damaged checkpoint: {} ({why}); the node would start again without it",
+            path.display()
+        );
+    }
     println!(
         "checked {} objects ({:.1} MB): {}",
         r.objects_checked,
@@ -138,9 +150,10 @@ pub(super) fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
             "all intact".to_string()
         } else if r.repaired {
             format!(
-                "removed {} corrupt objects and {} records; `wormflow run` recomputes them",
+                "removed {} corrupt objects, {} records and {} checkpoints; `wormflow run` recomputes them",
                 r.corrupt_objects.len(),
-                r.broken_actions.len()
+                r.broken_actions.len(),
+                r.damaged_checkpoints.len()
             )
         } else {
             "damage found; run `wormflow verify --repair`, then `wormflow run`".to_string()

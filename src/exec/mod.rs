@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::{Map, Value};
 
 use crate::graph::Graph;
@@ -171,6 +171,9 @@ pub fn run_local(
             })
             .collect(),
         group_max: opts.group_max,
+        // Local workers each get a batch of a group (none idles while one runs three); a
+        // Slurm job is its own allocation, so there a group is packed into as few as may be.
+        workers: if opts.slurm.is_some() { 1 } else { opts.jobs.max(1) },
     });
     let cancel = AtomicBool::new(false);
     // Long-lived helper processes (e.g. the libtorch helper), reused node after node; they
@@ -288,7 +291,7 @@ pub fn execute(
     pull: Option<&Remote>,
 ) -> Result<Outcome> {
     let node = match prepare(resolver, registry, reporter, job, pull)? {
-        Prepared::Settled(outcome) => return Ok(outcome),
+        Prepared::Settled(outcome) => return Ok(*outcome),
         Prepared::Ready(node) => node,
     };
     let result = {
@@ -320,31 +323,44 @@ fn execute_group(
         let i = job.index;
         match prepare(resolver, registry, reporter, job, pull) {
             Ok(Prepared::Ready(node)) => ready.push(node),
-            Ok(Prepared::Settled(outcome)) => outcomes.push((i, Ok(outcome))),
+            Ok(Prepared::Settled(outcome)) => outcomes.push((i, Ok(*outcome))),
             Err(e) => outcomes.push((i, Err(e))),
         }
     }
     if ready.is_empty() {
         return outcomes;
     }
-    let results = {
+    // Each member is concluded (stored) as soon as the kind says it finished.
+    let mut concluded: Vec<Option<Result<Outcome>>> = ready.iter().map(|_| None).collect();
+    {
         let progress: Vec<_> = ready.iter().map(|node| node.progress(reporter)).collect();
         let contexts: Vec<StageContext> = ready
             .iter()
             .zip(&progress)
             .map(|(node, progress)| node.context(resolver, (cancel, helpers), progress))
             .collect();
+        let mut finished = |k: usize, result: Result<Map<String, Value>>| {
+            if let Some(slot @ None) = concluded.get_mut(k) {
+                *slot = Some(ready[k].conclude(resolver.store, result, cancel));
+            }
+        };
         let kind = std::sync::Arc::clone(&ready[0].kind);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run_group(&contexts)))
-            .unwrap_or_else(|panic| {
-                let msg = wormflow_api::panic_message(&*panic);
-                let failed = |c: &StageContext| anyhow!("{}: the stage panicked: {msg}", c.node);
-                contexts.iter().map(|c| Err(failed(c))).collect()
-            })
-    };
-    for (node, result) in ready.into_iter().zip(results) {
-        let i = node.job.index;
-        outcomes.push((i, node.conclude(resolver.store, result, cancel)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            kind.run_group(&contexts, &mut finished)
+        }));
+        for (k, c) in contexts.iter().enumerate() {
+            let why = match &ran {
+                Err(panic) => {
+                    format!("the stage panicked: {}", wormflow_api::panic_message(&**panic))
+                }
+                Ok(()) => "the kind's run_group gave no result for it".to_string(),
+            };
+            // Members already told of keep their outcome (`finished` ignores a second word).
+            finished(k, Err(anyhow!("{}: {why}", c.node)));
+        }
+    }
+    for (node, outcome) in ready.iter().zip(concluded) {
+        outcomes.push((node.job.index, outcome.expect("every member concluded")));
     }
     outcomes
 }
@@ -352,7 +368,7 @@ fn execute_group(
 /// A node about to run, or settled before it had to.
 enum Prepared<'a> {
     Ready(Box<ReadyNode<'a>>),
-    Settled(Outcome),
+    Settled(Box<Outcome>),
 }
 
 /// A node whose key is locked and whose inputs are in place in its work directory.
@@ -366,6 +382,8 @@ struct ReadyNode<'a> {
     origin: wormflow_api::Origin,
     started: SystemTime,
     clock: Instant,
+    /// The node's checkpoint folder, for a kind that resumes.
+    checkpoints: Option<std::path::PathBuf>,
     _key_lock: crate::store::LockGuard,
 }
 
@@ -384,11 +402,13 @@ fn prepare<'a>(
     let key_lock = store.lock_key(&job.parts.key)?;
     if !job.force {
         if let Some(action) = store.cached_action(&job.parts.key) {
-            return Ok(Prepared::Settled(Outcome::FoundStored(action)));
+            return Ok(Prepared::Settled(Box::new(Outcome::FoundStored(action))));
         }
         if let Some(remote) = pull {
             match remote.fetch(store, &job.parts.key) {
-                Ok(Some(action)) => return Ok(Prepared::Settled(Outcome::Pulled(action))),
+                Ok(Some(action)) => {
+                    return Ok(Prepared::Settled(Box::new(Outcome::Pulled(action))))
+                }
                 Ok(None) => {}
                 // A remote that cannot serve the result is no reason not to compute it.
                 Err(e) => {
@@ -409,6 +429,15 @@ fn prepare<'a>(
     let inputs =
         work.materialize_inputs(store, graph, node, &job.inputs, kind.isolates_inputs())?;
     let log = node_log::NodeLog::new(&node.id, &node.kind, &job.parts.key.hex());
+    let checkpoints = match kind.checkpoints() {
+        true => {
+            let dir = store.checkpoint_dir(&job.parts.key);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Some(dir)
+        }
+        false => None,
+    };
     let origin = wormflow_api::Origin {
         node: node.id.clone(),
         stage: node.stage.clone(),
@@ -426,6 +455,7 @@ fn prepare<'a>(
         origin,
         started,
         clock,
+        checkpoints,
         _key_lock: key_lock,
     })))
 }
@@ -458,6 +488,7 @@ impl ReadyNode<'_> {
             scratch: &self.work.scratch,
             threads: self.job.threads.max(1),
             cancel,
+            checkpoints: self.checkpoints.as_deref(),
             helpers,
             progress,
         }
@@ -466,7 +497,7 @@ impl ReadyNode<'_> {
     /// Keep the node's log and, if it ran to the end and the run goes on, store its
     /// outputs and record.
     fn conclude(
-        self,
+        &self,
         store: &Store,
         result: Result<Map<String, Value>>,
         cancel: &AtomicBool,
@@ -499,13 +530,17 @@ impl ReadyNode<'_> {
             stage_version: node.version.clone(),
             code: (*node.code).clone(),
             params: node.params.clone(),
-            inputs: self.job.parts.inputs,
-            deps: self.job.parts.deps,
+            inputs: self.job.parts.inputs.clone(),
+            deps: self.job.parts.deps.clone(),
             output_hash: output_tree_hash(&outputs),
             outputs,
             provenance: provenance(self.started, seconds, threads, stage_provenance),
         };
         store.write_action(&action)?;
+        // Finished: nothing left to resume.
+        if let Some(dir) = &self.checkpoints {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Ok(Outcome::Ran(action, seconds))
     }
 }

@@ -54,6 +54,8 @@ pub(super) struct Schedule<'a> {
     /// Each node's group (its stage and its kind's group key), if its kind groups.
     group_of: Vec<Option<String>>,
     group_max: usize,
+    /// Batches that may run at once (`-j`, or Slurm's max_jobs).
+    workers: usize,
     /// Ready nodes waiting for the rest of their group, by group.
     waiting: BTreeMap<String, Vec<Job>>,
     /// Batches handed to executors and not yet settled, and the batch of each such node.
@@ -81,6 +83,8 @@ pub(super) struct Plan<'a> {
     pub group_of: Vec<Option<String>>,
     /// The most nodes in one group's batch (at least 1).
     pub group_max: usize,
+    /// Batches that may run at once.
+    pub workers: usize,
 }
 
 impl<'a> Schedule<'a> {
@@ -104,6 +108,7 @@ impl<'a> Schedule<'a> {
             running: 0,
             group_of: if plan.group_of.is_empty() { vec![None; n] } else { plan.group_of },
             group_max: plan.group_max.max(1),
+            workers: plan.workers.max(1),
             waiting: BTreeMap::new(),
             in_flight: 0,
             batch_of: vec![usize::MAX; n],
@@ -154,17 +159,24 @@ impl<'a> Schedule<'a> {
             }
         }
         let idle = self.in_flight == 0 && batches.is_empty() && self.ready.is_empty();
-        let groups: Vec<String> = self.waiting.keys().cloned().collect();
-        for group in groups {
+        // Groups leave in node order (by their first member), as ungrouped nodes do.
+        let mut groups: Vec<(usize, String)> = self
+            .waiting
+            .iter()
+            .map(|(g, jobs)| (jobs.iter().map(|j| j.index).min().unwrap_or(0), g.clone()))
+            .collect();
+        groups.sort();
+        for (_, group) in groups {
             if batches.len() >= room || (!idle && self.may_grow(&group)) {
                 continue;
             }
             let mut members = self.waiting.remove(&group).unwrap_or_default();
             members.sort_by_key(|job| job.index);
             let mut chunks: Vec<Vec<Job>> = Vec::new();
+            let size = batch_size(members.len(), self.group_max, self.workers);
             for job in members {
                 match chunks.last_mut() {
-                    Some(chunk) if chunk.len() < self.group_max => chunk.push(job),
+                    Some(chunk) if chunk.len() < size => chunk.push(job),
                     _ => chunks.push(vec![job]),
                 }
             }
@@ -327,4 +339,12 @@ impl<'a> Schedule<'a> {
         self.reporter.finish(&self.summary);
         self.summary
     }
+}
+
+/// How many of a group's `n` nodes go in one batch: at most `group_max`, and no more than
+/// it takes to give every worker a batch (a group of 3 on 2 workers: 2 + 1, not 3 on one
+/// while the other idles). From constants only, so the same run groups the same way.
+fn batch_size(n: usize, group_max: usize, workers: usize) -> usize {
+    let batches = n.div_ceil(group_max).max(workers.min(n)).max(1);
+    n.div_ceil(batches)
 }

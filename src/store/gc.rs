@@ -17,6 +17,8 @@ pub struct GcReport {
     pub actions_kept: usize,
     pub objects_kept: usize,
     pub job_files_removed: usize,
+    /// Checkpoint folders of finished keys or keys no current node has.
+    pub checkpoints_removed: usize,
     /// Node ids of the records removed (or that would be), sorted.
     pub removed_nodes: Vec<String>,
 }
@@ -83,6 +85,18 @@ pub fn collect(store: &Store, keep: impl FnOnce() -> Keep, dry_run: bool) -> Res
         report.job_files_removed += 1;
         if !dry_run {
             remove_entry(&file)?;
+        }
+    }
+    // Checkpoints: kept while their key is current and not finished (a rerun resumes it).
+    for dir in read_dir_sorted(&store.root.join(super::CHECKPOINTS)) {
+        let key: Option<Hash> =
+            dir.file_name().and_then(|s| s.to_str()).and_then(|s| s.parse().ok());
+        if key.is_some_and(|k| keep.jobs.contains(&k) && store.cached_action(&k).is_none()) {
+            continue;
+        }
+        report.checkpoints_removed += 1;
+        if !dry_run {
+            let _ = fs::remove_dir_all(&dir);
         }
     }
     if !dry_run {

@@ -50,6 +50,9 @@ pub const ACTION_SCHEMA: u32 = 1;
 /// The marker file of a store, and the layout version it names.
 pub const MARKER: &str = "wormflow-store.toml";
 pub const STORE_FORMAT: u32 = 1;
+/// The folder of nodes' checkpoints, one per key (`wormflow_api::checkpoint`).
+pub const CHECKPOINTS: &str = "checkpoints";
+
 /// What a store may hold at its top level (a store written before the marker existed is
 /// adopted only when it holds nothing else).
 const STORE_ENTRIES: &[&str] = &[
@@ -61,6 +64,7 @@ const STORE_ENTRIES: &[&str] = &[
     "logs",
     "slurm",
     "roots",
+    CHECKPOINTS,
     "statcache.json",
     MARKER,
 ];
@@ -351,6 +355,12 @@ impl Store {
 
     pub fn log_path(&self, node: &str) -> PathBuf {
         self.root.join("logs").join(format!("{}.log", escape_node_id(node)))
+    }
+
+    /// The checkpoint folder of the node with `key` (created by the engine when its kind
+    /// resumes, removed once its result is stored).
+    pub fn checkpoint_dir(&self, key: &Hash) -> PathBuf {
+        self.root.join(CHECKPOINTS).join(key.hex())
     }
 
     /// A fresh directory under tmp/ for one node's work.

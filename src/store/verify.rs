@@ -17,12 +17,16 @@ pub struct VerifyReport {
     pub corrupt_objects: Vec<(PathBuf, String)>,
     /// Action records that cannot be read, or that name a missing or corrupt object.
     pub broken_actions: Vec<(PathBuf, String)>,
+    /// Checkpoint generations that are not whole (a resuming node would discard them).
+    pub damaged_checkpoints: Vec<(PathBuf, String)>,
     pub repaired: bool,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
-        self.corrupt_objects.is_empty() && self.broken_actions.is_empty()
+        self.corrupt_objects.is_empty()
+            && self.broken_actions.is_empty()
+            && self.damaged_checkpoints.is_empty()
     }
 }
 
@@ -86,9 +90,15 @@ pub fn verify(store: &Store, repair: bool, threads: usize) -> Result<VerifyRepor
             report.broken_actions.push((path, p));
         }
     }
+    for dir in super::read_dir_sorted(&store.root.join(super::CHECKPOINTS)) {
+        report.damaged_checkpoints.extend(wormflow_api::checkpoint::damaged(&dir));
+    }
     if repair && !report.is_clean() {
         for (p, _) in &report.corrupt_objects {
             remove_entry(p)?;
+        }
+        for (p, _) in &report.damaged_checkpoints {
+            let _ = std::fs::remove_dir_all(p);
         }
         for (p, _) in &report.broken_actions {
             remove_entry(p)?;

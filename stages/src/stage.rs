@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use wormflow_api::{Provenance, StageContext, StageKind};
+use wormflow_api::{Finished, Provenance, StageContext, StageKind};
 
 pub trait Stage: Send + Sync + 'static {
     const NAME: &'static str;
@@ -25,6 +25,10 @@ pub trait Stage: Send + Sync + 'static {
     fn check(_p: &Self::Params) -> Result<(), String> {
         Ok(())
     }
+    /// See `StageKind::execution_params`.
+    const EXECUTION_PARAMS: &'static [&'static str] = &[];
+    /// See `StageKind::checkpoints`.
+    const CHECKPOINTS: bool = false;
     /// Workspace files whose contents belong in the key.
     fn file_deps(_p: &Self::Params) -> Vec<String> {
         Vec::new()
@@ -35,8 +39,10 @@ pub trait Stage: Send + Sync + 'static {
         None
     }
     /// See `StageKind::run_group`; `ps[i]` are `ctxs[i]`'s params.
-    fn run_group(ps: Vec<Self::Params>, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
-        ps.into_iter().zip(ctxs).map(|(p, ctx)| Self::run(p, ctx)).collect()
+    fn run_group(ps: Vec<Self::Params>, ctxs: &[StageContext], finished: &mut Finished) {
+        for (k, (p, ctx)) in ps.into_iter().zip(ctxs).enumerate() {
+            finished(k, Self::run(p, ctx));
+        }
     }
 }
 
@@ -85,17 +91,26 @@ impl<S: Stage> StageKind for Adapter<S> {
     fn group_key(&self, params: &Value) -> Option<String> {
         S::group_key(&parse::<S>(params).ok()?)
     }
-    fn run_group(&self, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+    fn execution_params(&self) -> &'static [&'static str] {
+        S::EXECUTION_PARAMS
+    }
+    fn checkpoints(&self) -> bool {
+        S::CHECKPOINTS
+    }
+    fn run_group(&self, ctxs: &[StageContext], finished: &mut Finished) {
         let parsed: Result<Vec<S::Params>, String> =
             ctxs.iter().map(|ctx| parse::<S>(ctx.params)).collect();
         match parsed {
-            Ok(ps) => S::run_group(ps, ctxs)
-                .into_iter()
-                .zip(ctxs)
-                .map(|(r, ctx)| r.map_err(|e| e.context(format!("{} ({})", ctx.node, S::NAME))))
-                .collect(),
+            Ok(ps) => S::run_group(ps, ctxs, &mut |k, result: Result<Provenance>| {
+                let node = ctxs[k].node;
+                finished(k, result.map_err(|e| e.context(format!("{node} ({})", S::NAME))))
+            }),
             // Checked at plan time; should it fail here, each node runs (and fails) alone.
-            Err(_) => ctxs.iter().map(|ctx| self.run(ctx)).collect(),
+            Err(_) => {
+                for (k, ctx) in ctxs.iter().enumerate() {
+                    finished(k, self.run(ctx));
+                }
+            }
         }
     }
 }

@@ -56,6 +56,11 @@ pub struct ModelCard {
     pub window: i64,
     /// Optimizer steps taken.
     pub steps: i64,
+    /// The epoch training resumed after, from a checkpoint of an interrupted attempt (0: it
+    /// ran from the start in one go).
+    pub resumed_from_epoch: i64,
+    /// How its matmuls computed: fp32, tf32 or bf16 (torch_stages::Precision).
+    pub precision: String,
 }
 
 /// `eval.parquet` (one row): evaluate's verdict on one trained model, with what a sweep

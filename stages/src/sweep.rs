@@ -28,6 +28,9 @@ pub struct SweepNode {
     pub params: Vec<(String, Value)>,
     /// Output file name → where its bytes are.
     pub files: BTreeMap<String, PathBuf>,
+    /// Where the node's time went, from its record: `seconds` (the whole node) and
+    /// `seconds.<phase>` for each phase its kind measured (`wormflow_api::PHASES`).
+    pub timing: Vec<(String, f64)>,
 }
 
 fn value_column(name: &str, v: &Value) -> Column {
@@ -78,6 +81,7 @@ fn node_row(n: &SweepNode) -> Result<DataFrame> {
             columns.push(Column::new(format!("ratio[{}]", d.dataset).into(), [d.ratio]));
         }
     }
+    columns.extend(n.timing.iter().map(|(name, s)| Column::new(name.into(), [*s])));
     Ok(DataFrame::new(1, columns)?)
 }
 

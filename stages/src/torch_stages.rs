@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wormflow_api::helper::{HelperError, Served};
-use wormflow_api::{InputNode, Provenance, StageContext};
+use wormflow_api::{Finished, InputNode, Provenance, StageContext};
 
 use crate::stage::Stage;
 
@@ -35,6 +35,29 @@ pub fn hidden_size(p: &TrainParams) -> Result<i64> {
 
 pub struct Train;
 pub struct Evaluate;
+
+/// How a train node's matmuls compute (torch/src/precision.rs says exactly what each does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 throughout, as the study.
+    #[default]
+    Fp32,
+    /// CUDA matmuls in TF32 (a CUDA mode; refused on the CPU).
+    Tf32,
+    /// bfloat16 matmuls from float32 master weights; the rest float32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,6 +101,14 @@ pub struct TrainParams {
     /// A validation loss above this many times the untrained model's (or a non-finite loss)
     /// marks the run `diverged`: training stops, the best weights are kept, fits leave it out.
     pub diverged_above: f64,
+    /// Save a checkpoint (in the store, by the node's key) every this many epochs, or
+    /// sooner when `checkpoint_minutes` have passed since the last; a killed node resumes
+    /// from it. How a node runs, not what it computes: not in the key.
+    pub checkpoint_every: u64,
+    pub checkpoint_minutes: f64,
+    /// "fp32" (default, as the study) | "tf32" (CUDA) | "bf16": changes results, so it is
+    /// in the key; recorded in the model card.
+    pub precision: Precision,
 }
 
 impl Default for TrainParams {
@@ -102,6 +133,9 @@ impl Default for TrainParams {
             warmup_steps: 0,
             residual: false,
             diverged_above: 100.0,
+            checkpoint_every: 10,
+            checkpoint_minutes: 10.0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -141,6 +175,8 @@ impl Stage for Train {
     const NAME: &'static str = "train";
     const VERSION: &'static str = env!("WORMFLOW_VERSION_TRAIN");
     const CODE: &'static str = env!("WORMFLOW_CODE_TRAIN");
+    const EXECUTION_PARAMS: &'static [&'static str] = &["checkpoint_every", "checkpoint_minutes"];
+    const CHECKPOINTS: bool = true;
     type Params = TrainParams;
 
     fn check(p: &TrainParams) -> Result<(), String> {
@@ -195,6 +231,15 @@ impl Stage for Train {
                 p.grad_clip, p.weight_decay
             ));
         }
+        if p.precision == Precision::Tf32 && p.device == "cpu" {
+            return Err("params.precision = \"tf32\" is a CUDA matmul mode, but params.device = \"cpu\"; use \"fp32\" (the study's) or \"bf16\"".into());
+        }
+        if p.checkpoint_every == 0 || p.checkpoint_minutes.is_nan() || p.checkpoint_minutes <= 0.0 {
+            return Err(format!(
+                "params.checkpoint_every must be ≥ 1 (epochs) and params.checkpoint_minutes > 0; got {} and {} (a checkpoint after every epoch: checkpoint_every = 1)",
+                p.checkpoint_every, p.checkpoint_minutes
+            ));
+        }
         check_memory(p)
     }
 
@@ -208,21 +253,26 @@ impl Stage for Train {
     /// helper sorts out: members whose windows differ in length train in separate stacks).
     fn group_key(p: &TrainParams) -> Option<String> {
         Some(format!(
-            "model={} hidden={} residual={} dropout={} device={} threads={}",
+            "model={} hidden={} residual={} dropout={} device={} threads={} precision={}",
             p.model,
             hidden_size(p).ok()?,
             p.residual,
             p.dropout,
             p.device,
-            p.threads
+            p.threads,
+            p.precision.as_str()
         ))
     }
 
-    fn run_group(ps: Vec<TrainParams>, ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
+    fn run_group(ps: Vec<TrainParams>, ctxs: &[StageContext], finished: &mut Finished) {
         let values: Result<Vec<Value>, _> = ps.iter().map(serde_json::to_value).collect();
         match values {
-            Ok(values) if ctxs.len() > 1 => run_helper_group(Self::NAME, &values, ctxs),
-            _ => ps.into_iter().zip(ctxs).map(|(p, ctx)| Self::run(p, ctx)).collect(),
+            Ok(values) if ctxs.len() > 1 => run_helper_group(Self::NAME, &values, ctxs, finished),
+            _ => {
+                for (k, (p, ctx)) in ps.into_iter().zip(ctxs).enumerate() {
+                    finished(k, Self::run(p, ctx));
+                }
+            }
         }
     }
 }
@@ -308,6 +358,9 @@ pub struct Job {
     pub workspace: PathBuf,
     pub scratch: PathBuf,
     pub threads: usize,
+    /// The node's checkpoint folder (`StageContext::checkpoints`).
+    #[serde(default)]
+    pub checkpoints: Option<PathBuf>,
 }
 
 /// The helper binary: beside the running executable (or WORMFLOW_TORCH).
@@ -340,6 +393,7 @@ fn write_job(kind: &str, params: &Value, ctx: &StageContext) -> Result<PathBuf> 
         workspace: ctx.workspace.into(),
         scratch: ctx.scratch.into(),
         threads: ctx.threads,
+        checkpoints: ctx.checkpoints.map(PathBuf::from),
     };
     let job_path = ctx.scratch.join("job.json");
     std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
@@ -397,9 +451,14 @@ fn run_helper(kind: &str, params: &Value, ctx: &StageContext) -> Result<Provenan
 }
 
 /// Several nodes in one helper request (`group`), trained there as one stack where their
-/// shapes match; one result per node.
-fn run_helper_group(kind: &str, ps: &[Value], ctxs: &[StageContext]) -> Vec<Result<Provenance>> {
-    let all = |e: &dyn Fn() -> anyhow::Error| ctxs.iter().map(|_| Err(e())).collect();
+/// shapes match; each node's result told to `finished` as the helper answers for it.
+fn run_helper_group(kind: &str, ps: &[Value], ctxs: &[StageContext], finished: &mut Finished) {
+    let mut told = vec![false; ctxs.len()];
+    let mut tell = |k: usize, result: Result<Provenance>| {
+        if !std::mem::replace(&mut told[k], true) {
+            finished(k, result);
+        }
+    };
     let sent = || -> Result<(PathBuf, PathBuf)> {
         let jobs: Vec<PathBuf> =
             ps.iter().zip(ctxs).map(|(p, ctx)| write_job(kind, p, ctx)).collect::<Result<_>>()?;
@@ -409,31 +468,39 @@ fn run_helper_group(kind: &str, ps: &[Value], ctxs: &[StageContext]) -> Vec<Resu
     };
     let (program, group) = match sent() {
         Ok(sent) => sent,
-        Err(e) => return all(&|| anyhow!("{e:#}")),
+        Err(e) => {
+            for k in 0..ctxs.len() {
+                tell(k, Err(anyhow!("{e:#}")));
+            }
+            return;
+        }
     };
     let progress = |k: usize, update: &wormflow_api::Progress| (ctxs[k].progress)(update);
-    match ctxs[0].helpers.run_group(&program, &group, ctxs.len(), ctxs[0].cancel, &progress) {
-        Ok((answers, served)) => answers
-            .into_iter()
-            .zip(ctxs)
-            .map(|(answer, ctx)| {
-                keep_log(ctx, &served.log);
-                match answer {
-                    Ok(()) => provenance_of(ctx, &served),
-                    Err(message) => Err(anyhow!("{message}")),
-                }
-            })
-            .collect(),
-        Err(e) => {
-            let cancelled = matches!(e, HelperError::Cancelled);
-            let message = format!("{:#}", helper_error(e));
-            all(&|| {
-                if cancelled {
+    let mut answered = |k: usize, answer: Result<(), String>, served: &Served| {
+        keep_log(&ctxs[k], &served.log);
+        tell(
+            k,
+            match answer {
+                Ok(()) => provenance_of(&ctxs[k], served),
+                Err(message) => Err(anyhow!("{message}")),
+            },
+        )
+    };
+    let helpers = ctxs[0].helpers;
+    let ran =
+        helpers.run_group(&program, &group, ctxs.len(), ctxs[0].cancel, &progress, &mut answered);
+    if let Err(e) = ran {
+        let cancelled = matches!(e, HelperError::Cancelled);
+        let message = format!("{:#}", helper_error(e));
+        for k in 0..ctxs.len() {
+            tell(
+                k,
+                Err(if cancelled {
                     anyhow::Error::new(wormflow_api::cancel::Cancelled).context(message.clone())
                 } else {
                     anyhow!("{message}")
-                }
-            })
+                }),
+            );
         }
     }
 }

@@ -36,6 +36,213 @@ pub struct AdamW {
     exp_avg_sq: Vec<Tensor>,
 }
 
+/// Saving a member's training state, and resuming from it (`wormflow_api::checkpoint`).
+/// Everything random in training is drawn from (seed, epoch) or (seed, step) streams, so
+/// weights, AdamW moments and the course's counters are the whole state: a resumed node
+/// continues exactly where the saved one was (on CPU, the same bytes as never stopped).
+mod checkpoints {
+    use std::time::Instant;
+
+    use anyhow::{bail, Context, Result};
+    use serde::{Deserialize, Serialize};
+    use tch::Tensor;
+
+    use super::{AdamW, Course, Member};
+    use crate::stacked::Stack;
+    use wormflow_stages::metrics::Epoch;
+
+    const TENSORS: &str = "state.safetensors";
+    const COURSE: &str = "course.json";
+
+    /// A course in numbers, floats as their bits (JSON text would round them).
+    #[derive(Serialize, Deserialize)]
+    struct Saved {
+        /// Whose it is: a checkpoint of another key or torch is never used.
+        key: String,
+        torch: String,
+        epoch: u64,
+        lr: u64,
+        steps: u64,
+        initial: u64,
+        best_val: u64,
+        best_epoch: u64,
+        plateau_best: u64,
+        plateau_bad: u64,
+        /// (epoch, train_loss, val_loss, lr, seconds) per epoch so far.
+        metrics: Vec<(i64, u64, u64, u64, u64)>,
+        validation_seconds: u64,
+    }
+
+    pub(super) fn save(
+        dir: &std::path::Path,
+        stack: &Stack,
+        adam: &AdamW,
+        k: usize,
+        m: &Member,
+        c: &mut Course,
+    ) {
+        let result = wormflow_api::checkpoint::save(dir, |into| {
+            let mut tensors: Vec<(String, Tensor)> = Vec::new();
+            tch::no_grad(|| {
+                for (j, name) in stack.names.iter().enumerate() {
+                    let at =
+                        |t: &Tensor| t.get(k as i64).detach().to_device(tch::Device::Cpu).copy();
+                    tensors.push((format!("param/{name}"), at(&stack.params[j])));
+                    tensors.push((format!("exp_avg/{name}"), at(&adam.exp_avg[j])));
+                    tensors.push((format!("exp_avg_sq/{name}"), at(&adam.exp_avg_sq[j])));
+                }
+            });
+            for (name, t) in &c.weights {
+                tensors.push((format!("best/{name}"), t.shallow_clone()));
+            }
+            Tensor::write_safetensors(&tensors, into.join(TENSORS))?;
+            let saved = Saved {
+                key: m.ctx.origin.key.clone(),
+                torch: env!("WORMFLOW_TORCH_VERSION").into(),
+                epoch: c.epoch,
+                lr: c.lr.to_bits(),
+                steps: c.steps,
+                initial: c.initial.to_bits(),
+                best_val: c.best_val.to_bits(),
+                best_epoch: c.best_epoch,
+                plateau_best: c.plateau_best.to_bits(),
+                plateau_bad: c.plateau_bad,
+                metrics: c
+                    .metrics
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.epoch,
+                            e.train_loss.to_bits(),
+                            e.val_loss.to_bits(),
+                            e.lr.to_bits(),
+                            e.seconds.to_bits(),
+                        )
+                    })
+                    .collect(),
+                validation_seconds: c.validation_seconds.to_bits(),
+            };
+            std::fs::write(into.join(COURSE), serde_json::to_vec(&saved)?)?;
+            Ok(())
+        });
+        c.saved = (c.epoch, Instant::now());
+        match result {
+            Ok(()) => eprintln!("{}: checkpoint after epoch {}", m.ctx.node, c.epoch),
+            // Training goes on; the next attempt would start from an older checkpoint.
+            Err(e) => eprintln!(
+                "{}: warning: could not save a checkpoint after epoch {} ({e:#}); training goes on",
+                m.ctx.node, c.epoch
+            ),
+        }
+    }
+
+    /// Restore member `k` from its newest whole checkpoint, if it has one that is its own.
+    pub(super) fn resume(
+        dir: &std::path::Path,
+        stack: &mut Stack,
+        adam: &mut AdamW,
+        k: usize,
+        m: &Member,
+        c: &mut Course,
+    ) {
+        let (latest, discarded) = wormflow_api::checkpoint::latest(dir);
+        let say = |what: &str| {
+            eprintln!("{}: {what}", m.ctx.node);
+            (m.ctx.progress)(&wormflow_api::Progress::new(0.0, what));
+        };
+        for why in &discarded {
+            say(&format!("warning: {why}; starting from epoch 0"));
+        }
+        let Some(generation) = latest else { return };
+        match restore(&generation, stack, adam, k, m, c) {
+            Ok(()) => {
+                c.resumed_from = c.epoch;
+                say(&format!("resumed from epoch {}", c.epoch));
+            }
+            Err(e) => {
+                say(&format!(
+                    "warning: checkpoint {} not used ({e:#}); starting from epoch 0",
+                    generation.display()
+                ));
+                let _ = std::fs::remove_dir_all(&generation);
+            }
+        }
+    }
+
+    fn restore(
+        generation: &std::path::Path,
+        stack: &mut Stack,
+        adam: &mut AdamW,
+        k: usize,
+        m: &Member,
+        c: &mut Course,
+    ) -> Result<()> {
+        let saved: Saved = serde_json::from_slice(&std::fs::read(generation.join(COURSE))?)
+            .context("its course is unreadable")?;
+        if saved.key != m.ctx.origin.key {
+            bail!("it belongs to key {}, not this node's {}", saved.key, m.ctx.origin.key);
+        }
+        let torch = env!("WORMFLOW_TORCH_VERSION");
+        if saved.torch != torch {
+            bail!("it was written with torch {}, this is {torch}", saved.torch);
+        }
+        let tensors: std::collections::BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(generation.join(TENSORS))?.into_iter().collect();
+        let device = stack.params[0].device();
+        // Check everything before changing anything.
+        let mut best = Vec::new();
+        for (j, name) in stack.names.iter().enumerate() {
+            let want = stack.params[j].get(k as i64).size();
+            for part in ["param", "exp_avg", "exp_avg_sq", "best"] {
+                let t = tensors
+                    .get(&format!("{part}/{name}"))
+                    .with_context(|| format!("it lacks {part}/{name}"))?;
+                if t.size() != want || t.kind() != stack.params[j].kind() {
+                    bail!("{part}/{name} has shape {:?}, the model {want:?}", t.size());
+                }
+            }
+            best.push((name.clone(), tensors[&format!("best/{name}")].shallow_clone()));
+        }
+        tch::no_grad(|| {
+            for (j, name) in stack.names.iter().enumerate() {
+                let k = k as i64;
+                stack.params[j].get(k).copy_(&tensors[&format!("param/{name}")].to_device(device));
+                adam.exp_avg[j]
+                    .get(k)
+                    .copy_(&tensors[&format!("exp_avg/{name}")].to_device(device));
+                adam.exp_avg_sq[j]
+                    .get(k)
+                    .copy_(&tensors[&format!("exp_avg_sq/{name}")].to_device(device));
+            }
+        });
+        let f = f64::from_bits;
+        c.epoch = saved.epoch;
+        c.lr = f(saved.lr);
+        c.steps = saved.steps;
+        c.initial = f(saved.initial);
+        c.best_val = f(saved.best_val);
+        c.best_epoch = saved.best_epoch;
+        c.weights = best;
+        c.plateau_best = f(saved.plateau_best);
+        c.plateau_bad = saved.plateau_bad;
+        c.metrics = saved
+            .metrics
+            .iter()
+            .map(|&(epoch, t, v, lr, s)| Epoch {
+                epoch,
+                train_loss: f(t),
+                val_loss: f(v),
+                lr: f(lr),
+                seconds: f(s),
+            })
+            .collect();
+        c.validation_seconds = f(saved.validation_seconds);
+        c.saved = (c.epoch, Instant::now());
+        c.stopped = c.epoch >= m.params.epochs;
+        Ok(())
+    }
+}
+
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
@@ -85,6 +292,8 @@ impl AdamW {
 
 /// Where one member's training stands.
 struct Course {
+    /// The last epoch finished.
+    epoch: u64,
     lr: f64,
     steps: u64,
     initial: f64,
@@ -97,6 +306,9 @@ struct Course {
     diverged: Option<String>,
     stopped: bool,
     validation_seconds: f64,
+    /// The epoch it resumed after (0: it started afresh), and when it last saved.
+    resumed_from: u64,
+    saved: (u64, Instant),
 }
 
 /// The rate of a member's optimizer step n (1-based): ramps linearly up to lr over its
@@ -124,6 +336,7 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
         .map(|(k, m)| {
             let initial = initial_val[k];
             Course {
+                epoch: 0,
                 lr: m.params.lr,
                 steps: 0,
                 initial,
@@ -144,24 +357,29 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
                 diverged: None,
                 stopped: m.params.epochs == 0,
                 validation_seconds: seconds,
+                resumed_from: 0,
+                saved: (0, Instant::now()),
             }
         })
         .collect();
-    let mut epoch = 0u64;
+    for (k, m) in members.iter().enumerate() {
+        if let Some(dir) = m.ctx.checkpoints {
+            checkpoints::resume(dir, stack, &mut adam, k, m, &mut courses[k]);
+        }
+    }
     loop {
-        epoch += 1;
         let active: Vec<usize> = all.iter().copied().filter(|&k| !courses[k].stopped).collect();
         if active.is_empty() {
             break;
         }
         let clock = Instant::now();
-        // Each member's batches this epoch, from its own seeded shuffle.
+        // Each member's batches in its next epoch, from its own seeded shuffle.
         let batches: BTreeMap<usize, Vec<Vec<i64>>> = active
             .iter()
             .map(|&k| {
                 let p = members[k].params;
                 let mut order: Vec<i64> = (0..members[k].data.train.len()).collect();
-                order.shuffle(&mut stream(p.seed, "batches", epoch));
+                order.shuffle(&mut stream(p.seed, "batches", courses[k].epoch + 1));
                 (k, order.chunks(p.batch_size as usize).map(<[i64]>::to_vec).collect())
             })
             .collect();
@@ -221,6 +439,8 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
         let seconds = clock.elapsed().as_secs_f64();
         for (&k, &val_loss) in active.iter().zip(&val) {
             let (p, c) = (members[k].params, &mut courses[k]);
+            c.epoch += 1;
+            let epoch = c.epoch;
             c.validation_seconds += validation;
             let (sum, seen) = sums.get(&k).copied().unwrap_or((f64::NAN, 1));
             let train_loss = sum / seen as f64;
@@ -239,6 +459,13 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
                 val_loss: Some(val_loss),
             });
             c.stopped = settle_epoch(p, c, epoch, train_loss, val_loss, || stack.member(k as i64));
+            if let Some(dir) = members[k].ctx.checkpoints.filter(|_| !c.stopped) {
+                let due = epoch - c.saved.0 >= p.checkpoint_every
+                    || c.saved.1.elapsed().as_secs_f64() >= p.checkpoint_minutes * 60.0;
+                if due {
+                    checkpoints::save(dir, stack, &adam, k, &members[k], c);
+                }
+            }
         }
     }
     Ok(courses.into_iter().zip(members).map(|(c, m)| finish(c, m.params.residual)).collect())
@@ -292,6 +519,7 @@ fn finish(c: Course, residual: bool) -> Outcome {
         None => (Learning::Learned, String::new()),
     };
     Outcome {
+        resumed_from: c.resumed_from,
         metrics: c.metrics,
         best_val: c.best_val,
         best_epoch: c.best_epoch,

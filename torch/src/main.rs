@@ -149,6 +149,7 @@ fn context<'a>(
         scratch: &job.scratch,
         threads: job.threads,
         cancel,
+        checkpoints: job.checkpoints.as_deref(),
         helpers,
         progress,
     }
@@ -183,11 +184,11 @@ fn run_group(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
     let jobs: Vec<anyhow::Result<Job>> = paths.iter().map(|p| read_job(p)).collect();
     let helpers = wormflow_api::helper::HelperPool::new();
     let prefixes: Vec<String> = (0..jobs.len()).map(|k| format!("{k} ")).collect();
-    let reporters: Vec<Box<dyn Fn(&wormflow_api::Progress) + Sync>> = prefixes
+    type Reporter<'a> = Box<dyn Fn(&wormflow_api::Progress) + Sync + 'a>;
+    let reporters: Vec<Reporter> = prefixes
         .iter()
         .map(|prefix| {
-            Box::new(move |u: &wormflow_api::Progress| progress_line(prefix, u))
-                as Box<dyn Fn(&wormflow_api::Progress) + Sync>
+            Box::new(move |u: &wormflow_api::Progress| progress_line(prefix, u)) as Reporter
         })
         .collect();
     let answer = |k: usize, job: Option<&Job>, result: anyhow::Result<wormflow_api::Provenance>| {
@@ -230,8 +231,13 @@ fn run_group(path: &str, cancel: &AtomicBool) -> anyhow::Result<()> {
         .collect();
     let nodes: Vec<(train::Params, &StageContext)> =
         train_members.iter().zip(&contexts).map(|((_, _, p), ctx)| (p.clone(), ctx)).collect();
-    for ((k, job, _), result) in train_members.iter().zip(train::run_group(&nodes)) {
-        answer(*k, Some(job), result)?;
-    }
-    Ok(())
+    // Each member answered as soon as its stack is done: the engine stores it then.
+    let mut unsaid = Ok(());
+    train::run_group(&nodes, &mut |i, result| {
+        let (k, job, _) = &train_members[i];
+        if let Err(e) = answer(*k, Some(job), result) {
+            unsaid = Err(e);
+        }
+    });
+    Ok(unsaid?)
 }

@@ -52,11 +52,15 @@ pub struct Stack {
     /// Variable names in sorted order (as `models/` names them) and their stacked values.
     pub names: Vec<String>,
     pub params: Vec<Tensor>,
+    /// The dtype matmuls compute in (`precision.rs`): float32, or bfloat16 from the
+    /// float32 weights.
+    pub compute: Kind,
 }
 
 /// The weights one forward pass uses: the whole stack, or the members present at a step.
 pub struct Weights {
     by_name: BTreeMap<String, Tensor>,
+    compute: Kind,
 }
 
 impl Weights {
@@ -100,11 +104,27 @@ impl Draws {
     }
 }
 
+/// a + x·w, batched over members: the product in the compute dtype, the sum in float32.
+fn add_product(a: &Tensor, x: &Tensor, w: &Tensor, compute: Kind) -> Tensor {
+    if compute == Kind::Float {
+        a.baddbmm(x, w, 1.0, 1.0)
+    } else {
+        a + x.to_kind(compute).bmm(&w.to_kind(compute)).to_kind(Kind::Float)
+    }
+}
+
+/// x·y (batched) in the compute dtype, the result in float32.
+fn product(x: &Tensor, y: &Tensor, compute: Kind) -> Tensor {
+    if compute == Kind::Float {
+        x.matmul(y)
+    } else {
+        x.to_kind(compute).matmul(&y.to_kind(compute)).to_kind(Kind::Float)
+    }
+}
+
 /// x (M, N, in) · w (M, out, in)ᵀ + b (M, out): one linear map per member.
 fn linear(x: &Tensor, w: &Weights, name: &str) -> Tensor {
-    let weight = w.get(&format!("{name}.weight"));
-    let bias = w.get(&format!("{name}.bias"));
-    bias.unsqueeze(1).baddbmm(x, &weight.transpose(1, 2), 1.0, 1.0)
+    linear_with(x, w, &format!("{name}.weight"), &format!("{name}.bias"))
 }
 
 /// LayerNorm over the last dimension with each member's own gain and shift; x (M, N, H).
@@ -134,7 +154,7 @@ impl Stack {
                 Tensor::stack(&parts, 0).set_requires_grad(true)
             })
             .collect();
-        Ok(Stack { arch, options, names, params })
+        Ok(Stack { arch, options, names, params, compute: Kind::Float })
     }
 
     pub fn len(&self) -> i64 {
@@ -159,7 +179,7 @@ impl Stack {
                 (n.clone(), t)
             })
             .collect();
-        Weights { by_name }
+        Weights { by_name, compute: self.compute }
     }
 
     /// Member m's variables by name, copied to the CPU (its weights file, its best epoch).
@@ -199,13 +219,13 @@ impl Stack {
                 // unbind, not select per step: its backward stacks the steps' gradients once
                 // instead of scattering each into a zeroed (M, B, T, H) tensor.
                 for input in drive.unbind(2) {
-                    let target = (input + b_hh.baddbmm(&state, &w_hh, 1.0, 1.0)).relu();
+                    let target = (input + add_product(&b_hh, &state, &w_hh, w.compute)).relu();
                     state = state.lerp_tensor(&target, &alpha);
                     states.push(state.shallow_clone());
                 }
                 Tensor::stack(&states, 2).reshape([m, b * t, h])
             }
-            Arch::Lstm if m == 1 => {
+            Arch::Lstm if m == 1 && w.compute == Kind::Float => {
                 // A stack of one (a node alone): libtorch's fused LSTM (cuDNN on a GPU), 1.3×
                 // faster than the cell below on CPU; the two agree up to rounding.
                 let e = layer_norm(&e, w, "embedding_norm").reshape([b, t, h]);
@@ -238,7 +258,7 @@ impl Stack {
                 let mut cell = hidden.zeros_like();
                 let mut outs = Vec::with_capacity(t as usize);
                 for input in gates_in.unbind(2) {
-                    let gates = input.baddbmm(&hidden, &w_hh, 1.0, 1.0);
+                    let gates = add_product(&input, &hidden, &w_hh, w.compute);
                     let g = gates.chunk(4, -1);
                     cell = g[1].sigmoid() * &cell + g[0].sigmoid() * g[2].tanh();
                     hidden = g[3].sigmoid() * cell.tanh();
@@ -295,22 +315,24 @@ impl Stack {
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2)); // (M·B, heads, T, d)
         let p = self.options.dropout;
         let y = if train && p > 0.0 {
-            let scores = q.matmul(&k.transpose(-2, -1)) / (d as f64).sqrt();
+            let scores = product(&q, &k.transpose(-2, -1), w.compute) / (d as f64).sqrt();
             let future = Tensor::ones([t, t], (Kind::Bool, z.device())).triu(1);
             let weights = scores.masked_fill(&future, f64::NEG_INFINITY).softmax(-1, None);
             let weights = draws.dropout(&weights.view([m, b, heads, t, t]), p, train);
-            weights.view([m * b, heads, t, t]).matmul(&v)
+            product(&weights.view([m * b, heads, t, t]), &v, w.compute)
         } else {
+            let c = w.compute;
             Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
+                &q.to_kind(c),
+                &k.to_kind(c),
+                &v.to_kind(c),
                 None::<Tensor>,
                 0.0,
                 true,
                 None::<f64>,
                 false,
             )
+            .to_kind(Kind::Float)
         };
         let y = y.transpose(1, 2).contiguous().view([m, b * t, h]);
         linear(&y, w, &format!("{name}.out_proj"))
@@ -318,7 +340,7 @@ impl Stack {
 }
 
 fn linear_with(x: &Tensor, w: &Weights, weight: &str, bias: &str) -> Tensor {
-    w.get(bias).unsqueeze(1).baddbmm(x, &w.get(weight).transpose(1, 2), 1.0, 1.0)
+    add_product(&w.get(bias).unsqueeze(1), x, &w.get(weight).transpose(1, 2), w.compute)
 }
 
 /// The study's `PositionalEncoding` over the stack: e (M, B·T, H) scaled by √H plus
@@ -338,6 +360,7 @@ mod tests {
     /// evaluate builds it) predicts.
     #[test]
     fn stacked_forward_equals_each_model() {
+        let _rng = crate::global_rng();
         let x = {
             tch::manual_seed(7);
             Tensor::randn([3, 5, 11, 302], (Kind::Float, Device::Cpu))
@@ -366,6 +389,7 @@ mod tests {
     /// A member's prediction and gradients do not depend on the other members.
     #[test]
     fn a_member_is_independent_of_the_rest_of_the_stack() {
+        let _rng = crate::global_rng();
         tch::manual_seed(1);
         let x = Tensor::randn([4, 3, 9, 302], (Kind::Float, Device::Cpu));
         for model in ["feedforward", "ctrnn", "lstm", "transformer", "attention", "linear"] {
@@ -384,7 +408,8 @@ mod tests {
             };
             // Not always bit for bit: a batched matmul of one may take another BLAS path
             // (threads split the work differently) than one of four; rounding only.
-            assert!(relative(&y4.get(2), &y1.get(0)) < 1e-6, "{model}: predictions");
+            let diff = relative(&y4.get(2), &y1.get(0));
+            assert!(diff < 1e-6, "{model}: predictions differ by {diff} (relative)");
             for ((a, b), name) in g4.iter().zip(&g1).zip(&one.names) {
                 let diff = relative(&a.get(2), &b.get(0));
                 assert!(diff < 1e-5, "{model}: gradient of {name} differs by {diff} (relative)");

@@ -141,6 +141,7 @@ mod tests {
 
     #[test]
     fn unrecorded_neurons_change_neither_loss_nor_gradients() {
+        let _rng = crate::global_rng();
         tch::manual_seed(0);
         for model in ["lstm", "ctrnn", "transformer", "attention", "feedforward", "linear"] {
             let vs = nn::VarStore::new(Device::Cpu);

@@ -62,18 +62,19 @@ pub fn pick_device(name: &str) -> Result<Device> {
 
 /// Train one model (called by the `wormflow-torch` helper): a group of one.
 pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
-    run_group(&[(p.clone(), ctx)]).pop().expect("one result per member")
+    let mut result = None;
+    run_group(&[(p.clone(), ctx)], &mut |_, r| result = Some(r));
+    result.expect("run_group tells of every member")
 }
 
 /// Train several nodes at once (the helper's `group` job): nodes whose architecture and
 /// shapes match train as one stack (`stacked.rs`, `fit.rs`), the others (another window
-/// length, the Baseline) on their own. One result per node, in order; a node whose data
-/// cannot be loaded fails alone.
-pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::Provenance>> {
+/// length, the Baseline) on their own. Each node's result goes to `finished` once, as soon
+/// as its stack is done (its outputs written); a node whose data cannot be loaded fails
+/// alone, at once.
+pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api::Finished) {
     let start = helper_start_seconds();
     let clock = Instant::now();
-    let mut results: Vec<Option<Result<wormflow_api::Provenance>>> =
-        nodes.iter().map(|_| None).collect();
     // Load each node's windows; a failure is that node's alone.
     let mut loaded = Vec::new();
     for (k, (p, ctx)) in nodes.iter().enumerate() {
@@ -83,7 +84,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
         };
         match setup() {
             Ok(ready) => loaded.push((k, ready)),
-            Err(e) => results[k] = Some(Err(e)),
+            Err(e) => finished(k, Err(e)),
         }
     }
     let threads =
@@ -99,8 +100,10 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
         );
     tch::set_num_threads(threads as i32);
     let load = clock.elapsed().as_secs_f64();
-    // Stacks: same architecture, hidden size, window length, device, residual and dropout.
-    let mut stacks: BTreeMap<(String, i64, i64, String, bool, u64), Vec<usize>> = BTreeMap::new();
+    // Stacks: same architecture, hidden size, window length, device, residual, dropout and
+    // precision.
+    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str));
+    let mut stacks: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     for (at, (k, (device, hidden, data))) in loaded.iter().enumerate() {
         let p = &nodes[*k].0;
         let shape = (
@@ -109,7 +112,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
             data.train.x.size()[1],
             device_name(*device),
             p.residual,
-            p.dropout.to_bits(),
+            (p.dropout.to_bits(), p.precision.as_str()),
         );
         stacks.entry(shape).or_default().push(at);
     }
@@ -137,6 +140,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
             let options = Options { hidden, residual: p.residual, dropout: p.dropout };
             let seeds: Vec<u64> = members.iter().map(|&at| nodes[loaded[at].0].0.seed).collect();
             let mut stack = Stack::new(model, options, &seeds, device)?;
+            stack.compute = crate::precision::apply(p.precision, device)?;
             let n_params: i64 =
                 stack.params.iter().map(|t| t.numel() as i64).sum::<i64>() / stack.len();
             let fit_members: Vec<fit::Member> = members
@@ -155,11 +159,14 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
                 let message = format!("{e:#}");
                 let cancelled = wormflow_api::cancel::is_cancelled(&e);
                 for &at in members {
-                    results[loaded[at].0] = Some(Err(if cancelled {
-                        anyhow::Error::new(wormflow_api::cancel::Cancelled)
-                    } else {
-                        anyhow::anyhow!("{message}")
-                    }));
+                    finished(
+                        loaded[at].0,
+                        Err(if cancelled {
+                            anyhow::Error::new(wormflow_api::cancel::Cancelled)
+                        } else {
+                            anyhow::anyhow!("{message}")
+                        }),
+                    );
                 }
             }
             Ok(outcomes) => {
@@ -183,12 +190,11 @@ pub fn run_group(nodes: &[(Params, &StageContext)]) -> Vec<Result<wormflow_api::
                         phases,
                         group,
                     );
-                    results[*k] = Some(written);
+                    finished(*k, written);
                 }
             }
         }
     }
-    results.into_iter().map(|r| r.expect("every node settled")).collect()
 }
 
 /// The most models one CPU stack holds. Measured on 2 cores (`make bench`, "M models as one
@@ -202,6 +208,15 @@ fn cpu_stack_limit(model: &str, hidden: i64) -> usize {
     }
     let per_model = models::n_params(model, hidden, Counting::Used).unwrap_or(1).max(1);
     (2_400_000 / per_model).clamp(1, 16) as usize
+}
+
+/// Whether CUDA MPS serves this machine (its control pipe exists), so that several helpers
+/// on one GPU share it rather than time-slice it. Recorded, never started: starting a
+/// daemon is the machine owner's call (README, "Many models at once").
+fn cuda_mps_running() -> bool {
+    let dir =
+        std::env::var_os("CUDA_MPS_PIPE_DIRECTORY").unwrap_or_else(|| "/tmp/nvidia-mps".into());
+    std::path::Path::new(&dir).join("control").exists()
 }
 
 /// Who a node was trained with (recorded in its provenance).
@@ -234,7 +249,7 @@ fn finish_node(
     // Measured, so recorded rather than written into an output: model.parquet stays the
     // same bytes for the same inputs and seed (tests/slurm.rs compares it across hosts).
     prov.insert(
-        "phases".into(),
+        wormflow_api::PHASES.into(),
         json!({"start": phases.start, "load": phases.load, "train": phases.train,
                "validation": phases.validation, "write": phases.write}),
     );
@@ -243,6 +258,9 @@ fn finish_node(
         json!({"size": group.stacked.len(), "stacked_with": group.stacked, "job": group.nodes}),
     );
     prov.insert("device".into(), json!(device_name(device)));
+    if device.is_cuda() {
+        prov.insert("cuda_mps".into(), json!(cuda_mps_running()));
+    }
     prov.insert("torch".into(), json!(env!("WORMFLOW_TORCH_VERSION")));
     prov.insert("best_val_loss".into(), json!(outcome.best_val));
     if outcome.learning.is_failure() {
@@ -374,6 +392,8 @@ impl TrainingData {
 }
 
 pub struct Outcome {
+    /// The epoch training resumed after (a checkpoint), 0 when it started afresh.
+    pub resumed_from: u64,
     pub metrics: Vec<Epoch>,
     pub best_val: f64,
     pub best_epoch: u64,
@@ -419,6 +439,7 @@ fn evaluate_only(data: &TrainingData) -> Outcome {
     let validation_seconds = clock.elapsed().as_secs_f64();
     let train = loss_over(model, &data.train, 256);
     Outcome {
+        resumed_from: 0,
         metrics: vec![Epoch { epoch: 0, train_loss: train, val_loss: val, lr: 0.0, seconds: 0.0 }],
         best_val: val,
         best_epoch: 0,
@@ -470,6 +491,8 @@ fn write_outputs(
         val_windows: data.val.len(),
         window: data.train.x.size()[1],
         steps: o.steps as i64,
+        resumed_from_epoch: o.resumed_from as i64,
+        precision: p.precision.as_str().into(),
     };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())

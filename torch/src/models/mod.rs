@@ -102,6 +102,7 @@ mod tests {
 
     #[test]
     fn used_counts_are_the_variables_the_models_create() {
+        let _rng = crate::global_rng(); // building initialises from the global generator
         for h in [1, 8, 17, 64, 100, 234] {
             for m in MODELS {
                 assert_eq!(counted(m, h), n_params(m, h, Counting::Used).unwrap(), "{m} at H={h}");
@@ -112,6 +113,7 @@ mod tests {
 
     #[test]
     fn the_lstm_starts_as_the_studys_init_weights() {
+        let _rng = crate::global_rng();
         let vs = nn::VarStore::new(Device::Cpu);
         let h = 16;
         build("lstm", Options { hidden: h, residual: false, dropout: 0.0 }, &vs.root()).unwrap();
