@@ -144,6 +144,18 @@ pub struct SlurmDecl {
     /// Jobs in the queue at once.
     #[serde(default = "default_max_jobs")]
     pub max_jobs: usize,
+    /// Submit jobs requeueable (`--requeue`): a preempted job goes back to the queue, and
+    /// `requeue_before_s` seconds before its time limit a job stops its nodes and requeues
+    /// itself; either way its train nodes resume from their checkpoints.
+    #[serde(default)]
+    pub requeue: bool,
+    #[serde(default = "default_requeue_before")]
+    pub requeue_before_s: u32,
+}
+
+fn default_requeue_before() -> u32 {
+    // Slurm sends the warning signal up to a minute early or late (its event resolution).
+    300
 }
 
 fn default_poll() -> f64 {
@@ -169,6 +181,8 @@ impl Default for SlurmDecl {
             poll_s: default_poll(),
             start_timeout_s: default_start_timeout(),
             max_jobs: default_max_jobs(),
+            requeue: false,
+            requeue_before_s: default_requeue_before(),
         }
     }
 }

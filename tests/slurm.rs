@@ -252,3 +252,87 @@ fn a_group_of_train_nodes_is_one_slurm_job() {
         );
     }
 }
+
+/// `[slurm] requeue = true`: a job warned of its time limit (Slurm's USR1 to the batch
+/// script; here sent with `scancel --signal=USR1 --batch`, as Slurm does before the limit)
+/// stops wormflow and requeues itself; when it runs again its train node resumes from its
+/// checkpoint, and the driver waits through it and stores the same bytes as a local run.
+#[test]
+fn a_requeued_job_resumes_its_node_from_the_checkpoint() {
+    if !slurm_up() {
+        return;
+    }
+    let front = common::synthetic_front(
+        "requeue",
+        5,
+        r#"model = "sines", n_worms = 3, n_steps = 300, n_observed = 12"#,
+        "n_windows = 24, window = 40",
+    );
+    let p = format!(
+        r#"{front}[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+params = {{ model = "transformer", hidden = 16, epochs = 30, early_stopping = 1000, batch_size = 2, threads = 1, device = "cpu", checkpoint_every = 1 }}
+{SLURM}requeue = true
+[slurm.kinds.synthesize]
+local = true
+"#
+    );
+    let ws = Workspace::new(&p);
+    ws.run_events(&["--executor", "slurm", "sample"]);
+    let mut run =
+        ws.cmd(&["run", "--json", "--executor", "slurm"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut job = String::new();
+    for line in lines.by_ref() {
+        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["event"] == "submitted" {
+            job = e["job"].as_str().unwrap().to_string();
+        }
+        if e["event"] == "progress" && e["epoch"].as_u64().is_some_and(|n| n >= 4) {
+            break;
+        }
+        assert_ne!(e["event"], "done", "train finished before the warning: {e}");
+    }
+    let script = common::files_under(&ws.file("cache/slurm"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "sh"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .find(|s| s.contains("--job-name=wf:train\n"))
+        .expect("train's batch script");
+    assert!(script.contains("--requeue") && script.contains("--signal=B:USR1@300"), "{script}");
+    let warned = Command::new("scancel").args(["--signal=USR1", "--batch", &job]).status();
+    assert!(warned.unwrap().success());
+    // Slurm holds a requeued job for two minutes; release it at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = Command::new("squeue").args(["-h", "-j", &job, "-o", "%T %r"]).output().unwrap();
+        let state = text(&q.stdout);
+        if state.starts_with("PENDING") {
+            let now = ["update", &format!("JobId={job}"), "StartTime=now"];
+            assert!(Command::new("scontrol").args(now).status().unwrap().success());
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} was not requeued: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rest: Vec<serde_json::Value> =
+        lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    assert_eq!(run.wait().unwrap().code(), Some(0), "{rest:?}");
+    let said: Vec<&str> = rest
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["notice"] == true)
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(said.iter().any(|m| m.contains("was requeued")), "{said:?}");
+    let card: wormflow_stages::summaries::ModelCard =
+        wormflow_stages::summaries::read(&ws.file("results/train/model.parquet")).unwrap();
+    assert!(card.resumed_from_epoch >= 3, "resumed from epoch {}", card.resumed_from_epoch);
+    let local = Workspace::new(&p);
+    local.ok(&["run"]);
+    let file = "results/train/weights.safetensors";
+    assert!(
+        std::fs::read(ws.file(file)).unwrap() == std::fs::read(local.file(file)).unwrap(),
+        "the requeued, resumed node differs from one trained without a stop"
+    );
+}

@@ -472,19 +472,18 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
     let pid = child.id() as i32;
     let stdout = child.stdout.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let mut started = Vec::new();
+    // The first two stored, then the third training.
+    let mut done = Vec::new();
     for line in lines.by_ref() {
         let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
-        if event["event"] == "start" && event["node"].as_str().unwrap_or("").starts_with("train") {
-            started.push(event["node"].as_str().unwrap().to_string());
-            if started.len() == 3 {
-                break;
-            }
+        let node = event["node"].as_str().unwrap_or("").to_string();
+        if event["event"] == "done" && node.starts_with("train") {
+            done.push(node);
+        } else if event["event"] == "progress" && node == "train[epochs=5000]" && done.len() == 2 {
+            break;
         }
     }
-    assert_eq!(started.len(), 3, "{started:?}");
-    assert_eq!(started[2], "train[epochs=5000]");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(done, ["train[epochs=1]", "train[epochs=2]"]);
     let helpers = common::helpers_of(pid);
     assert_eq!(helpers.len(), 1, "one helper serves the run: {helpers:?}");
     let sent = std::time::Instant::now();
@@ -660,4 +659,171 @@ params = { model = "lstm", hidden = 8, lr = "${matrix.lr}", epochs = 6, batch_si
             assert!(relative(a.val_loss, b.val_loss) < 1e-5, "lr {lr}: {a:?} vs {b:?}");
         }
     }
+}
+
+/// One Transformer node (dropout draws every step) long enough to interrupt, saving a
+/// checkpoint after every epoch.
+fn resumable(epochs: u64, train: &str) -> String {
+    let front = common::synthetic_front(
+        "resume",
+        5,
+        r#"model = "sines", n_worms = 3, n_steps = 300, n_observed = 12"#,
+        "n_windows = 24, window = 40",
+    );
+    format!(
+        r#"{front}[stages.train]
+kind = "train"
+needs = ["pre", "sample"]
+params = {{ model = "transformer", hidden = 16, epochs = {epochs}, early_stopping = 1000, batch_size = 2, threads = 1, device = "cpu", checkpoint_every = 1{train} }}
+"#
+    )
+}
+
+/// Start `run --json`, wait for train's `epoch` ≥ `after`, send `signal`; the run's exit
+/// status and train's key.
+fn interrupt_training(
+    ws: &Workspace,
+    after: u64,
+    signal: i32,
+) -> (std::process::ExitStatus, String) {
+    ws.run_events(&["sample"]);
+    let mut child = ws
+        .cmd(&["run", "--json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut key = String::new();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    for line in lines {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+        if event["node"] != "train" {
+            continue;
+        }
+        match event["event"].as_str() {
+            Some("start") => key = event["key"].as_str().unwrap().to_string(),
+            Some("progress") if event["epoch"].as_u64().is_some_and(|e| e >= after) => break,
+            Some("done") => panic!("train finished before it could be interrupted"),
+            _ => {}
+        }
+    }
+    let helpers = common::helpers_of(pid);
+    unsafe { libc::kill(pid, signal) };
+    let status = child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while helpers.iter().any(|&h| common::alive(h)) {
+        assert!(std::time::Instant::now() < deadline, "helper {helpers:?} outlived the run");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (status, key)
+}
+
+/// The rerun's notices about train (`resumed from epoch N`, discarded checkpoints).
+fn notices(events: &str) -> Vec<String> {
+    events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "progress" && e["notice"] == true && e["node"] == "train")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Per epoch: epoch, and the bits of train loss, validation loss and learning rate.
+type EpochBits = Vec<(i64, u64, u64, u64)>;
+
+/// Weights, per-epoch losses and learning rates (not the seconds), and the model card.
+fn training_result(ws: &Workspace) -> (Vec<u8>, EpochBits, Value) {
+    let dir = ws.file("results/train");
+    let epochs = read_epochs(&dir.join("metrics.parquet")).unwrap();
+    let card: wormflow_stages::summaries::ModelCard =
+        wormflow_stages::summaries::read(&dir.join("model.parquet")).unwrap();
+    (
+        std::fs::read(dir.join("weights.safetensors")).unwrap(),
+        epochs
+            .iter()
+            .map(|e| (e.epoch, e.train_loss.to_bits(), e.val_loss.to_bits(), e.lr.to_bits()))
+            .collect(),
+        serde_json::to_value(card).unwrap(),
+    )
+}
+
+/// kill -9 and SIGTERM mid-training: the rerun resumes from the last checkpoint, says so,
+/// and ends with the same bytes as a run never stopped; the checkpoint is gone once the
+/// node is stored. A damaged checkpoint is discarded with a warning: the node starts from
+/// epoch 0 and still ends with the same bytes.
+#[test]
+fn an_interrupted_node_resumes_from_its_checkpoint_to_the_same_bytes() {
+    let p = resumable(30, "");
+    let reference = Workspace::new(&p);
+    reference.ok(&["run"]);
+    let (weights, losses, card) = training_result(&reference);
+    assert_eq!(card["resumed_from_epoch"], 0);
+    for (signal, exit) in [(libc::SIGKILL, None), (libc::SIGTERM, Some(143))] {
+        let ws = Workspace::new(&p);
+        let (status, key) = interrupt_training(&ws, 4, signal);
+        assert_eq!(status.code(), exit, "{status}");
+        let saved = ws.file(&format!("cache/checkpoints/{key}"));
+        assert!(saved.is_dir(), "no checkpoint at {}", saved.display());
+        let out = ws.ok(&["run", "--json"]);
+        let said = notices(&out);
+        let resumed: u64 = said
+            .iter()
+            .find_map(|m| m.strip_prefix("resumed from epoch ")?.parse().ok())
+            .unwrap_or_else(|| panic!("no resume notice: {said:?}"));
+        assert!(resumed >= 3, "resumed from epoch {resumed}, the run was past epoch 4");
+        let (w, l, c) = training_result(&ws);
+        assert_eq!(c["resumed_from_epoch"], resumed);
+        assert!(w == weights, "signal {signal}: weights differ from the uninterrupted run");
+        assert_eq!(l, losses, "signal {signal}: per-epoch losses differ");
+        assert!(!saved.exists(), "the checkpoint outlived the stored node");
+        ws.ok(&["verify"]);
+    }
+    // A flipped byte in the checkpoint: discarded, never trusted.
+    let ws = Workspace::new(&p);
+    let (_, key) = interrupt_training(&ws, 4, libc::SIGTERM);
+    let generation = std::fs::read_dir(ws.file(&format!("cache/checkpoints/{key}")))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
+        .expect("a checkpoint generation");
+    let state = generation.join("state.safetensors");
+    let mut bytes = std::fs::read(&state).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x40;
+    std::fs::write(&state, bytes).unwrap();
+    let verify = ws.wf(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(common::text(&verify.stdout).contains("damaged checkpoint"), "{verify:?}");
+    let said = notices(&ws.ok(&["run", "--json"]));
+    assert!(
+        said.iter()
+            .any(|m| m.starts_with("warning: checkpoint") && m.contains("starting from epoch 0")),
+        "{said:?}"
+    );
+    let (w, l, c) = training_result(&ws);
+    assert_eq!(c["resumed_from_epoch"], 0);
+    assert!(w == weights && l == losses, "a fresh start after a damaged checkpoint differs");
+}
+
+/// Precision is in the key and the model card; TF32 on a CPU is refused before anything runs.
+#[test]
+fn precision_is_a_switch_in_the_key_and_tf32_needs_cuda() {
+    let ws = Workspace::new(&resumable(3, ""));
+    ws.ok(&["run"]);
+    let (_, fp32, card) = training_result(&ws);
+    assert_eq!(card["precision"], "fp32");
+    ws.write("pipeline.toml", &resumable(3, ", precision = \"bf16\""));
+    let ev = ws.run_events(&[]);
+    assert_eq!(ev.ran(), ["train"], "bf16 is another key");
+    let (_, bf16, card) = training_result(&ws);
+    assert_eq!(card["precision"], "bf16");
+    // bf16 matmuls round to 8 bits of mantissa: other losses, close to fp32's.
+    let val = |l: &[(i64, u64, u64, u64)]| f64::from_bits(l.last().unwrap().2);
+    assert_ne!(val(&fp32), val(&bf16));
+    assert!(relative(val(&fp32), val(&bf16)) < 0.05, "{} vs {}", val(&fp32), val(&bf16));
+    ws.write("pipeline.toml", &resumable(3, ", precision = \"tf32\""));
+    let text = ws.bad(&["run"]);
+    assert!(text.contains("tf32") && text.contains("CUDA"), "{text}");
 }

@@ -113,11 +113,20 @@ pub struct Progress {
     pub train_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// A message the run must show (a node resumed, a checkpoint discarded): never dropped
+    /// by the rate limit on progress, printed as its own line even under bars.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice: bool,
 }
 
 impl Progress {
     pub fn new(fraction: f64, message: impl Into<String>) -> Progress {
         Progress { fraction, message: message.into(), ..Progress::default() }
+    }
+
+    /// A [`Progress::notice`]: a message always shown.
+    pub fn notice(fraction: f64, message: impl Into<String>) -> Progress {
+        Progress { notice: true, ..Progress::new(fraction, message) }
     }
 }
 

@@ -76,16 +76,9 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, keys: &[String]) -> Res
     let reporter = Reporter::new(true);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let helpers = wormflow_api::helper::HelperPool::new();
-    let outcomes = crate::exec::execute_batch(
-        &resolver,
-        registry,
-        &reporter,
-        batch,
-        (&cancel, &helpers),
-        None,
-    );
     let mut failed = None;
-    for (i, outcome) in outcomes {
+    // Each node reported as it is stored (the driver forwards the job's events).
+    let mut settled = |i: usize, outcome: anyhow::Result<crate::exec::Outcome>| {
         let node = &p.graph.nodes[i].id;
         match outcome {
             Ok(crate::exec::Outcome::Ran(action, secs)) => reporter.done(node, &action, secs),
@@ -97,7 +90,9 @@ pub(super) fn exec_cmd(p: &Planned, registry: &Registry, keys: &[String]) -> Res
                 failed = Some(e);
             }
         }
-    }
+    };
+    let run = (&cancel, &helpers);
+    crate::exec::execute_batch(&resolver, registry, &reporter, batch, run, None, &mut settled);
     match failed {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),

@@ -150,10 +150,13 @@ pub(super) fn verify_cmd(p: &Planned, repair: bool) -> Result<ExitCode> {
             "all intact".to_string()
         } else if r.repaired {
             format!(
-                "removed {} corrupt objects, {} records and {} checkpoints; `wormflow run` recomputes them",
+                "removed {} corrupt objects and {} records{}; `wormflow run` recomputes them",
                 r.corrupt_objects.len(),
                 r.broken_actions.len(),
-                r.damaged_checkpoints.len()
+                match r.damaged_checkpoints.len() {
+                    0 => String::new(),
+                    n => format!(" (and {n} damaged checkpoints: those nodes start afresh)"),
+                }
             )
         } else {
             "damage found; run `wormflow verify --repair`, then `wormflow run`".to_string()

@@ -204,9 +204,15 @@ pub fn run_local(
                     let rx = job_rx.lock().expect("job queue lock");
                     rx.recv()
                 } {
-                    let outcomes =
-                        execute_batch(resolver, registry, reporter, batch, (cancel, helpers), pull);
-                    if outcomes.into_iter().any(|outcome| done_tx.send(outcome).is_err()) {
+                    // Each node settles as soon as it is stored: its dependents may start
+                    // while the rest of its group still runs.
+                    let mut gone = false;
+                    let mut settled = |i: usize, outcome: Result<Outcome>| {
+                        gone |= done_tx.send((i, outcome)).is_err();
+                    };
+                    let run = (cancel, helpers);
+                    execute_batch(resolver, registry, reporter, batch, run, pull, &mut settled);
+                    if gone {
                         break;
                     }
                 }
@@ -263,8 +269,11 @@ pub fn run_local(
     Ok(s.finish())
 }
 
-/// Run a batch: one node, or the nodes of one group in one `run_group` call. One outcome
-/// per node, with its index.
+/// Where a batch's nodes go as each is settled: (node index, outcome).
+pub type Settled<'a> = dyn FnMut(usize, Result<Outcome>) + 'a;
+
+/// Run a batch: one node, or the nodes of one group in one `run_group` call. Each node's
+/// outcome goes to `settled` once, as soon as it is known.
 pub fn execute_batch(
     resolver: &Resolver,
     registry: &Registry,
@@ -272,13 +281,14 @@ pub fn execute_batch(
     batch: Vec<Job>,
     run: (&AtomicBool, &wormflow_api::helper::HelperPool),
     pull: Option<&Remote>,
-) -> Vec<(usize, Result<Outcome>)> {
+    settled: &mut Settled,
+) {
     if batch.len() == 1 {
         let job = batch.into_iter().next().expect("one job");
         let i = job.index;
-        return vec![(i, execute(resolver, registry, reporter, job, run, pull))];
+        return settled(i, execute(resolver, registry, reporter, job, run, pull));
     }
-    execute_group(resolver, registry, reporter, batch, run, pull)
+    execute_group(resolver, registry, reporter, batch, run, pull, settled)
 }
 
 /// Run one node in a fresh work directory and store its outputs; nothing is stored on error.
@@ -316,22 +326,22 @@ fn execute_group(
     batch: Vec<Job>,
     (cancel, helpers): (&AtomicBool, &wormflow_api::helper::HelperPool),
     pull: Option<&Remote>,
-) -> Vec<(usize, Result<Outcome>)> {
-    let mut outcomes = Vec::new();
+    settled: &mut Settled,
+) {
     let mut ready = Vec::new();
     for job in batch {
         let i = job.index;
         match prepare(resolver, registry, reporter, job, pull) {
             Ok(Prepared::Ready(node)) => ready.push(node),
-            Ok(Prepared::Settled(outcome)) => outcomes.push((i, Ok(*outcome))),
-            Err(e) => outcomes.push((i, Err(e))),
+            Ok(Prepared::Settled(outcome)) => settled(i, Ok(*outcome)),
+            Err(e) => settled(i, Err(e)),
         }
     }
     if ready.is_empty() {
-        return outcomes;
+        return;
     }
-    // Each member is concluded (stored) as soon as the kind says it finished.
-    let mut concluded: Vec<Option<Result<Outcome>>> = ready.iter().map(|_| None).collect();
+    // Each member is concluded (stored) and settled as soon as the kind says it finished.
+    let mut concluded = vec![false; ready.len()];
     {
         let progress: Vec<_> = ready.iter().map(|node| node.progress(reporter)).collect();
         let contexts: Vec<StageContext> = ready
@@ -340,8 +350,9 @@ fn execute_group(
             .map(|(node, progress)| node.context(resolver, (cancel, helpers), progress))
             .collect();
         let mut finished = |k: usize, result: Result<Map<String, Value>>| {
-            if let Some(slot @ None) = concluded.get_mut(k) {
-                *slot = Some(ready[k].conclude(resolver.store, result, cancel));
+            if concluded.get(k) == Some(&false) {
+                concluded[k] = true;
+                settled(ready[k].job.index, ready[k].conclude(resolver.store, result, cancel));
             }
         };
         let kind = std::sync::Arc::clone(&ready[0].kind);
@@ -359,10 +370,6 @@ fn execute_group(
             finished(k, Err(anyhow!("{}: {why}", c.node)));
         }
     }
-    for (node, outcome) in ready.iter().zip(concluded) {
-        outcomes.push((node.job.index, outcome.expect("every member concluded")));
-    }
-    outcomes
 }
 
 /// A node about to run, or settled before it had to.

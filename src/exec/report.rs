@@ -152,9 +152,14 @@ impl Reporter {
 
     pub fn progress(&self, node: &str, update: &Progress) {
         let (fraction, message) = (update.fraction, update.message.as_str());
+        if update.notice && !matches!(self.mode, Mode::Json) {
+            // Shown at every verbosity, like a warning.
+            self.line(format!("  note    {node}: {message}"));
+            return;
+        }
         match self.mode {
             Mode::Json => {
-                if self.progress_due(node, PROGRESS_INTERVAL) {
+                if update.notice || self.progress_due(node, PROGRESS_INTERVAL) {
                     let mut event = json!({"event": "progress", "node": node});
                     if let (Some(fields), Ok(serde_json::Value::Object(more))) =
                         (event.as_object_mut(), serde_json::to_value(update))

@@ -8,7 +8,9 @@
 //! `sbatch`, and polls `squeue`. A job that leaves the queue is done if its action record
 //! is in the store, and failed otherwise (its output, `KEY.out`, is quoted) — a killed job
 //! stores nothing, because the record is written last. On Ctrl-C the driver `scancel`s
-//! its jobs.
+//! its jobs. With `[slurm] requeue = true` a job is requeueable: one that goes back to the
+//! queue (preempted, or requeued by its own script before its time limit) is waited for
+//! again, and its train nodes resume from their checkpoints.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ struct Submitted {
     running: bool,
     /// How far the job's output has been read (for its progress events).
     read: u64,
+    /// Times it went back to the queue after running (`[slurm] requeue`).
+    requeues: u32,
 }
 
 pub struct Slurm {
@@ -135,7 +139,19 @@ impl Slurm {
         }
         cmd.push("exec".into());
         cmd.extend(keys.iter().map(Hash::hex));
-        s += &format!("exec {}\n", cmd.join(" "));
+        if !self.settings.slurm.requeue {
+            s += &format!("exec {}\n", cmd.join(" "));
+            return s;
+        }
+        // Requeueable: output appended across attempts; near the time limit Slurm sends
+        // USR1 to this script, which stops wormflow (SIGTERM: finished nodes are stored,
+        // running ones keep their checkpoints) and puts the job back in the queue.
+        s += &format!(
+            "#SBATCH --requeue\n#SBATCH --open-mode=append\n#SBATCH --signal=B:USR1@{}\n",
+            self.settings.slurm.requeue_before_s
+        );
+        s += "trap 'kill -TERM \"$pid\" 2>/dev/null; wait \"$pid\"; scontrol requeue \"$SLURM_JOB_ID\"; exit 0' USR1\n";
+        s += &format!("{} &\npid=$!\nwait \"$pid\"\n", cmd.join(" "));
         s
     }
 
@@ -200,10 +216,10 @@ impl Slurm {
         for m in &members {
             reporter.submitted(&m.node, &id);
         }
-        self.jobs
-            .lock()
-            .expect("jobs lock")
-            .insert(id, Submitted { members, since: Instant::now(), running: false, read: 0 });
+        self.jobs.lock().expect("jobs lock").insert(
+            id,
+            Submitted { members, since: Instant::now(), running: false, read: 0, requeues: 0 },
+        );
         Ok(())
     }
 
@@ -256,9 +272,21 @@ impl Slurm {
                 let mut jobs = self.jobs.lock().expect("jobs lock");
                 for (id, job) in jobs.iter_mut() {
                     match queue.get(id) {
+                        Some((state, _)) if job.running && REQUEUED.contains(&state.as_str()) => {
+                            // Preempted, or it requeued itself before its time limit.
+                            job.running = false;
+                            job.since = Instant::now();
+                            job.requeues += 1;
+                            for m in &job.members {
+                                reporter.progress(
+                                    &m.node,
+                                    &wormflow_api::Progress::notice(0.0, format!("slurm job {id} was requeued ({state}); it resumes from its checkpoints when it runs again")),
+                                );
+                            }
+                        }
                         Some((state, _)) if state == "RUNNING" && !job.running => {
                             job.running = true;
-                            for m in &job.members {
+                            for m in job.members.iter().filter(|_| job.requeues == 0) {
                                 reporter.start(&m.node, &m.key);
                             }
                         }
@@ -336,6 +364,9 @@ fn forward_progress(out: &Path, job: &mut Submitted, reporter: &Reporter) {
         }
     }
 }
+
+/// Queue states of a job that ran and is waiting to run again.
+const REQUEUED: [&str; 4] = ["PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"];
 
 /// Job id → (state, reason) of this user's jobs.
 fn squeue() -> Result<BTreeMap<String, (String, String)>> {

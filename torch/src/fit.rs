@@ -148,7 +148,7 @@ mod checkpoints {
         let (latest, discarded) = wormflow_api::checkpoint::latest(dir);
         let say = |what: &str| {
             eprintln!("{}: {what}", m.ctx.node);
-            (m.ctx.progress)(&wormflow_api::Progress::new(0.0, what));
+            (m.ctx.progress)(&wormflow_api::Progress::notice(0.0, what));
         };
         for why in &discarded {
             say(&format!("warning: {why}; starting from epoch 0"));
@@ -321,8 +321,14 @@ fn warmed(p: &Params, lr: f64, n: u64) -> f64 {
     }
 }
 
-/// Train the stack; one outcome per member, in order. Cancelling stops them all.
-pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
+/// Train the stack. Each member's outcome goes to `stopped` (with its index) as soon as
+/// that member stops, so its node can be written while the others train on. Cancelling
+/// stops them all.
+pub fn fit(
+    stack: &mut Stack,
+    members: &[Member],
+    stopped: &mut dyn FnMut(usize, Outcome),
+) -> Result<()> {
     let mut adam = AdamW::new(stack);
     let all: Vec<usize> = (0..members.len()).collect();
     let validation_batch = |m: &Member| m.params.batch_size.max(256);
@@ -365,6 +371,9 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
     for (k, m) in members.iter().enumerate() {
         if let Some(dir) = m.ctx.checkpoints {
             checkpoints::resume(dir, stack, &mut adam, k, m, &mut courses[k]);
+        }
+        if courses[k].stopped {
+            stopped(k, finish(&mut courses[k], m.params.residual));
         }
     }
     loop {
@@ -457,6 +466,7 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
                 epochs: Some(p.epochs),
                 train_loss: Some(train_loss),
                 val_loss: Some(val_loss),
+                notice: false,
             });
             c.stopped = settle_epoch(p, c, epoch, train_loss, val_loss, || stack.member(k as i64));
             if let Some(dir) = members[k].ctx.checkpoints.filter(|_| !c.stopped) {
@@ -466,9 +476,12 @@ pub fn fit(stack: &mut Stack, members: &[Member]) -> Result<Vec<Outcome>> {
                     checkpoints::save(dir, stack, &adam, k, &members[k], c);
                 }
             }
+            if c.stopped {
+                stopped(k, finish(c, p.residual));
+            }
         }
     }
-    Ok(courses.into_iter().zip(members).map(|(c, m)| finish(c, m.params.residual)).collect())
+    Ok(())
 }
 
 /// After a member's epoch: divergence, best weights, plateau, early stopping. Whether it
@@ -504,9 +517,10 @@ fn settle_epoch(
     epoch - c.best_epoch >= p.early_stopping || epoch >= p.epochs
 }
 
-fn finish(c: Course, residual: bool) -> Outcome {
+/// A stopped member's outcome (its course's metrics and weights move into it).
+fn finish(c: &mut Course, residual: bool) -> Outcome {
     let epochs_run = c.metrics.len() - 1;
-    let (learning, learning_note) = match c.diverged {
+    let (learning, learning_note) = match c.diverged.take() {
         Some(note) => (Learning::Diverged, note),
         None if c.best_epoch == 0 => (
             Learning::NeverImproved,
@@ -520,13 +534,13 @@ fn finish(c: Course, residual: bool) -> Outcome {
     };
     Outcome {
         resumed_from: c.resumed_from,
-        metrics: c.metrics,
+        metrics: std::mem::take(&mut c.metrics),
         best_val: c.best_val,
         best_epoch: c.best_epoch,
         steps: c.steps,
         learning,
         learning_note,
-        weights: c.weights,
+        weights: std::mem::take(&mut c.weights),
         validation_seconds: c.validation_seconds,
     }
 }

@@ -129,12 +129,31 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
         let clock = Instant::now();
         let first = &loaded[members[0]];
         let (model, device, hidden) = (&nodes[first.0].0.model, first.1 .0, first.1 .1);
-        let trained: Result<Vec<(Outcome, i64)>> = (|| {
+        let stacked: Vec<&str> = members.iter().map(|&at| nodes[loaded[at].0].1.node).collect();
+        let mut told = vec![false; members.len()];
+        // A member's node is written, and told of, as soon as that member stops.
+        let mut stopped = |j: usize, outcome: Outcome, n_params: i64| {
+            let (k, (device, hidden, data)) = &loaded[members[j]];
+            let (p, ctx) = &nodes[*k];
+            let phases = Phases {
+                start,
+                load,
+                train: clock.elapsed().as_secs_f64() - outcome.validation_seconds,
+                validation: outcome.validation_seconds,
+                write: 0.0,
+            };
+            let group = Group { nodes: &group_nodes, stacked: &stacked };
+            let shape = (*hidden, n_params, *device, threads);
+            let written = finish_node(p, ctx, &outcome, shape, data, phases, group);
+            told[j] = true;
+            finished(*k, written);
+        };
+        let trained: Result<()> = (|| {
             if model == "baseline" {
-                return Ok(members
-                    .iter()
-                    .map(|&at| (evaluate_only(&loaded[at].1 .2), 0))
-                    .collect());
+                for (j, &at) in members.iter().enumerate() {
+                    stopped(j, evaluate_only(&loaded[at].1 .2), 0);
+                }
+                return Ok(());
             }
             let p = &nodes[first.0].0;
             let options = Options { hidden, residual: p.residual, dropout: p.dropout };
@@ -150,48 +169,19 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
                     fit::Member { params: &nodes[*k].0, data, ctx: nodes[*k].1 }
                 })
                 .collect();
-            Ok(fit::fit(&mut stack, &fit_members)?.into_iter().map(|o| (o, n_params)).collect())
+            fit::fit(&mut stack, &fit_members, &mut |j, outcome| stopped(j, outcome, n_params))
         })();
-        let seconds = clock.elapsed().as_secs_f64();
-        let stacked: Vec<&str> = members.iter().map(|&at| nodes[loaded[at].0].1.node).collect();
-        match trained {
-            Err(e) => {
-                let message = format!("{e:#}");
-                let cancelled = wormflow_api::cancel::is_cancelled(&e);
-                for &at in members {
-                    finished(
-                        loaded[at].0,
-                        Err(if cancelled {
-                            anyhow::Error::new(wormflow_api::cancel::Cancelled)
-                        } else {
-                            anyhow::anyhow!("{message}")
-                        }),
-                    );
-                }
-            }
-            Ok(outcomes) => {
-                for (&at, (outcome, n_params)) in members.iter().zip(outcomes) {
-                    let (k, (device, hidden, data)) = &loaded[at];
-                    let (p, ctx) = &nodes[*k];
-                    let phases = Phases {
-                        start,
-                        load,
-                        train: seconds - outcome.validation_seconds,
-                        validation: outcome.validation_seconds,
-                        write: 0.0,
-                    };
-                    let group = Group { nodes: &group_nodes, stacked: &stacked };
-                    let written = finish_node(
-                        p,
-                        ctx,
-                        &outcome,
-                        (*hidden, n_params, *device, threads),
-                        data,
-                        phases,
-                        group,
-                    );
-                    finished(*k, written);
-                }
+        if let Err(e) = trained {
+            // The members still training when it failed (or was cancelled).
+            let message = format!("{e:#}");
+            let cancelled = wormflow_api::cancel::is_cancelled(&e);
+            for (_, &at) in members.iter().enumerate().filter(|(j, _)| !told[*j]) {
+                let error = if cancelled {
+                    anyhow::Error::new(wormflow_api::cancel::Cancelled)
+                } else {
+                    anyhow::anyhow!("{message}")
+                };
+                finished(loaded[at].0, Err(error));
             }
         }
     }
