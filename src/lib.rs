@@ -6,6 +6,7 @@
 pub mod cmd;
 pub mod compare;
 pub mod config;
+pub mod cost;
 pub mod dag;
 pub mod error;
 pub mod exec;

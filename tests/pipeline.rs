@@ -434,3 +434,45 @@ fn the_wormid_pipeline_plans() {
     let doc: toml::Value = toml::from_str(&std::fs::read_to_string(&wormid).unwrap()).unwrap();
     assert_eq!(doc["stages"]["std_000541"]["params"]["rate"].as_float(), Some(4.0));
 }
+
+/// `run -n --cost` before anything ran: per-stage lines, a total, where each figure comes
+/// from; the paper pipeline's train and evaluate stages are GPU-hours by the cost model,
+/// the default pipeline's CPU; a stage without a model or history says "not estimated".
+#[test]
+fn the_cost_is_known_before_the_run() {
+    let empty = tempfile::tempdir().unwrap();
+    let store = format!("pipeline.store={}", empty.path().join("store").display());
+    let cost = |file: &str| -> serde_json::Value {
+        let file = repo(file);
+        let args = ["-f", file.to_str().unwrap(), "--set", &store, "run", "-n", "--cost", "--json"];
+        let out = std::process::Command::new(common::wormflow_bin()).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        let text = common::text(&out.stdout);
+        let line = text.lines().find(|l| l.contains("\"event\":\"cost\"")).expect("a cost event");
+        serde_json::from_str(line).unwrap()
+    };
+    let paper = cost("pipelines/paper.toml");
+    let stage = |doc: &serde_json::Value, name: &str| -> serde_json::Value {
+        doc["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap().clone()
+    };
+    let size = stage(&paper, "train_size");
+    assert_eq!(size["nodes"], 300);
+    assert_eq!(size["source"]["from"], "model");
+    let gpu_hours = size["gpu_seconds"].as_f64().unwrap() / 3600.0;
+    // Up to hidden = 8192 for up to 500 epochs: tens to thousands of GPU-hours, not seconds.
+    assert!((10.0..100_000.0).contains(&gpu_hours), "{gpu_hours} GPU-hours");
+    assert!(stage(&paper, "evaluate_size")["gpu_seconds"].as_f64().unwrap() > 0.0);
+    let default = cost("pipeline.toml");
+    let train = stage(&default, "train_data");
+    assert!(train["cpu_seconds"].as_f64().unwrap() > 0.0 && train["gpu_seconds"] == 0.0);
+    assert!(train["basis"].as_str().unwrap().contains("epochs"), "{train}");
+    // Kinds without a model and no history in a fresh store.
+    assert_eq!(stage(&default, "preprocess")["source"]["from"], "unknown");
+    // The table a user reads.
+    let paper = repo("pipelines/paper.toml");
+    let args = ["-f", paper.to_str().unwrap(), "--set", &store, "run", "-n", "--cost"];
+    let out = std::process::Command::new(common::wormflow_bin()).args(args).output().unwrap();
+    let text = common::text(&out.stdout);
+    assert!(text.contains("GPU-hours") && text.contains("train_size"), "{text}");
+    assert!(text.contains("assumed:"), "the unknown worm pool is said: {text}");
+}

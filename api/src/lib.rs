@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 pub mod cancel;
 pub mod checkpoint;
 pub mod child;
+pub mod cost;
 pub mod helper;
 pub mod local;
 pub mod relpath;
@@ -233,6 +234,12 @@ pub trait StageKind: Send + Sync {
     /// node's result is stored, and `gc`/`verify` look after it.
     fn checkpoints(&self) -> bool {
         false
+    }
+    /// What running a node with these params would cost, from its params and what is
+    /// known of its inputs (`cost.rs`). `None`: the kind has no model of its cost (the
+    /// engine then uses the store's history of the kind).
+    fn estimate(&self, _params: &Value, _inputs: &[cost::CostInput]) -> Option<cost::Estimate> {
+        None
     }
     /// Nodes of one stage whose group keys are equal may run together in one
     /// [`StageKind::run_group`] call — for the torch kinds one stacked computation of models

@@ -107,11 +107,17 @@ pub enum Command {
         /// List what would run and why, without running anything.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// With -n: what would run costs, by stage and in total (estimated device-hours).
+        #[arg(long, requires = "dry_run")]
+        cost: bool,
     },
     /// Show every node's state (fresh / stale / waiting) and why.
     Status {
         #[arg(long)]
         json: bool,
+        /// Also what bringing the pipeline up to date would cost (as `run -n --cost`).
+        #[arg(long)]
+        cost: bool,
     },
     /// Say why a node is stale: which param, input, file, source file or crate changed.
     Explain {
@@ -245,11 +251,11 @@ impl Cli {
 
 fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
     match &cli.command {
-        Command::Run { args, dry_run } => {
+        Command::Run { args, dry_run, cost } => {
             let args = &RunArgs { verbosity: cli.verbosity(), ..args.clone() };
             let p = plan(registry, &cli.file, &cli.set)?;
             if *dry_run {
-                return run::dry_run_report(&p, args);
+                return run::dry_run_report(&p, registry, args, *cost);
             }
             let store = Store::open(&p.store_root)?;
             // Ctrl-C / SIGTERM: stop starting nodes, cancel the running ones (and Slurm
@@ -267,7 +273,14 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             }
             Ok(run::exit_for(&summary))
         }
-        Command::Status { json } => status::status(&plan(registry, &cli.file, &cli.set)?, *json),
+        Command::Status { json, cost } => {
+            let p = plan(registry, &cli.file, &cli.set)?;
+            let code = status::status(&p, *json)?;
+            if *cost {
+                run::cost_report(&p, registry, (&[], &[]), *json)?;
+            }
+            Ok(code)
+        }
         Command::Explain { node, json } => {
             status::explain(&plan(registry, &cli.file, &cli.set)?, node, *json)
         }

@@ -149,7 +149,51 @@ pub fn exit_for(s: &RunSummary) -> ExitCode {
     }
 }
 
-pub(super) fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
+/// The nodes `run` would run (stale, waiting, or forced), with every node's state.
+fn would_run(
+    p: &Planned,
+    store: &Store,
+    (nodes, force): (&[String], &[String]),
+) -> Result<(Vec<usize>, Vec<Option<NodeState>>)> {
+    let resolver = Resolver::new(&p.graph, store, &p.workspace);
+    let mask = p.graph.targets(nodes).map_err(|e| anyhow!(e))?;
+    let forced: HashSet<usize> =
+        p.graph.select(force).map_err(|e| anyhow!(e))?.into_iter().collect();
+    let states = resolver.states(Some(&mask));
+    let would = (0..states.len())
+        .filter(|&i| match &states[i] {
+            Some(NodeState::Fresh { .. }) => forced.contains(&i),
+            Some(_) => true,
+            None => false,
+        })
+        .collect();
+    Ok((would, states))
+}
+
+/// `--cost`: what the nodes that would run cost (`cost.rs`), printed or as one JSON event.
+pub(super) fn cost_report(
+    p: &Planned,
+    registry: &Registry,
+    targets: (&[String], &[String]),
+    json: bool,
+) -> Result<()> {
+    let store = Store::open_existing(&p.store_root);
+    let (would, states) = would_run(p, &store, targets)?;
+    let stages = crate::cost::estimate(&p.graph, registry, &store, &states, &would);
+    if json {
+        println!("{}", json!({"event": "cost", "stages": stages}));
+    } else {
+        crate::cost::print(&stages);
+    }
+    Ok(())
+}
+
+pub(super) fn dry_run_report(
+    p: &Planned,
+    registry: &Registry,
+    args: &RunArgs,
+    cost: bool,
+) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
     let resolver = Resolver::new(&p.graph, &store, &p.workspace);
     let mask = p.graph.targets(&args.nodes).map_err(|e| anyhow!(e))?;
@@ -189,6 +233,9 @@ pub(super) fn dry_run_report(p: &Planned, args: &RunArgs) -> Result<ExitCode> {
     }
     if !args.json {
         println!("{would} of {} nodes would run", states.iter().flatten().count());
+    }
+    if cost {
+        cost_report(p, registry, (&args.nodes, &args.force), args.json)?;
     }
     Ok(ExitCode::SUCCESS)
 }

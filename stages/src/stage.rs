@@ -10,6 +10,7 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use wormflow_api::cost::{CostInput, Estimate};
 use wormflow_api::{Finished, Provenance, StageContext, StageKind};
 
 pub trait Stage: Send + Sync + 'static {
@@ -36,6 +37,10 @@ pub trait Stage: Send + Sync + 'static {
     fn run(p: Self::Params, ctx: &StageContext) -> Result<Provenance>;
     /// See `StageKind::group_key`.
     fn group_key(_p: &Self::Params) -> Option<String> {
+        None
+    }
+    /// See `StageKind::estimate`.
+    fn estimate(_p: &Self::Params, _inputs: &[CostInput]) -> Option<Estimate> {
         None
     }
     /// See `StageKind::run_group`; `ps[i]` are `ctxs[i]`'s params.
@@ -90,6 +95,9 @@ impl<S: Stage> StageKind for Adapter<S> {
     }
     fn group_key(&self, params: &Value) -> Option<String> {
         S::group_key(&parse::<S>(params).ok()?)
+    }
+    fn estimate(&self, params: &Value, inputs: &[CostInput]) -> Option<Estimate> {
+        S::estimate(&parse::<S>(params).ok()?, inputs)
     }
     fn execution_params(&self) -> &'static [&'static str] {
         S::EXECUTION_PARAMS

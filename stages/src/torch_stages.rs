@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use wormflow_api::cost::{CostInput, Estimate};
 use wormflow_api::helper::{HelperError, Served};
 use wormflow_api::{Finished, InputNode, Provenance, StageContext};
 
@@ -247,6 +248,10 @@ impl Stage for Train {
         run_helper(Self::NAME, &serde_json::to_value(p)?, ctx)
     }
 
+    fn estimate(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
+        crate::torch_cost::train(p, inputs)
+    }
+
     /// Models that can share a stack: same architecture and size, residual and dropout,
     /// on the same device with the same threads. Seeds, data draws, learning rates and the
     /// other optimizer params may differ (and batch sizes and window lengths, which the
@@ -282,6 +287,10 @@ impl Stage for Evaluate {
     const VERSION: &'static str = env!("WORMFLOW_VERSION_EVALUATE");
     const CODE: &'static str = env!("WORMFLOW_CODE_EVALUATE");
     type Params = EvaluateParams;
+
+    fn estimate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
+        crate::torch_cost::evaluate(p, inputs)
+    }
 
     fn check(p: &EvaluateParams) -> Result<(), String> {
         if p.horizon < 1 || p.context < 2 || p.batch_size < 1 {

@@ -2,6 +2,9 @@
 //! parameters, batch 128, L = 180, against the same models in PyTorch (train_step.py).
 //!
 //! `cargo bench --bench train_step -- PYTHON [DEVICE]`
+//! `cargo bench --bench train_step -- --table [DEVICE]`: the step-time table `--cost` is
+//! calibrated by (stages/data/step_times.csv), as CSV rows: every architecture at three
+//! hidden sizes and two shapes.
 
 use std::time::Instant;
 
@@ -15,12 +18,12 @@ const WINDOW: i64 = 180;
 const STEPS: usize = 5;
 
 /// Seconds per optimizer step of one model as a train node runs it (a stack of one).
-fn time_steps(model: &str, hidden: i64, device: Device) -> f64 {
+fn time_steps(model: &str, hidden: i64, (batch, window): (i64, i64), device: Device) -> f64 {
     let options = Options { hidden, residual: false, dropout: 0.1 };
     let mut stack = Stack::new(model, options, &[0], device).unwrap();
     let mut adam = AdamW::new(&stack);
-    let x = Tensor::randn([1, BATCH, WINDOW, 302], (Kind::Float, device));
-    let y = Tensor::randn([1, BATCH, WINDOW, 302], (Kind::Float, device));
+    let x = Tensor::randn([1, batch, window, 302], (Kind::Float, device));
+    let y = Tensor::randn([1, batch, window, 302], (Kind::Float, device));
     let mut n = 0u64;
     let mut step = |stack: &mut Stack| {
         n += 1;
@@ -54,10 +57,15 @@ fn main() {
     };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     tch::set_num_threads(threads as i32);
+    if python == "--table" {
+        // One thread: a node's share of the CPU under `run`'s default -j (one per core).
+        tch::set_num_threads(1);
+        return print_table(device, 1);
+    }
     println!("train step (forward + backward + AdamW), batch {BATCH}, L = {WINDOW}, {threads} threads, {device:?}");
     for model in ["lstm", "ctrnn", "transformer"] {
         let hidden = hidden_for_target(model, 580_000, Counting::Study).unwrap();
-        let ours = time_steps(model, hidden, device);
+        let ours = time_steps(model, hidden, (BATCH, WINDOW), device);
         let theirs = std::process::Command::new(&python)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/train_step.py"))
             .args([
@@ -87,5 +95,23 @@ fn main() {
             ours / torch_s,
             BATCH as f64 / ours
         );
+    }
+}
+
+/// The rows of stages/data/step_times.csv for this machine.
+fn print_table(device: Device, threads: usize) {
+    let name = if device == Device::Cpu { "cpu" } else { "cuda" };
+    println!("device,model,hidden,batch,window,threads,seconds,source");
+    for model in ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"] {
+        let sizes: &[i64] = if model == "linear" { &[302] } else { &[16, 64, 256] };
+        for &hidden in sizes {
+            for shape in [(16, 40), (BATCH, WINDOW)] {
+                let seconds = time_steps(model, hidden, shape, device);
+                println!(
+                    "{name},{model},{hidden},{},{},{threads},{seconds:.6},wormflow train_step --table",
+                    shape.0, shape.1
+                );
+            }
+        }
     }
 }

@@ -597,12 +597,23 @@ fn stacked_errors(
     let (mut xs, mut ys, mut masks) = (Vec::new(), Vec::new(), Vec::new());
     for (&k, r) in bucket.iter().zip(rows) {
         let data = set(members[k].data);
-        let idx = Tensor::from_slice(r).to_device(device);
-        xs.push(data.x.index_select(0, &idx));
-        ys.push(data.y.index_select(0, &idx));
-        masks.push(data.mask.index_select(0, &idx));
+        // A run of consecutive windows (validation batches) is a view; a shuffled batch
+        // is gathered. Copying windows costs as much as a small model's forward pass.
+        let consecutive = r.windows(2).all(|p| p[1] == p[0] + 1);
+        let pick = |t: &Tensor| match (consecutive, r.first()) {
+            (true, Some(&from)) => t.narrow(0, from, r.len() as i64),
+            _ => t.index_select(0, &Tensor::from_slice(r).to_device(device)),
+        };
+        xs.push(pick(&data.x));
+        ys.push(pick(&data.y));
+        masks.push(pick(&data.mask));
     }
-    let (x, y, mask) = (Tensor::stack(&xs, 0), Tensor::stack(&ys, 0), Tensor::stack(&masks, 0));
+    // One member: its batch with a leading dimension of one, a view, not a copy.
+    let together = |parts: &[Tensor]| match parts {
+        [one] => one.unsqueeze(0),
+        _ => Tensor::stack(parts, 0),
+    };
+    let (x, y, mask) = (together(&xs), together(&ys), together(&masks));
     let subset =
         (bucket.len() as i64) < stack.len() || bucket.iter().enumerate().any(|(i, &k)| i != k);
     let index = subset.then(|| {
