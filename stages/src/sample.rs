@@ -5,11 +5,13 @@
 //! runs out of worms drops out of later draws), then that many worms per source chosen
 //! uniformly. `n_worms = 0` takes every worm. The validation set is fixed: every worm.
 //!
-//! Windows: `n_windows` per worm per half, each `window + 1` steps (L inputs and the
-//! one-step-ahead target), `equidistant` (first at the half's start, last ending at its
-//! end) or `random` (uniform starts, seeded). Windows never cross the split. A half shorter
-//! than one window gets none; such halves are counted in `sample.parquet`
-//! (`n_too_short`) and named in a warning.
+//! Windows: `n_windows` per worm per part (train and val; a test part is never sampled),
+//! each `window + 1` steps (L inputs and the one-step-ahead target), `equidistant` (first at
+//! the part's start, last ending at its end) or `random` (uniform starts, seeded). Windows
+//! never cross the split: when a part is several ranges (a split within segments), the
+//! starts are drawn over the starts that fit inside one range. A part shorter than one
+//! window gets none; such parts are counted in `sample.parquet` (`n_too_short`) and named
+//! in a warning.
 
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -20,7 +22,7 @@ use wormflow_api::StageContext;
 use crate::rng::stream;
 use crate::stage::Stage;
 use crate::summaries::SampleSummary;
-use crate::windows::{read_split, write_windows, SplitRow, Window};
+use crate::windows::{read_split, write_windows, Part, SplitRow, Window};
 
 pub struct Sample;
 
@@ -77,17 +79,20 @@ impl Stage for Sample {
         let mut too_short = Vec::new();
         for (i, w) in pool.iter().enumerate() {
             ctx.check_cancel()?;
-            for (set, half, wanted) in [("train", w.train, chosen[i]), ("val", w.val, true)] {
+            for (part, wanted) in [(Part::Train, chosen[i]), (Part::Val, true)] {
                 if !wanted {
                     continue;
                 }
-                let starts = window_starts(half, len, p.n_windows, &p.mode, p.seed, i as u64, set);
+                let set = part.as_str();
+                let ranges = w.ranges_of(part);
+                let starts =
+                    window_starts(&ranges, len, p.n_windows, &p.mode, p.seed, i as u64, set);
                 if starts.is_empty() {
                     too_short.push(format!(
-                        "{}/{} {set} half ({} steps)",
+                        "{}/{} {set} part ({} steps)",
                         w.dataset,
                         w.worm,
-                        half.1 - half.0
+                        w.steps_of(part)
                     ));
                 }
                 windows.extend(starts.into_iter().map(|start| Window {
@@ -100,7 +105,7 @@ impl Stage for Sample {
             }
         }
         if !windows.iter().any(|w| w.set == "train") {
-            bail!("no training window fits: every chosen worm's training half is shorter than window + 1 = {len} steps; lower params.window");
+            bail!("no training window fits: every chosen worm's training part is shorter than window + 1 = {len} steps; lower params.window");
         }
         write_windows(&ctx.out_dir.join("windows.parquet"), &windows, &ctx.file_metadata())?;
         let train: Vec<&SplitRow> =
@@ -108,7 +113,7 @@ impl Stage for Sample {
         let count = |set: &str| windows.iter().filter(|w| w.set == set).count() as i64;
         let summary = SampleSummary {
             n_worms: train.len() as i64,
-            train_steps: train.iter().map(|w| (w.train.1 - w.train.0) as i64).sum(),
+            train_steps: train.iter().map(|w| w.steps_of(Part::Train) as i64).sum(),
             n_train_windows: count("train"),
             n_val_windows: count("val"),
             window_length: len as i64,
@@ -123,7 +128,7 @@ impl Stage for Sample {
         prov.insert("windows".into(), json!(windows.len()));
         if !too_short.is_empty() {
             let w = format!(
-                "{} half(s) shorter than one window of {len} steps got no window: {}",
+                "{} part(s) shorter than one window of {len} steps got no window: {}",
                 too_short.len(),
                 too_short.join(", ")
             );
@@ -178,9 +183,13 @@ pub fn choose_training_worms(pool: &[SplitRow], n_worms: u64, seed: u64) -> Resu
     Ok(chosen)
 }
 
-/// Window starts within `half` (end exclusive).
+/// Window starts within `ranges` (each end exclusive; one range for the study's split,
+/// one per segment for a split within segments). The candidates are every start whose
+/// window fits inside one range, in time order; `random` draws among them uniformly
+/// (seeded by seed, set and worm), `equidistant` spreads `n` evenly from the first to the
+/// last.
 pub fn window_starts(
-    half: (u64, u64),
+    ranges: &[(u64, u64)],
     len: u64,
     n: u64,
     mode: &str,
@@ -188,19 +197,31 @@ pub fn window_starts(
     worm: u64,
     set: &str,
 ) -> Vec<u64> {
-    let (a, b) = half;
-    if b < a + len {
+    // Candidate starts per range: a..=b-len.
+    let fits: Vec<(u64, u64)> =
+        ranges.iter().filter(|(a, b)| *b >= *a + len).map(|&(a, b)| (a, b - len - a + 1)).collect();
+    let total: u64 = fits.iter().map(|f| f.1).sum();
+    if total == 0 {
         return Vec::new();
     }
-    let span = b - len - a; // last possible start − first
+    let at = |mut k: u64| {
+        for &(a, count) in &fits {
+            if k < count {
+                return a + k;
+            }
+            k -= count;
+        }
+        unreachable!("k < total")
+    };
+    let span = total - 1;
     match mode {
         "random" => {
             let mut rng = stream(seed, &format!("windows-{set}"), worm);
-            (0..n).map(|_| a + rng.random_range(0..=span)).collect()
+            (0..n).map(|_| at(rng.random_range(0..=span))).collect()
         }
-        _ if n == 1 => vec![a],
+        _ if n == 1 => vec![at(0)],
         _ => {
-            (0..n).map(|k| a + ((k as f64) * span as f64 / (n - 1) as f64).round() as u64).collect()
+            (0..n).map(|k| at(((k as f64) * span as f64 / (n - 1) as f64).round() as u64)).collect()
         }
     }
 }
@@ -217,8 +238,7 @@ mod tests {
                     dataset: d.to_string(),
                     worm: format!("w{i}"),
                     n_steps: 100,
-                    train: (0, 50),
-                    val: (50, 100),
+                    ranges: vec![(Part::Train, 0, 50), (Part::Val, 50, 100)],
                 })
             })
             .collect()
@@ -227,20 +247,20 @@ mod tests {
     #[test]
     fn windows_stay_inside_their_half() {
         for mode in ["equidistant", "random"] {
-            for s in window_starts((50, 400), 181, 32, mode, 3, 1, "val") {
+            for s in window_starts(&[(50, 400)], 181, 32, mode, 3, 1, "val") {
                 assert!(s >= 50 && s + 181 <= 400, "{mode}: {s}");
             }
         }
-        let eq = window_starts((0, 361), 181, 3, "equidistant", 0, 0, "train");
+        let eq = window_starts(&[(0, 361)], 181, 3, "equidistant", 0, 0, "train");
         assert_eq!(eq, vec![0, 90, 180]);
-        assert!(window_starts((0, 100), 181, 3, "random", 0, 0, "train").is_empty());
+        assert!(window_starts(&[(0, 100)], 181, 3, "random", 0, 0, "train").is_empty());
     }
 
     #[test]
     fn the_same_seed_gives_the_same_windows_and_worms() {
-        let a = window_starts((0, 1000), 181, 32, "random", 7, 2, "train");
-        assert_eq!(a, window_starts((0, 1000), 181, 32, "random", 7, 2, "train"));
-        assert_ne!(a, window_starts((0, 1000), 181, 32, "random", 8, 2, "train"));
+        let a = window_starts(&[(0, 1000)], 181, 32, "random", 7, 2, "train");
+        assert_eq!(a, window_starts(&[(0, 1000)], 181, 32, "random", 7, 2, "train"));
+        assert_ne!(a, window_starts(&[(0, 1000)], 181, 32, "random", 8, 2, "train"));
         let p = pool(&[("A", 7), ("B", 5), ("C", 1)]);
         assert_eq!(
             choose_training_worms(&p, 6, 1).unwrap(),

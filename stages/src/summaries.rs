@@ -131,6 +131,46 @@ pub struct KStepError {
     pub baseline_mse: f64,
 }
 
+/// `forecast.parquet`: multi-step forecasting error per worm × recorded neuron × step
+/// ahead, on every window of a held-out part (sums' means over the part's windows): the
+/// model's, copy-the-last-context-step's and mean-of-the-context's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastError {
+    /// Which part of the split the windows come from ("val" or "test").
+    pub part: String,
+    pub dataset: String,
+    pub worm: String,
+    pub neuron: String,
+    /// Steps ahead, 1…H.
+    pub step: i64,
+    pub n_windows: i64,
+    pub mse: f64,
+    pub mae: f64,
+    pub copy_mse: f64,
+    pub copy_mae: f64,
+    pub mean_mse: f64,
+    pub mean_mae: f64,
+}
+
+/// `forecast_skill.parquet`: per source dataset (and "all") × step ahead, the errors pooled
+/// over each worm's recorded neurons and windows, and skill = 1 − MSE / MSE(reference)
+/// computed per worm and averaged over worms (POCO averages its score over recordings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastSkill {
+    pub part: String,
+    pub dataset: String,
+    pub step: i64,
+    pub n_worms: i64,
+    pub mse: f64,
+    pub mae: f64,
+    pub copy_mse: f64,
+    pub mean_mse: f64,
+    /// 1 − MSE / MSE(copy the last context step), averaged over worms.
+    pub skill_vs_copy: f64,
+    /// 1 − MSE / MSE(mean of the context), averaged over worms.
+    pub skill_vs_mean: f64,
+}
+
 /// `generation.parquet` (Fig. 7): true and generated activity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratedStep {

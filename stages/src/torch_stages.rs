@@ -156,6 +156,15 @@ pub struct EvaluateParams {
     pub device: String,
     /// Clamp each generated step to the range of its context, as the study's `generate`.
     pub clamp: bool,
+    /// Multi-step forecasting on a held-out part of the split: "" (off), "val" or "test".
+    /// Needs the split node among the inputs (see `forecast.rs` in the torch crate).
+    pub forecast_part: String,
+    /// Context steps C each forecast starts from (POCO: 48).
+    pub forecast_context: i64,
+    /// Steps forecast H (POCO: 16).
+    pub forecast_horizon: i64,
+    /// Steps between consecutive forecast windows (POCO: 1).
+    pub forecast_stride: i64,
 }
 
 impl Default for EvaluateParams {
@@ -168,6 +177,10 @@ impl Default for EvaluateParams {
             batch_size: 256,
             device: "auto".into(),
             clamp: true,
+            forecast_part: String::new(),
+            forecast_context: 48,
+            forecast_horizon: 16,
+            forecast_stride: 1,
         }
     }
 }
@@ -295,6 +308,17 @@ impl Stage for Evaluate {
     fn check(p: &EvaluateParams) -> Result<(), String> {
         if p.horizon < 1 || p.context < 2 || p.batch_size < 1 {
             return Err("need horizon ≥ 1, context ≥ 2 and batch_size ≥ 1".into());
+        }
+        if !matches!(p.forecast_part.as_str(), "" | "val" | "test") {
+            return Err(format!(
+                "params.forecast_part must be \"\" (off), \"val\" or \"test\"; got {:?}",
+                p.forecast_part
+            ));
+        }
+        if p.forecast_context < 1 || p.forecast_horizon < 1 || p.forecast_stride < 1 {
+            return Err(
+                "need forecast_context ≥ 1, forecast_horizon ≥ 1 and forecast_stride ≥ 1".into()
+            );
         }
         Ok(())
     }

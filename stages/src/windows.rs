@@ -1,10 +1,12 @@
 //! Tables that index into recordings instead of copying them:
 //!
-//! `split.parquet` — one row per worm: dataset, worm, n_steps, train_start, train_end,
-//! val_start, val_end (time-step indices, end exclusive).
+//! `split.parquet` — one row per part of a worm: dataset, worm, n_steps, part ("train" |
+//! "val" | "test"), start, end (time-step indices, end exclusive). A worm has one row per
+//! part, or one per part and segment when the split works within segments.
 //!
 //! `windows.parquet` — one row per window: set ("train" | "val"), dataset, worm, start,
-//! length (time steps, input window L plus the one-step target).
+//! length (time steps, input window L plus the one-step target). The test part never gets
+//! windows here: nothing that trains or selects a model reads it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,13 +17,54 @@ use arrow::record_batch::RecordBatch;
 
 use crate::parquet_io;
 
+/// Which part of a recording a time step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    Train,
+    Val,
+    Test,
+}
+
+impl Part {
+    pub const ALL: [Part; 3] = [Part::Train, Part::Val, Part::Test];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::Val => "val",
+            Part::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// One worm's split: the time-step ranges (end exclusive) of each part, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitRow {
     pub dataset: String,
     pub worm: String,
     pub n_steps: u64,
-    pub train: (u64, u64),
-    pub val: (u64, u64),
+    pub ranges: Vec<(Part, u64, u64)>,
+}
+
+impl SplitRow {
+    /// The ranges of `part`, in time order.
+    pub fn ranges_of(&self, part: Part) -> Vec<(u64, u64)> {
+        self.ranges.iter().filter(|r| r.0 == part).map(|r| (r.1, r.2)).collect()
+    }
+
+    /// Time steps in `part`.
+    pub fn steps_of(&self, part: Part) -> u64 {
+        self.ranges_of(part).iter().map(|(a, b)| b - a).sum()
+    }
+
+    /// Where `part` first begins.
+    pub fn first_start(&self, part: Part) -> Option<u64> {
+        self.ranges_of(part).first().map(|r| r.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,41 +99,55 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'
 }
 
 pub fn write_split(path: &Path, rows: &[SplitRow], metadata: &parquet_io::Metadata) -> Result<()> {
+    let flat: Vec<(&SplitRow, Part, u64, u64)> =
+        rows.iter().flat_map(|r| r.ranges.iter().map(move |&(p, a, b)| (r, p, a, b))).collect();
     parquet_io::write_batch(
         path,
         RecordBatch::try_from_iter([
-            ("dataset", strings(rows, |r| &r.dataset)),
-            ("worm", strings(rows, |r| &r.worm)),
-            ("n_steps", i64s(rows, |r| r.n_steps)),
-            ("train_start", i64s(rows, |r| r.train.0)),
-            ("train_end", i64s(rows, |r| r.train.1)),
-            ("val_start", i64s(rows, |r| r.val.0)),
-            ("val_end", i64s(rows, |r| r.val.1)),
+            ("dataset", strings(&flat, |r| &r.0.dataset)),
+            ("worm", strings(&flat, |r| &r.0.worm)),
+            ("n_steps", i64s(&flat, |r| r.0.n_steps)),
+            ("part", strings(&flat, |r| r.1.as_str())),
+            ("start", i64s(&flat, |r| r.2)),
+            ("end", i64s(&flat, |r| r.3)),
         ])?,
         metadata,
     )
 }
 
+/// The split's worms in file order, each with its ranges.
 pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
-    let mut out = Vec::new();
+    let mut out: Vec<SplitRow> = Vec::new();
     for b in parquet_io::read_batches(path)? {
-        let (ds, wm) =
-            (col::<StringArray>(&b, "dataset", path)?, col::<StringArray>(&b, "worm", path)?);
-        let names = ["n_steps", "train_start", "train_end", "val_start", "val_end"];
+        let s = |n: &str| col::<StringArray>(&b, n, path);
+        let (ds, wm, part) = (s("dataset")?, s("worm")?, s("part")?);
+        let names = ["n_steps", "start", "end"];
         let cols =
             names.iter().map(|n| col::<Int64Array>(&b, n, path)).collect::<Result<Vec<_>>>()?;
         for r in 0..b.num_rows() {
-            let mut v = [0u64; 5];
+            let mut v = [0u64; 3];
             for (k, c) in cols.iter().enumerate() {
                 v[k] = index(c, r, names[k], path)?;
             }
-            out.push(SplitRow {
-                dataset: ds.value(r).into(),
-                worm: wm.value(r).into(),
-                n_steps: v[0],
-                train: (v[1], v[2]),
-                val: (v[3], v[4]),
-            });
+            let p = Part::parse(part.value(r)).with_context(|| {
+                format!(
+                    "{}: row {r} has part {:?}; expected train, val or test",
+                    path.display(),
+                    part.value(r)
+                )
+            })?;
+            let (d, w) = (ds.value(r), wm.value(r));
+            match out.last_mut() {
+                Some(last) if last.dataset == d && last.worm == w => {
+                    last.ranges.push((p, v[1], v[2]))
+                }
+                _ => out.push(SplitRow {
+                    dataset: d.into(),
+                    worm: w.into(),
+                    n_steps: v[0],
+                    ranges: vec![(p, v[1], v[2])],
+                }),
+            }
         }
     }
     Ok(out)

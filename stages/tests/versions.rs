@@ -211,7 +211,7 @@ fn every_source_file_is_reached_by_a_kind_or_is_plumbing() {
 fn copy_sources() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let root = base().join("..");
-    for dir in ["stages/src", "stages/templates", "torch/src", "api/src"] {
+    for dir in ["stages/src", "stages/templates", "stages/data", "torch/src", "api/src"] {
         copy_dir(&root.join(dir), &tmp.path().join(dir));
     }
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();

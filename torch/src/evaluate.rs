@@ -36,7 +36,7 @@ use wormflow_stages::summaries::{
 };
 use wormflow_stages::table::{read_recordings, Worm};
 pub use wormflow_stages::torch_stages::EvaluateParams as Params;
-use wormflow_stages::windows::{read_split, read_windows};
+use wormflow_stages::windows::{read_split, read_windows, Part};
 
 /// Evaluate one trained model (called by the `wormflow-torch` helper).
 pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
@@ -85,7 +85,10 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     )?;
     (ctx.progress)(&Progress::new(0.7, "generation"));
     let starts = match find("split.parquet") {
-        Some(sp) => read_split(&sp)?.into_iter().map(|r| ((r.dataset, r.worm), r.val.0)).collect(),
+        Some(sp) => read_split(&sp)?
+            .into_iter()
+            .filter_map(|r| Some(((r.dataset.clone(), r.worm.clone()), r.first_start(Part::Val)?)))
+            .collect(),
         None => val_starts(&windows),
     };
     // The sliding context is the training window length L (as the study's BLOCK_SIZE).
@@ -95,6 +98,37 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         &generation(&*model, &worms, &starts, p, window, device)?,
         &meta,
     )?;
+    let mut prov = Map::new();
+    if let Some(part) = Part::parse(&p.forecast_part) {
+        (ctx.progress)(&Progress::new(0.85, "forecasts"));
+        let split = read_split(&find("split.parquet").with_context(|| {
+            format!(
+                "params.forecast_part = {:?} needs the split node among the inputs: add your split stage to `needs`",
+                p.forecast_part
+            )
+        })?)?;
+        let protocol = crate::forecast::Protocol {
+            part,
+            context: p.forecast_context,
+            horizon: p.forecast_horizon,
+            stride: p.forecast_stride,
+            batch: p.batch_size,
+        };
+        let (rows, skill) = crate::forecast::forecast(&*model, &worms, &split, &protocol, device)?;
+        if skill.is_empty() {
+            bail!(
+                "no {} window of {} + {} steps fits in any worm; lower forecast_context or forecast_horizon, or give the part more steps",
+                p.forecast_part,
+                p.forecast_context,
+                p.forecast_horizon
+            );
+        }
+        write_rows(&ctx.out_dir.join("forecast.parquet"), &rows, &meta)?;
+        write_rows(&ctx.out_dir.join("forecast_skill.parquet"), &skill, &meta)?;
+        if let Some(all) = skill.iter().find(|s| s.dataset == "all" && s.step == 1) {
+            prov.insert("forecast_skill_step1".into(), json!(all.skill_vs_copy));
+        }
+    }
     let eval = Evaluation {
         model: card.architecture.clone(),
         hidden: card.hidden,
@@ -113,7 +147,6 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         ratio: loss / base,
     };
     summaries::write(&ctx.out_dir.join("eval.parquet"), &eval, &meta)?;
-    let mut prov = Map::new();
     prov.insert("val_loss".into(), json!(loss));
     Ok(prov)
 }
@@ -261,17 +294,23 @@ fn to_host(t: Tensor) -> Vec<f64> {
 
 /// How a model generates from its own predictions.
 #[derive(Clone, Copy)]
-struct Rollout {
+pub(crate) struct Rollout {
     /// The context is cropped to its last `window` steps before each prediction (the
     /// study's sliding context; the length the model was trained on).
-    window: i64,
+    pub(crate) window: i64,
     /// Clamp each generated step to the range of the context it came from, as the study's
     /// `generate` does (against values running away).
-    clamp: bool,
+    pub(crate) clamp: bool,
 }
 
 /// Feed the model its own predictions for `steps` steps after `context` (B, T, 302).
-fn rollout(model: &dyn Model, context: &Tensor, mask: &Tensor, steps: i64, how: Rollout) -> Tensor {
+pub(crate) fn rollout(
+    model: &dyn Model,
+    context: &Tensor,
+    mask: &Tensor,
+    steps: i64,
+    how: Rollout,
+) -> Tensor {
     let mut seq = context.shallow_clone();
     let mut generated = Vec::with_capacity(steps as usize);
     for _ in 0..steps {

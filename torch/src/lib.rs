@@ -6,6 +6,7 @@
 
 pub mod evaluate;
 pub mod fit;
+pub mod forecast;
 pub mod models;
 pub mod precision;
 pub mod stacked;
