@@ -15,6 +15,7 @@
 #     stacked (--group-max 16), wall seconds and samples/s.
 set -u
 REPO=$(pwd)
+. "$REPO/benches/gpu_pipeline.sh"
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/wormflow/target}/release
 if [ "${1:-}" = "--pack" ]; then
   set -e
@@ -39,30 +40,7 @@ timeout 200 ./stacked cuda 128 180 | grep -v "≈ 25K"
 echo "== 2. 16 train nodes, 580K, 3 epochs, 64 worms × 16 windows (8 steps an epoch)"
 for model in lstm ctrnn; do
   mkdir -p /tmp/g/$model && cd /tmp/g/$model
-  cat > pipeline.toml <<T
-[pipeline]
-name = "gpu-$model"
-seed = 1
-[stages.synth]
-kind = "synthesize"
-params = { model = "sines", n_worms = 64, n_steps = 800, n_observed = 100 }
-[stages.pre]
-kind = "preprocess"
-needs = ["synth"]
-params = { smooth_alpha = 1.0, resample_dt = 0 }
-[stages.split]
-kind = "split"
-needs = ["pre"]
-[stages.sample]
-kind = "sample"
-needs = ["split"]
-params = { n_windows = 16, window = 180 }
-[stages.train]
-kind = "train"
-needs = ["pre", "sample"]
-matrix = { seed = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] }
-params = { model = "$model", params_target = 580000, epochs = 3, early_stopping = 100, batch_size = 128, seed = "\${matrix.seed}", device = "auto" }
-T
+  write_gpu_pipeline "gpu-$model" $model 16
   timeout 120 ../wormflow run -q sample || exit 1
   samples=$((16 * 64 * 16 * 3))
   for how in "-j 1 --group-max 1" "-j 8 --group-max 1" "-j 1 --group-max 16"; do

@@ -7,6 +7,7 @@
 # Measured for #22 (one helper per node at 70ec8d5 vs the run's helper pool): see its note.
 set -u
 REPO=$(pwd)
+. "$REPO/benches/gpu_pipeline.sh"
 LOG=${OUT:-/tmp}/helper_bench.log
 exec > >(tee -a $LOG) 2>&1
 export LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
@@ -14,30 +15,7 @@ rm -rf /tmp/b; mkdir -p /tmp/b && cd /tmp/b && timeout 120 tar xJf $REPO/.gpu-ca
 nvidia-smi -L
 for v in old new; do
   mkdir -p /tmp/b/w_$v && cd /tmp/b/w_$v
-  cat > pipeline.toml <<T
-[pipeline]
-name = "helpers"
-seed = 1
-[stages.synth]
-kind = "synthesize"
-params = { model = "sines", n_worms = 64, n_steps = 800, n_observed = 100 }
-[stages.pre]
-kind = "preprocess"
-needs = ["synth"]
-params = { smooth_alpha = 1.0, resample_dt = 0 }
-[stages.split]
-kind = "split"
-needs = ["pre"]
-[stages.sample]
-kind = "sample"
-needs = ["split"]
-params = { n_windows = 16, window = 180 }
-[stages.train]
-kind = "train"
-needs = ["pre", "sample"]
-matrix = { seed = [1, 2, 3, 4, 5, 6, 7, 8] }
-params = { model = "lstm", params_target = 580000, epochs = 3, batch_size = 128, seed = "\${matrix.seed}", device = "auto" }
-T
+  write_gpu_pipeline "helpers" lstm 8
   rm -rf cache results; timeout 120 ../$v/wormflow run -q sample
   S=$(date +%s%N)
   timeout 240 ../$v/wormflow run -q -j 1 train; RC=$?

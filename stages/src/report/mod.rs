@@ -14,7 +14,7 @@
 mod findings;
 mod svg;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use crate::metrics::{read_epochs, Epoch, Learning};
 use crate::parquet_io;
 use crate::stage::Stage;
 use crate::summaries::{
-    self, DatasetLoss, Evaluation, GeneratedStep, KStepError, ModelCard, NeuronError,
+    self, DatasetLoss, Evaluation, ForecastSkill, GeneratedStep, KStepError, ModelCard, NeuronError,
 };
 use crate::sweep::{self, SweepNode};
 use svg::{color, fmt_num, Chart, Series};
@@ -153,6 +153,8 @@ impl Stage for Report {
         figures.extend(synthetic_figure(&evals, &p.synthetic));
         figures.extend(kstep_figures(&evals, &p.synthetic)?);
         figures.extend(generation_figure(&evals, p.generation_neurons)?);
+        let forecasts = read_forecasts(&evals)?;
+        figures.extend(forecast_figure(&forecasts));
         figures.extend(training_figure(&trains));
         let named: Vec<(&str, &FitsDoc)> = fits.iter().map(|(i, d)| (i.node.as_str(), d)).collect();
         let findings = findings::findings(&named);
@@ -160,6 +162,7 @@ impl Stage for Report {
         let mut tables = vec![fit_table(&fits)];
         tables.extend(left_out_table(&fits));
         tables.extend(neuron_table(&evals, &p.synthetic)?);
+        tables.extend(forecast_table(&forecasts));
         tables.push(evaluation_table(&evals)?);
         let page =
             Page { title: &p.title, findings: &findings, figures: &figures, tables: &tables };
@@ -438,6 +441,109 @@ fn kstep_figures(evals: &[Eval], synthetic: &[String]) -> Result<Vec<Figure>> {
         out.push(Figure { id, caption: format!("Mean squared error of k-step-ahead predictions on {kind} validation windows, the model fed its own predictions; per model its evaluation with the lowest one-step loss relative to the Baseline."), svg: chart.render() });
     }
     Ok(out)
+}
+
+/// An evaluation's multi-step forecasts (forecast_skill.parquet), when it made them.
+struct Forecast<'a> {
+    eval: &'a Eval<'a>,
+    rows: Vec<ForecastSkill>,
+}
+
+fn read_forecasts<'a>(evals: &'a [Eval<'a>]) -> Result<Vec<Forecast<'a>>> {
+    let mut out = Vec::new();
+    for e in evals {
+        let path = e.input.dir.join("forecast_skill.parquet");
+        if path.exists() {
+            out.push(Forecast { eval: e, rows: parquet_io::read_rows(&path)? });
+        }
+    }
+    out.sort_by_key(|f| (model_index(&f.eval.eval.model), f.eval.input.node.clone()));
+    Ok(out)
+}
+
+/// Skill against copy-the-last-step by step ahead, all worms pooled, one line per
+/// evaluation; copy-last is 0 by definition (the dashed line).
+fn forecast_figure(forecasts: &[Forecast]) -> Option<Figure> {
+    let first = forecasts.first()?;
+    let part = first.rows.first().map_or("", |r| r.part.as_str());
+    let mut chart = Chart::new(
+        &format!("Multi-step forecasts on the {part} part: skill against copy-last"),
+        "steps ahead",
+        "skill = 1 − MSE / MSE(copy last)",
+    );
+    let mut horizon = 1.0f64;
+    for f in forecasts {
+        let pts: Vec<(f64, f64)> = f
+            .rows
+            .iter()
+            .filter(|r| r.dataset == "all")
+            .map(|r| (r.step as f64, r.skill_vs_copy))
+            .collect();
+        horizon = pts.iter().map(|p| p.0).fold(horizon, f64::max);
+        chart.series.push(Series {
+            line: true,
+            markers: true,
+            ..Series::new(
+                format!("{} ({})", f.eval.eval.model, f.eval.input.node),
+                pts,
+                color(model_index(&f.eval.eval.model)),
+            )
+        });
+    }
+    chart.series.push(Series {
+        line: true,
+        markers: false,
+        dashed: true,
+        ..Series::new("copy the last context step (0)", vec![(1.0, 0.0), (horizon, 0.0)], "#000")
+    });
+    Some(Figure {
+        id: "forecast",
+        caption: format!("Skill of forecasts 1…{horizon} steps ahead on every window of each worm's {part} part (never seen in training or model selection), computed per worm and averaged over worms, as the forecasting benchmark POCO scores; above 0 beats copying the last context step. Comparable with POCO's C. elegans figures in protocol only: other worms, other preprocessing."),
+        svg: chart.render(),
+    })
+}
+
+/// The leaderboard: skill at steps 1, 4 and the last, per evaluation and source.
+fn forecast_table(forecasts: &[Forecast]) -> Option<Table> {
+    let first = forecasts.first()?;
+    let last = first.rows.iter().map(|r| r.step).max().unwrap_or(1);
+    let steps: Vec<i64> = [1, 4, last]
+        .into_iter()
+        .filter(|&k| k <= last)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for f in forecasts {
+        let datasets: BTreeSet<&str> = f.rows.iter().map(|r| r.dataset.as_str()).collect();
+        for d in datasets {
+            let at = |k: i64| f.rows.iter().find(|r| r.dataset == d && r.step == k);
+            let mut row = vec![
+                f.eval.eval.model.clone(),
+                f.eval.input.node.clone(),
+                d.to_string(),
+                at(1).map_or(String::new(), |r| r.n_worms.to_string()),
+            ];
+            row.extend(
+                steps
+                    .iter()
+                    .map(|&k| at(k).map_or(String::new(), |r| format!("{:.3}", r.skill_vs_copy))),
+            );
+            row.push(at(1).map_or(String::new(), |r| format!("{:.3}", r.skill_vs_mean)));
+            rows.push(row);
+        }
+    }
+    let mut header: Vec<String> = ["model", "node", "source", "worms"].map(String::from).to_vec();
+    header.extend(steps.iter().map(|k| format!("skill @ {k}")));
+    header.push("skill vs mean of context @ 1".into());
+    let part = first.rows.first().map_or("", |r| r.part.as_str());
+    Some(Table {
+        title: "Forecasting leaderboard".into(),
+        note: format!("Skill = 1 − MSE / MSE(copy the last context step) k steps ahead, on the {part} part, per worm then averaged over the source's worms (\"all\": every worm). The last column uses the mean of the context as the reference (ZAPBench's). Comparable with published forecasting numbers (POCO, ZAPBench) in protocol, not in data: other worms, other preprocessing."),
+        header,
+        rows,
+        text_columns: 3,
+    })
 }
 
 /// Truth and generated activity of a few neurons (Fig. 7), from the first evaluation of a
