@@ -827,3 +827,33 @@ fn precision_is_a_switch_in_the_key_and_tf32_needs_cuda() {
     let text = ws.bad(&["run"]);
     assert!(text.contains("tf32") && text.contains("CUDA"), "{text}");
 }
+
+/// The training objective is a switch in the key and the model card: each is another node
+/// that validates with its own loss — on the untrained model (epoch 0, the same weights
+/// whatever the loss) the MAE is at most √MSE (Jensen) and Huber (δ = 1) at most MSE / 2;
+/// a misspelt loss is refused before anything runs.
+#[test]
+fn the_loss_is_a_switch_in_the_key_and_the_model_card() {
+    let ws = Workspace::new(&resumable(2, ""));
+    ws.ok(&["run"]);
+    let (_, mse, card) = training_result(&ws);
+    assert_eq!(card["loss"], "mse");
+    let first_val = |l: &[(i64, u64, u64, u64)]| f64::from_bits(l[0].2);
+    type Bound = fn(f64, f64) -> bool;
+    let bounds: [(&str, Bound); 2] = [
+        ("mae", |v, m| v <= m.sqrt() * (1.0 + 1e-6) && v != m),
+        ("huber", |v, m| v <= 0.5 * m * (1.0 + 1e-6) && v != m),
+    ];
+    for (loss, check) in bounds {
+        ws.write("pipeline.toml", &resumable(2, &format!(", loss = \"{loss}\"")));
+        let ev = ws.run_events(&[]);
+        assert_eq!(ev.ran(), ["train"], "{loss} is another key");
+        let (_, losses, card) = training_result(&ws);
+        assert_eq!(card["loss"], loss);
+        let (v, m) = (first_val(&losses), first_val(&mse));
+        assert!(check(v, m), "{loss}: first validation loss {v} vs MSE {m}");
+    }
+    ws.write("pipeline.toml", &resumable(2, ", loss = \"l2\""));
+    let text = ws.bad(&["run"]);
+    assert!(text.contains("params.loss") && text.contains("huber"), "{text}");
+}

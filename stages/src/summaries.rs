@@ -61,6 +61,8 @@ pub struct ModelCard {
     pub resumed_from_epoch: i64,
     /// How its matmuls computed: fp32, tf32 or bf16 (torch_stages::Precision).
     pub precision: String,
+    /// What it minimised: mse, mae or huber (torch_stages::Loss).
+    pub loss: String,
 }
 
 /// `eval.parquet` (one row): evaluate's verdict on one trained model, with what a sweep

@@ -60,6 +60,31 @@ impl Precision {
     }
 }
 
+/// What a train node minimises (and early-stops on): the study's MSE, or the absolute or
+/// Huber error the study's successor code (qsimeon/worm-graph `model/_utils.py`) and the
+/// forecasting literature also use. Evaluate always reports MSE, whatever trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Mean squared error over recorded neurons and steps, as the study.
+    #[default]
+    Mse,
+    /// Mean absolute error.
+    Mae,
+    /// Huber with δ = 1 (PyTorch's default): squared below 1, absolute above.
+    Huber,
+}
+
+impl Loss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loss::Mse => "mse",
+            Loss::Mae => "mae",
+            Loss::Huber => "huber",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
@@ -110,6 +135,9 @@ pub struct TrainParams {
     /// "fp32" (default, as the study) | "tf32" (CUDA) | "bf16": changes results, so it is
     /// in the key; recorded in the model card.
     pub precision: Precision,
+    /// "mse" (default, as the study) | "mae" | "huber": the training objective (in the key;
+    /// in the model card).
+    pub loss: Loss,
 }
 
 impl Default for TrainParams {
@@ -137,6 +165,7 @@ impl Default for TrainParams {
             checkpoint_every: 10,
             checkpoint_minutes: 10.0,
             precision: Precision::Fp32,
+            loss: Loss::Mse,
         }
     }
 }
@@ -271,14 +300,15 @@ impl Stage for Train {
     /// helper sorts out: members whose windows differ in length train in separate stacks).
     fn group_key(p: &TrainParams) -> Option<String> {
         Some(format!(
-            "model={} hidden={} residual={} dropout={} device={} threads={} precision={}",
+            "model={} hidden={} residual={} dropout={} device={} threads={} precision={} loss={}",
             p.model,
             hidden_size(p).ok()?,
             p.residual,
             p.dropout,
             p.device,
             p.threads,
-            p.precision.as_str()
+            p.precision.as_str(),
+            p.loss.as_str()
         ))
     }
 

@@ -21,6 +21,7 @@ use crate::tensors::WindowSet;
 use crate::train::{Outcome, Params, TrainingData};
 use wormflow_stages::metrics::{Epoch, Learning};
 use wormflow_stages::rng::stream;
+use wormflow_stages::torch_stages::Loss;
 
 /// One member of a stack: its node's params, data and context.
 pub struct Member<'a> {
@@ -582,8 +583,9 @@ fn clip_gradients(stack: &Stack, members: &[Member], present: &[usize]) {
     });
 }
 
-/// The masked next-step squared error of each member in `bucket` on its rows `rows[i]` of
-/// `set` and its number of terms, as 0-d tensors (with gradients when `train`).
+/// The masked next-step error of each member in `bucket` on its rows `rows[i]` of `set` —
+/// summed over its terms by the members' loss (squared, absolute or Huber; one loss per
+/// stack) — and its number of terms, as 0-d tensors (with gradients when `train`).
 fn stacked_errors(
     stack: &Stack,
     members: &[Member],
@@ -623,10 +625,14 @@ fn stacked_errors(
     // Unrecorded neurons are zeroed in the input, so they never reach loss or gradients.
     let pred = stack.forward(&weights, &(&x * &mask), train, draws);
     let steps = pred.size()[2] as f64;
-    let squared = (pred - &y).square() * &mask;
+    let error = match members[bucket[0]].params.loss {
+        Loss::Mse => (pred - &y).square(),
+        Loss::Mae => (pred - &y).abs(),
+        Loss::Huber => pred.huber_loss(&y, tch::Reduction::None, 1.0),
+    } * &mask;
     // Reduced member by member: the same reduction whatever the stack's size.
     (0..bucket.len() as i64)
-        .map(|i| (squared.get(i).sum(Kind::Float), mask.get(i).sum(Kind::Float) * steps))
+        .map(|i| (error.get(i).sum(Kind::Float), mask.get(i).sum(Kind::Float) * steps))
         .collect()
 }
 

@@ -100,9 +100,9 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
         );
     tch::set_num_threads(threads as i32);
     let load = clock.elapsed().as_secs_f64();
-    // Stacks: same architecture, hidden size, window length, device, residual, dropout and
-    // precision.
-    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str));
+    // Stacks: same architecture, hidden size, window length, device, residual, dropout,
+    // precision and loss.
+    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str, &'p str));
     let mut stacks: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     for (at, (k, (device, hidden, data))) in loaded.iter().enumerate() {
         let p = &nodes[*k].0;
@@ -112,7 +112,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
             data.train.x.size()[1],
             device_name(*device),
             p.residual,
-            (p.dropout.to_bits(), p.precision.as_str()),
+            (p.dropout.to_bits(), p.precision.as_str(), p.loss.as_str()),
         );
         stacks.entry(shape).or_default().push(at);
     }
@@ -483,6 +483,7 @@ fn write_outputs(
         steps: o.steps as i64,
         resumed_from_epoch: o.resumed_from as i64,
         precision: p.precision.as_str().into(),
+        loss: p.loss.as_str().into(),
     };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())
