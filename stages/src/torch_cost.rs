@@ -13,6 +13,7 @@ use wormflow_api::cost::{CostInput, Estimate, Hardware};
 
 use crate::step_cost::StepModel;
 use crate::torch_stages::{hidden_size, EvaluateParams, Precision, TrainParams};
+use crate::windows::{read_split, Part};
 
 /// Seconds a node costs besides its epochs: loading its windows onto the device and writing
 /// its outputs (the `load` and `write` phases of the default pipeline's train nodes on
@@ -24,6 +25,10 @@ const FORWARD_SHARE: f64 = 1.0 / 3.0;
 
 /// Worms assumed for `n_worms = 0` (all) before preprocess has run: the study's pool.
 const ASSUMED_POOL: i64 = 284;
+
+/// Forecast windows per worm assumed before the split has run: a 20 % test part of a
+/// study-length recording (≈ 1,000 steps at 0.667 s) at stride 1.
+const ASSUMED_FORECAST_WINDOWS: i64 = 200;
 
 /// How many training and validation windows of which length the node will see.
 struct Volume {
@@ -126,6 +131,37 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
     Some(Estimate { seconds, hardware, basis, assumptions })
 }
 
+/// Forecast windows an evaluate node will score: counted from the stored split (the rule
+/// of `forecast.rs`: every window of context + horizon steps inside one range, `stride`
+/// apart), else assumed.
+fn forecast_windows(
+    p: &EvaluateParams,
+    part: Part,
+    inputs: &[CostInput],
+    assumptions: &mut Vec<String>,
+) -> i64 {
+    let len = (p.forecast_context + p.forecast_horizon) as u64;
+    let stride = p.forecast_stride.max(1) as u64;
+    let stored = inputs
+        .iter()
+        .filter(|i| i.kind == "split")
+        .find_map(|i| read_split(i.stored?.file("split.parquet")?).ok());
+    match stored {
+        Some(rows) => rows
+            .iter()
+            .flat_map(|r| r.ranges_of(part))
+            .filter(|(a, b)| b - a >= len)
+            .map(|(a, b)| ((b - a - len) / stride + 1) as i64)
+            .sum(),
+        None => {
+            assumptions.push(format!(
+                "the split has not run: assumed {ASSUMED_FORECAST_WINDOWS} forecast windows per worm of {ASSUMED_POOL}"
+            ));
+            ASSUMED_FORECAST_WINDOWS * ASSUMED_POOL
+        }
+    }
+}
+
 pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
     let mut assumptions = Vec::new();
     let hardware = hardware_of(&p.device, &mut assumptions);
@@ -147,8 +183,8 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
     let pass = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, v.window);
     let one_window = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, 1, v.window);
     let generated = p.generate_worms as f64 * p.context as f64 * one_window;
-    let seconds = PER_NODE_SECONDS + (1 + p.horizon) as f64 * batches as f64 * pass + generated;
-    let basis = format!(
+    let mut seconds = PER_NODE_SECONDS + (1 + p.horizon) as f64 * batches as f64 * pass + generated;
+    let mut basis = format!(
         "{} passes × {batches} batches × {:.1} ms + {} generated worms × {} steps × {:.2} ms; {} H={hidden} L={}",
         1 + p.horizon,
         pass * 1e3,
@@ -158,5 +194,17 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
         trained.model,
         v.window
     );
+    if let Some(part) = Part::parse(&p.forecast_part) {
+        let windows = forecast_windows(p, part, inputs, &mut assumptions);
+        let forecast_batches = (windows + batch - 1) / batch;
+        let step =
+            FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, p.forecast_context);
+        seconds += (forecast_batches * p.forecast_horizon) as f64 * step;
+        basis.push_str(&format!(
+            " + forecasts: {windows} windows, {} steps each × {:.1} ms a batch",
+            p.forecast_horizon,
+            step * 1e3
+        ));
+    }
     Some(Estimate { seconds, hardware, basis, assumptions })
 }
