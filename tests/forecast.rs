@@ -10,26 +10,15 @@ use wormflow_stages::parquet_io::read_rows;
 use wormflow_stages::summaries::ForecastSkill;
 
 fn pipeline(synth: &str, residual: bool) -> String {
+    let front = common::synthetic_front_split(
+        "forecast",
+        2,
+        &format!("{synth}, n_worms = 6, n_steps = 600, n_observed = 10"),
+        "parts = [0.6, 0.2, 0.2], segment = 300",
+        r#"n_windows = 24, window = 24, mode = "random""#,
+    );
     format!(
-        r#"[pipeline]
-name = "forecast"
-seed = 2
-[stages.synth]
-kind = "synthesize"
-params = {{ {synth}, n_worms = 6, n_steps = 600, n_observed = 10 }}
-[stages.pre]
-kind = "preprocess"
-needs = ["synth"]
-params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
-[stages.split]
-kind = "split"
-needs = ["pre"]
-params = {{ parts = [0.6, 0.2, 0.2], segment = 300 }}
-[stages.sample]
-kind = "sample"
-needs = ["split"]
-params = {{ n_windows = 24, window = 24, mode = "random" }}
-[stages.train]
+        r#"{front}[stages.train]
 kind = "train"
 needs = ["pre", "sample"]
 matrix = {{ model = ["baseline", "linear", "lstm"] }}

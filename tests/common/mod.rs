@@ -342,6 +342,17 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// `[pipeline]` and synthetic worms → preprocess → split → sample (stages synth, pre,
 /// split, sample); `synth` and `sample` are those stages' params.
 pub fn synthetic_front(name: &str, seed: u64, synth: &str, sample: &str) -> String {
+    synthetic_front_split(name, seed, synth, "", sample)
+}
+
+/// `synthetic_front` with the split's params (e.g. parts and segments).
+pub fn synthetic_front_split(
+    name: &str,
+    seed: u64,
+    synth: &str,
+    split: &str,
+    sample: &str,
+) -> String {
     format!(
         r#"[pipeline]
 name = "{name}"
@@ -356,6 +367,7 @@ params = {{ smooth_alpha = 1.0, resample_dt = 0 }}
 [stages.split]
 kind = "split"
 needs = ["pre"]
+params = {{ {split} }}
 [stages.sample]
 kind = "sample"
 needs = ["split"]
