@@ -463,19 +463,10 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
 "#
     ));
     ws.run_events(&["sample"]);
-    let mut child = ws
-        .cmd(&["run", "--json", "-j", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let common::JsonRun { mut child, pid, mut events } = common::spawn_json_run(&ws);
     // The first two stored, then the third training.
     let mut done = Vec::new();
-    for line in lines.by_ref() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+    for event in events.by_ref() {
         let node = event["node"].as_str().unwrap_or("").to_string();
         if event["event"] == "done" && node.starts_with("train") {
             done.push(node);
@@ -488,7 +479,7 @@ params = {{ model = "lstm", hidden = 64, epochs = "${{matrix.epochs}}", early_st
     assert_eq!(helpers.len(), 1, "one helper serves the run: {helpers:?}");
     let sent = std::time::Instant::now();
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    for _ in lines.by_ref() {}
+    for _ in events.by_ref() {}
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -687,17 +678,9 @@ fn interrupt_training(
     signal: i32,
 ) -> (std::process::ExitStatus, String) {
     ws.run_events(&["sample"]);
-    let mut child = ws
-        .cmd(&["run", "--json", "-j", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
+    let common::JsonRun { mut child, pid, events } = common::spawn_json_run(ws);
     let mut key = String::new();
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    for line in lines {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+    for event in events {
         if event["node"] != "train" {
             continue;
         }

@@ -277,7 +277,7 @@ fn dispatch(cli: &Cli, registry: &Registry) -> Result<ExitCode> {
             let p = plan(registry, &cli.file, &cli.set)?;
             let code = status::status(&p, *json)?;
             if *cost {
-                run::cost_report(&p, registry, (&[], &[]), *json)?;
+                run::cost_report(&p, registry, *json)?;
             }
             Ok(code)
         }

@@ -170,22 +170,28 @@ fn would_run(
     Ok((would, states))
 }
 
-/// `--cost`: what the nodes that would run cost (`cost.rs`), printed or as one JSON event.
-pub(super) fn cost_report(
+/// `--cost` (of `status`): what bringing the pipeline up to date would cost.
+pub(super) fn cost_report(p: &Planned, registry: &Registry, json: bool) -> Result<()> {
+    let store = Store::open_existing(&p.store_root);
+    let (would, states) = would_run(p, &store, (&[], &[]))?;
+    print_cost(p, registry, &store, (&states, &would), json);
+    Ok(())
+}
+
+/// What the nodes `would` cost (`cost.rs`), printed or as one JSON event.
+fn print_cost(
     p: &Planned,
     registry: &Registry,
-    targets: (&[String], &[String]),
+    store: &Store,
+    (states, would): (&[Option<NodeState>], &[usize]),
     json: bool,
-) -> Result<()> {
-    let store = Store::open_existing(&p.store_root);
-    let (would, states) = would_run(p, &store, targets)?;
-    let stages = crate::cost::estimate(&p.graph, registry, &store, &states, &would);
+) {
+    let stages = crate::cost::estimate(&p.graph, registry, store, states, would);
     if json {
         println!("{}", json!({"event": "cost", "stages": stages}));
     } else {
         crate::cost::print(&stages);
     }
-    Ok(())
 }
 
 pub(super) fn dry_run_report(
@@ -195,20 +201,13 @@ pub(super) fn dry_run_report(
     cost: bool,
 ) -> Result<ExitCode> {
     let store = Store::open_existing(&p.store_root);
-    let resolver = Resolver::new(&p.graph, &store, &p.workspace);
-    let mask = p.graph.targets(&args.nodes).map_err(|e| anyhow!(e))?;
-    let forced: HashSet<usize> =
-        p.graph.select(&args.force).map_err(|e| anyhow!(e))?.into_iter().collect();
-    let states = resolver.states(Some(&mask));
-    let mut would = 0;
-    for (i, state) in states.iter().enumerate() {
-        let Some(state) = state else { continue };
+    let (would, states) = would_run(p, &store, (&args.nodes, &args.force))?;
+    for &i in &would {
+        let state = states[i].as_ref().expect("a node that would run has a state");
         let node = &p.graph.nodes[i].id;
         let (reasons, words) = match state {
-            NodeState::Fresh { .. } if forced.contains(&i) => {
-                (vec![StaleReason::Forced], StaleReason::Forced.to_string())
-            }
-            NodeState::Fresh { .. } => continue,
+            // A fresh node runs only when forced.
+            NodeState::Fresh { .. } => (vec![StaleReason::Forced], StaleReason::Forced.to_string()),
             NodeState::Stale { reasons, .. } => (reasons.clone(), in_words(reasons)),
             NodeState::Waiting { inputs } => (
                 Vec::new(),
@@ -216,7 +215,6 @@ pub(super) fn dry_run_report(
             ),
             NodeState::Error(e) => (Vec::new(), format!("error: {e}")),
         };
-        would += 1;
         if args.json {
             let event = json!({
                 "event": "would-run",
@@ -232,10 +230,10 @@ pub(super) fn dry_run_report(
         }
     }
     if !args.json {
-        println!("{would} of {} nodes would run", states.iter().flatten().count());
+        println!("{} of {} nodes would run", would.len(), states.iter().flatten().count());
     }
     if cost {
-        cost_report(p, registry, (&args.nodes, &args.force), args.json)?;
+        print_cost(p, registry, &store, (&states, &would), args.json);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -195,7 +195,14 @@ const BORROW: &[(&str, &[&str])] = &[
 ];
 
 impl StepModel {
-    pub fn from_table() -> StepModel {
+    /// The model fitted to the committed table, fitted once per process (`--cost` asks it
+    /// for every node of a pipeline).
+    pub fn measured() -> &'static StepModel {
+        static MODEL: std::sync::OnceLock<StepModel> = std::sync::OnceLock::new();
+        MODEL.get_or_init(StepModel::from_table)
+    }
+
+    fn from_table() -> StepModel {
         let mut points: BTreeMap<(Hardware, String), Vec<Point>> = BTreeMap::new();
         for r in rows() {
             let x = terms(&r.model, r.hidden, r.batch, r.window);

@@ -13,7 +13,7 @@ use wormflow_api::cost::{CostInput, Estimate, Hardware};
 
 use crate::step_cost::StepModel;
 use crate::torch_stages::{hidden_size, EvaluateParams, Precision, TrainParams};
-use crate::windows::{read_split, Part};
+use crate::windows::{read_split, sliding_starts, Part};
 
 /// Seconds a node costs besides its epochs: loading its windows onto the device and writing
 /// its outputs (the `load` and `write` phases of the default pipeline's train nodes on
@@ -97,7 +97,7 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
         });
     }
     let hidden = hidden_size(p).ok()?;
-    let rate = StepModel::from_table().rate(hardware, &p.model)?;
+    let rate = StepModel::measured().rate(hardware, &p.model)?;
     if let Some(other) = &rate.borrowed_from {
         assumptions.push(format!(
             "no {} step times measured on this hardware: {other}'s rates used",
@@ -131,9 +131,8 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
     Some(Estimate { seconds, hardware, basis, assumptions })
 }
 
-/// Forecast windows an evaluate node will score: counted from the stored split (the rule
-/// of `forecast.rs`: every window of context + horizon steps inside one range, `stride`
-/// apart), else assumed.
+/// Forecast windows an evaluate node will score: counted from the stored split by the rule
+/// its forecasts use (`windows::sliding_starts`), else assumed.
 fn forecast_windows(
     p: &EvaluateParams,
     part: Part,
@@ -147,12 +146,9 @@ fn forecast_windows(
         .filter(|i| i.kind == "split")
         .find_map(|i| read_split(i.stored?.file("split.parquet")?).ok());
     match stored {
-        Some(rows) => rows
-            .iter()
-            .flat_map(|r| r.ranges_of(part))
-            .filter(|(a, b)| b - a >= len)
-            .map(|(a, b)| ((b - a - len) / stride + 1) as i64)
-            .sum(),
+        Some(rows) => {
+            rows.iter().map(|r| sliding_starts(&r.ranges_of(part), len, stride).len() as i64).sum()
+        }
         None => {
             assumptions.push(format!(
                 "the split has not run: assumed {ASSUMED_FORECAST_WINDOWS} forecast windows per worm of {ASSUMED_POOL}"
@@ -177,7 +173,7 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
         });
     }
     let hidden = hidden_size(&trained).ok()?;
-    let rate = StepModel::from_table().rate(hardware, &trained.model)?;
+    let rate = StepModel::measured().rate(hardware, &trained.model)?;
     let batch = p.batch_size.max(1);
     let batches = (v.val + batch - 1) / batch;
     let pass = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, v.window);

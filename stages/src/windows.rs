@@ -98,6 +98,16 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'
         .with_context(|| format!("{}: missing or mistyped column {name:?}", path.display()))
 }
 
+/// Every window of `len` steps inside one of `ranges` (each end exclusive), `stride` apart
+/// from each range's start: where evaluate's forecasts start (torch/src/forecast.rs), and
+/// what the cost model counts.
+pub fn sliding_starts(ranges: &[(u64, u64)], len: u64, stride: u64) -> Vec<u64> {
+    ranges
+        .iter()
+        .flat_map(|&(a, b)| (a..).step_by(stride as usize).take_while(move |s| s + len <= b))
+        .collect()
+}
+
 pub fn write_split(path: &Path, rows: &[SplitRow], metadata: &parquet_io::Metadata) -> Result<()> {
     let flat: Vec<(&SplitRow, Part, u64, u64)> =
         rows.iter().flat_map(|r| r.ranges.iter().map(move |&(p, a, b)| (r, p, a, b))).collect();
@@ -185,4 +195,15 @@ pub fn read_windows(path: &Path) -> Result<Vec<Window>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_windows_fit_inside_each_range() {
+        assert_eq!(sliding_starts(&[(0, 10), (20, 25)], 5, 2), vec![0, 2, 4, 20]);
+        assert!(sliding_starts(&[(0, 4)], 5, 1).is_empty());
+    }
 }

@@ -339,6 +339,28 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// `run --json -j 1` started in the background, its stderr dropped and its events parsed
+/// as they come (a line that is not JSON reads as null).
+pub struct JsonRun {
+    pub child: std::process::Child,
+    pub pid: i32,
+    pub events: Box<dyn Iterator<Item = Value>>,
+}
+
+pub fn spawn_json_run(ws: &Workspace) -> JsonRun {
+    let mut child = ws
+        .cmd(&["run", "--json", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let events = std::io::BufRead::lines(stdout)
+        .map(|line| serde_json::from_str(&line.unwrap()).unwrap_or_default());
+    JsonRun { child, pid, events: Box::new(events) }
+}
+
 /// `[pipeline]` and synthetic worms → preprocess → split → sample (stages synth, pre,
 /// split, sample); `synth` and `sample` are those stages' params.
 pub fn synthetic_front(name: &str, seed: u64, synth: &str, sample: &str) -> String {

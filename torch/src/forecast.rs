@@ -18,7 +18,7 @@ use crate::models::Model;
 use wormflow_stages::neurons::{self, N_NEURONS};
 use wormflow_stages::summaries::{ForecastError, ForecastSkill};
 use wormflow_stages::table::Worm;
-use wormflow_stages::windows::{Part, SplitRow};
+use wormflow_stages::windows::{sliding_starts, Part, SplitRow};
 
 /// What to forecast.
 pub struct Protocol {
@@ -41,14 +41,6 @@ fn host(t: &Tensor) -> Vec<f64> {
         .expect("a double tensor")
 }
 
-/// Window starts of length `len` inside each range, `stride` apart.
-fn starts(ranges: &[(u64, u64)], len: u64, stride: u64) -> Vec<u64> {
-    ranges
-        .iter()
-        .flat_map(|&(a, b)| (a..).step_by(stride as usize).take_while(move |s| s + len <= b))
-        .collect()
-}
-
 fn worm_sums(
     model: &dyn Model,
     worm: &Worm,
@@ -58,7 +50,7 @@ fn worm_sums(
 ) -> Option<WormSums> {
     let (c, h) = (p.context, p.horizon);
     let len = (c + h) as usize;
-    let starts = starts(ranges, len as u64, p.stride as u64);
+    let starts = sliding_starts(ranges, len as u64, p.stride as u64);
     if starts.is_empty() {
         return None;
     }
@@ -257,11 +249,5 @@ mod tests {
             .double_value(&[])
             / (b as f64 * 5.0);
         assert!((step1 - one_step).abs() <= 1e-6 * one_step, "{step1} vs {one_step}");
-    }
-
-    #[test]
-    fn windows_fit_inside_each_range() {
-        assert_eq!(starts(&[(0, 10), (20, 25)], 5, 2), vec![0, 2, 4, 20]);
-        assert!(starts(&[(0, 4)], 5, 1).is_empty());
     }
 }
