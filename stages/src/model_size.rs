@@ -9,9 +9,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::neurons::N_NEURONS;
 
-/// The architectures `train` knows (see torch/src/models/mod.rs for what each is).
-pub const MODELS: &[&str] =
-    &["baseline", "linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"];
+/// The architectures `train` knows (see torch/src/models/mod.rs for what each is): the
+/// study's seven, then the forecasting literature's.
+pub const MODELS: &[&str] = &[
+    "baseline",
+    "linear",
+    "feedforward",
+    "ctrnn",
+    "lstm",
+    "transformer",
+    "attention",
+    "nlinear",
+    "dlinear",
+];
+
+/// The study's own architectures (checked against its classes, counted in its Table II).
+pub const STUDY_MODELS: &[&str] = MODELS.split_at(7).0;
+
+/// Models from the forecasting literature (NLinear and DLinear: Zeng et al. 2023, as POCO
+/// runs them). Their `hidden` is the lookback: how many past steps they see.
+pub const FORECAST_MODELS: &[&str] = MODELS.split_at(7).1;
 
 /// The study's Linear model has no hidden size of its own: 302 → 302 → 302.
 pub const LINEAR_WIDTH: i64 = N_NEURONS as i64;
@@ -50,6 +67,10 @@ pub fn n_params(model: &str, h: i64, counting: Counting) -> Result<i64> {
         "lstm" => shared + norm + 8 * h * h + 8 * h,
         "transformer" => shared + encoder * if study { 2 } else { 1 } + unused_norm,
         "attention" => shared + attention + unused_norm,
+        // A linear map over the last h steps, one per neuron (POCO's `separate_projs`),
+        // with a bias; DLinear has two (trend and remainder). Not the study's: no unused parts.
+        "nlinear" => n * (h + 1),
+        "dlinear" => 2 * n * (h + 1),
         other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
     })
 }
@@ -94,6 +115,12 @@ mod tests {
     }
 
     #[test]
+    fn the_study_and_forecasting_lists_make_up_the_models() {
+        assert_eq!(STUDY_MODELS.last(), Some(&"attention"));
+        assert_eq!(FORECAST_MODELS, ["nlinear", "dlinear"]);
+    }
+
+    #[test]
     fn used_counts_leave_out_what_the_study_never_calls() {
         let used = |m, h| n_params(m, h, Counting::Used).unwrap();
         assert_eq!(used("feedforward", 516), 580_286 - 2 * 516);
@@ -107,6 +134,7 @@ mod tests {
             (used("baseline", 0), n_params("baseline", 0, Counting::Study).unwrap()),
             (0, 92_111)
         );
+        assert_eq!((used("nlinear", 48), used("dlinear", 48)), (14_798, 29_596));
         // On used counts the budget picks a wider Transformer and Attention.
         assert_eq!(hidden_for_target("transformer", 580_000, Counting::Used).unwrap(), 264);
     }

@@ -192,6 +192,8 @@ const BORROW: &[(&str, &[&str])] = &[
     ("transformer", &["attention", "feedforward", "lstm"]),
     ("ctrnn", &["lstm", "transformer"]),
     ("lstm", &["ctrnn", "transformer"]),
+    ("nlinear", &["dlinear", "linear"]),
+    ("dlinear", &["nlinear", "linear"]),
 ];
 
 impl StepModel {

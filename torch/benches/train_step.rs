@@ -102,8 +102,12 @@ fn main() {
 fn print_table(device: Device, threads: usize) {
     let name = if device == Device::Cpu { "cpu" } else { "cuda" };
     println!("device,model,hidden,batch,window,threads,seconds,source");
-    for model in ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"] {
-        let sizes: &[i64] = if model == "linear" { &[302] } else { &[16, 64, 256] };
+    for model in wormflow_torch::models::MODELS.iter().filter(|m| **m != "baseline") {
+        let sizes: &[i64] = match *model {
+            "linear" => &[302],
+            "nlinear" | "dlinear" => &[16, 48, 128], // lookbacks
+            _ => &[16, 64, 256],
+        };
         for &hidden in sizes {
             for shape in [(16, 40), (BATCH, WINDOW)] {
                 let seconds = time_steps(model, hidden, shape, device);

@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use rand::Rng;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::models::{heads_for, Options, N_NEURONS_I64};
+use crate::models::{heads_for, lookback, Options, N_NEURONS_I64};
 use wormflow_stages::rng::stream;
 
 /// The architectures the stack can run (all but the Baseline, which has nothing to train).
@@ -29,6 +29,8 @@ enum Arch {
     Lstm,
     Transformer,
     Attention,
+    NLinear,
+    DLinear,
 }
 
 impl Arch {
@@ -40,6 +42,8 @@ impl Arch {
             "lstm" => Arch::Lstm,
             "transformer" => Arch::Transformer,
             "attention" => Arch::Attention,
+            "nlinear" => Arch::NLinear,
+            "dlinear" => Arch::DLinear,
             other => bail!("{other:?} cannot be trained as a stack"),
         })
     }
@@ -196,11 +200,15 @@ impl Stack {
     /// x (M', B, T, 302) → next-step predictions (M', B, T, 302); M' = the members `w` holds.
     pub fn forward(&self, w: &Weights, x: &Tensor, train: bool, draws: &Draws) -> Tensor {
         let [m, b, t, n] = x.size()[..] else { panic!("(M, B, T, 302)") };
+        if let Some(out) = self.lookback_forward(w, x) {
+            return if self.options.residual { x + out } else { out };
+        }
         let h = self.options.hidden;
         let p = self.options.dropout;
         let flat = x.reshape([m, b * t, n]);
         let e = linear(&flat, w, "embedding"); // (M, B·T, H)
         let core = match self.arch {
+            Arch::NLinear | Arch::DLinear => unreachable!("lookback_forward answered"),
             Arch::Linear => e,
             Arch::Feedforward => {
                 let inner = linear(&e, w, "hidden").relu();
@@ -294,6 +302,24 @@ impl Stack {
         }
     }
 
+    /// NLinear and DLinear over the stack (`models::lookback`): one grouped convolution with
+    /// each member's effective kernels; None for the other architectures. These run in
+    /// float32 whatever the precision (a convolution, not a matmul).
+    fn lookback_forward(&self, w: &Weights, x: &Tensor) -> Option<Tensor> {
+        let (kernel, bias) = match self.arch {
+            Arch::NLinear => (
+                lookback::nlinear_kernel(w.get("linear.weight")),
+                w.get("linear.bias").shallow_clone(),
+            ),
+            Arch::DLinear => (
+                lookback::dlinear_kernel(w.get("seasonal.weight"), w.get("trend.weight")),
+                w.get("seasonal.bias") + w.get("trend.bias"),
+            ),
+            _ => return None,
+        };
+        Some(lookback::causal_conv(x, &kernel, &bias))
+    }
+
     /// Causal multi-head self-attention over models × batch (`blocks::CausalSelfAttention`,
     /// stacked). With dropout while training the attention weights are formed explicitly,
     /// so each member's masks are its own; otherwise PyTorch's fused kernel.
@@ -354,7 +380,7 @@ fn encode_positions(e: &Tensor, b: i64, t: i64, h: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{build, Model};
+    use crate::models::{build, Model, MODELS};
 
     /// Each member of a stack predicts what its own model (built from the same seed, as
     /// evaluate builds it) predicts.
@@ -365,7 +391,7 @@ mod tests {
             tch::manual_seed(7);
             Tensor::randn([3, 5, 11, 302], (Kind::Float, Device::Cpu))
         };
-        for model in ["linear", "feedforward", "ctrnn", "lstm", "transformer", "attention"] {
+        for model in MODELS.iter().filter(|m| **m != "baseline") {
             for residual in [false, true] {
                 let options = Options { hidden: 12, residual, dropout: 0.1 };
                 let seeds = [3, 1, 4];
@@ -392,7 +418,7 @@ mod tests {
         let _rng = crate::global_rng();
         tch::manual_seed(1);
         let x = Tensor::randn([4, 3, 9, 302], (Kind::Float, Device::Cpu));
-        for model in ["feedforward", "ctrnn", "lstm", "transformer", "attention", "linear"] {
+        for model in MODELS.iter().filter(|m| **m != "baseline") {
             let options = Options { hidden: 10, residual: false, dropout: 0.1 };
             let big = Stack::new(model, options, &[5, 6, 7, 8], Device::Cpu).unwrap();
             let one = Stack::new(model, options, &[7], Device::Cpu).unwrap();

@@ -3,21 +3,13 @@
 //! and the study's parameter counts at every size of the paper's Table II.
 //! Needs the torch venv's python (`$VIRTUAL_ENV/bin/python`, as `make test` sets it up).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
-use wormflow_torch::models::{n_params, Counting, Options, MODELS};
+use wormflow_torch::models::{n_params, Counting, Options, STUDY_MODELS as MODELS};
 use wormflow_torch::tensors::predict;
 use wormflow_torch::train::seeded_build;
-
-fn python() -> PathBuf {
-    std::env::var_os("VIRTUAL_ENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| "python3".into())
-}
 
 #[test]
 fn models_compute_what_the_studys_classes_compute() {
@@ -41,14 +33,7 @@ fn models_compute_what_the_studys_classes_compute() {
         )
         .unwrap();
         let out = tch::no_grad(|| predict(&*model, &x, &mask, false));
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        named.extend([
-            ("__x".into(), x.shallow_clone()),
-            ("__mask".into(), mask.shallow_clone()),
-            ("__out".into(), out),
-        ]);
-        let refs: Vec<(&str, &Tensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        Tensor::write_safetensors(&refs, dir.path().join(format!("{m}.safetensors"))).unwrap();
+        common::write_case(&dir.path().join(format!("{m}.safetensors")), &vs, &x, &mask, out);
     }
     // The paper's Table II sizes (and the study's fixed widths of Linear and the Baseline).
     let table = [
@@ -69,14 +54,6 @@ fn models_compute_what_the_studys_classes_compute() {
     }
     std::fs::write(dir.path().join("counts.json"), counts.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/study_models.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .expect("run the study's classes in PyTorch");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{stdout}");
-    assert!(out.status.success(), "the study's classes disagree:\n{stdout}\n{stderr}");
+    let stdout = common::run_check(script, dir.path());
     assert_eq!(stdout.matches("max |wormflow - study|").count(), MODELS.len(), "{stdout}");
 }

@@ -21,6 +21,8 @@ fn model_name(m: &str) -> &str {
         "feedforward" => "Feedforward",
         "transformer" => "Transformer",
         "attention" => "Attention",
+        "nlinear" => "NLinear",
+        "dlinear" => "DLinear",
         other => other,
     }
 }

@@ -1,6 +1,7 @@
 //! The seven architectures of the study, on libtorch (tch), each as the study's code builds
-//! it (qsimeon/worm-graph, models/_utils.py). All map a batch of windows (B, T, 302) to
-//! next-step predictions (B, T, 302) and share embedding → core → readout:
+//! it (qsimeon/worm-graph, models/_utils.py), and two from the forecasting literature. All
+//! map a batch of windows (B, T, 302) to next-step predictions (B, T, 302); the study's share
+//! embedding → core → readout:
 //!
 //! | model | used parameters (H = hidden size) | core |
 //! |---|---|---|
@@ -11,6 +12,8 @@
 //! | lstm | 8H² + 615H + 302 | LayerNorm; one LSTM layer (the study's init) |
 //! | transformer | 6H² + 615H + 302 | √H scaling, sinusoidal positions; one pre-norm causal encoder layer, feed-forward width H |
 //! | attention | 4H² + 609H + 302 | √H scaling, sinusoidal positions; one causal multi-head attention |
+//! | nlinear | 302(H + 1) | no embedding: a linear map per neuron over its last H steps, relative to the last (`lookback.rs`) |
+//! | dlinear | 604(H + 1) | no embedding: per neuron, linear maps of the moving-average trend and the remainder of its last H steps |
 //!
 //! The study's own counts (`model_size::Counting::Study`, Table II) add what its code
 //! registers and never calls; `model.json` carries both.
@@ -21,6 +24,7 @@ mod blocks;
 mod ctrnn;
 mod feedforward;
 mod linear;
+pub mod lookback;
 mod lstm;
 mod transformer;
 
@@ -36,7 +40,9 @@ pub trait Model: Send {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor;
 }
 
-pub use wormflow_stages::model_size::{hidden_for_target, n_params, Counting, MODELS};
+pub use wormflow_stages::model_size::{
+    hidden_for_target, n_params, Counting, FORECAST_MODELS, MODELS, STUDY_MODELS,
+};
 
 /// Heads of a multi-head attention of width h: the largest divisor of h not above 5 (the
 /// study's `find_largest_divisor`).
@@ -78,6 +84,8 @@ pub fn build(model: &str, o: Options, root: &nn::Path) -> Result<Box<dyn Model>>
         "lstm" => Box::new(lstm::Lstm::new(root, h)),
         "transformer" => Box::new(transformer::Transformer::new(root, h, p)),
         "attention" => Box::new(attention::Attention::new(root, h, p)),
+        "nlinear" => Box::new(lookback::NLinear::new(root, h)),
+        "dlinear" => Box::new(lookback::DLinear::new(root, h)),
         other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
     };
     Ok(if o.residual { Box::new(Residual(m)) } else { m })
