@@ -2,14 +2,26 @@
 //! against what the data allow: on Sines a trained sequence model beats copying the last
 //! context step at every horizon; on a Random Walk — whose best forecast *is* the last
 //! step — nothing beats it beyond noise; the Baseline (copy-last itself) scores exactly 0.
+//! The forecasting literature's switches: a lookback model (NLinear) and a k-step rollout
+//! loss (`horizon_train`) train, forecast and say so in their cards.
 
 mod common;
 
 use common::Workspace;
 use wormflow_stages::parquet_io::read_rows;
-use wormflow_stages::summaries::ForecastSkill;
+use wormflow_stages::summaries::{ForecastSkill, ModelCard};
 
 fn pipeline(synth: &str, residual: bool) -> String {
+    pipeline_training(
+        synth,
+        r#"matrix = { model = ["baseline", "linear", "lstm"] }"#,
+        &format!("hidden = 32, residual = {residual}"),
+    )
+}
+
+/// The synthetic front, a train stage over `matrix` with `params` (beside the shared
+/// ones), and an evaluate stage forecasting 8 steps from 24 on the test part.
+fn pipeline_training(synth: &str, matrix: &str, params: &str) -> String {
     let front = common::synthetic_front_split(
         "forecast",
         2,
@@ -21,8 +33,8 @@ fn pipeline(synth: &str, residual: bool) -> String {
         r#"{front}[stages.train]
 kind = "train"
 needs = ["pre", "sample"]
-matrix = {{ model = ["baseline", "linear", "lstm"] }}
-params = {{ model = "${{matrix.model}}", hidden = 32, epochs = 40, early_stopping = 40, batch_size = 16, lr = 3e-3, residual = {residual}, threads = 1, device = "cpu" }}
+{matrix}
+params = {{ model = "${{matrix.model}}", {params}, epochs = 40, early_stopping = 40, batch_size = 16, lr = 3e-3, threads = 1, device = "cpu" }}
 [stages.evaluate]
 kind = "evaluate"
 needs = ["train", "pre", "sample", "split"]
@@ -32,11 +44,12 @@ params = {{ horizon = 8, context = 24, generate_worms = 0, forecast_part = "test
     )
 }
 
-/// Skill against copy-last for steps 1…8, all worms pooled.
-fn skill(ws: &Workspace, model: &str) -> Vec<f64> {
+/// Skill against copy-last for steps 1…8, all worms pooled; `node` is the evaluate node's
+/// results folder below results/evaluate (its matrix values).
+fn skill(ws: &Workspace, node: &str) -> Vec<f64> {
+    let model = node;
     let rows: Vec<ForecastSkill> =
-        read_rows(&ws.file(&format!("results/evaluate/model={model}/forecast_skill.parquet")))
-            .unwrap();
+        read_rows(&ws.file(&format!("results/evaluate/{node}/forecast_skill.parquet"))).unwrap();
     assert!(rows.iter().all(|r| r.part == "test"), "{rows:?}");
     let s: Vec<f64> = rows.iter().filter(|r| r.dataset == "all").map(|r| r.skill_vs_copy).collect();
     eprintln!("{model}: skill against copy-last by step {s:.3?}");
@@ -47,8 +60,8 @@ fn skill(ws: &Workspace, model: &str) -> Vec<f64> {
 fn sines_are_forecast_better_than_copy_last_and_a_random_walk_is_not() {
     let sines = Workspace::new(&pipeline(r#"model = "sines", noise = 0.0"#, true));
     sines.ok(&["run", "-q"]);
-    assert_eq!(skill(&sines, "baseline"), vec![0.0; 8], "copy-last against itself");
-    let lstm = skill(&sines, "lstm");
+    assert_eq!(skill(&sines, "model=baseline"), vec![0.0; 8], "copy-last against itself");
+    let lstm = skill(&sines, "model=lstm");
     assert!(lstm.iter().all(|&s| s > 0.0), "LSTM on Sines, skill by step: {lstm:?}");
 
     // The study's architecture (not residual, which starts at copy-last and, on a random
@@ -56,7 +69,37 @@ fn sines_are_forecast_better_than_copy_last_and_a_random_walk_is_not() {
     let walk = Workspace::new(&pipeline(r#"model = "random_walk""#, false));
     walk.ok(&["run", "-q"]);
     for model in ["linear", "lstm"] {
-        let s = skill(&walk, model);
+        let s = skill(&walk, &format!("model={model}"));
         assert!(s.iter().all(|&s| s < 0.05), "{model} on a Random Walk, skill by step: {s:?}");
     }
+}
+
+#[test]
+fn a_lookback_model_and_a_rollout_loss_train_forecast_and_say_so() {
+    let matrix = r#"matrix = { model = ["nlinear", "lstm"], horizon_train = [1, 4] }"#;
+    let params = "hidden = 12, horizon_train = \"${matrix.horizon_train}\", residual = false";
+    let text = pipeline_training(r#"model = "sines", noise = 0.0"#, matrix, params);
+    let ws = Workspace::new(&text);
+    ws.ok(&["run", "-q"]);
+    for k in [1, 4] {
+        for model in ["nlinear", "lstm"] {
+            let node = format!("horizon_train={k}/model={model}");
+            let cards: Vec<ModelCard> =
+                read_rows(&ws.file(&format!("results/train/{node}/model.parquet"))).unwrap();
+            assert_eq!((cards[0].architecture.as_str(), cards[0].horizon_train), (model, k));
+            let s = skill(&ws, &node);
+            // A linear map over 12 steps can continue a sine exactly.
+            if model == "nlinear" {
+                assert!(s.iter().all(|&s| s > 0.0), "{node} on Sines, skill by step: {s:?}");
+            }
+        }
+    }
+    // A rollout longer than the window leaves no context: the node fails and says the fix.
+    ws.write("pipeline.toml", &text.replace("horizon_train = [1, 4]", "horizon_train = [30]"));
+    let out = ws.run_fails();
+    assert!(
+        out.contains("params.horizon_train = 30 in windows of 25 steps")
+            && out.contains("raise the sample's window to at least 30"),
+        "{out}"
+    );
 }

@@ -75,6 +75,19 @@ pub fn n_params(model: &str, h: i64, counting: Counting) -> Result<i64> {
     })
 }
 
+/// Positions at the start of a window whose prediction does not see a full lookback: a
+/// lookback model (NLinear, DLinear) of hidden size C needs C steps, so its first C − 1
+/// predictions see the window's first step repeated in place of the past. Training,
+/// validation and evaluate's one-step errors leave them out (0 for the study's models,
+/// which see everything before a position).
+pub fn warmup_steps(model: &str, hidden: i64) -> i64 {
+    if FORECAST_MODELS.contains(&model) {
+        (hidden - 1).max(0)
+    } else {
+        0
+    }
+}
+
 /// The smallest hidden size whose count reaches `target` — the rule that gives every hidden
 /// size of the paper's Table II from 580,000 on the study's counts (Feedforward 516, CTRNN
 /// 408, LSTM 234, Transformer 196, Attention 312); the nearest count would pick CTRNN 407.

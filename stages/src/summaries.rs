@@ -63,6 +63,9 @@ pub struct ModelCard {
     pub precision: String,
     /// What it minimised: mse, mae or huber (torch_stages::Loss).
     pub loss: String,
+    /// Steps ahead each window's loss was taken over (1: next step at every position, as
+    /// the study; k: a k-step rollout from the window's first steps).
+    pub horizon_train: i64,
 }
 
 /// `eval.parquet` (one row): evaluate's verdict on one trained model, with what a sweep

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use wormflow_api::cost::{CostInput, Estimate, Hardware};
 
-use crate::step_cost::StepModel;
+use crate::step_cost::{Rate, StepModel};
 use crate::torch_stages::{hidden_size, EvaluateParams, Precision, TrainParams};
 use crate::windows::{read_split, sliding_starts, Part};
 
@@ -84,6 +84,16 @@ fn hardware_of(device: &str, assumptions: &mut Vec<String>) -> Hardware {
     }
 }
 
+/// The step-time rates of `model` on `hardware`, saying so when they are another's.
+fn rate_of(hardware: Hardware, model: &str, assumptions: &mut Vec<String>) -> Option<Rate> {
+    let rate = StepModel::measured().rate(hardware, model)?;
+    if let Some(other) = &rate.borrowed_from {
+        assumptions
+            .push(format!("no {model} step times measured on this hardware: {other}'s rates used"));
+    }
+    Some(rate)
+}
+
 pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
     let mut assumptions = Vec::new();
     let hardware = hardware_of(&p.device, &mut assumptions);
@@ -97,29 +107,26 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
         });
     }
     let hidden = hidden_size(p).ok()?;
-    let rate = StepModel::measured().rate(hardware, &p.model)?;
-    if let Some(other) = &rate.borrowed_from {
-        assumptions.push(format!(
-            "no {} step times measured on this hardware: {other}'s rates used",
-            p.model
-        ));
-    }
+    let rate = rate_of(hardware, &p.model, &mut assumptions)?;
     if p.precision != Precision::Fp32 {
         assumptions.push(format!(
             "precision = {}: fp32 step times used (no measurement of it yet)",
             p.precision.as_str()
         ));
     }
-    let step = rate.step_seconds(&p.model, hidden, p.batch_size, v.window);
+    // A k-step rollout runs the model k times over (at most) the window.
+    let passes = p.horizon_train.max(1) as f64;
+    let step = passes * rate.step_seconds(&p.model, hidden, p.batch_size, v.window);
     let steps = (v.train + p.batch_size - 1) / p.batch_size;
     let val_batch = p.batch_size.max(256);
     let val_steps = (v.val + val_batch - 1) / val_batch;
-    let val_step = FORWARD_SHARE * rate.step_seconds(&p.model, hidden, val_batch, v.window);
+    let val_step =
+        passes * FORWARD_SHARE * rate.step_seconds(&p.model, hidden, val_batch, v.window);
     let epoch = steps as f64 * step + val_steps as f64 * val_step;
     // The untrained model's pass over both sets, then the epochs.
     let seconds =
         PER_NODE_SECONDS + epoch * p.epochs as f64 + val_step * (val_steps + steps) as f64;
-    let basis = format!(
+    let mut basis = format!(
         "{} epochs (the budget: an upper bound) × ({steps} steps × {:.1} ms + {val_steps} validation batches × {:.1} ms); {} H={hidden} B={} L={}",
         p.epochs,
         step * 1e3,
@@ -128,6 +135,12 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
         p.batch_size,
         v.window
     );
+    if p.horizon_train > 1 {
+        basis.push_str(&format!(
+            "; {}-step rollouts: {} passes a step",
+            p.horizon_train, p.horizon_train
+        ));
+    }
     Some(Estimate { seconds, hardware, basis, assumptions })
 }
 
@@ -173,7 +186,7 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
         });
     }
     let hidden = hidden_size(&trained).ok()?;
-    let rate = StepModel::measured().rate(hardware, &trained.model)?;
+    let rate = rate_of(hardware, &trained.model, &mut assumptions)?;
     let batch = p.batch_size.max(1);
     let batches = (v.val + batch - 1) / batch;
     let pass = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, v.window);

@@ -138,6 +138,12 @@ pub struct TrainParams {
     /// "mse" (default, as the study) | "mae" | "huber": the training objective (in the key;
     /// in the model card).
     pub loss: Loss,
+    /// Steps each training window's loss is taken over: 1 (default, as the study) scores
+    /// the next-step prediction at every position; k > 1 feeds the model the window's first
+    /// T + 1 − k steps (teacher-forced context) and scores the k steps it then predicts on
+    /// its own outputs, back-propagated through the rollout (POCO's `prediction` loss
+    /// mode). Validation (early stopping) scores the same way. In the key and the card.
+    pub horizon_train: i64,
 }
 
 impl Default for TrainParams {
@@ -166,6 +172,7 @@ impl Default for TrainParams {
             checkpoint_minutes: 10.0,
             precision: Precision::Fp32,
             loss: Loss::Mse,
+            horizon_train: 1,
         }
     }
 }
@@ -237,6 +244,12 @@ impl Stage for Train {
         {
             return Err(format!("params.hidden must be ≥ 1 (or 0 with params_target > 0); got hidden = {}, params_target = {}", p.hidden, p.params_target));
         }
+        if p.horizon_train < 1 {
+            return Err(format!(
+                "params.horizon_train must be ≥ 1 (1 = the study's next-step loss); got {}",
+                p.horizon_train
+            ));
+        }
         if !(0.0..1.0).contains(&p.dropout) {
             return Err(format!("params.dropout must be in [0, 1); got {}", p.dropout));
         }
@@ -300,7 +313,7 @@ impl Stage for Train {
     /// helper sorts out: members whose windows differ in length train in separate stacks).
     fn group_key(p: &TrainParams) -> Option<String> {
         Some(format!(
-            "model={} hidden={} residual={} dropout={} device={} threads={} precision={} loss={}",
+            "model={} hidden={} residual={} dropout={} device={} threads={} precision={} loss={} horizon_train={}",
             p.model,
             hidden_size(p).ok()?,
             p.residual,
@@ -308,7 +321,8 @@ impl Stage for Train {
             p.device,
             p.threads,
             p.precision.as_str(),
-            p.loss.as_str()
+            p.loss.as_str(),
+            p.horizon_train
         ))
     }
 

@@ -73,7 +73,17 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         &vs.root(),
     )?;
     let val = window_set(&worms, &windows, "val", device)?;
-    let errors = one_step_errors(&*model, &*baseline, &val, p.batch_size);
+    let warmup = models::warmup_steps(&card.architecture, card.hidden);
+    if warmup >= val.x.size()[1] {
+        bail!(
+            "{} with hidden = {} needs windows longer than its lookback of {} steps; the sample's windows have {}: raise the sample stage's window",
+            card.architecture,
+            card.hidden,
+            warmup + 1,
+            val.x.size()[1]
+        );
+    }
+    let errors = one_step_errors(&*model, &*baseline, &val, p.batch_size, warmup);
     let (loss, base) = errors.pooled();
     write_rows(&ctx.out_dir.join("by_dataset.parquet"), &errors.by_dataset(), &meta)?;
     write_rows(&ctx.out_dir.join("neurons.parquet"), &errors.by_neuron(), &meta)?;
@@ -227,17 +237,20 @@ impl OneStepErrors {
 
 /// One pass over the validation windows: squared errors of the model and the Baseline and
 /// the targets' moments, per window and neuron, brought to the host once per batch (each
-/// transfer is a device sync).
+/// transfer is a device sync). Both are scored from position `warmup` on (a lookback
+/// model's first positions see a padded past; `models::warmup_steps`).
 fn one_step_errors(
     model: &dyn Model,
     baseline: &dyn Model,
     set: &WindowSet,
     batch: i64,
+    warmup: i64,
 ) -> OneStepErrors {
     tch::no_grad(|| {
         let mut out =
             OneStepErrors { cells: BTreeMap::new(), windows_per_dataset: BTreeMap::new() };
-        let steps = set.x.size()[1] as f64;
+        let scored = set.x.size()[1] - warmup;
+        let steps = scored as f64;
         let mut start = 0;
         while start < set.len() {
             let n = batch.min(set.len() - start);
@@ -249,8 +262,10 @@ fn one_step_errors(
             let per_neuron = |t: Tensor| {
                 to_host(t.sum_dim_intlist([1i64].as_slice(), false, Kind::Double).flatten(0, -1))
             };
-            let sse = per_neuron((predict(model, &x, &mask, false) - &y).square());
-            let base = per_neuron((predict(baseline, &x, &mask, false) - &y).square());
+            let from = |t: Tensor| t.narrow(1, warmup, scored);
+            let y = from(y);
+            let sse = per_neuron((from(predict(model, &x, &mask, false)) - &y).square());
+            let base = per_neuron((from(predict(baseline, &x, &mask, false)) - &y).square());
             let (sum, sum_sq) = (per_neuron(y.shallow_clone()), per_neuron(y.square()));
             let recorded = to_host(mask.to_kind(Kind::Double).flatten(0, -1));
             for b in 0..n as usize {

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use tch::{Kind, Tensor};
 use wormflow_api::{Progress, StageContext};
 
-use crate::stacked::{Draws, Stack};
+use crate::stacked::{Draws, Stack, Weights};
 use crate::tensors::WindowSet;
 use crate::train::{Outcome, Params, TrainingData};
 use wormflow_stages::metrics::{Epoch, Learning};
@@ -622,10 +622,12 @@ fn stacked_errors(
         Tensor::from_slice(&bucket.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(device)
     });
     let weights = stack.weights(index.as_ref());
-    // Unrecorded neurons are zeroed in the input, so they never reach loss or gradients.
-    let pred = stack.forward(&weights, &(&x * &mask), train, draws);
+    let params = members[bucket[0]].params;
+    let warmup = crate::models::warmup_steps(&params.model, stack.hidden());
+    let (pred, y) =
+        scored(stack, &weights, (&x, &y, &mask), params.horizon_train, warmup, train, draws);
     let steps = pred.size()[2] as f64;
-    let error = match members[bucket[0]].params.loss {
+    let error = match params.loss {
         Loss::Mse => (pred - &y).square(),
         Loss::Mae => (pred - &y).abs(),
         Loss::Huber => pred.huber_loss(&y, tch::Reduction::None, 1.0),
@@ -634,6 +636,47 @@ fn stacked_errors(
     (0..bucket.len() as i64)
         .map(|i| (error.get(i).sum(Kind::Float), mask.get(i).sum(Kind::Float) * steps))
         .collect()
+}
+
+/// What a member's loss compares, (M, B, S, 302) predictions and targets:
+/// - `horizon_train = 1`: the next-step prediction at every position from `warmup` on (the
+///   study's objective; a lookback model's first positions see a padded past);
+/// - k > 1: the window's T + 1 steps cut into a teacher-forced context (the first T + 1 − k)
+///   and the k steps after it, which the model predicts on its own outputs, each appended
+///   to the context (a lookback model is given only its lookback) — POCO's multi-step loss.
+///
+/// Unrecorded neurons are zeroed in every input, so they never reach loss or gradients.
+fn scored(
+    stack: &Stack,
+    weights: &Weights,
+    (x, y, mask): (&Tensor, &Tensor, &Tensor),
+    horizon: i64,
+    warmup: i64,
+    train: bool,
+    draws: &Draws,
+) -> (Tensor, Tensor) {
+    let t = x.size()[2];
+    if horizon == 1 {
+        let pred = stack.forward(weights, &(x * mask), train, draws);
+        return (pred.narrow(2, warmup, t - warmup), y.narrow(2, warmup, t - warmup));
+    }
+    let all = Tensor::cat(&[x.shallow_clone(), y.narrow(2, t - 1, 1)], 2); // T + 1 steps
+    let context = t + 1 - horizon;
+    let mut seq = all.narrow(2, 0, context) * mask;
+    let mut predicted = Vec::with_capacity(horizon as usize);
+    for _ in 0..horizon {
+        let len = seq.size()[2];
+        let seen = if warmup > 0 {
+            seq.narrow(2, len - warmup - 1, warmup + 1)
+        } else {
+            seq.shallow_clone()
+        };
+        let out = stack.forward(weights, &seen, train, draws);
+        let next = out.narrow(2, out.size()[2] - 1, 1) * mask;
+        seq = Tensor::cat(&[&seq, &next], 2);
+        predicted.push(next);
+    }
+    (Tensor::cat(&predicted, 2), all.narrow(2, context, horizon))
 }
 
 /// Each listed member's masked MSE over its whole set, without gradients, in batches of
@@ -679,4 +722,51 @@ fn losses_over(
         }
         which.iter().map(|k| totals.get(k).map_or(f64::NAN, |(s, c)| s / c)).collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Options;
+    use tch::Device;
+
+    /// A stack of models that copy their input (a residual Linear with a zero readout, and
+    /// an NLinear with zero maps: the last value plus nothing), so what `scored` compares is
+    /// known exactly.
+    fn copying(model: &str, hidden: i64) -> Stack {
+        let options = Options { hidden, residual: model == "linear", dropout: 0.0 };
+        let stack = Stack::new(model, options, &[1, 2], Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (name, p) in stack.names.iter().zip(&stack.params) {
+                if name.starts_with("readout.") || model == "nlinear" {
+                    let _ = p.shallow_clone().zero_();
+                }
+            }
+        });
+        stack
+    }
+
+    #[test]
+    fn rollouts_score_the_last_k_steps_from_the_rest_of_the_window() {
+        let _rng = crate::global_rng();
+        let all = Tensor::randn([2, 3, 13, 302], (Kind::Float, Device::Cpu)); // T + 1 = 13
+        let (x, y) = (all.narrow(2, 0, 12), all.narrow(2, 1, 12));
+        let mask = Tensor::ones([2, 3, 1, 302], (Kind::Float, Device::Cpu));
+        let draws = Draws::new(vec![(0, 0); 2]);
+        for (model, hidden, warmup) in [("linear", 8, 0), ("nlinear", 5, 4)] {
+            let stack = copying(model, hidden);
+            let w = stack.weights(None);
+            // k = 1: every position from the warm-up on, against the next step.
+            let (pred, target) = scored(&stack, &w, (&x, &y, &mask), 1, warmup, false, &draws);
+            assert_eq!(pred.size()[2], 12 - warmup, "{model}");
+            assert!(pred.allclose(&x.narrow(2, warmup, 12 - warmup), 1e-6, 1e-6, false));
+            assert!(target.equal(&y.narrow(2, warmup, 12 - warmup)));
+            // k = 4: a copier rolled out repeats the context's last step (step 9 of 13);
+            // the targets are the window's last 4 steps.
+            let (pred, target) = scored(&stack, &w, (&x, &y, &mask), 4, warmup, false, &draws);
+            let last = all.narrow(2, 8, 1).expand([2, 3, 4, 302], false);
+            assert!(pred.allclose(&last, 1e-6, 1e-6, false), "{model}");
+            assert!(target.equal(&all.narrow(2, 9, 4)), "{model}");
+        }
+    }
 }

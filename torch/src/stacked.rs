@@ -165,6 +165,11 @@ impl Stack {
         self.params[0].size()[0]
     }
 
+    /// The members' hidden size (a lookback model's lookback).
+    pub fn hidden(&self) -> i64 {
+        self.options.hidden
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

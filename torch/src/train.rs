@@ -60,6 +60,24 @@ pub fn pick_device(name: &str) -> Result<Device> {
     })
 }
 
+/// A training window of T inputs (T + 1 steps) must leave the model a context before the
+/// steps it is scored on: T + 1 − horizon_train steps, at least a lookback model's lookback.
+fn check_window(p: &Params, hidden: i64, window: i64) -> Result<()> {
+    let context = window + 1 - p.horizon_train;
+    let needs = models::warmup_steps(&p.model, hidden) + 1;
+    if context < needs {
+        bail!(
+            "params.horizon_train = {} in windows of {} steps (the sample stage's window = {window}) leaves a context of {context} steps; {} with hidden = {hidden} needs {needs}: raise the sample's window to at least {} or lower horizon_train{}",
+            p.horizon_train,
+            window + 1,
+            p.model,
+            needs + p.horizon_train - 1,
+            if needs > 1 { " or hidden (its lookback)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
 /// Train one model (called by the `wormflow-torch` helper): a group of one.
 pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     let mut result = None;
@@ -80,7 +98,9 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
     for (k, (p, ctx)) in nodes.iter().enumerate() {
         let setup = || -> Result<(Device, i64, TrainingData)> {
             let device = pick_device(&p.device)?;
-            Ok((device, hidden_size(p)?, TrainingData::load(ctx, device)?))
+            let (hidden, data) = (hidden_size(p)?, TrainingData::load(ctx, device)?);
+            check_window(p, hidden, data.train.x.size()[1])?;
+            Ok((device, hidden, data))
         };
         match setup() {
             Ok(ready) => loaded.push((k, ready)),
@@ -101,8 +121,8 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
     tch::set_num_threads(threads as i32);
     let load = clock.elapsed().as_secs_f64();
     // Stacks: same architecture, hidden size, window length, device, residual, dropout,
-    // precision and loss.
-    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str, &'p str));
+    // precision, loss and training horizon.
+    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str, &'p str, i64));
     let mut stacks: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     for (at, (k, (device, hidden, data))) in loaded.iter().enumerate() {
         let p = &nodes[*k].0;
@@ -112,7 +132,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
             data.train.x.size()[1],
             device_name(*device),
             p.residual,
-            (p.dropout.to_bits(), p.precision.as_str(), p.loss.as_str()),
+            (p.dropout.to_bits(), p.precision.as_str(), p.loss.as_str(), p.horizon_train),
         );
         stacks.entry(shape).or_default().push(at);
     }
@@ -484,6 +504,7 @@ fn write_outputs(
         resumed_from_epoch: o.resumed_from as i64,
         precision: p.precision.as_str().into(),
         loss: p.loss.as_str().into(),
+        horizon_train: p.horizon_train,
     };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())

@@ -41,7 +41,7 @@ pub trait Model: Send {
 }
 
 pub use wormflow_stages::model_size::{
-    hidden_for_target, n_params, Counting, FORECAST_MODELS, MODELS, STUDY_MODELS,
+    hidden_for_target, n_params, warmup_steps, Counting, FORECAST_MODELS, MODELS, STUDY_MODELS,
 };
 
 /// Heads of a multi-head attention of width h: the largest divisor of h not above 5 (the
