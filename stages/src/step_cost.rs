@@ -8,8 +8,10 @@
 //!
 //! A step is modelled as `a · launches + b · GFLOP + c · Mvalues`: `launches` is 1, or L for
 //! the CTRNN, whose cell runs once per time step (small launches that do not shrink with H);
-//! GFLOP is 6 × used parameters × B·L (forward 2, backward 4) plus attention's 6·B·L²·H;
-//! Mvalues the activations moved, B·L·(2·302 + H + attention's heads·L) / 10⁶. `a`, `b`, `c` are least squares in
+//! GFLOP is 6 × used parameters × B·L (forward 2, backward 4) plus attention's 6·B·L²·H
+//! (TSMixer: 6 × its per-window work, K·302·(K + 2H + 2) for a lookback K, per position);
+//! Mvalues the activations moved, B·L·(2·302 + H + attention's heads·L) / 10⁶ (TSMixer:
+//! K·(6·302 + 2H) per position). `a`, `b`, `c` are least squares in
 //! relative error over the table's rows for that architecture and hardware (all ≥ 0);
 //! an architecture without rows on a hardware borrows another's rates, and says so.
 
@@ -25,6 +27,7 @@ struct Row {
     hardware: Hardware,
     model: String,
     hidden: i64,
+    lookback: i64,
     batch: i64,
     window: i64,
     seconds: f64,
@@ -44,18 +47,23 @@ fn rows() -> Vec<Row> {
                 },
                 model: f.get(1)?.to_string(),
                 hidden: f.get(2)?.parse().ok()?,
-                batch: f.get(3)?.parse().ok()?,
-                window: f.get(4)?.parse().ok()?,
-                seconds: f.get(6)?.parse().ok()?,
+                lookback: f.get(3)?.parse().ok()?,
+                batch: f.get(4)?.parse().ok()?,
+                window: f.get(5)?.parse().ok()?,
+                seconds: f.get(7)?.parse().ok()?,
             })
         })
         .collect()
 }
 
 /// The step's arithmetic in GFLOP.
-pub fn step_gflop(model: &str, hidden: i64, batch: i64, window: i64) -> f64 {
-    let params = n_params(model, hidden, Counting::Used).unwrap_or(0) as f64;
+pub fn step_gflop(model: &str, hidden: i64, lookback: i64, batch: i64, window: i64) -> f64 {
     let tokens = (batch * window) as f64;
+    if model == "tsmixer" {
+        let (k, h) = (lookback as f64, hidden as f64);
+        return tokens * 6.0 * k * 302.0 * (k + 2.0 * h + 2.0) / 1e9;
+    }
+    let params = n_params(model, hidden, lookback, Counting::Used).unwrap_or(0) as f64;
     let attention = match model {
         "transformer" | "attention" => 6.0 * window as f64 * hidden as f64,
         _ => 0.0,
@@ -75,8 +83,12 @@ fn launches(model: &str, window: i64) -> f64 {
 /// hidden values, and attention's score matrices (heads × L² per sequence; heads are the
 /// largest divisor of H up to 5, as the models build them). Small models are bound by this
 /// traffic, not by their arithmetic.
-pub fn step_mvalues(model: &str, hidden: i64, batch: i64, window: i64) -> f64 {
-    let per_token = 2.0 * 302.0 + hidden as f64;
+pub fn step_mvalues(model: &str, hidden: i64, lookback: i64, batch: i64, window: i64) -> f64 {
+    let per_token = if model == "tsmixer" {
+        lookback as f64 * (6.0 * 302.0 + 2.0 * hidden as f64)
+    } else {
+        2.0 * 302.0 + hidden as f64
+    };
     let scores = match model {
         "transformer" | "attention" => {
             let heads = (1..=5).rev().find(|d| hidden % d == 0).unwrap_or(1);
@@ -88,11 +100,11 @@ pub fn step_mvalues(model: &str, hidden: i64, batch: i64, window: i64) -> f64 {
 }
 
 /// The terms a step's time is a sum of: launches, GFLOP, millions of values moved.
-fn terms(model: &str, hidden: i64, batch: i64, window: i64) -> [f64; 3] {
+fn terms(model: &str, hidden: i64, lookback: i64, batch: i64, window: i64) -> [f64; 3] {
     [
         launches(model, window),
-        step_gflop(model, hidden, batch, window),
-        step_mvalues(model, hidden, batch, window),
+        step_gflop(model, hidden, lookback, batch, window),
+        step_mvalues(model, hidden, lookback, batch, window),
     ]
 }
 
@@ -107,8 +119,15 @@ pub struct Rate {
 }
 
 impl Rate {
-    pub fn step_seconds(&self, model: &str, hidden: i64, batch: i64, window: i64) -> f64 {
-        let t = terms(model, hidden, batch, window);
+    pub fn step_seconds(
+        &self,
+        model: &str,
+        hidden: i64,
+        lookback: i64,
+        batch: i64,
+        window: i64,
+    ) -> f64 {
+        let t = terms(model, hidden, lookback, batch, window);
         (0..3).map(|k| self.rates[k] * t[k]).sum()
     }
 }
@@ -194,6 +213,7 @@ const BORROW: &[(&str, &[&str])] = &[
     ("lstm", &["ctrnn", "transformer"]),
     ("nlinear", &["dlinear", "linear"]),
     ("dlinear", &["nlinear", "linear"]),
+    ("tsmixer", &["feedforward", "transformer"]),
 ];
 
 impl StepModel {
@@ -207,7 +227,7 @@ impl StepModel {
     fn from_table() -> StepModel {
         let mut points: BTreeMap<(Hardware, String), Vec<Point>> = BTreeMap::new();
         for r in rows() {
-            let x = terms(&r.model, r.hidden, r.batch, r.window);
+            let x = terms(&r.model, r.hidden, r.lookback, r.batch, r.window);
             points.entry((r.hardware, r.model.clone())).or_default().push((x, r.seconds));
         }
         let rates = points
@@ -247,7 +267,8 @@ mod tests {
         assert!(rows.len() >= 20, "{} rows", rows.len());
         for row in rows {
             let rate = model.rate(row.hardware, &row.model).unwrap();
-            let predicted = rate.step_seconds(&row.model, row.hidden, row.batch, row.window);
+            let predicted =
+                rate.step_seconds(&row.model, row.hidden, row.lookback, row.batch, row.window);
             let ratio = predicted / row.seconds;
             eprintln!(
                 "{:?} {} H={} B={} L={}: ratio {ratio:.2}",

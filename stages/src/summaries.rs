@@ -66,6 +66,9 @@ pub struct ModelCard {
     /// Steps ahead each window's loss was taken over (1: next step at every position, as
     /// the study; k: a k-step rollout from the window's first steps).
     pub horizon_train: i64,
+    /// Past steps a forecasting model sees at each position (0: the study's models, which
+    /// see all of the past).
+    pub lookback: i64,
 }
 
 /// `eval.parquet` (one row): evaluate's verdict on one trained model, with what a sweep

@@ -12,7 +12,7 @@ use std::path::Path;
 use wormflow_api::cost::{CostInput, Estimate, Hardware};
 
 use crate::step_cost::{Rate, StepModel};
-use crate::torch_stages::{hidden_size, EvaluateParams, Precision, TrainParams};
+use crate::torch_stages::{hidden_size, lookback_of, EvaluateParams, Precision, TrainParams};
 use crate::windows::{read_split, sliding_starts, Part};
 
 /// Seconds a node costs besides its epochs: loading its windows onto the device and writing
@@ -106,7 +106,7 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
             assumptions,
         });
     }
-    let hidden = hidden_size(p).ok()?;
+    let (hidden, lookback) = (hidden_size(p).ok()?, lookback_of(p));
     let rate = rate_of(hardware, &p.model, &mut assumptions)?;
     if p.precision != Precision::Fp32 {
         assumptions.push(format!(
@@ -116,12 +116,12 @@ pub fn train(p: &TrainParams, inputs: &[CostInput]) -> Option<Estimate> {
     }
     // A k-step rollout runs the model k times over (at most) the window.
     let passes = p.horizon_train.max(1) as f64;
-    let step = passes * rate.step_seconds(&p.model, hidden, p.batch_size, v.window);
+    let step = passes * rate.step_seconds(&p.model, hidden, lookback, p.batch_size, v.window);
     let steps = (v.train + p.batch_size - 1) / p.batch_size;
     let val_batch = p.batch_size.max(256);
     let val_steps = (v.val + val_batch - 1) / val_batch;
     let val_step =
-        passes * FORWARD_SHARE * rate.step_seconds(&p.model, hidden, val_batch, v.window);
+        passes * FORWARD_SHARE * rate.step_seconds(&p.model, hidden, lookback, val_batch, v.window);
     let epoch = steps as f64 * step + val_steps as f64 * val_step;
     // The untrained model's pass over both sets, then the epochs.
     let seconds =
@@ -185,12 +185,13 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
             assumptions,
         });
     }
-    let hidden = hidden_size(&trained).ok()?;
+    let (hidden, lookback) = (hidden_size(&trained).ok()?, lookback_of(&trained));
     let rate = rate_of(hardware, &trained.model, &mut assumptions)?;
     let batch = p.batch_size.max(1);
     let batches = (v.val + batch - 1) / batch;
-    let pass = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, v.window);
-    let one_window = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, 1, v.window);
+    let pass = FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, lookback, batch, v.window);
+    let one_window =
+        FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, lookback, 1, v.window);
     let generated = p.generate_worms as f64 * p.context as f64 * one_window;
     let mut seconds = PER_NODE_SECONDS + (1 + p.horizon) as f64 * batches as f64 * pass + generated;
     let mut basis = format!(
@@ -206,8 +207,8 @@ pub fn evaluate(p: &EvaluateParams, inputs: &[CostInput]) -> Option<Estimate> {
     if let Some(part) = Part::parse(&p.forecast_part) {
         let windows = forecast_windows(p, part, inputs, &mut assumptions);
         let forecast_batches = (windows + batch - 1) / batch;
-        let step =
-            FORWARD_SHARE * rate.step_seconds(&trained.model, hidden, batch, p.forecast_context);
+        let step = FORWARD_SHARE
+            * rate.step_seconds(&trained.model, hidden, lookback, batch, p.forecast_context);
         seconds += (forecast_batches * p.forecast_horizon) as f64 * step;
         basis.push_str(&format!(
             " + forecasts: {windows} windows, {} steps each × {:.1} ms a batch",

@@ -21,17 +21,30 @@ use wormflow_api::{Finished, InputNode, Provenance, StageContext};
 use crate::stage::Stage;
 
 pub use crate::model_size::MODELS;
-use crate::model_size::{hidden_for_target, n_params, Counting, LINEAR_WIDTH};
+use crate::model_size::{
+    has_hidden_size, hidden_for_target, n_params, Counting, DEFAULT_LOOKBACK, FORECAST_MODELS,
+    LINEAR_WIDTH,
+};
 
 /// The hidden size a train node uses: `hidden`, else (Linear) the study's 302, else matched
-/// to `params_target`.
+/// to `params_target`; 0 for models without one.
 pub fn hidden_size(p: &TrainParams) -> Result<i64> {
     Ok(match (p.model.as_str(), p.hidden, p.params_target) {
-        ("baseline", _, _) => 0,
+        (model, _, _) if !has_hidden_size(model) => 0,
         (_, h, _) if h > 0 => h,
         ("linear", _, _) => LINEAR_WIDTH,
-        (model, _, target) => hidden_for_target(model, target, p.params_counting)?,
+        (model, _, target) => hidden_for_target(model, target, lookback_of(p), p.params_counting)?,
     })
+}
+
+/// The lookback a train node's model sees: `lookback`, else 48 (POCO's) for the
+/// forecasting models; 0 for the study's, which see everything before a position.
+pub fn lookback_of(p: &TrainParams) -> i64 {
+    match (FORECAST_MODELS.contains(&p.model.as_str()), p.lookback) {
+        (false, _) => 0,
+        (true, 0) => DEFAULT_LOOKBACK,
+        (true, l) => l,
+    }
 }
 
 pub struct Train;
@@ -88,10 +101,13 @@ impl Loss {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
-    /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention
+    /// baseline | linear | feedforward | ctrnn | lstm | transformer | attention (the
+    /// study's) | nlinear | dlinear | tsmixer (the forecasting literature's)
     pub model: String,
     /// Hidden size; or 0 to pick it from `params_target`. Linear has no hidden size in the
-    /// study: 0 is its fixed width of 302, and `params_target` never widens it.
+    /// study: 0 is its fixed width of 302, and `params_target` never widens it. The
+    /// Baseline, NLinear and DLinear have none (their size is their lookback): ignored, as
+    /// `params_target`. TSMixer's is its feature-mixing width (POCO's `ff_dim`, 64).
     pub hidden: i64,
     /// Parameter budget (when hidden = 0): the smallest hidden size whose count reaches it.
     pub params_target: i64,
@@ -144,6 +160,9 @@ pub struct TrainParams {
     /// its own outputs, back-propagated through the rollout (POCO's `prediction` loss
     /// mode). Validation (early stopping) scores the same way. In the key and the card.
     pub horizon_train: i64,
+    /// Past steps a forecasting model (nlinear, dlinear, tsmixer) sees at each position:
+    /// 0 = 48, POCO's context. Refused for the study's models, which see all of the past.
+    pub lookback: i64,
 }
 
 impl Default for TrainParams {
@@ -173,6 +192,7 @@ impl Default for TrainParams {
             precision: Precision::Fp32,
             loss: Loss::Mse,
             horizon_train: 1,
+            lookback: 0,
         }
     }
 }
@@ -237,7 +257,19 @@ impl Stage for Train {
                 p.model
             ));
         }
-        let needs_size = !matches!(p.model.as_str(), "baseline" | "linear"); // Linear: 0 = the study's 302
+        let forecasting = FORECAST_MODELS.contains(&p.model.as_str());
+        if p.lookback < 0 || (p.lookback > 0 && !forecasting) {
+            return Err(format!(
+                "params.lookback = {} applies to {} (how many past steps they see); {} sees all of the past: leave lookback out",
+                p.lookback,
+                FORECAST_MODELS.join(", "),
+                p.model
+            ));
+        }
+        if p.residual && p.model == "nlinear" {
+            return Err("params.residual = true does not apply to nlinear: it already predicts relative to the last step (its own normalisation); leave residual out".into());
+        }
+        let needs_size = has_hidden_size(&p.model) && p.model != "linear"; // Linear: 0 = the study's 302
         if p.hidden < 0
             || p.params_target < 0
             || (needs_size && p.hidden == 0 && p.params_target == 0)
@@ -313,7 +345,7 @@ impl Stage for Train {
     /// helper sorts out: members whose windows differ in length train in separate stacks).
     fn group_key(p: &TrainParams) -> Option<String> {
         Some(format!(
-            "model={} hidden={} residual={} dropout={} device={} threads={} precision={} loss={} horizon_train={}",
+            "model={} hidden={} residual={} dropout={} device={} threads={} precision={} loss={} horizon_train={} lookback={}",
             p.model,
             hidden_size(p).ok()?,
             p.residual,
@@ -322,7 +354,8 @@ impl Stage for Train {
             p.threads,
             p.precision.as_str(),
             p.loss.as_str(),
-            p.horizon_train
+            p.horizon_train,
+            lookback_of(p)
         ))
     }
 
@@ -383,11 +416,16 @@ fn check_memory(p: &TrainParams) -> Result<(), String> {
         return Ok(());
     }
     let hidden = hidden_size(p).map_err(|e| e.to_string())?;
-    let n = n_params(&p.model, hidden, Counting::Used).map_err(|e| e.to_string())? as f64;
-    let activations = p.batch_size as f64
-        * WINDOW_STEPS
-        * (16.0 * hidden as f64 + 4.0 * crate::neurons::N_NEURONS as f64)
-        * 4.0;
+    let lookback = lookback_of(p);
+    let n = n_params(&p.model, hidden, lookback, Counting::Used).map_err(|e| e.to_string())? as f64;
+    let neurons = crate::neurons::N_NEURONS as f64;
+    // TSMixer mixes a whole (lookback × 302) window at each position it predicts.
+    let per_step = if p.model == "tsmixer" {
+        lookback as f64 * (6.0 * neurons + 2.0 * hidden as f64)
+    } else {
+        16.0 * hidden as f64 + 4.0 * neurons
+    };
+    let activations = p.batch_size as f64 * WINDOW_STEPS * per_step * 4.0;
     let needed = 16.0 * n + activations;
     let (available, what) = device_memory(&p.device);
     if needed > available {

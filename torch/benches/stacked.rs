@@ -21,7 +21,7 @@ fn seconds_per_step(
     steps: usize,
 ) -> f64 {
     let seeds: Vec<u64> = (0..m as u64).collect();
-    let options = Options { hidden, residual: false, dropout: 0.1 };
+    let options = Options { hidden, residual: false, dropout: 0.1, lookback: 0 };
     let mut stack = Stack::new(model, options, &seeds, device).unwrap();
     let mut adam = AdamW::new(&stack);
     let x = Tensor::randn([m, batch, window, 302], (Kind::Float, device));
@@ -63,7 +63,7 @@ fn main() {
     println!("M models as one stack vs one after another: batch {batch}, L = {window}, {threads} threads, {device:?}; samples/s (higher is better)");
     for target in [25_000, 580_000] {
         for model in ["feedforward", "ctrnn", "lstm"] {
-            let hidden = hidden_for_target(model, target, Counting::Study).unwrap();
+            let hidden = hidden_for_target(model, target, 0, Counting::Study).unwrap();
             // One model's step, the reference of "one after another".
             let steps = if target > 100_000 { 2 } else { 4 };
             let one = seconds_per_step(model, hidden, 1, (batch, window), device, steps);

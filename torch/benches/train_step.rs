@@ -18,8 +18,13 @@ const WINDOW: i64 = 180;
 const STEPS: usize = 5;
 
 /// Seconds per optimizer step of one model as a train node runs it (a stack of one).
-fn time_steps(model: &str, hidden: i64, (batch, window): (i64, i64), device: Device) -> f64 {
-    let options = Options { hidden, residual: false, dropout: 0.1 };
+fn time_steps(
+    model: &str,
+    (hidden, lookback): (i64, i64),
+    (batch, window): (i64, i64),
+    device: Device,
+) -> f64 {
+    let options = Options { hidden, residual: false, dropout: 0.1, lookback };
     let mut stack = Stack::new(model, options, &[0], device).unwrap();
     let mut adam = AdamW::new(&stack);
     let x = Tensor::randn([1, batch, window, 302], (Kind::Float, device));
@@ -60,12 +65,12 @@ fn main() {
     if python == "--table" {
         // One thread: a node's share of the CPU under `run`'s default -j (one per core).
         tch::set_num_threads(1);
-        return print_table(device, 1);
+        return print_table(device, 1, args.get(2).map(String::as_str));
     }
     println!("train step (forward + backward + AdamW), batch {BATCH}, L = {WINDOW}, {threads} threads, {device:?}");
     for model in ["lstm", "ctrnn", "transformer"] {
-        let hidden = hidden_for_target(model, 580_000, Counting::Study).unwrap();
-        let ours = time_steps(model, hidden, (BATCH, WINDOW), device);
+        let hidden = hidden_for_target(model, 580_000, 0, Counting::Study).unwrap();
+        let ours = time_steps(model, (hidden, 0), (BATCH, WINDOW), device);
         let theirs = std::process::Command::new(&python)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/train_step.py"))
             .args([
@@ -89,7 +94,7 @@ fn main() {
         };
         println!(
             "  {model:<12} H={hidden:<4} params {:>7} (torch {torch_params:>7})  wormflow {:7.1} ms  pytorch {:7.1} ms  ratio {:.3} (target ≤ 1.05)  {:.0} samples/s",
-            n_params(model, hidden, Counting::Used).unwrap(),
+            n_params(model, hidden, 0, Counting::Used).unwrap(),
             ours * 1e3,
             torch_s * 1e3,
             ours / torch_s,
@@ -98,21 +103,28 @@ fn main() {
     }
 }
 
-/// The rows of stages/data/step_times.csv for this machine.
-fn print_table(device: Device, threads: usize) {
+/// The rows of stages/data/step_times.csv for this machine (`only`: one architecture's).
+fn print_table(device: Device, threads: usize, only: Option<&str>) {
     let name = if device == Device::Cpu { "cpu" } else { "cuda" };
-    println!("device,model,hidden,batch,window,threads,seconds,source");
-    for model in wormflow_torch::models::MODELS.iter().filter(|m| **m != "baseline") {
-        let sizes: &[i64] = match *model {
-            "linear" => &[302],
-            "nlinear" | "dlinear" => &[16, 48, 128], // lookbacks
-            _ => &[16, 64, 256],
+    println!("device,model,hidden,lookback,batch,window,threads,seconds,source");
+    let wanted = |m: &&&str| **m != "baseline" && only.is_none_or(|o| o == **m);
+    for model in wormflow_torch::models::MODELS.iter().filter(wanted) {
+        // (hidden, lookback); the forecasting models' windows at least their lookback.
+        let sizes: &[(i64, i64)] = match *model {
+            "linear" => &[(302, 0)],
+            "nlinear" | "dlinear" => &[(0, 16), (0, 48)],
+            "tsmixer" => &[(16, 16), (64, 48), (256, 48)],
+            _ => &[(16, 0), (64, 0), (256, 0)],
         };
-        for &hidden in sizes {
-            for shape in [(16, 40), (BATCH, WINDOW)] {
-                let seconds = time_steps(model, hidden, shape, device);
+        // The forecasting models at pipelines/forecast.toml's shapes (a TSMixer mixes a
+        // whole window at each of its T − L + 1 positions: B128 L180 would need 12 GB).
+        let shapes =
+            if sizes[0].1 > 0 { [(16, 64), (64, 64)] } else { [(16, 40), (BATCH, WINDOW)] };
+        for &(hidden, lookback) in sizes {
+            for shape in shapes {
+                let seconds = time_steps(model, (hidden, lookback), shape, device);
                 println!(
-                    "{name},{model},{hidden},{},{},{threads},{seconds:.6},wormflow train_step --table",
+                    "{name},{model},{hidden},{lookback},{},{},{threads},{seconds:.6},wormflow train_step --table",
                     shape.0, shape.1
                 );
             }

@@ -60,7 +60,12 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
         find("sample.parquet").map(|p| summaries::read(&p)).transpose()?;
 
     let mut vs = nn::VarStore::new(device);
-    let options = models::Options { hidden: card.hidden, residual: card.residual, dropout: 0.0 }; // evaluation: no dropout
+    let options = models::Options {
+        hidden: card.hidden,
+        residual: card.residual,
+        dropout: 0.0,
+        lookback: card.lookback,
+    }; // evaluation: no dropout
     let model = models::build(&card.architecture, options, &vs.root())?;
     if card.architecture != "baseline" {
         let weights =
@@ -69,16 +74,15 @@ pub fn run(p: &Params, ctx: &StageContext) -> Result<wormflow_api::Provenance> {
     }
     let baseline = models::build(
         "baseline",
-        models::Options { hidden: 0, residual: false, dropout: 0.0 },
+        models::Options { hidden: 0, residual: false, dropout: 0.0, lookback: 0 },
         &vs.root(),
     )?;
     let val = window_set(&worms, &windows, "val", device)?;
-    let warmup = models::warmup_steps(&card.architecture, card.hidden);
+    let warmup = models::warmup_steps(&card.architecture, card.lookback);
     if warmup >= val.x.size()[1] {
         bail!(
-            "{} with hidden = {} needs windows longer than its lookback of {} steps; the sample's windows have {}: raise the sample stage's window",
+            "{} needs windows longer than its lookback of {} steps; the sample's windows have {}: raise the sample stage's window",
             card.architecture,
-            card.hidden,
             warmup + 1,
             val.x.size()[1]
         );

@@ -623,7 +623,7 @@ fn stacked_errors(
     });
     let weights = stack.weights(index.as_ref());
     let params = members[bucket[0]].params;
-    let warmup = crate::models::warmup_steps(&params.model, stack.hidden());
+    let warmup = crate::models::warmup_steps(&params.model, stack.lookback());
     let (pred, y) =
         scored(stack, &weights, (&x, &y, &mask), params.horizon_train, warmup, train, draws);
     let steps = pred.size()[2] as f64;
@@ -734,7 +734,8 @@ mod tests {
     /// an NLinear with zero maps: the last value plus nothing), so what `scored` compares is
     /// known exactly.
     fn copying(model: &str, hidden: i64) -> Stack {
-        let options = Options { hidden, residual: model == "linear", dropout: 0.0 };
+        let options =
+            Options { hidden, residual: model == "linear", dropout: 0.0, lookback: hidden };
         let stack = Stack::new(model, options, &[1, 2], Device::Cpu).unwrap();
         tch::no_grad(|| {
             for (name, p) in stack.names.iter().zip(&stack.params) {

@@ -211,7 +211,7 @@ mod tests {
         let _rng = crate::global_rng();
         tch::manual_seed(0);
         let (w, vs) = (worm(), nn::VarStore::new(Device::Cpu));
-        let o = |hidden| Options { hidden, residual: false, dropout: 0.0 };
+        let o = |hidden| Options { hidden, residual: false, dropout: 0.0, lookback: 0 };
         let p = Protocol { part: Part::Test, context: 12, horizon: 5, stride: 3, batch: 7 };
         let baseline = build("baseline", o(0), &vs.root()).unwrap();
         let (_, skill) =

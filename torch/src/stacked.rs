@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use rand::Rng;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::models::{heads_for, lookback, Options, N_NEURONS_I64};
+use crate::models::{heads_for, lookback, tsmixer, Options, N_NEURONS_I64};
 use wormflow_stages::rng::stream;
 
 /// The architectures the stack can run (all but the Baseline, which has nothing to train).
@@ -31,6 +31,7 @@ enum Arch {
     Attention,
     NLinear,
     DLinear,
+    TsMixer,
 }
 
 impl Arch {
@@ -44,6 +45,7 @@ impl Arch {
             "attention" => Arch::Attention,
             "nlinear" => Arch::NLinear,
             "dlinear" => Arch::DLinear,
+            "tsmixer" => Arch::TsMixer,
             other => bail!("{other:?} cannot be trained as a stack"),
         })
     }
@@ -165,9 +167,9 @@ impl Stack {
         self.params[0].size()[0]
     }
 
-    /// The members' hidden size (a lookback model's lookback).
-    pub fn hidden(&self) -> i64 {
-        self.options.hidden
+    /// The past steps the members see (forecasting models; 0 for the study's).
+    pub fn lookback(&self) -> i64 {
+        self.options.lookback
     }
 
     pub fn is_empty(&self) -> bool {
@@ -205,7 +207,7 @@ impl Stack {
     /// x (M', B, T, 302) → next-step predictions (M', B, T, 302); M' = the members `w` holds.
     pub fn forward(&self, w: &Weights, x: &Tensor, train: bool, draws: &Draws) -> Tensor {
         let [m, b, t, n] = x.size()[..] else { panic!("(M, B, T, 302)") };
-        if let Some(out) = self.lookback_forward(w, x) {
+        if let Some(out) = self.lookback_forward(w, x, train, draws) {
             return if self.options.residual { x + out } else { out };
         }
         let h = self.options.hidden;
@@ -213,7 +215,9 @@ impl Stack {
         let flat = x.reshape([m, b * t, n]);
         let e = linear(&flat, w, "embedding"); // (M, B·T, H)
         let core = match self.arch {
-            Arch::NLinear | Arch::DLinear => unreachable!("lookback_forward answered"),
+            Arch::NLinear | Arch::DLinear | Arch::TsMixer => {
+                unreachable!("lookback_forward answered")
+            }
             Arch::Linear => e,
             Arch::Feedforward => {
                 let inner = linear(&e, w, "hidden").relu();
@@ -307,10 +311,24 @@ impl Stack {
         }
     }
 
-    /// NLinear and DLinear over the stack (`models::lookback`): one grouped convolution with
-    /// each member's effective kernels; None for the other architectures. These run in
-    /// float32 whatever the precision (a convolution, not a matmul).
-    fn lookback_forward(&self, w: &Weights, x: &Tensor) -> Option<Tensor> {
+    /// The forecasting models over the stack: NLinear and DLinear (`models::lookback`) as one
+    /// grouped convolution with each member's effective kernels, TSMixer
+    /// (`models::tsmixer`) with each member's dropout draws; None for the study's
+    /// architectures. These compute in float32 whatever the precision.
+    fn lookback_forward(
+        &self,
+        w: &Weights,
+        x: &Tensor,
+        train: bool,
+        draws: &Draws,
+    ) -> Option<Tensor> {
+        if self.arch == Arch::TsMixer {
+            let get = |name: &str| w.get(name).shallow_clone();
+            let weights = tsmixer::MixerWeights { get: &get };
+            let p = self.options.dropout;
+            let drop = |t: &Tensor| draws.dropout(t, p, train);
+            return Some(tsmixer::forward(&weights, x, self.options.lookback, &drop));
+        }
         let (kernel, bias) = match self.arch {
             Arch::NLinear => (
                 lookback::nlinear_kernel(w.get("linear.weight")),
@@ -398,7 +416,7 @@ mod tests {
         };
         for model in MODELS.iter().filter(|m| **m != "baseline") {
             for residual in [false, true] {
-                let options = Options { hidden: 12, residual, dropout: 0.1 };
+                let options = Options { hidden: 12, residual, dropout: 0.1, lookback: 5 };
                 let seeds = [3, 1, 4];
                 let stack = Stack::new(model, options, &seeds, Device::Cpu).unwrap();
                 let draws = Draws::new(vec![(0, 0); 3]);
@@ -424,7 +442,7 @@ mod tests {
         tch::manual_seed(1);
         let x = Tensor::randn([4, 3, 9, 302], (Kind::Float, Device::Cpu));
         for model in MODELS.iter().filter(|m| **m != "baseline") {
-            let options = Options { hidden: 10, residual: false, dropout: 0.1 };
+            let options = Options { hidden: 10, residual: false, dropout: 0.1, lookback: 4 };
             let big = Stack::new(model, options, &[5, 6, 7, 8], Device::Cpu).unwrap();
             let one = Stack::new(model, options, &[7], Device::Cpu).unwrap();
             let run = |s: &Stack, x: &Tensor, members: Vec<(u64, u64)>| {

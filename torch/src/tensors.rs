@@ -147,7 +147,7 @@ mod tests {
             let vs = nn::VarStore::new(Device::Cpu);
             let m = crate::models::build(
                 model,
-                crate::models::Options { hidden: 8, residual: false, dropout: 0.1 },
+                crate::models::Options { hidden: 8, residual: false, dropout: 0.1, lookback: 4 },
                 &vs.root(),
             )
             .unwrap();

@@ -34,7 +34,7 @@ use wormflow_stages::table::read_recordings;
 pub use wormflow_stages::torch_stages::TrainParams as Params;
 use wormflow_stages::windows::read_windows;
 
-pub use wormflow_stages::torch_stages::hidden_size;
+pub use wormflow_stages::torch_stages::{hidden_size, lookback_of};
 
 /// The device a `device` param names, checked against what this machine has.
 pub fn pick_device(name: &str) -> Result<Device> {
@@ -62,17 +62,19 @@ pub fn pick_device(name: &str) -> Result<Device> {
 
 /// A training window of T inputs (T + 1 steps) must leave the model a context before the
 /// steps it is scored on: T + 1 − horizon_train steps, at least a lookback model's lookback.
-fn check_window(p: &Params, hidden: i64, window: i64) -> Result<()> {
+fn check_window(p: &Params, window: i64) -> Result<()> {
     let context = window + 1 - p.horizon_train;
-    let needs = models::warmup_steps(&p.model, hidden) + 1;
+    let lookback = lookback_of(p);
+    let needs = models::warmup_steps(&p.model, lookback) + 1;
     if context < needs {
         bail!(
-            "params.horizon_train = {} in windows of {} steps (the sample stage's window = {window}) leaves a context of {context} steps; {} with hidden = {hidden} needs {needs}: raise the sample's window to at least {} or lower horizon_train{}",
+            "params.horizon_train = {} in windows of {} steps (the sample stage's window = {window}) leaves a context of {context} steps; {} needs {needs}{}: raise the sample's window to at least {} or lower horizon_train{}",
             p.horizon_train,
             window + 1,
             p.model,
+            if needs > 1 { format!(" (its lookback = {lookback})") } else { String::new() },
             needs + p.horizon_train - 1,
-            if needs > 1 { " or hidden (its lookback)" } else { "" }
+            if needs > 1 { " or lookback" } else { "" }
         );
     }
     Ok(())
@@ -99,7 +101,7 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
         let setup = || -> Result<(Device, i64, TrainingData)> {
             let device = pick_device(&p.device)?;
             let (hidden, data) = (hidden_size(p)?, TrainingData::load(ctx, device)?);
-            check_window(p, hidden, data.train.x.size()[1])?;
+            check_window(p, data.train.x.size()[1])?;
             Ok((device, hidden, data))
         };
         match setup() {
@@ -121,8 +123,8 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
     tch::set_num_threads(threads as i32);
     let load = clock.elapsed().as_secs_f64();
     // Stacks: same architecture, hidden size, window length, device, residual, dropout,
-    // precision, loss and training horizon.
-    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str, &'p str, i64));
+    // precision, loss, training horizon and lookback.
+    type Shape<'p> = (String, i64, i64, String, bool, (u64, &'p str, &'p str, i64, i64));
     let mut stacks: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     for (at, (k, (device, hidden, data))) in loaded.iter().enumerate() {
         let p = &nodes[*k].0;
@@ -132,15 +134,25 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
             data.train.x.size()[1],
             device_name(*device),
             p.residual,
-            (p.dropout.to_bits(), p.precision.as_str(), p.loss.as_str(), p.horizon_train),
+            (
+                p.dropout.to_bits(),
+                p.precision.as_str(),
+                p.loss.as_str(),
+                p.horizon_train,
+                lookback_of(p),
+            ),
         );
         stacks.entry(shape).or_default().push(at);
     }
     // On a CPU a stack gains only while it fits the caches: split it (see `cpu_stack_limit`).
     let stacks: Vec<Vec<usize>> = stacks
         .into_iter()
-        .flat_map(|((model, hidden, _, device, _, _), members)| {
-            let limit = if device == "cpu" { cpu_stack_limit(&model, hidden) } else { usize::MAX };
+        .flat_map(|((model, hidden, _, device, _, rest), members)| {
+            let lookback = rest.4;
+            let limit = match device.as_str() {
+                "cpu" => cpu_stack_limit(&model, hidden, lookback),
+                _ => usize::MAX,
+            };
             members.chunks(limit).map(<[usize]>::to_vec).collect::<Vec<_>>()
         })
         .collect();
@@ -176,7 +188,12 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
                 return Ok(());
             }
             let p = &nodes[first.0].0;
-            let options = Options { hidden, residual: p.residual, dropout: p.dropout };
+            let options = Options {
+                hidden,
+                residual: p.residual,
+                dropout: p.dropout,
+                lookback: lookback_of(p),
+            };
             let seeds: Vec<u64> = members.iter().map(|&at| nodes[loaded[at].0].0.seed).collect();
             let mut stack = Stack::new(model, options, &seeds, device)?;
             stack.compute = crate::precision::apply(p.precision, device)?;
@@ -212,11 +229,11 @@ pub fn run_group(nodes: &[(Params, &StageContext)], finished: &mut wormflow_api:
 /// at most 1.15× at M = 4 and lose beyond; the LSTM alone runs libtorch's fused kernel,
 /// which beats any stack of the cell on a CPU. So: one LSTM; others up to 16, with the
 /// stack's parameters under 2.4 million. A GPU takes the whole group.
-fn cpu_stack_limit(model: &str, hidden: i64) -> usize {
+fn cpu_stack_limit(model: &str, hidden: i64, lookback: i64) -> usize {
     if model == "lstm" {
         return 1;
     }
-    let per_model = models::n_params(model, hidden, Counting::Used).unwrap_or(1).max(1);
+    let per_model = models::n_params(model, hidden, lookback, Counting::Used).unwrap_or(1).max(1);
     (2_400_000 / per_model).clamp(1, 16) as usize
 }
 
@@ -351,10 +368,11 @@ fn build_seeded(
     tch::manual_seed(seed as i64);
     let built = models::build(model, options, &vs.root())?;
     if options.residual {
-        // Start exactly at the Baseline: a residual model's readout begins at zero.
+        // Start exactly at the Baseline: a residual model's output layer begins at zero.
+        let output = models::output_layers(model);
         tch::no_grad(|| {
             for (name, mut t) in vs.variables() {
-                if name.starts_with("readout.") {
+                if output.iter().any(|layer| name.starts_with(&format!("{layer}."))) {
                     let _ = t.zero_();
                 }
             }
@@ -441,7 +459,7 @@ pub fn loss_over(model: &dyn Model, set: &WindowSet, batch: i64) -> f64 {
 
 /// The Baseline: nothing to train, its losses are those of copying the input.
 fn evaluate_only(data: &TrainingData) -> Outcome {
-    let options = Options { hidden: 0, residual: false, dropout: 0.0 };
+    let options = Options { hidden: 0, residual: false, dropout: 0.0, lookback: 0 };
     let vs = nn::VarStore::new(Device::Cpu);
     let model = &*models::build("baseline", options, &vs.root()).expect("the Baseline builds");
     let clock = Instant::now();
@@ -484,7 +502,7 @@ fn write_outputs(
         hidden,
         residual: p.residual,
         n_params,
-        n_params_study: models::n_params(&p.model, hidden, Counting::Study)?,
+        n_params_study: models::n_params(&p.model, hidden, lookback_of(p), Counting::Study)?,
         params_target: p.params_target,
         params_counting: p.params_counting,
         dropout: p.dropout,
@@ -505,6 +523,7 @@ fn write_outputs(
         precision: p.precision.as_str().into(),
         loss: p.loss.as_str().into(),
         horizon_train: p.horizon_train,
+        lookback: lookback_of(p),
     };
     summaries::write(&ctx.out_dir.join("model.parquet"), &card, &meta)?;
     Ok(())

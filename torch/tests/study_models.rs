@@ -27,7 +27,7 @@ fn models_compute_what_the_studys_classes_compute() {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = seeded_build(
             m,
-            Options { hidden: hidden(m), residual: false, dropout: 0.1 },
+            Options { hidden: hidden(m), residual: false, dropout: 0.1, lookback: 0 },
             &vs,
             i as u64,
         )
@@ -50,7 +50,7 @@ fn models_compute_what_the_studys_classes_compute() {
         counts["hidden"][m] = json!(hidden(m));
     }
     for (m, h) in table {
-        counts["table"][m] = json!([[h, n_params(m, h, Counting::Study).unwrap()]]);
+        counts["table"][m] = json!([[h, n_params(m, h, 0, Counting::Study).unwrap()]]);
     }
     std::fs::write(dir.path().join("counts.json"), counts.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/study_models.py");

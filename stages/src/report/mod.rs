@@ -102,7 +102,8 @@ struct Trained<'a> {
 }
 
 fn model_index(model: &str) -> usize {
-    crate::torch_stages::MODELS.iter().position(|m| *m == model).unwrap_or(9)
+    let models = crate::torch_stages::MODELS;
+    models.iter().position(|m| *m == model).unwrap_or(models.len())
 }
 
 type Inputs<'a> = (Vec<(&'a InputNode, FitsDoc)>, Vec<Eval<'a>>, Vec<Trained<'a>>);

@@ -10,9 +10,11 @@
 
 use std::fmt::Write;
 
+/// One colour per model (`MODELS` order: the study's seven, then the forecasting models),
+/// then one for anything else.
 const PALETTE: &[&str] = &[
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-    "#7f7f7f",
+    "#7f7f7f", "#bcbd22", "#393b79",
 ];
 
 pub fn color(i: usize) -> &'static str {

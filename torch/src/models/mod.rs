@@ -27,6 +27,7 @@ mod linear;
 pub mod lookback;
 mod lstm;
 mod transformer;
+pub mod tsmixer;
 
 use anyhow::{bail, Result};
 use tch::{nn, Tensor};
@@ -41,7 +42,8 @@ pub trait Model: Send {
 }
 
 pub use wormflow_stages::model_size::{
-    hidden_for_target, n_params, warmup_steps, Counting, FORECAST_MODELS, MODELS, STUDY_MODELS,
+    has_hidden_size, hidden_for_target, n_params, warmup_steps, Counting, DEFAULT_LOOKBACK,
+    FORECAST_MODELS, MODELS, STUDY_MODELS,
 };
 
 /// Heads of a multi-head attention of width h: the largest divisor of h not above 5 (the
@@ -60,10 +62,25 @@ impl Model for Residual {
     }
 }
 
+/// The layers that make a model's output: zeroed at the start of a residual model, so that
+/// output = input + 0 starts exactly at the Baseline. NLinear has none (it already predicts
+/// relative to the last step; `residual` is refused for it at plan time).
+pub fn output_layers(model: &str) -> &'static [&'static str] {
+    match model {
+        "baseline" | "nlinear" => &[],
+        "dlinear" => &["seasonal", "trend"],
+        "tsmixer" => &["projection"],
+        _ => &["readout"],
+    }
+}
+
 /// What shapes a model beyond its architecture.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub hidden: i64,
+    /// Past steps a forecasting model sees (`model_size::warmup_steps`); unused by the
+    /// study's models.
+    pub lookback: i64,
     /// Wrap in `Residual` (never the Baseline, which copies already).
     pub residual: bool,
     /// Dropout rate where the study has dropout.
@@ -72,9 +89,12 @@ pub struct Options {
 
 /// Create the model's parameters under `root` and return it.
 pub fn build(model: &str, o: Options, root: &nn::Path) -> Result<Box<dyn Model>> {
-    let (h, p) = (o.hidden, o.dropout);
-    if model != "baseline" && h < 1 {
+    let (h, p, l) = (o.hidden, o.dropout, o.lookback);
+    if has_hidden_size(model) && h < 1 {
         bail!("hidden size must be at least 1; got {h}");
+    }
+    if FORECAST_MODELS.contains(&model) && l < 1 {
+        bail!("{model} needs a lookback of at least 1 step; got {l}");
     }
     let m: Box<dyn Model> = match model {
         "baseline" => return Ok(Box::new(baseline::Baseline)),
@@ -84,8 +104,9 @@ pub fn build(model: &str, o: Options, root: &nn::Path) -> Result<Box<dyn Model>>
         "lstm" => Box::new(lstm::Lstm::new(root, h)),
         "transformer" => Box::new(transformer::Transformer::new(root, h, p)),
         "attention" => Box::new(attention::Attention::new(root, h, p)),
-        "nlinear" => Box::new(lookback::NLinear::new(root, h)),
-        "dlinear" => Box::new(lookback::DLinear::new(root, h)),
+        "nlinear" => Box::new(lookback::NLinear::new(root, l)),
+        "dlinear" => Box::new(lookback::DLinear::new(root, l)),
+        "tsmixer" => Box::new(tsmixer::TsMixer::new(root, h, l, p)),
         other => bail!("unknown model {other:?}; choose one of {}", MODELS.join(", ")),
     };
     Ok(if o.residual { Box::new(Residual(m)) } else { m })
@@ -96,10 +117,14 @@ mod tests {
     use super::*;
     use tch::{nn, Device, Kind};
 
+    /// The lookback the count tests give the forecasting models (shorter than their windows).
+    const LOOKBACK: i64 = 5;
+
     fn counted(model: &str, h: i64) -> i64 {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m =
-            build(model, Options { hidden: h, residual: false, dropout: 0.1 }, &vs.root()).unwrap();
+        let lookback = if FORECAST_MODELS.contains(&model) { LOOKBACK } else { 0 };
+        let options = Options { hidden: h, residual: false, dropout: 0.1, lookback };
+        let m = build(model, options, &vs.root()).unwrap();
         // The forward pass runs and keeps the shape, in both modes.
         for train in [false, true] {
             let y = m.forward_t(&Tensor::zeros([2, 7, 302], (Kind::Float, Device::Cpu)), train);
@@ -113,7 +138,8 @@ mod tests {
         let _rng = crate::global_rng(); // building initialises from the global generator
         for h in [1, 8, 17, 64, 100, 234] {
             for m in MODELS {
-                assert_eq!(counted(m, h), n_params(m, h, Counting::Used).unwrap(), "{m} at H={h}");
+                let used = n_params(m, h, LOOKBACK, Counting::Used).unwrap();
+                assert_eq!(counted(m, h), used, "{m} at H={h}");
             }
         }
         assert_eq!(counted("linear", 302), 183_012);
@@ -124,7 +150,12 @@ mod tests {
         let _rng = crate::global_rng();
         let vs = nn::VarStore::new(Device::Cpu);
         let h = 16;
-        build("lstm", Options { hidden: h, residual: false, dropout: 0.0 }, &vs.root()).unwrap();
+        build(
+            "lstm",
+            Options { hidden: h, residual: false, dropout: 0.0, lookback: 0 },
+            &vs.root(),
+        )
+        .unwrap();
         let v = vs.variables();
         // Recurrent weights orthogonal: W (4H × H) has orthonormal columns, WᵀW = I.
         let w = &v["lstm.weight_hh_l0"];
