@@ -76,30 +76,56 @@ fn sines_are_forecast_better_than_copy_last_and_a_random_walk_is_not() {
 
 #[test]
 fn a_lookback_model_and_a_rollout_loss_train_forecast_and_say_so() {
-    let matrix = r#"matrix = { model = ["nlinear", "lstm"], horizon_train = [1, 4] }"#;
-    let params = "hidden = 12, horizon_train = \"${matrix.horizon_train}\", residual = false";
+    let matrix = r#"matrix = { model = ["nlinear"], horizon_train = [1, 4] }"#;
+    let params = "lookback = 12, horizon_train = \"${matrix.horizon_train}\", residual = false";
     let text = pipeline_training(r#"model = "sines", noise = 0.0"#, matrix, params);
     let ws = Workspace::new(&text);
     ws.ok(&["run", "-q"]);
     for k in [1, 4] {
-        for model in ["nlinear", "lstm"] {
-            let node = format!("horizon_train={k}/model={model}");
-            let cards: Vec<ModelCard> =
-                read_rows(&ws.file(&format!("results/train/{node}/model.parquet"))).unwrap();
-            assert_eq!((cards[0].architecture.as_str(), cards[0].horizon_train), (model, k));
-            let s = skill(&ws, &node);
-            // A linear map over 12 steps can continue a sine exactly.
-            if model == "nlinear" {
-                assert!(s.iter().all(|&s| s > 0.0), "{node} on Sines, skill by step: {s:?}");
-            }
-        }
+        let node = format!("horizon_train={k}/model=nlinear");
+        let cards: Vec<ModelCard> =
+            read_rows(&ws.file(&format!("results/train/{node}/model.parquet"))).unwrap();
+        let card = &cards[0];
+        assert_eq!(
+            (card.architecture.as_str(), card.horizon_train, card.lookback),
+            ("nlinear", k, 12)
+        );
+        // A linear map over 12 steps can continue a sine exactly.
+        let s = skill(&ws, &node);
+        assert!(s.iter().all(|&s| s > 0.0), "{node} on Sines, skill by step: {s:?}");
     }
     // A rollout longer than the window leaves no context: the node fails and says the fix.
     ws.write("pipeline.toml", &text.replace("horizon_train = [1, 4]", "horizon_train = [30]"));
     let out = ws.run_fails();
     assert!(
         out.contains("params.horizon_train = 30 in windows of 25 steps")
-            && out.contains("raise the sample's window to at least 30"),
+            && out.contains("nlinear needs 12 (its lookback = 12)")
+            && out.contains("raise the sample's window to at least 41"),
         "{out}"
     );
+}
+
+/// The forecasting switches are checked when the pipeline is planned, by name, before
+/// anything runs: a misspelt part, a lookback for a model that sees all of the past, a
+/// residual NLinear, a rollout of no steps.
+#[test]
+fn forecasting_params_are_refused_at_plan_time_by_name() {
+    let good = pipeline(r#"model = "sines", noise = 0.0"#, true);
+    let ws = Workspace::new(&good);
+    for (from, to, says) in [
+        (r#"forecast_part = "test""#, r#"forecast_part = "tset""#, "params.forecast_part must be"),
+        ("hidden = 32,", "hidden = 32, lookback = 12,", "params.lookback = 12 applies to"),
+        (
+            r#"matrix = { model = ["baseline", "linear", "lstm"] }"#,
+            r#"matrix = { model = ["nlinear"] }"#,
+            "params.residual = true does not apply to nlinear",
+        ),
+        ("hidden = 32,", "hidden = 32, horizon_train = 0,", "params.horizon_train must be ≥ 1"),
+    ] {
+        assert!(good.contains(from), "{from}");
+        ws.write("pipeline.toml", &good.replace(from, to));
+        let err = ws.bad(&["run", "-n"]);
+        assert!(err.contains(says), "{to}: {err}");
+        assert_eq!(ws.object_count(), 0, "nothing ran for {to}");
+    }
 }
