@@ -309,6 +309,11 @@ local = true
         let q = Command::new("squeue").args(["-h", "-j", &job, "-o", "%T %r"]).output().unwrap();
         let state = text(&q.stdout);
         if state.starts_with("PENDING") {
+            // Slurm revokes the first run's credential when it requeues the job and refuses
+            // any launch whose credential is not newer, to the second ("Job credential
+            // revoked": the job fails). Slurm's own two-minute hold keeps clear of that; a
+            // release in the same second would not.
+            std::thread::sleep(Duration::from_secs(2));
             let now = ["update", &format!("JobId={job}"), "StartTime=now"];
             assert!(Command::new("scontrol").args(now).status().unwrap().success());
             break;
