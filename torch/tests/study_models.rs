@@ -1,6 +1,7 @@
 //! wormflow's models against the study's own classes (re-implemented in PyTorch in
-//! study_models.py): the same weights, the same batch, the same outputs in eval mode (1e-5),
-//! and the study's parameter counts at every size of the paper's Table II.
+//! study_models.py): the same weights, the same batch, the same outputs in eval mode (within
+//! 1e-5 of the output's scale, the reference in float64), and the study's parameter counts
+//! at every size of the paper's Table II.
 //! Needs the torch venv's python (`$VIRTUAL_ENV/bin/python`, as `make test` sets it up).
 
 mod common;
@@ -55,5 +56,5 @@ fn models_compute_what_the_studys_classes_compute() {
     std::fs::write(dir.path().join("counts.json"), counts.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/study_models.py");
     let stdout = common::run_check(script, dir.path());
-    assert_eq!(stdout.matches("max |wormflow - study|").count(), MODELS.len(), "{stdout}");
+    assert_eq!(stdout.matches("|wormflow - study| / scale").count(), MODELS.len(), "{stdout}");
 }
