@@ -84,7 +84,7 @@ class CTRNN(torch.nn.Module):
         self.h2h = torch.nn.Linear(h, h)
 
     def forward(self, x):
-        hidden = torch.zeros(x.size(0), self.h2h.in_features)
+        hidden = x.new_zeros(x.size(0), self.h2h.in_features)
         out = []
         for t in range(x.size(1)):
             new = torch.relu(self.input2h(x[:, t]) + self.h2h(hidden))
