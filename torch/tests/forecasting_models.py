@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from study_models import N, TOLERANCE, read_safetensors, scaled_error
+from study_models import N, TOLERANCE, exit_code, read_safetensors, scaled_error
 
 
 class MovingAverage(torch.nn.Module):
@@ -212,9 +212,7 @@ def main(directory):
             if got != expected_count:
                 problems.append(f"{kind} at hidden {h}, lookback {c}: the reference has {got} parameters, wormflow says {expected_count}")
             print(f"{kind:8s} hidden={h:<3d} lookback={c:<3d} reference count {got}")
-    for p in problems:
-        print(p, file=sys.stderr)
-    return 1 if problems else 0
+    return exit_code(problems)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,13 @@ def scaled_error(out, expected):
     return err / max(1.0, expected.abs().max().item())
 
 
+def exit_code(problems):
+    """One line per disagreement on stderr; 0 when there is none."""
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def read_safetensors(path):
     """safetensors without the safetensors package: 8-byte header length, JSON, raw data."""
     raw = Path(path).read_bytes()
@@ -234,9 +241,7 @@ def main(directory):
             if got != expected:
                 problems.append(f"{kind} at H={h}: the study's class registers {got} parameters, wormflow says {expected}")
             print(f"{kind:12s} H={h:<4d} study count {got}")
-    for p in problems:
-        print(p, file=sys.stderr)
-    return 1 if problems else 0
+    return exit_code(problems)
 
 
 if __name__ == "__main__":
